@@ -1,0 +1,192 @@
+"""Engines and sessions, and the one door to tenant data.
+
+``Database.tenant(tenant_id)`` opens a session bound to one tenant. Every ORM query it runs on a
+:class:`TenantOwned` model is filtered to that tenant, every new tenant-owned row is stamped with it (a row
+for another tenant is refused), and on PostgreSQL every transaction starts with
+``set_config('app.tenant_id', ..., true)`` (the ``SET LOCAL`` form: it ends with the transaction, so a
+pooled connection never carries one tenant into the next request), under which Row-Level Security
+policies filter again. A session with no tenant sees no tenant-owned rows at all: closed when unset.
+
+``Database.system()`` is the cross-tenant door for the relay, the scheduler and provider-wide views; it
+connects with the system role and must filter explicitly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import event, false, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, with_loader_criteria
+from sqlalchemy.pool import NullPool
+
+from backoffice.platform.db.base import TenantOwned
+from backoffice.platform.settings import Settings
+
+T = TypeVar("T")
+
+TENANT_KEY = "tenant_id"
+SYSTEM_KEY = "system"
+
+
+class NotFound(LookupError):
+    """The row does not exist for this tenant (a missing row and a foreign row look the same)."""
+
+    def __init__(self, model: type, ident: Any) -> None:
+        super().__init__(f"{model.__name__} {ident} not found")
+        self.model = model
+        self.ident = ident
+
+
+class TenantMismatch(RuntimeError):
+    """An attempt to write a row of another tenant through a tenant-bound session."""
+
+
+class ScopedSession(Session):
+    """The sync session behind every AsyncSession; its events implement the tenant scope."""
+
+
+@event.listens_for(ScopedSession, "do_orm_execute")
+def _scope_queries(state) -> None:
+    if state.session.info.get(SYSTEM_KEY) or not (state.is_select or state.is_update or state.is_delete):
+        return
+    tenant_id = state.session.info.get(TENANT_KEY)
+    if tenant_id is None:
+        criteria = with_loader_criteria(TenantOwned, lambda cls: false(), include_aliases=True)
+    else:
+        criteria = with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+    state.statement = state.statement.options(criteria)
+
+
+@event.listens_for(ScopedSession, "before_flush")
+def _stamp_tenant(session: Session, flush_context, instances) -> None:
+    if session.info.get(SYSTEM_KEY):
+        for obj in session.new:
+            if isinstance(obj, TenantOwned) and obj.tenant_id is None:
+                raise TenantMismatch(f"{type(obj).__name__} written through the system session without tenant_id")
+        return
+    tenant_id = session.info.get(TENANT_KEY)
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantOwned):
+            continue
+        if tenant_id is None:
+            raise TenantMismatch(f"{type(obj).__name__} written without a tenant in scope")
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+        elif obj.tenant_id != tenant_id:
+            raise TenantMismatch(f"{type(obj).__name__} of another tenant written in tenant {tenant_id}")
+
+
+@event.listens_for(ScopedSession, "after_begin")
+def _set_tenant_guc(session: Session, transaction, connection) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    tenant_id = session.info.get(TENANT_KEY)
+    # Always set it, empty when unset: policies treat '' as no tenant (closed).
+    connection.execute(
+        text("SELECT set_config('app.tenant_id', :tenant, true)"),
+        {"tenant": str(tenant_id) if tenant_id else ""},
+    )
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _engine(url: str, settings: Settings) -> AsyncEngine:
+    if make_url(url).get_backend_name() == "sqlite":
+        ensure_sqlite_dir(url)
+        engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "backoffice"}},
+    )
+
+
+class Database:
+    """The process's engines and the doors to them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = _engine(settings.database_url, settings)
+        self.system_engine = (
+            self.engine
+            if settings.system_database_url == settings.database_url
+            else _engine(settings.system_database_url, settings)
+        )
+        self._app_sessions = async_sessionmaker(self.engine, sync_session_class=ScopedSession, expire_on_commit=False)
+        self._system_sessions = async_sessionmaker(
+            self.system_engine, sync_session_class=ScopedSession, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def tenant_session(self, tenant_id: uuid.UUID) -> AsyncSession:
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TypeError("tenant_id must be a UUID")
+        return self._app_sessions(info={TENANT_KEY: tenant_id})
+
+    def anonymous_session(self) -> AsyncSession:
+        """App role, no tenant: sees platform tables only (tenant resolution, staff log-in)."""
+        return self._app_sessions(info={})
+
+    def system_session(self) -> AsyncSession:
+        return self._system_sessions(info={SYSTEM_KEY: True})
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A unit of work for one tenant: commits on success, rolls back on any error."""
+        async with self.tenant_session(tenant_id) as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def anonymous(self) -> AsyncIterator[AsyncSession]:
+        async with self.anonymous_session() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[AsyncSession]:
+        async with self.system_session() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.system_engine is not self.engine:
+            await self.system_engine.dispose()
+
+
+async def get_owned(session: AsyncSession, model: type[T], ident: uuid.UUID) -> T:
+    """Fetch one tenant-owned row by id within the session's tenant, or raise NotFound."""
+    tenant_id = session.info.get(TENANT_KEY)
+    if tenant_id is None:
+        raise NotFound(model, ident)
+    row = await session.get(model, (tenant_id, ident))
+    if row is None:
+        raise NotFound(model, ident)
+    return row

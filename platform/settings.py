@@ -1,0 +1,133 @@
+"""Typed settings, read once from the environment (prefix ``BACKOFFICE_``).
+
+The defaults run the embedded mode: a SQLite file, an in-process broker, everything in one process.
+Production sets the PostgreSQL and Redis URLs. Per-tenant options never live here: they are rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BACKOFFICE_"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names the variable and what it expects."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Where the embedded mode keeps its SQLite file and generated secret.
+    data_dir: Path = Field(default=Path(".backoffice"), description="Directory for the embedded mode's files.")
+    # The application's connection: on PostgreSQL a role that owns nothing and cannot bypass RLS.
+    database_url: str = Field(default="", description="SQLAlchemy async URL the web and workers use.")
+    # Relay, scheduler and provider-wide staff views read across tenants: a role with BYPASSRLS.
+    system_database_url: str = Field(default="", description="URL of the cross-tenant (BYPASSRLS) role.")
+    # Alembic runs as the owner of the schema.
+    migration_database_url: str = Field(default="", description="URL of the schema owner, for migrations.")
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per engine and process.")
+    broker_url: str = Field(default="memory://", description="memory:// (in-process) or redis://host:port/db.")
+    redis_url: str = Field(default="", description="Redis for rate limits and caches; defaults to broker_url.")
+    secret_key: str = Field(default="", description="Signs sessions and CSRF tokens; 32+ characters.")
+    host: str = Field(default="127.0.0.1", description="Address the web server binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the web server binds.")
+    base_url: str = Field(default="", description="Public URL of the platform (links in e-mails).")
+    worker_threads: int = Field(default=4, ge=1, le=64, description="dramatiq worker threads per process.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("database_url", "system_database_url", "migration_database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("expected a postgresql+asyncpg:// or sqlite+aiosqlite:// URL")
+        return value
+
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("expected memory:// or a redis:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        # frozen model: defaults that depend on other fields are filled through object.__setattr__.
+        if not self.database_url:
+            path = (self.data_dir / "backoffice.sqlite3").resolve()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{path}")
+        if not self.system_database_url:
+            object.__setattr__(self, "system_database_url", self.database_url)
+        if not self.migration_database_url:
+            object.__setattr__(self, "migration_database_url", self.system_database_url)
+        if not self.redis_url and self.broker_url.startswith("redis"):
+            object.__setattr__(self, "redis_url", self.broker_url)
+        if self.secret_key and len(self.secret_key) < 32:
+            raise ValueError("secret_key: expected at least 32 characters")
+        if not self.secret_key and not self.embedded:
+            raise ValueError("secret_key: required outside the embedded mode (32+ random characters)")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def effective_secret_key(self) -> str:
+        """The configured key, or in embedded mode one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+SECRET_FIELDS = frozenset({"secret_key", "database_url", "system_database_url", "migration_database_url"})
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line per problem: the environment variable, what it expects, and (unless secret) what it got."""
+    lines = ["Invalid configuration:"]
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if not field and ":" in message:  # model-level checks name their field first
+            field, message = (part.strip() for part in message.split(":", 1))
+        line = f"  {ENV_PREFIX}{field.upper()}: {message}"
+        if field and field not in SECRET_FIELDS and isinstance(item.get("input"), str | int):
+            line += f" (got {item['input']!r})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,46 @@
+"""The tenant's end customers, whose payments, invoices and contracts the back office handles."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKeyConstraint, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backoffice.platform.db.base import Base, TenantOwned, utcnow
+
+
+class Lifecycle(enum.StrEnum):
+    ONBOARDING = "onboarding"
+    ACTIVE = "active"
+    IN_GRACE = "in_grace"
+    BLOCKED = "blocked"
+    TERMINATED = "terminated"
+
+
+class Customer(TenantOwned, Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "tax_id"),
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+        ForeignKeyConstraint(["tenant_id", "account_manager_id"], ["tenant_users.tenant_id", "tenant_users.id"]),
+        Index("ix_customers_tenant_lifecycle", "tenant_id", "lifecycle"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    tax_id_kind: Mapped[str] = mapped_column(String(4))  # cpf | cnpj
+    tax_id: Mapped[str] = mapped_column(String(14))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    account_manager_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    lifecycle: Mapped[Lifecycle] = mapped_column(
+        Enum(Lifecycle, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=Lifecycle.ONBOARDING,
+    )
+    # The customer's id in each connector ({"asaas": "cus_...", "stripe": "cus_..."}).
+    external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
