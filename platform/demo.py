@@ -1,0 +1,97 @@
+"""Demo data for the embedded mode: two tenants with staff, users and a few customers. Idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from backoffice.platform.audit.service import Actor
+from backoffice.platform.db.session import Database
+from backoffice.platform.staff.models import Staff
+from backoffice.platform.staff.service import assign_staff, create_staff
+from backoffice.tenants.customers.models import Customer, Lifecycle
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.service import create_tenant
+from backoffice.tenants.users.models import TenantUser
+from backoffice.tenants.users.service import create_tenant_user
+
+DEMO_PASSWORD = "demo-password-123"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    where: str
+    email: str
+    role: str
+
+
+STAFF = [("admin@provider.example", "Patrícia Prado", "provider_admin"),
+         ("operator@provider.example", "Otávio Oliveira", "provider_operator")]
+TENANTS = [
+    {
+        "slug": "aurora", "display_name": "Aurora Software", "legal_name": "Aurora Software Ltda",
+        "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
+        "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
+                  ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
+        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ACTIVE),
+                      ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
+                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.IN_GRACE)],
+    },
+    {
+        "slug": "vitta", "display_name": "Vitta Academias", "legal_name": "Vitta Academias S.A.",
+        "cnpj": "34.028.316/0001-03", "branding": {"primary": "#047857", "secondary": "#0ea5e9"},
+        "users": [("carla@vitta.example", "Carla Costa", "tenant_admin")],
+        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ACTIVE),
+                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.BLOCKED)],
+    },
+]
+
+
+async def seed_demo(database: Database) -> list[DemoLogin]:
+    from backoffice.platform.documents import normalize_tax_id
+
+    actor = Actor.system("demo-seed")
+    logins = [DemoLogin("staff", email, role) for email, _, role in STAFF]
+    async with database.system() as session:
+        if (await session.execute(select(Tenant.id).where(Tenant.slug == TENANTS[0]["slug"]))).first():
+            return logins + [DemoLogin(f"/{t['slug']}/", u[0], u[2]) for t in TENANTS for u in t["users"]]
+        staff = {}
+        tenant_ids = {}
+        for email, name, role in STAFF:
+            staff[email] = await create_staff(session, email=email, name=name, role=role,
+                                              password=DEMO_PASSWORD, acting=actor)
+        for spec in TENANTS:
+            tenant = await create_tenant(session, slug=spec["slug"], display_name=spec["display_name"],
+                                         legal_name=spec["legal_name"], cnpj=spec["cnpj"],
+                                         branding=spec["branding"], acting=actor)
+            if spec["slug"] == "aurora":
+                await assign_staff(session, staff=staff["operator@provider.example"], tenant=tenant, acting=actor,
+                                   reason="demo: operator mobilised on Aurora")
+            tenant_ids[spec["slug"]] = tenant.id
+    for spec in TENANTS:
+        async with database.tenant(tenant_ids[spec["slug"]]) as session:
+            manager = None
+            for email, name, role in spec["users"]:
+                user = await create_tenant_user(session, email=email, name=name, role=role,
+                                                password=DEMO_PASSWORD, acting=actor)
+                manager = manager or user
+            for name, tax_id, email, lifecycle in spec["customers"]:
+                kind, number = normalize_tax_id(tax_id)
+                session.add(Customer(name=name, tax_id_kind=kind, tax_id=number, email=email,
+                                     account_manager_id=manager.id, lifecycle=lifecycle))
+        for email, _, role in spec["users"]:
+            logins.append(DemoLogin(f"/{spec['slug']}/", email, role))
+    return logins
+
+
+async def demo_counts(database: Database) -> dict[str, int]:
+    from sqlalchemy import func
+
+    async with database.system() as session:
+        return {
+            "tenants": (await session.execute(select(func.count()).select_from(Tenant))).scalar_one(),
+            "staff": (await session.execute(select(func.count()).select_from(Staff))).scalar_one(),
+            "users": (await session.execute(select(func.count()).select_from(TenantUser))).scalar_one(),
+            "customers": (await session.execute(select(func.count()).select_from(Customer))).scalar_one(),
+        }

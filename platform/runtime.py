@@ -1,0 +1,114 @@
+"""Process entry points: the embedded all-in-one process, the web server, the worker, the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import uvicorn
+
+from backoffice.platform.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [tenant=%(tenant)s msg=%(message_id)s] %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    from backoffice.platform.worker.context import ContextFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def run_web(settings: Settings) -> None:
+    configure_logging(settings)
+    uvicorn.run(
+        "backoffice.web.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+        log_level=settings.log_level.lower(), proxy_headers=True,
+    )
+
+
+def run_worker(settings: Settings, processes: int) -> None:
+    """dramatiq's own CLI supervises the worker processes (signals, restarts, graceful shutdown)."""
+    argv = [sys.executable, "-m", "dramatiq", "backoffice.platform.worker.entry",
+            "--processes", str(processes), "--threads", str(settings.worker_threads)]
+    os.execv(sys.executable, argv)
+
+
+def run_scheduler(settings: Settings) -> None:
+    from backoffice.platform.db.session import Database
+    from backoffice.platform.scheduler.service import Scheduler
+    from backoffice.platform.worker.broker import build_broker
+
+    configure_logging(settings)
+
+    async def main() -> None:
+        database = Database(settings)
+        scheduler = Scheduler(database, build_broker(settings, database=database))
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, scheduler.stop.set)
+        try:
+            await scheduler.run()
+        finally:
+            await database.dispose()
+
+    asyncio.run(main())
+
+
+def run_embedded(settings: Settings, *, seed: bool = True) -> None:
+    """Everything in one process: migrate, seed, then web + in-process broker and worker threads +
+    scheduler, all on the SQLite file (or whatever the settings say)."""
+    import dramatiq
+    from litestar import Litestar
+
+    from backoffice.platform.db.migrate import upgrade
+    from backoffice.platform.db.session import Database
+    from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
+    from backoffice.platform.scheduler.service import Scheduler
+    from backoffice.platform.worker.broker import build_broker
+    from backoffice.web.app import create_app
+
+    configure_logging(settings)
+    upgrade(settings)
+    logins = []
+    if seed:
+        async def _seed():
+            database = Database(settings)
+            try:
+                return await seed_demo(database)
+            finally:
+                await database.dispose()
+
+        logins = asyncio.run(_seed())
+
+    broker = build_broker(settings)
+    worker = dramatiq.Worker(broker, worker_threads=settings.worker_threads, worker_timeout=100)
+    tasks: list[asyncio.Task] = []
+
+    async def start(app: Litestar) -> None:
+        worker.start()
+        scheduler = Scheduler(app.state.database, broker)
+        app.state.scheduler = scheduler
+        tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        base = settings.base_url or f"http://{settings.host}:{settings.port}"
+        lines = [f"\nBack-office platform (embedded) running at {base}/", f"  readiness: {base}/readyz"]
+        for login in logins:
+            where = "provider staff (CLI)" if login.where == "staff" else f"portal {base}{login.where}"
+            lines.append(f"  {login.email:<28} {login.role:<18} {where}")
+        if logins:
+            lines.append(f"  demo password for every login: {DEMO_PASSWORD}")
+        print("\n".join(lines) + "\n", flush=True)
+
+    async def stop(app: Litestar) -> None:
+        app.state.scheduler.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(worker.stop)
+
+    app = create_app(settings, broker=broker, on_startup=[start], on_shutdown=[stop])
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -1,0 +1,74 @@
+"""The scheduler process: while it leads, it runs the platform's periodic loops (the outbox relay and
+the durable timers register here), each at its own pace, each failure logged and retried next tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import dramatiq
+
+from backoffice.platform.db.session import Database
+from backoffice.platform.scheduler.leader import Leadership, sleep_or_stop
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[Database, dramatiq.Broker], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    name: str
+    interval: float
+    run: Loop
+
+
+LOOPS: dict[str, LoopSpec] = {}
+
+
+def periodic(name: str, *, every: float) -> Callable[[Loop], Loop]:
+    def register(fn: Loop) -> Loop:
+        LOOPS[name] = LoopSpec(name, every, fn)
+        return fn
+
+    return register
+
+
+class Scheduler:
+    def __init__(self, database: Database, broker: dramatiq.Broker, *, tick: float = 0.2) -> None:
+        self.database = database
+        self.broker = broker
+        self.tick = tick
+        self.leadership = Leadership(database)
+        self.stop = asyncio.Event()
+        self._next_run: dict[str, float] = {}
+
+    async def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                if await self._lead():
+                    await self._run_due()
+                await sleep_or_stop(self.stop, self.tick if self.leadership.is_leader else 2.0)
+        finally:
+            await self.leadership.release()
+
+    async def _lead(self) -> bool:
+        try:
+            return await self.leadership.try_acquire()
+        except Exception:
+            log.exception("scheduler: cannot reach the database for leadership")
+            return False
+
+    async def _run_due(self) -> None:
+        now = time.monotonic()
+        for spec in list(LOOPS.values()):
+            if self._next_run.get(spec.name, 0.0) > now:
+                continue
+            self._next_run[spec.name] = now + spec.interval
+            try:
+                await spec.run(self.database, self.broker)
+            except Exception:
+                log.exception("scheduler loop %s failed; it runs again next tick", spec.name)

@@ -1,0 +1,113 @@
+"""Provider staff, and mobilising/demobilising them on tenants."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.db.base import utcnow
+from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
+from backoffice.platform.security.passwords import check_password_strength, hash_password
+from backoffice.platform.staff.models import Assignment, Staff, StaffRole
+from backoffice.tenants.registry.models import Tenant
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(value: str) -> str:
+    value = (value or "").strip().lower()
+    if len(value) > 254 or not EMAIL.match(value):
+        raise ValueError("expected an e-mail address like name@example.com")
+    return value
+
+
+def _role(value: str) -> StaffRole:
+    try:
+        return StaffRole(value)
+    except ValueError:
+        raise ValueError(f"expected one of {', '.join(r.value for r in StaffRole)}") from None
+
+
+class StaffNotFound(LookupError):
+    pass
+
+
+async def create_staff(
+    session: AsyncSession, *, email: str, name: str, role: str, password: str, acting: Actor
+) -> Staff:
+    errors = Collector()
+    email = errors.check("email", normalize_email, email)
+    role_value = errors.check("role", _role, role)
+    errors.check("password", check_password_strength, password)
+    if not (name or "").strip():
+        errors.add("name", "expected the person's name")
+    errors.raise_if_any()
+    if (await session.execute(select(Staff.id).where(Staff.email == email))).first():
+        raise Conflict(FieldError("email", f"a staff member with e-mail {email} already exists"))
+    staff = Staff(email=email, name=name.strip(), role=role_value, password_hash=hash_password(password))
+    session.add(staff)
+    await session.flush()
+    await record(session, actor=acting, action="staff.created", target_type="staff", target_id=staff.id,
+                 tenant_id=None, detail={"email": email, "role": role_value.value})
+    return staff
+
+
+async def get_staff_by_email(session: AsyncSession, email: str) -> Staff:
+    staff = (await session.execute(select(Staff).where(Staff.email == email.strip().lower()))).scalar_one_or_none()
+    if staff is None:
+        raise StaffNotFound(email)
+    return staff
+
+
+async def active_assignment(session: AsyncSession, staff_id: uuid.UUID, tenant_id: uuid.UUID) -> Assignment | None:
+    query = select(Assignment).where(
+        Assignment.staff_id == staff_id, Assignment.tenant_id == tenant_id, Assignment.ended_at.is_(None)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def assign_staff(
+    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str | None = None
+) -> Assignment:
+    """Mobilise: the staff member may act on the tenant from now on. Idempotent."""
+    existing = await active_assignment(session, staff.id, tenant.id)
+    if existing:
+        return existing
+    assignment = Assignment(staff_id=staff.id, tenant_id=tenant.id)
+    session.add(assignment)
+    await session.flush()
+    await record(session, actor=acting, action="staff.assigned", target_type="staff", target_id=staff.id,
+                 tenant_id=tenant.id, reason=reason, detail={"email": staff.email})
+    return assignment
+
+
+async def unassign_staff(
+    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str | None = None
+) -> Assignment:
+    """Demobilise: access ends now; the assignment stays as history."""
+    existing = await active_assignment(session, staff.id, tenant.id)
+    if existing is None:
+        raise ValidationFailed(FieldError("staff", f"{staff.email} is not assigned to {tenant.slug}"))
+    existing.ended_at = utcnow()
+    await session.flush()
+    await record(session, actor=acting, action="staff.unassigned", target_type="staff", target_id=staff.id,
+                 tenant_id=tenant.id, reason=reason, detail={"email": staff.email})
+    return existing
+
+
+async def can_act_on(session: AsyncSession, staff: Staff, tenant_id: uuid.UUID) -> bool:
+    """Provider admins act on every tenant; operators only where they are mobilised."""
+    if not staff.active:
+        return False
+    if staff.role == StaffRole.ADMIN:
+        return True
+    return await active_assignment(session, staff.id, tenant_id) is not None
+
+
+async def assigned_tenant_ids(session: AsyncSession, staff: Staff) -> list[uuid.UUID]:
+    query = select(Assignment.tenant_id).where(Assignment.staff_id == staff.id, Assignment.ended_at.is_(None))
+    return list((await session.execute(query)).scalars())

@@ -1,0 +1,4 @@
+"""Imports every module that declares jobs. The worker, the embedded runtime and the tests import
+this one module, so a job can never be missing from one process and present in another."""
+
+import backoffice.platform.worker.builtin  # noqa: F401

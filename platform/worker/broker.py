@@ -1,0 +1,86 @@
+"""The one place a broker is built: Redis in production, in-process in the embedded mode."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO, CurrentMessage
+
+from backoffice.platform.db.session import Database
+from backoffice.platform.settings import Settings
+from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
+from backoffice.platform.worker.registry import REGISTRY, JobSpec
+
+NAMESPACE = "backoffice"
+
+
+def build_broker(settings: Settings, *, database: Database | None = None) -> dramatiq.Broker:
+    """Build the broker, its middlewares and every registered job; make it dramatiq's global broker."""
+    import backoffice.platform.worker.actors  # noqa: F401  (registers every job)
+
+    if settings.broker_url.startswith("redis"):
+        broker: dramatiq.Broker = RedisBroker(url=settings.broker_url, namespace=NAMESPACE)
+    else:
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    sessions = DatabaseSessions(settings, database)
+    for middleware in (AsyncIO(), CurrentMessage(), TenantContext(), sessions):
+        broker.add_middleware(middleware)
+    for spec in REGISTRY.values():
+        _declare(broker, spec, sessions)
+    dramatiq.set_broker(broker)
+    return broker
+
+
+def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions) -> None:
+    options: dict[str, Any] = {"tenant_scoped": spec.tenant_scoped, "max_retries": 20, **spec.options}
+    # A message with no tenant will never get one: retrying it would only delay the dead letter.
+    options.setdefault("throws", (MissingTenant,))
+
+    if spec.tenant_scoped:
+
+        async def run(*args: Any, tenant_id: str | None = None, **kwargs: Any) -> Any:
+            if args:
+                raise TypeError(f"{spec.name} takes keyword arguments only (ids and tenant_id)")
+            if tenant_id is None:
+                raise MissingTenant(f"{spec.name} called without tenant_id")
+            tenant = uuid.UUID(str(tenant_id))
+            async with _database(sessions).tenant(tenant) as session:
+                return await spec.fn(session, tenant_id=tenant, **kwargs)
+
+    else:
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            async with _database(sessions).system() as session:
+                return await spec.fn(session, *args, **kwargs)
+
+    run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
+    dramatiq.Actor(
+        run, broker=broker, actor_name=spec.name, queue_name=spec.queue, priority=0, options=options
+    )
+
+
+def _database(sessions: DatabaseSessions) -> Database:
+    if sessions.database is None:
+        raise RuntimeError("the worker has not booted: no database")
+    return sessions.database
+
+
+def enqueue(broker: dramatiq.Broker, name: str, *, tenant_id: uuid.UUID | None, **kwargs: Any) -> dramatiq.Message:
+    """Send a registered job by name; tenant jobs must be given their tenant explicitly."""
+    actor = broker.get_actor(name)
+    if actor.options.get("tenant_scoped"):
+        if tenant_id is None:
+            raise MissingTenant(f"{name} needs tenant_id")
+        kwargs["tenant_id"] = str(tenant_id)
+    return actor.send_with_options(kwargs=kwargs)
+
+
+def ping(broker: dramatiq.Broker) -> None:
+    """Raise if the broker cannot be reached."""
+    if isinstance(broker, RedisBroker):
+        broker.client.ping()

@@ -1,0 +1,27 @@
+"""Resolving the tenant of a request and opening its scoped session: the web's door to tenant data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform.db.session import Database
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.service import ensure_active, get_tenant_by_slug
+
+
+async def provide_tenant(tenant_slug: str, state: State) -> Tenant:
+    """The active tenant named by the path; unknown is 404, suspended is refused with its reason."""
+    database: Database = state.database
+    async with database.anonymous() as session:
+        tenant = await get_tenant_by_slug(session, tenant_slug)
+    return ensure_active(tenant)
+
+
+async def provide_tenant_session(tenant: Tenant, state: State) -> AsyncIterator[AsyncSession]:
+    """A session bound to the request's tenant; commits when the handler succeeds, else rolls back."""
+    database: Database = state.database
+    async with database.tenant(tenant.id) as session:
+        yield session
