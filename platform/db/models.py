@@ -3,10 +3,26 @@
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.db.base import Base
 from backoffice.platform.staff.models import Assignment, Staff
-from backoffice.tenants.customers.models import Customer
+from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.platform.timers.models import Timer
+from backoffice.tenants.billing.models import Charge, Contract, Payment
+from backoffice.tenants.customers.models import Customer, LifecycleTransition
+from backoffice.tenants.dunning.models import DunningCase
+from backoffice.tenants.effects.models import Effect, OutboundMessage
+from backoffice.tenants.events.models import Event
+from backoffice.tenants.fiscal.models import FiscalDocument
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.policies.models import PolicyVersion
+from backoffice.tenants.signatures.models import Signature
+from backoffice.tenants.tasks.models import Task
+from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
 
 metadata = Base.metadata
 
-__all__ = ["Assignment", "AuditEntry", "Customer", "Staff", "Tenant", "TenantUser", "metadata"]
+__all__ = [
+    "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
+    "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
+    "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",
+]

@@ -11,6 +11,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
 from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.service import complete_outbox_entry
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
 from backoffice.platform.worker.registry import REGISTRY, JobSpec
@@ -49,8 +50,13 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             if tenant_id is None:
                 raise MissingTenant(f"{spec.name} called without tenant_id")
             tenant = uuid.UUID(str(tenant_id))
+            # Work handed over by the relay carries its outbox row; completing it commits with the job.
+            outbox_id = kwargs.pop("outbox_id", None)
             async with _database(sessions).tenant(tenant) as session:
-                return await spec.fn(session, tenant_id=tenant, **kwargs)
+                result = await spec.fn(session, tenant_id=tenant, **kwargs)
+                if outbox_id is not None:
+                    await complete_outbox_entry(session, tenant, uuid.UUID(str(outbox_id)))
+                return result
 
     else:
 

@@ -44,3 +44,20 @@ class Customer(TenantOwned, Base):
     external_ids: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LifecycleTransition(TenantOwned, Base):
+    """The customer's lifecycle history: every change of state, when, why, and which event caused it."""
+
+    __tablename__ = "lifecycle_transitions"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"]),
+        Index("ix_lifecycle_transitions_customer", "tenant_id", "customer_id", "at"),
+    )
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    at: Mapped[datetime] = mapped_column(default=utcnow)

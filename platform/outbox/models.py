@@ -1,0 +1,46 @@
+"""The transactional outbox: work to hand to the workers, written in the same transaction as its cause.
+
+The relay claims pending rows (``FOR UPDATE SKIP LOCKED``), sends each to dramatiq and leases it; the job
+marks its row completed in its own transaction. A lease that runs out without completion (a dead relay,
+a lost message, a crashed worker) makes the row claimable again, and jobs are idempotent, so nothing is
+lost and a repeat changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backoffice.platform.db.base import Base, TenantOwned, utcnow
+
+
+class OutboxEntry(TenantOwned, Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending", "available_at",
+            postgresql_where=text("completed_at IS NULL"), sqlite_where=text("completed_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_tenant_pending", "tenant_id", "available_at",
+            postgresql_where=text("completed_at IS NULL"), sqlite_where=text("completed_at IS NULL"),
+        ),
+    )
+
+    job: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(String(2000))
+
+
+def outbox_entry(tenant_id: uuid.UUID, job: str, **payload: Any) -> OutboxEntry:
+    return OutboxEntry(tenant_id=tenant_id, job=job, payload=payload)
