@@ -95,7 +95,10 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
-SECRET_FIELDS = frozenset({"secret_key", "database_url", "system_database_url", "migration_database_url"})
+# Never echoed back in an error: keys, and URLs (which may carry a password: redis://:pw@host).
+SECRET_FIELDS = frozenset(
+    {"secret_key", "database_url", "system_database_url", "migration_database_url", "broker_url", "redis_url"}
+)
 
 
 def describe_error(error: ValidationError) -> str:
