@@ -63,11 +63,17 @@ async def get_staff_by_email(session: AsyncSession, email: str) -> Staff:
     return staff
 
 
-async def active_assignment(session: AsyncSession, staff_id: uuid.UUID, tenant_id: uuid.UUID) -> Assignment | None:
-    query = select(Assignment).where(
+def _active(staff_id: uuid.UUID, tenant_id: uuid.UUID):
+    return select(Assignment).where(
         Assignment.staff_id == staff_id, Assignment.tenant_id == tenant_id, Assignment.ended_at.is_(None)
     )
-    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def active_assignment(session: AsyncSession, staff_id: uuid.UUID, tenant_id: uuid.UUID) -> Assignment | None:
+    # Two concurrent mobilisations can each see none and both insert (nothing in the schema stops it),
+    # so more than one active row is tolerated here instead of failing every later check.
+    query = _active(staff_id, tenant_id).order_by(Assignment.started_at).limit(1)
+    return (await session.execute(query)).scalars().first()
 
 
 async def assign_staff(
@@ -89,14 +95,16 @@ async def unassign_staff(
     session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str | None = None
 ) -> Assignment:
     """Demobilise: access ends now; the assignment stays as history."""
-    existing = await active_assignment(session, staff.id, tenant.id)
-    if existing is None:
+    active = list((await session.execute(_active(staff.id, tenant.id).order_by(Assignment.started_at))).scalars())
+    if not active:
         raise ValidationFailed(FieldError("staff", f"{staff.email} is not assigned to {tenant.slug}"))
-    existing.ended_at = utcnow()
+    ended_at = utcnow()
+    for assignment in active:  # all of them: a duplicate left active would keep the access open
+        assignment.ended_at = ended_at
     await session.flush()
     await record(session, actor=acting, action="staff.unassigned", target_type="staff", target_id=staff.id,
                  tenant_id=tenant.id, reason=reason, detail={"email": staff.email})
-    return existing
+    return active[0]
 
 
 async def can_act_on(session: AsyncSession, staff: Staff, tenant_id: uuid.UUID) -> bool:
