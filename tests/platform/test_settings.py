@@ -43,7 +43,8 @@ def test_defaults_run_the_embedded_mode_in_the_working_directory(env, tmp_path):
 
 def test_data_dir_moves_the_sqlite_file(env, tmp_path):
     env(DATA_DIR=str(tmp_path / "elsewhere"))
-    assert load_settings().database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'elsewhere' / 'backoffice.sqlite3'}"
+    sqlite = tmp_path.resolve() / "elsewhere" / "backoffice.sqlite3"
+    assert load_settings().database_url == f"sqlite+aiosqlite:///{sqlite}"
 
 
 def test_embedded_secret_key_is_generated_once_and_kept_private(env, tmp_path):
