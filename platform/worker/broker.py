@@ -19,12 +19,18 @@ from backoffice.platform.worker.registry import REGISTRY, JobSpec
 NAMESPACE = "backoffice"
 
 
-def build_broker(settings: Settings, *, database: Database | None = None) -> dramatiq.Broker:
-    """Build the broker, its middlewares and every registered job; make it dramatiq's global broker."""
+def build_broker(
+    settings: Settings, *, database: Database | None = None, namespace: str = NAMESPACE
+) -> dramatiq.Broker:
+    """Build the broker, its middlewares and every registered job; make it dramatiq's global broker.
+
+    ``namespace`` prefixes every Redis key: processes that share one (web, workers, scheduler) share
+    queues; a separate one (a test run, a staging copy on the same Redis) never sees their messages.
+    """
     import backoffice.platform.worker.actors  # noqa: F401  (registers every job)
 
     if settings.broker_url.startswith("redis"):
-        broker: dramatiq.Broker = RedisBroker(url=settings.broker_url, namespace=NAMESPACE)
+        broker: dramatiq.Broker = RedisBroker(url=settings.broker_url, namespace=namespace)
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
@@ -76,8 +82,12 @@ def _database(sessions: DatabaseSessions) -> Database:
     return sessions.database
 
 
-def enqueue(broker: dramatiq.Broker, name: str, *, tenant_id: uuid.UUID | None, **kwargs: Any) -> dramatiq.Message:
-    """Send a registered job by name; tenant jobs must be given their tenant explicitly."""
+def enqueue(
+    broker: dramatiq.Broker, name: str, /, *, tenant_id: uuid.UUID | None, **kwargs: Any
+) -> dramatiq.Message:
+    """Send a registered job by name; tenant jobs must be given their tenant explicitly.
+
+    ``broker`` and ``name`` are positional-only so a job may itself take ``name=`` or ``broker=``."""
     actor = broker.get_actor(name)
     if actor.options.get("tenant_scoped"):
         if tenant_id is None:
