@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import dramatiq
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
 
 from backoffice.platform.db.session import Database
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.context import current_message_id, current_tenant
+
+log = logging.getLogger(__name__)
 
 
 class MissingTenant(ValueError):
@@ -18,6 +21,10 @@ class MissingTenant(ValueError):
 
 class TenantContext(Middleware):
     """Reads ``tenant_id`` from every tenant-scoped message and sets it as the context of the job.
+
+    A message without a valid one is failed and skipped: dead-lettered at once, never run, never
+    retried. (Raising from ``before_process_message`` would not do: dramatiq logs any exception but
+    a ``MiddlewareError`` there and runs the message anyway.)
 
     Context variables set here reach the job's coroutine: dramatiq hands the coroutine to its event
     loop thread with ``call_soon_threadsafe``, which copies the calling thread's context.
@@ -34,7 +41,10 @@ class TenantContext(Middleware):
             current_tenant.set(uuid.UUID(str(raw)))
         except (TypeError, ValueError):
             current_tenant.set(None)
-            raise MissingTenant(f"message {message.message_id} for {message.actor_name} has no valid tenant_id")
+            log.error("refusing message %s for %s: no valid tenant_id (got %r); dead-lettered",
+                      message.message_id, message.actor_name, raw)
+            message.fail()
+            raise SkipMessage(f"{message.actor_name}: message {message.message_id} has no valid tenant_id") from None
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
         current_tenant.set(None)
