@@ -1,0 +1,474 @@
+"""The words of the standard processes: portal notifications for the front office, e-mails to end customers.
+
+Every kind has a default in pt-BR and English (``defaults/<kind>.<locale>.txt``: the first line is the
+title or e-mail subject, then one empty line, then the body). A tenant may override any kind per locale
+in its policy (``PolicyConfig.templates``). :func:`render` picks the tenant's override for the locale,
+else the default for the locale; a locale the platform does not speak falls back to pt-BR.
+
+Plain text only. Bodies are rendered without autoescape and never contain HTML: the portal shows them
+as escaped text with line breaks, and e-mails go out as text/plain. One text body per kind keeps a
+tenant's override to one thing to write and review, and a customer's name can never become markup.
+
+Tenant templates are untrusted code. They run in Jinja2's ``SandboxedEnvironment`` (no access to
+underscore attributes, so no way to Python internals), with ``StrictUndefined`` (a misspelt variable
+fails instead of printing nothing), and :func:`validate_override` refuses, before anything is saved:
+syntax errors, variables and fields outside the kind's context, private attributes, method calls,
+macros/includes/imports and loops nested more than two deep. With a short filter allow-list and capped
+``*``/``**``, this keeps a template from becoming a CPU or memory bomb on the shared workers.
+
+Formatting: ``money`` ("R$ 1.234,56" / "R$1,234.56"), ``date`` and ``datetime`` (in the tenant's time
+zone: "05/03/2026", "05/03/2026 às 09:00" / "Mar 5, 2026", "Mar 5, 2026, 9:00 AM"), ``tax_id``
+(CPF/CNPJ punctuation), ``label`` (codes such as ``pix`` or ``nfse`` in words). Small formatters of our
+own rather than Babel: two locales, and an exact, stable output (Babel's pt-BR puts a no-break space
+after "R$", and its output follows the CLDR release installed).
+
+Context contract (what the process code passes; every object is projected onto the listed fields, so a
+template sees nothing else, and a field or optional variable left out arrives as None):
+
+Every kind:
+    tenant    {display_name, timezone}           customer {name, tax_id, tax_id_kind, email}
+    locale, tz                                    injected by render()
+Objects:
+    plan, before, after   {code, name, price_cents}
+    charge                {amount_cents, due_date (date), description, payment_url}
+    payment               {amount_cents, paid_at (datetime), method: pix|boleto|credit_card|...}
+    document, documents[] {kind: nfse|nfe|contract|receipt|boleto, number, url}
+    task                  {title, due_date}
+Per kind (``?`` = may be None; datetimes are aware, shown in the tenant's time zone):
+    customer.started        plan, trigger (the policy's start_trigger), started_at, payment?, documents,
+                            task?, customer_url?
+    subscription.changed    before, after, change (upgrade|downgrade|addon|change), effective_at?,
+                            customer_url?
+    dunning.grace_started   charge, deadline_at, grace_days, auto_block, customer_url?
+    dunning.blocked         charge, deadline_at, blocked_at, reason?, auto_unblock, terminate_at?,
+                            customer_url?
+    dunning.unblocked       charge, payment, unblocked_at, customer_url?
+    dunning.resolved        charge, payment, customer_url?
+    customer.terminated     plan?, terminated_at, reason?, documents, task?, customer_url?
+    invoice.rejected        document, charge?, message (the issuer's words), customer_url?
+    dunning.notice          charge, deadline_at, auto_block                 (e-mail to the customer)
+    dunning.reminder        charge, deadline_at, days_left, auto_block      (e-mail to the customer)
+    dunning.blocked_notice  charge, deadline_at, blocked_at, auto_unblock   (e-mail to the customer)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.defaults import DEFAULT_FILTERS
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from backoffice.platform.documents import format_cnpj, format_cpf
+from backoffice.platform.errors import FieldError
+from backoffice.tenants.policies.schemas import DEFAULT_LOCALE, LOCALES, TEMPLATE_KINDS, TITLE_MAX
+
+log = logging.getLogger(__name__)
+
+COMMON = ("tenant", "customer", "locale", "tz")
+CONTEXT: dict[str, tuple[str, ...]] = {
+    "customer.started": ("plan", "trigger", "started_at", "payment", "documents", "task", "customer_url"),
+    "subscription.changed": ("before", "after", "change", "effective_at", "customer_url"),
+    "dunning.grace_started": ("charge", "deadline_at", "grace_days", "auto_block", "customer_url"),
+    "dunning.blocked": (
+        "charge", "deadline_at", "blocked_at", "reason", "auto_unblock", "terminate_at", "customer_url",
+    ),
+    "dunning.unblocked": ("charge", "payment", "unblocked_at", "customer_url"),
+    "dunning.resolved": ("charge", "payment", "customer_url"),
+    "customer.terminated": ("plan", "terminated_at", "reason", "documents", "task", "customer_url"),
+    "invoice.rejected": ("document", "charge", "message", "customer_url"),
+    "dunning.notice": ("charge", "deadline_at", "auto_block"),
+    "dunning.reminder": ("charge", "deadline_at", "days_left", "auto_block"),
+    "dunning.blocked_notice": ("charge", "deadline_at", "blocked_at", "auto_unblock"),
+}
+assert set(CONTEXT) == set(TEMPLATE_KINDS)
+
+_PLAN = ("code", "name", "price_cents")
+_DOCUMENT = ("kind", "number", "url")
+FIELDS: dict[str, tuple[str, ...]] = {
+    "tenant": ("display_name", "timezone"),
+    "customer": ("name", "tax_id", "tax_id_kind", "email"),
+    "plan": _PLAN,
+    "before": _PLAN,
+    "after": _PLAN,
+    "charge": ("amount_cents", "due_date", "description", "payment_url"),
+    "payment": ("amount_cents", "paid_at", "method"),
+    "document": _DOCUMENT,
+    "task": ("title", "due_date"),
+}
+LISTS: dict[str, tuple[str, ...]] = {"documents": _DOCUMENT}
+
+DEFAULT_TZ = "America/Sao_Paulo"
+OUTPUT_MAX = 100_000  # characters of rendered body; far above any real message
+SEQUENCE_MAX = 10_000  # longest string or list a template may build with "*"
+MAX_LOOP_DEPTH = 2
+SAFE_FILTERS = (
+    "abs", "capitalize", "count", "d", "default", "first", "int", "join", "last", "length", "lower",
+    "round", "string", "title", "trim", "truncate", "upper", "wordcount",
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+
+
+class TemplateRejected(ValueError):
+    pass
+
+
+def resolve_locale(locale: str | None) -> str:
+    return locale if locale in LOCALES else DEFAULT_LOCALE
+
+
+# --- formatting ------------------------------------------------------------------------------------
+
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# Codes the processes pass, in words. Lower case where they read mid-sentence ("via Pix", "via boleto").
+_LABELS = {
+    "pt-BR": {
+        "pix": "Pix", "boleto": "boleto", "credit_card": "cartão de crédito", "debit_card": "cartão de débito",
+        "bank_transfer": "transferência bancária", "cash": "dinheiro",
+        "nfse": "NFS-e", "nfe": "NF-e", "contract": "Contrato", "receipt": "Recibo", "invoice": "Fatura",
+        "payment.cleared": "pagamento confirmado", "invoice.issued": "nota fiscal emitida",
+        "contract.signed": "contrato assinado",
+        "upgrade": "upgrade", "downgrade": "downgrade", "addon": "contratação de adicional",
+        "change": "troca de plano", "cpf": "CPF", "cnpj": "CNPJ",
+    },
+    "en": {
+        "pix": "Pix", "boleto": "boleto", "credit_card": "credit card", "debit_card": "debit card",
+        "bank_transfer": "bank transfer", "cash": "cash",
+        "nfse": "NFS-e", "nfe": "NF-e", "contract": "Contract",
+        "receipt": "Receipt", "invoice": "Invoice",
+        "payment.cleared": "payment cleared", "invoice.issued": "invoice issued", "contract.signed": "contract signed",
+        "upgrade": "upgrade", "downgrade": "downgrade", "addon": "add-on", "change": "plan change",
+        "cpf": "CPF", "cnpj": "CNPJ",
+    },
+}
+
+
+def format_money(cents: int | None, locale: str | None) -> str:
+    """BRL from integer cents: "R$ 1.234,56" (pt-BR), "R$1,234.56" (en)."""
+    if cents is None:
+        return ""
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise TypeError(f"money expects integer cents, got {type(cents).__name__}")
+    units, rest = divmod(abs(cents), 100)
+    sign = "-" if cents < 0 else ""
+    if resolve_locale(locale) == "en":
+        return f"{sign}R${units:,}.{rest:02d}"
+    return f"{sign}R$ " + f"{units:,}".replace(",", ".") + f",{rest:02d}"
+
+
+def _moment(value: date | str | None, tz: str | None) -> date | datetime | None:
+    """A date stays a calendar date; a datetime (aware, or naive meaning UTC) moves to the tenant's zone.
+
+    ISO strings are accepted because contexts often travel through JSON (outbox, task messages).
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(ZoneInfo(tz or DEFAULT_TZ))
+    if isinstance(value, date):
+        return value
+    raise TypeError(f"expected a date or datetime, got {type(value).__name__}")
+
+
+def _day(day: date, locale: str) -> str:
+    if locale == "en":
+        return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
+    return f"{day.day:02d}/{day.month:02d}/{day.year}"
+
+
+def format_date(value: date | str | None, tz: str | None, locale: str | None) -> str:
+    moment = _moment(value, tz)
+    if moment is None:
+        return ""
+    return _day(moment.date() if isinstance(moment, datetime) else moment, resolve_locale(locale))
+
+
+def format_datetime(value: date | str | None, tz: str | None, locale: str | None) -> str:
+    moment = _moment(value, tz)
+    if not isinstance(moment, datetime):
+        return format_date(moment, tz, locale)
+    locale = resolve_locale(locale)
+    if locale == "en":
+        hour = moment.hour % 12 or 12
+        return f"{_day(moment.date(), locale)}, {hour}:{moment.minute:02d} {'AM' if moment.hour < 12 else 'PM'}"
+    return f"{_day(moment.date(), locale)} às {moment.hour:02d}:{moment.minute:02d}"
+
+
+def format_tax_id(value: str | None, kind: str | None = None) -> str:
+    """CPF "529.982.247-25" or CNPJ "45.723.174/0001-10" (alphanumeric CNPJs too), told apart by length."""
+    if not value:
+        return ""
+    compact = re.sub(r"[^0-9A-Za-z]", "", value).upper()
+    if len(compact) == 11 and kind in (None, "cpf"):
+        return format_cpf(compact)
+    if len(compact) == 14 and kind in (None, "cnpj"):
+        return format_cnpj(compact)
+    return value
+
+
+def label(code: str | None, locale: str | None) -> str:
+    if code is None:
+        return ""
+    return _LABELS[resolve_locale(locale)].get(str(code), str(code))
+
+
+# --- the sandbox -----------------------------------------------------------------------------------
+
+class _Sandbox(SandboxedEnvironment):
+    # Intercepting also stops the compiler from constant-folding `'a' * 10**9` at parse time.
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and abs(right) > 100:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            seq, times = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > SEQUENCE_MAX:
+                raise SecurityError("result too large")
+        return super().call_binop(context, operator, left, right)
+
+    def preprocess(self, source, name=None, filename=None):
+        return super().preprocess(_standalone_tags(source), name, filename)
+
+
+# A line holding only block tags ({% if %}, {% endfor %}, {# #}) leaves no empty line behind, while a
+# tag inside a line keeps the line's break: what an author writing plain text expects, unlike Jinja's
+# trim_blocks, which also swallows the break after `... {% endif %}` at the end of a sentence. The
+# removed break moves into a comment, so error line numbers stay true.
+_STANDALONE = re.compile(r"^[ \t]*((?:\{([%#]).*?\2\}[ \t]*)+)\r?\n", re.MULTILINE)
+
+
+def _standalone_tags(source: str) -> str:
+    return _STANDALONE.sub(lambda match: match.group(1).rstrip() + "{#\n#}", source)
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _make_env() -> _Sandbox:
+    env = _Sandbox(undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False)
+    env.globals.clear()  # no range(), lipsum(), namespace(): nothing a message needs, each a way to loop
+    env.filters = {name: DEFAULT_FILTERS[name] for name in SAFE_FILTERS}
+    env.filters.update(money=_money, date=_date, datetime=_datetime, tax_id=format_tax_id, label=_label)
+    return env
+
+
+@pass_context
+def _money(context, cents, locale=None):
+    return format_money(cents, locale or context.get("locale"))
+
+
+@pass_context
+def _date(context, value, tz=None, locale=None):
+    return format_date(value, tz or context.get("tz"), locale or context.get("locale"))
+
+
+@pass_context
+def _datetime(context, value, tz=None, locale=None):
+    return format_datetime(value, tz or context.get("tz"), locale or context.get("locale"))
+
+
+@pass_context
+def _label(context, code, locale=None):
+    return label(code, locale or context.get("locale"))
+
+
+ENV = _make_env()
+
+
+# --- defaults --------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def default_source(kind: str, locale: str) -> tuple[str, str]:
+    """(title, body) template source of the platform's default for a kind in a locale."""
+    text = (resources.files(__package__) / "defaults" / f"{kind}.{locale}.txt").read_text(encoding="utf-8")
+    title, _, rest = text.partition("\n")
+    blank, _, body = rest.partition("\n")
+    if blank.strip():
+        raise RuntimeError(f"defaults/{kind}.{locale}.txt: the second line must be empty")
+    return title, body
+
+
+@lru_cache(maxsize=None)
+def _samples() -> dict[str, Any]:
+    return json.loads((resources.files(__package__) / "defaults" / "samples.json").read_text(encoding="utf-8"))
+
+
+def sample_context(kind: str) -> dict[str, Any]:
+    """A realistic case of this kind (defaults/samples.json): for validating and previewing templates."""
+    samples = _samples()
+    return {"tenant": samples["tenant"], "customer": samples["customer"],
+            **{name: samples["values"][name] for name in CONTEXT[kind]}}
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str):
+    # Keyed by source only: a template is a pure function of its context, so tenants can share the cache.
+    return ENV.from_string(source)
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+def render(kind: str, locale: str, context: Mapping[str, Any], overrides: Mapping | None = None) -> Rendered:
+    """The title and body of one message; a tenant override that fails at runtime falls back to the default.
+
+    The fallback matters more than the override: a notification about a blocked customer must reach the
+    front office even if the tenant's wording references something this case lacks.
+    """
+    if kind not in CONTEXT:
+        raise KeyError(f"unknown template kind {kind!r}")
+    locale = resolve_locale(locale)
+    values = prepare_context(kind, locale, context)
+    override = _override(overrides, kind, locale)
+    if override is not None:
+        try:
+            return _render_pair(override, values)
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+            log.warning("tenant template %s/%s failed, using the default: %s", kind, locale, error)
+    return _render_pair(default_source(kind, locale), values)
+
+
+def prepare_context(kind: str, locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Project the caller's values onto the kind's contract: documented names and fields only."""
+    values: dict[str, Any] = {}
+    for name in (*COMMON, *CONTEXT[kind]):
+        value = context.get(name)
+        if name in FIELDS:
+            value = _project(value, FIELDS[name])
+        elif name in LISTS:
+            value = [_project(item, LISTS[name]) for item in value or ()]
+        values[name] = value
+    values["locale"] = locale
+    values["tz"] = (values["tenant"] or {}).get("timezone") or DEFAULT_TZ
+    return values
+
+
+def _project(value: Any, fields: tuple[str, ...]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {field: value.get(field) for field in fields}
+    return {field: getattr(value, field, None) for field in fields}
+
+
+def _override(overrides: Mapping | None, kind: str, locale: str) -> tuple[str, str] | None:
+    chosen = ((overrides or {}).get(kind) or {}).get(locale)
+    if chosen is None:
+        return None
+    if isinstance(chosen, Mapping):
+        return chosen.get("title") or chosen.get("subject") or "", chosen.get("body") or ""
+    return chosen.title, chosen.body
+
+
+def _render_pair(source: tuple[str, str], values: dict[str, Any]) -> Rendered:
+    title = " ".join(_render_text(source[0], values).split())
+    if len(title) > TITLE_MAX:
+        title = title[: TITLE_MAX - 1].rstrip() + "…"
+    body = _render_text(source[1], values)
+    body = "\n".join(line.rstrip() for line in body.strip().splitlines())
+    return Rendered(title=title, body=re.sub(r"\n{3,}", "\n\n", body))
+
+
+def _render_text(source: str, values: dict[str, Any]) -> str:
+    parts, size = [], 0
+    for chunk in _compiled(source).generate(values):
+        size += len(chunk)
+        if size > OUTPUT_MAX:
+            raise SecurityError("the rendered text is too long")
+        parts.append(chunk)
+    return "".join(parts)
+
+
+# --- validating tenant templates -------------------------------------------------------------------
+
+def validate_overrides(templates: Mapping[str, Mapping[str, Any]]) -> list[FieldError]:
+    """Every problem of a policy's template overrides, each named by its path in the policy."""
+    problems: list[FieldError] = []
+    for kind, by_locale in templates.items():
+        for locale, override in by_locale.items():
+            problems += validate_override(kind, locale, override)
+    return problems
+
+
+def validate_override(kind: str, locale: str, override: Any) -> list[FieldError]:
+    title, body = _override({kind: {locale: override}}, kind, locale)
+    problems = []
+    for part, source in (("title", title), ("body", body)):
+        try:
+            check_template(kind, locale, source)
+        except TemplateRejected as error:
+            problems.append(FieldError(f"templates.{kind}.{locale}.{part}", str(error)))
+    return problems
+
+
+def check_template(kind: str, locale: str, source: str) -> None:
+    """Compile, inspect and trial-render one template source; raise TemplateRejected saying why."""
+    try:
+        tree = ENV.parse(source)
+        _compiled(source)  # also resolves filters: an unknown one is refused here
+    except TemplateSyntaxError as error:
+        raise TemplateRejected(f"line {error.lineno}: {error.message}") from None
+    _inspect(kind, tree)
+    try:
+        _render_text(source, prepare_context(kind, locale, sample_context(kind)))
+    except SecurityError as error:
+        raise TemplateRejected(f"not allowed: {error}") from None
+    except UndefinedError as error:
+        raise TemplateRejected(f"unknown variable or field: {error}") from None
+    except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+        raise TemplateRejected(f"fails with the sample {kind} case: {error}") from None
+
+
+def _inspect(kind: str, tree: nodes.Template) -> None:
+    allowed = {*COMMON, *CONTEXT[kind]}
+    unknown = sorted(meta.find_undeclared_variables(tree) - allowed)
+    if unknown:
+        raise TemplateRejected(
+            f"unknown variable {', '.join(unknown)}; this template can use {', '.join(sorted(allowed))}"
+        )
+    for node in tree.find_all((nodes.Macro, nodes.CallBlock, nodes.Include, nodes.Import, nodes.FromImport,
+                               nodes.Extends, nodes.Call)):
+        what = "calling functions or methods" if isinstance(node, nodes.Call) else "macros, includes and imports"
+        raise TemplateRejected(f"line {node.lineno}: {what} are not allowed in message templates")
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            raise TemplateRejected(f"line {node.lineno}: access to {name!r} is not allowed")
+        if isinstance(node.node, nodes.Name) and node.node.name in FIELDS and isinstance(name, str):
+            fields = FIELDS[node.node.name]
+            if name not in fields:
+                raise TemplateRejected(
+                    f"line {node.lineno}: {node.node.name} has no field {name!r}; it has {', '.join(fields)}"
+                )
+    _check_loops(tree, depth=0)
+
+
+def _check_loops(node: nodes.Node, depth: int) -> None:
+    for child in node.iter_child_nodes():
+        inner = depth
+        if isinstance(child, nodes.For):
+            if child.recursive:
+                raise TemplateRejected(f"line {child.lineno}: recursive loops are not allowed")
+            inner = depth + 1
+            if inner > MAX_LOOP_DEPTH:
+                raise TemplateRejected(f"line {child.lineno}: loops may be nested at most {MAX_LOOP_DEPTH} deep")
+        _check_loops(child, inner)
