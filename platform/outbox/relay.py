@@ -1,0 +1,272 @@
+"""The relay: hands outbox rows to the workers, fairly across tenants, and never loses one.
+
+A round (:func:`relay_once`) is one statement that claims rows and leases them, a commit, and only then
+the sends. Every claimed row gets ``lease_until``; the job completes its row in its own transaction
+(``broker.py``). A relay that dies after the commit, a lost message or a crashed worker all look the same:
+the lease runs out and the row is claimed again; jobs are idempotent, so the repeat changes nothing.
+
+Fairness: a round takes at most ``per_tenant_round`` rows of each tenant (oldest first), and none of a
+tenant whose leased-not-completed rows already reach ``per_tenant_cap``. The claimed rows are ordered by
+their turn within their tenant (every tenant's first row, then every tenant's second row, ...) before the
+``batch`` limit cuts, so a tenant with 100,000 pending rows cannot push a quiet tenant out of a round.
+
+:class:`Relay` runs rounds back to back while there is work, then sleeps until PostgreSQL notifies
+``backoffice_outbox`` (the AFTER INSERT trigger of migration 0002) or the poll interval passes: the
+notification is only a hint (it is lost while the listener reconnects), the poll is the floor. It runs as
+its own long-lived task rather than a scheduler tick, because a tick waits behind the other loops (a
+sweep may take seconds) and polls at the tick's pace; :func:`ensure_background` starts it (see
+``platform/scheduler/loops.py``). Relays need no leadership: two of them never claim the same row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import dramatiq
+from sqlalchemy import JSON, String, Uuid, bindparam, text, tuple_, update
+from sqlalchemy.engine import make_url
+
+from backoffice.platform import clock
+from backoffice.platform.db.base import UTCDateTime
+from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.platform.worker.broker import enqueue
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "backoffice_outbox"  # notified by the trigger of migrations/versions/0002_spine.py
+RETRY_SEND_SECONDS = 10.0  # a failed send (broker down) is retried sooner than a full lease
+
+# PostgreSQL: per tenant, an index probe on ix_outbox_tenant_pending (tenant_id, available_at) takes the
+# oldest claimable rows, locked with SKIP LOCKED so a concurrent relay takes other rows instead of
+# waiting or duplicating. The in-flight count stops at the cap, so a saturated tenant costs `cap` rows.
+# The ORDER BY inside the LATERAL is the index order on purpose: adding `id` would sort all pending rows.
+_CLAIM_POSTGRES = """
+WITH candidates AS (
+    SELECT c.tenant_id, c.id, c.available_at,
+           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.available_at, c.id) AS turn
+    FROM tenants t
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM (
+            SELECT 1 FROM outbox f
+            WHERE f.tenant_id = t.id AND f.completed_at IS NULL AND f.lease_until >= :now
+            LIMIT :cap
+        ) leased
+    ) inflight
+    CROSS JOIN LATERAL (
+        SELECT o.tenant_id, o.id, o.available_at FROM outbox o
+        WHERE o.tenant_id = t.id AND o.completed_at IS NULL AND o.available_at <= :now
+          AND (o.lease_until IS NULL OR o.lease_until < :now)
+        ORDER BY o.available_at
+        LIMIT greatest(0, least(:per_round, :cap - inflight.n))
+        FOR UPDATE OF o SKIP LOCKED
+    ) c
+), chosen AS (
+    SELECT tenant_id, id FROM candidates ORDER BY turn, available_at, id LIMIT :batch
+)
+UPDATE outbox o SET lease_until = :lease_until, dispatched_at = :now, attempts = o.attempts + 1
+FROM chosen WHERE o.tenant_id = chosen.tenant_id AND o.id = chosen.id
+RETURNING o.tenant_id, o.id, o.job, o.payload
+"""
+
+# SQLite (the embedded mode: one process, small volumes, writers serialised by the database lock):
+# the same rule with a window over the pending rows, in one UPDATE so the claim is atomic.
+_CLAIM_SQLITE = """
+WITH inflight AS (
+    SELECT tenant_id, count(*) AS n FROM outbox
+    WHERE completed_at IS NULL AND lease_until >= :now
+    GROUP BY tenant_id
+), ranked AS (
+    SELECT o.tenant_id, o.id, o.available_at, coalesce(i.n, 0) AS leased,
+           row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.available_at, o.id) AS turn
+    FROM outbox o LEFT JOIN inflight i ON i.tenant_id = o.tenant_id
+    WHERE o.completed_at IS NULL AND o.available_at <= :now
+      AND (o.lease_until IS NULL OR o.lease_until < :now)
+), chosen AS (
+    SELECT tenant_id, id FROM ranked
+    WHERE turn <= :per_round AND turn <= :cap - leased
+    ORDER BY turn, available_at, id LIMIT :batch
+)
+UPDATE outbox SET lease_until = :lease_until, dispatched_at = :now, attempts = attempts + 1
+WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM chosen)
+RETURNING tenant_id, id, job, payload
+"""
+
+
+def _claim_statement(dialect: str):
+    sql = _CLAIM_POSTGRES if dialect == "postgresql" else _CLAIM_SQLITE
+    return (
+        text(sql)
+        .bindparams(bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime()))
+        .columns(tenant_id=Uuid(), id=Uuid(), job=String(), payload=JSON())
+    )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    job: str
+    payload: dict[str, Any]
+
+
+async def claim(
+    database: Database, *, batch: int = 500, per_tenant_round: int = 10, per_tenant_cap: int = 100,
+    lease_seconds: float = 300.0,
+) -> list[Claimed]:
+    """Lease the next fair batch of rows and commit, so no other relay takes them within the lease."""
+    now = clock.now()
+    params = {"now": now, "lease_until": now + timedelta(seconds=lease_seconds), "batch": batch,
+              "per_round": per_tenant_round, "cap": per_tenant_cap}
+    async with database.system() as session:
+        rows = (await session.execute(_claim_statement(database.dialect), params)).all()
+    return [Claimed(r.tenant_id, r.id, r.job, r.payload or {}) for r in rows]
+
+
+async def relay_once(
+    database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 10,
+    per_tenant_cap: int = 100, lease_seconds: float = 300.0,
+) -> int:
+    """One round: claim, commit, send. Returns how many rows were sent to the broker."""
+    rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,
+                       per_tenant_cap=per_tenant_cap, lease_seconds=lease_seconds)
+    if not rows:
+        return 0
+    # The Redis client blocks; in the embedded mode this event loop also serves the web app.
+    sent, error = await asyncio.to_thread(_send_all, broker, rows)
+    if error is not None:
+        await _retry_soon(database, rows[sent:], error)
+    return sent
+
+
+def _send_all(broker: dramatiq.Broker, rows: list[Claimed]) -> tuple[int, BaseException | None]:
+    for index, row in enumerate(rows):
+        try:
+            enqueue(broker, row.job, tenant_id=row.tenant_id, outbox_id=str(row.id), **row.payload)
+        except Exception as error:  # the broker is down or the job unknown: stop, the rest would fail too
+            log.exception("relay: sending outbox %s (%s) failed", row.id, row.job)
+            return index, error
+    return len(rows), None
+
+
+async def _retry_soon(database: Database, rows: list[Claimed], error: BaseException) -> None:
+    """Shorten the lease of rows that were never sent; a full lease would delay them for minutes."""
+    retry_at = clock.now() + timedelta(seconds=RETRY_SEND_SECONDS)
+    keys = [(row.tenant_id, row.id) for row in rows]
+    async with database.system() as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(tuple_(OutboxEntry.tenant_id, OutboxEntry.id).in_(keys), OutboxEntry.completed_at.is_(None))
+            .values(lease_until=retry_at, last_error=f"send failed: {error!r}"[:2000])
+            .execution_options(synchronize_session=False)
+        )
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """``postgresql+asyncpg://...`` as asyncpg itself wants it."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Relay:
+    """Rounds back to back while there is work; otherwise asleep until notified or polled."""
+
+    def __init__(
+        self, database: Database, broker: dramatiq.Broker, *, poll_interval: float = 0.5,
+        relisten_interval: float = 5.0, **round_options: Any,
+    ) -> None:
+        self.database = database
+        self.broker = broker
+        self.poll_interval = poll_interval
+        self.relisten_interval = relisten_interval
+        self.round_options = round_options
+        self.stopping = asyncio.Event()
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up (tests wait on it)
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._next_listen = 0.0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                await self._ensure_listener()
+                # Cleared before the round: a notification that arrives during it wakes the next wait.
+                self._wake.clear()
+                try:
+                    sent = await relay_once(self.database, self.broker, **self.round_options)
+                except Exception:
+                    log.exception("relay: round failed; retrying after the poll interval")
+                    sent = 0
+                if sent:
+                    continue  # there may be more: no sleep while draining
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._close_listener()
+
+    async def _ensure_listener(self) -> None:
+        if self.database.dialect != "postgresql":
+            return
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        self.listening.clear()
+        if time.monotonic() < self._next_listen:
+            return
+        self._next_listen = time.monotonic() + self.relisten_interval
+        try:
+            self._listener = await asyncpg.connect(asyncpg_dsn(self.database.settings.system_database_url))
+            await self._listener.add_listener(CHANNEL, self._notified)
+            self.listening.set()
+        except Exception:
+            log.warning("relay: cannot LISTEN %s; polling every %.1fs", CHANNEL, self.poll_interval, exc_info=True)
+            await self._close_listener()
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        self.listening.clear()
+        if listener is not None and not listener.is_closed():
+            try:
+                await listener.close(timeout=5)
+            except Exception:
+                listener.terminate()
+
+
+_background: dict[tuple[int, int], tuple[Relay, asyncio.Task]] = {}
+
+
+def ensure_background(database: Database, broker: dramatiq.Broker, **options: Any) -> Relay:
+    """Start a relay task for this database and broker unless one is running; restart one that died.
+
+    The task lives until :func:`stop_background` or until its event loop ends (``asyncio.run`` cancels it).
+    """
+    key = (id(database), id(broker))
+    running = _background.get(key)
+    if running is not None and not running[1].done():
+        return running[0]
+    relay = Relay(database, broker, **options)
+    task = asyncio.create_task(relay.run(), name="outbox-relay")
+    _background[key] = (relay, task)
+    return relay
+
+
+async def stop_background() -> None:
+    running = list(_background.values())
+    _background.clear()
+    for relay, _ in running:
+        relay.stop()
+    await asyncio.gather(*(task for _, task in running), return_exceptions=True)

@@ -1,0 +1,289 @@
+"""The relay hands every outbox row to the broker once per lease, fairly across tenants.
+
+Most tests read what the relay sent from the in-process StubBroker's queue (both backends); one runs the
+production shape end to end: PostgreSQL, the real Redis broker and a dramatiq worker completing rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from queue import Empty
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import func, insert, select, update
+
+from backoffice.platform import clock
+from backoffice.platform.clock import FrozenClock
+from backoffice.platform.db.base import new_id
+from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.platform.outbox.relay import Relay, relay_once
+from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.worker.broker import build_broker
+from backoffice.platform.worker.registry import tenant_job
+from tests.conftest import RUN_ID
+
+QUEUE = "tests-relay"
+RAN: list[tuple[uuid.UUID, str]] = []  # (tenant, label) of every run of the probe job
+
+
+# Declared at import, like every job module, so every broker the tests build knows it.
+@tenant_job("tests.relay.probe", queue=QUEUE, max_retries=0)
+async def probe(session, *, tenant_id: uuid.UUID, label: str) -> None:
+    RAN.append((tenant_id, label))
+
+
+@pytest.fixture
+def broker(database) -> StubBroker:
+    broker = build_broker(database.settings)
+    assert isinstance(broker, StubBroker)
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def frozen() -> FrozenClock:
+    frozen = FrozenClock(datetime(2026, 11, 2, 15, 0, tzinfo=UTC))
+    previous = clock.use(frozen)
+    yield frozen
+    clock.use(previous)
+
+
+def drain(broker: StubBroker) -> list[dramatiq.Message]:
+    """Every message sent so far (and taken off the queue, so the next call sees only new ones)."""
+    messages, queue = [], broker.queues[QUEUE]
+    while True:
+        try:
+            messages.append(dramatiq.Message.decode(queue.get_nowait()))
+        except Empty:
+            return messages
+        queue.task_done()
+
+
+async def add_rows(database, tenant_id: uuid.UUID, count: int, *, prefix: str = "row") -> None:
+    """``count`` probe rows, a millisecond apart so "oldest first" is well defined."""
+    start = clock.now() - timedelta(seconds=count / 1000 + 1)
+    rows = [
+        {"tenant_id": tenant_id, "id": new_id(), "job": "tests.relay.probe", "payload": {"label": f"{prefix}-{i}"},
+         "created_at": start, "available_at": start + timedelta(milliseconds=i), "attempts": 0}
+        for i in range(count)
+    ]
+    async with database.tenant(tenant_id) as session:
+        for chunk in range(0, count, 1000):
+            await session.execute(insert(OutboxEntry).values(rows[chunk:chunk + 1000]))
+
+
+async def outbox(database) -> list[OutboxEntry]:
+    async with database.system() as session:
+        return list((await session.execute(select(OutboxEntry).order_by(OutboxEntry.available_at))).scalars())
+
+
+def by_tenant(messages: list[dramatiq.Message]) -> Counter:
+    return Counter(uuid.UUID(message.kwargs["tenant_id"]) for message in messages)
+
+
+async def test_each_row_is_sent_with_its_tenant_outbox_id_and_payload_then_leased(database, tenants, broker):
+    async with database.tenant(tenants.a.id) as session:
+        a_row = add_to_outbox(session, tenants.a.id, "tests.relay.probe", label="a-1")
+    async with database.tenant(tenants.b.id) as session:
+        b_row = add_to_outbox(session, tenants.b.id, "tests.relay.probe", label="b-1")
+
+    assert await relay_once(database, broker) == 2
+
+    sent = {message.kwargs["outbox_id"]: message for message in drain(broker)}
+    assert set(sent) == {str(a_row.id), str(b_row.id)}
+    assert sent[str(a_row.id)].kwargs == {"tenant_id": str(tenants.a.id), "outbox_id": str(a_row.id), "label": "a-1"}
+    assert sent[str(b_row.id)].kwargs == {"tenant_id": str(tenants.b.id), "outbox_id": str(b_row.id), "label": "b-1"}
+    for row in await outbox(database):
+        assert row.attempts == 1 and row.dispatched_at is not None and row.lease_until > row.dispatched_at
+        assert row.completed_at is None  # completed by the job, not by the relay
+    assert await relay_once(database, broker) == 0  # leased: not sent again
+
+
+async def test_a_leased_row_waits_for_its_lease_to_run_out_then_is_sent_again(database, tenants, broker, frozen):
+    await add_rows(database, tenants.a.id, 1)
+    await add_rows(database, tenants.b.id, 1)
+    assert await relay_once(database, broker, lease_seconds=60) == 2
+    drain(broker)
+
+    frozen.advance(seconds=59)
+    assert await relay_once(database, broker, lease_seconds=60) == 0
+    # B's job completed in time; A's relay or worker died with it: only A's row comes back.
+    async with database.system() as session:
+        await session.execute(update(OutboxEntry).where(OutboxEntry.tenant_id == tenants.b.id)
+                              .values(completed_at=clock.now()))
+    frozen.advance(seconds=2)
+    assert await relay_once(database, broker, lease_seconds=60) == 1
+    assert by_tenant(drain(broker)) == {tenants.a.id: 1}
+    attempts = {row.tenant_id: row.attempts for row in await outbox(database)}
+    assert attempts == {tenants.a.id: 2, tenants.b.id: 1}
+
+
+async def test_completed_rows_are_never_sent_again(database, tenants, broker, frozen):
+    await add_rows(database, tenants.a.id, 3)
+    await add_rows(database, tenants.b.id, 1)
+    async with database.system() as session:
+        await session.execute(update(OutboxEntry).values(completed_at=clock.now()))
+    frozen.advance(days=30)  # far past any lease
+    assert await relay_once(database, broker) == 0
+    assert drain(broker) == []
+
+
+async def test_rows_not_yet_available_wait(database, tenants, broker, frozen):
+    await add_rows(database, tenants.a.id, 1)
+    async with database.system() as session:
+        await session.execute(update(OutboxEntry).values(available_at=clock.now() + timedelta(minutes=5)))
+    await add_rows(database, tenants.b.id, 1)
+    assert await relay_once(database, broker) == 1
+    assert by_tenant(drain(broker)) == {tenants.b.id: 1}
+    frozen.advance(minutes=5)
+    assert await relay_once(database, broker) == 1
+    assert by_tenant(drain(broker)) == {tenants.a.id: 1}
+
+
+async def test_a_quiet_tenant_is_not_delayed_by_a_noisy_one(database, tenants, broker):
+    await add_rows(database, tenants.a.id, 5000, prefix="noisy")
+    await add_rows(database, tenants.b.id, 3, prefix="quiet")
+
+    # Even a round of 6 takes turns: A's 1st, B's 1st, A's 2nd, B's 2nd, ...
+    assert await relay_once(database, broker, batch=6) == 6
+    sent = drain(broker)
+    assert by_tenant(sent) == {tenants.a.id: 3, tenants.b.id: 3}
+    # Oldest first within a tenant.
+    assert [m.kwargs["label"] for m in sent if m.kwargs["tenant_id"] == str(tenants.a.id)] == \
+        ["noisy-0", "noisy-1", "noisy-2"]
+    leased = Counter(row.tenant_id for row in await outbox(database) if row.lease_until is not None)
+    assert leased == {tenants.a.id: 3, tenants.b.id: 3}
+
+
+async def test_a_tenant_never_has_more_than_its_cap_in_flight(database, tenants, broker):
+    await add_rows(database, tenants.a.id, 50)
+    await add_rows(database, tenants.b.id, 4)
+    options = {"per_tenant_round": 5, "per_tenant_cap": 12}
+
+    sent = Counter()
+    for _ in range(10):
+        sent += by_tenant(drain(broker)) if await relay_once(database, broker, **options) else Counter()
+    assert sent == {tenants.a.id: 12, tenants.b.id: 4}
+
+    # Five of A's jobs complete: five more of A's rows may go, and no more.
+    async with database.system() as session:
+        done = (await session.execute(select(OutboxEntry.id).where(
+            OutboxEntry.tenant_id == tenants.a.id, OutboxEntry.lease_until.is_not(None)).limit(5))).scalars().all()
+        await session.execute(update(OutboxEntry).where(OutboxEntry.id.in_(done)).values(completed_at=clock.now()))
+    for _ in range(5):
+        await relay_once(database, broker, **options)
+    assert by_tenant(drain(broker)) == {tenants.a.id: 5}
+
+
+async def test_two_relays_at_once_never_send_the_same_row(database, tenants, broker):
+    """Two relays as two processes would have them: each with its own engines and connections."""
+    await add_rows(database, tenants.a.id, 400)
+    await add_rows(database, tenants.b.id, 200)
+    other = type(database)(database.settings)
+    options = {"batch": 50, "per_tenant_round": 25, "per_tenant_cap": 1000}
+    try:
+        for _ in range(30):
+            counts = await asyncio.gather(relay_once(database, broker, **options), relay_once(other, broker, **options))
+            if sum(counts) == 0:
+                break
+    finally:
+        await other.dispose()
+
+    sent = Counter(message.kwargs["outbox_id"] for message in drain(broker))
+    assert max(sent.values()) == 1  # no row sent twice
+    rows = await outbox(database)
+    assert set(sent) == {str(row.id) for row in rows} and len(rows) == 600
+    assert {row.attempts for row in rows} == {1}
+
+
+@pytest.mark.postgres_only
+async def test_rows_locked_by_another_relay_are_skipped_not_waited_for(database, tenants, broker):
+    """Deterministic SKIP LOCKED: while one transaction holds A's oldest rows (a relay mid-claim), another
+    relay takes the next ones at once instead of waiting or taking the same."""
+    await add_rows(database, tenants.a.id, 8)
+    async with database.system() as holder:
+        held = (await holder.execute(
+            select(OutboxEntry.id).where(OutboxEntry.tenant_id == tenants.a.id)
+            .order_by(OutboxEntry.available_at).limit(3).with_for_update()
+        )).scalars().all()
+        sent = await asyncio.wait_for(relay_once(database, broker, per_tenant_round=4), 5)
+        assert sent == 4
+        taken = {uuid.UUID(message.kwargs["outbox_id"]) for message in drain(broker)}
+        assert not taken & set(held)
+    # Released: the held rows are the oldest claimable ones again.
+    assert await relay_once(database, broker, per_tenant_round=3) == 3
+    assert {uuid.UUID(message.kwargs["outbox_id"]) for message in drain(broker)} == set(held)
+
+
+@pytest.mark.postgres_only
+async def test_a_new_row_wakes_the_relay_long_before_its_poll(database, tenants, broker):
+    poll = 5.0
+    relay = Relay(database, broker, poll_interval=poll)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.listening.wait(), 10)
+        await asyncio.sleep(0.3)  # the first (empty) round is over: the relay is asleep until woken
+        started = time.monotonic()
+        async with database.tenant(tenants.b.id) as session:
+            add_to_outbox(session, tenants.b.id, "tests.relay.probe", label="wake")
+        while not broker.queues[QUEUE].qsize() and time.monotonic() - started < poll * 2:
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - started
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+    print(f"LISTEN wake-up: commit to sent in {elapsed * 1000:.0f} ms (poll interval {poll * 1000:.0f} ms)")
+    assert elapsed < poll
+    assert by_tenant(drain(broker)) == {tenants.b.id: 1}  # and nothing of tenant A appeared
+
+
+@pytest.mark.postgres_only
+async def test_relay_to_redis_and_worker_completes_each_row_once(database, tenants, redis_available):
+    """Production shape: the relay sends to the real Redis broker, a worker runs the jobs and each job
+    completes its outbox row in its own transaction; completed rows are never sent again."""
+    settings = database.settings.model_copy(update={"broker_url": redis_available})
+    broker = build_broker(settings, namespace=f"bo-test-{RUN_ID}-relay-{uuid.uuid4().hex[:6]}")
+    assert isinstance(broker, RedisBroker)
+    await add_rows(database, tenants.a.id, 5, prefix="a")
+    await add_rows(database, tenants.b.id, 2, prefix="b")
+    RAN.clear()
+    try:
+        assert await relay_once(database, broker) == 7
+        stored = broker.client.hvals(f"{broker.namespace}:{QUEUE}.msgs")  # what Redis holds, read back
+        assert sorted(dramatiq.Message.decode(raw).kwargs["label"] for raw in stored) == \
+            ["a-0", "a-1", "a-2", "a-3", "a-4", "b-0", "b-1"]
+
+        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+        worker.start()
+        try:
+            await asyncio.to_thread(broker.join, QUEUE, timeout=20_000)
+            await asyncio.to_thread(worker.join)
+        finally:
+            await asyncio.to_thread(worker.stop)
+
+        assert Counter(tenant for tenant, _ in RAN) == {tenants.a.id: 5, tenants.b.id: 2}
+        assert all(row.completed_at is not None and row.lease_until is None for row in await outbox(database))
+        assert await relay_once(database, broker) == 0
+    finally:
+        keys = list(broker.client.scan_iter(f"{broker.namespace}:*"))
+        if keys:
+            broker.client.delete(*keys)
+        broker.close()
+
+
+async def test_rows_are_counted_per_tenant_in_the_database(database, tenants, broker):
+    """The relay's rows stay the tenant's own: each tenant's session sees only its rows."""
+    await add_rows(database, tenants.a.id, 3)
+    await add_rows(database, tenants.b.id, 2)
+    await relay_once(database, broker)
+    for tenant, expected in ((tenants.a, 3), (tenants.b, 2)):
+        async with database.tenant(tenant.id) as session:
+            count = (await session.execute(select(func.count()).select_from(OutboxEntry))).scalar_one()
+        assert count == expected
