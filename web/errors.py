@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -13,6 +14,7 @@ from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.registry.service import TenantNotFound, TenantSuspended
 
 PROBLEM = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -70,7 +72,9 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
-    request.logger.exception("unhandled error on %s", request.url.path)
+    # Not request.logger: it raises when the app has no Litestar logging_config (ours has none, the
+    # process configures logging), which turned every 500 into an empty body and an unlogged error.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
 
 

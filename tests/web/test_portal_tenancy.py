@@ -4,6 +4,9 @@ comes back, data intact, when reactivated."""
 
 from __future__ import annotations
 
+import logging
+import socket
+
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, update
 
@@ -11,7 +14,9 @@ from backoffice.platform.audit.service import Actor
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import get_tenant_by_slug, reactivate_tenant, suspend_tenant
+from backoffice.platform.settings import Settings
 from backoffice.web.app import create_app
+from tests.conftest import SECRET
 
 ACTOR = Actor(type="staff", label="pat@provider.example")
 ALFA_PRIMARY = "#6d28d9"
@@ -88,3 +93,20 @@ async def test_a_suspended_tenant_is_refused_clearly_and_returns_intact_when_rea
     async with database.tenant(tenants.a.id) as session:
         customers = (await session.execute(select(func.count()).select_from(Customer))).scalar_one()
     assert customers == len(tenants.a.customer_ids)
+
+
+async def test_an_unexpected_failure_is_a_logged_500_problem_not_an_empty_page(caplog, tmp_path):
+    # Tenant resolution hits a database that is down: nothing any handler expects.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = Settings(database_url=f"postgresql+asyncpg://app:hunter2@127.0.0.1:{closed}/bo", secret_key=SECRET,
+                        data_dir=tmp_path)
+    with caplog.at_level(logging.ERROR, logger="backoffice.web"):
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            response = await client.get("/alfa/", headers=HTML)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json() == {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+    assert "hunter2" not in response.text
+    assert any("GET /alfa" in record.getMessage() and record.exc_info for record in caplog.records)
