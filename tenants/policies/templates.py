@@ -22,33 +22,37 @@ zone: "05/03/2026", "05/03/2026 às 09:00" / "Mar 5, 2026", "Mar 5, 2026, 9:00 A
 own rather than Babel: two locales, and an exact, stable output (Babel's pt-BR puts a no-break space
 after "R$", and its output follows the CLDR release installed).
 
-Context contract (what the process code passes; every object is projected onto the listed fields, so a
-template sees nothing else, and a field or optional variable left out arrives as None):
+Context contract: what the process code passes. Objects may be dicts or ORM rows; each is projected onto
+the fields listed, so a template sees nothing else. Dates and datetimes may also be ISO strings (contexts
+travel as JSON); datetimes are shown in the tenant's time zone. ``!`` marks what the kind cannot do
+without (render raises ValueError when it is missing); anything else left out arrives as None and the
+defaults word around it.
 
 Every kind:
-    tenant    {display_name, timezone}           customer {name, tax_id, tax_id_kind, email}
-    locale, tz                                    injected by render()
+    tenant!  {display_name, timezone}        customer!  {name, tax_id, tax_id_kind: cpf|cnpj, email}
+    locale, tz                               injected by render()
+Every front-office kind also: reason (one line, in the tenant's locale), customer_url (portal link).
 Objects:
-    plan, before, after   {code, name, price_cents}
-    charge                {amount_cents, due_date (date), description, payment_url}
-    payment               {amount_cents, paid_at (datetime), method: pix|boleto|credit_card|...}
-    document, documents[] {kind: nfse|nfe|contract|receipt|boleto, number, url}
-    task                  {title, due_date}
-Per kind (``?`` = may be None; datetimes are aware, shown in the tenant's time zone):
-    customer.started        plan, trigger (the policy's start_trigger), started_at, payment?, documents,
-                            task?, customer_url?
-    subscription.changed    before, after, change (upgrade|downgrade|addon|change), effective_at?,
-                            customer_url?
-    dunning.grace_started   charge, deadline_at, grace_days, auto_block, customer_url?
-    dunning.blocked         charge, deadline_at, blocked_at, reason?, auto_unblock, terminate_at?,
-                            customer_url?
-    dunning.unblocked       charge, payment, unblocked_at, customer_url?
-    dunning.resolved        charge, payment, customer_url?
-    customer.terminated     plan?, terminated_at, reason?, documents, task?, customer_url?
-    invoice.rejected        document, charge?, message (the issuer's words), customer_url?
-    dunning.notice          charge, deadline_at, auto_block                 (e-mail to the customer)
-    dunning.reminder        charge, deadline_at, days_left, auto_block      (e-mail to the customer)
-    dunning.blocked_notice  charge, deadline_at, blocked_at, auto_unblock   (e-mail to the customer)
+    plan, before, after, plans[]  {code, name, price_cents}
+    charge                        {amount_cents, due_date (date), description, payment_url}
+    payment                       {amount_cents, paid_at (datetime), method: pix|boleto|credit_card|...}
+    document, documents[]         {kind: nfse|nfe|contract|receipt|boleto, number, url}
+    task                          {title, due_date}
+Per kind:
+    customer.started        plan, trigger (payment.cleared|invoice.issued|contract.signed), started_at,
+                            charge, payment, documents, task
+    subscription.changed    before!, after!, direction (upgrade|downgrade|addon|change), effective_at
+    dunning.grace_started   charge!, deadline_at!, grace_days, auto_block
+    dunning.blocked         charge!, deadline_at!, blocked (False: the deadline passed but the policy does
+                            not block, the front office decides), blocked_at, auto_unblock, terminate_at
+    dunning.unblocked       charge!, unblocked (False: paid, but the policy does not unblock: unblock by
+                            hand), payment, unblocked_at
+    dunning.resolved        charge!, payment
+    customer.terminated     plans, terminated_at, documents (the final ones), task
+    invoice.rejected        message! (the issuer's words), document, charge
+    dunning.notice          charge!, deadline_at!, auto_block                (e-mail to the customer)
+    dunning.reminder        charge!, deadline_at!, days_left, auto_block     (e-mail to the customer)
+    dunning.blocked_notice  charge!, deadline_at!, blocked_at, auto_unblock  (e-mail to the customer)
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -76,22 +80,37 @@ from backoffice.tenants.policies.schemas import DEFAULT_LOCALE, LOCALES, TEMPLAT
 log = logging.getLogger(__name__)
 
 COMMON = ("tenant", "customer", "locale", "tz")
+_FRONT_OFFICE = ("reason", "customer_url")
 CONTEXT: dict[str, tuple[str, ...]] = {
-    "customer.started": ("plan", "trigger", "started_at", "payment", "documents", "task", "customer_url"),
-    "subscription.changed": ("before", "after", "change", "effective_at", "customer_url"),
-    "dunning.grace_started": ("charge", "deadline_at", "grace_days", "auto_block", "customer_url"),
-    "dunning.blocked": (
-        "charge", "deadline_at", "blocked_at", "reason", "auto_unblock", "terminate_at", "customer_url",
+    "customer.started": (
+        "plan", "trigger", "started_at", "charge", "payment", "documents", "task", *_FRONT_OFFICE,
     ),
-    "dunning.unblocked": ("charge", "payment", "unblocked_at", "customer_url"),
-    "dunning.resolved": ("charge", "payment", "customer_url"),
-    "customer.terminated": ("plan", "terminated_at", "reason", "documents", "task", "customer_url"),
-    "invoice.rejected": ("document", "charge", "message", "customer_url"),
+    "subscription.changed": ("before", "after", "direction", "effective_at", *_FRONT_OFFICE),
+    "dunning.grace_started": ("charge", "deadline_at", "grace_days", "auto_block", *_FRONT_OFFICE),
+    "dunning.blocked": (
+        "charge", "deadline_at", "blocked", "blocked_at", "auto_unblock", "terminate_at", *_FRONT_OFFICE,
+    ),
+    "dunning.unblocked": ("charge", "unblocked", "payment", "unblocked_at", *_FRONT_OFFICE),
+    "dunning.resolved": ("charge", "payment", *_FRONT_OFFICE),
+    "customer.terminated": ("plans", "terminated_at", "documents", "task", *_FRONT_OFFICE),
+    "invoice.rejected": ("message", "document", "charge", *_FRONT_OFFICE),
     "dunning.notice": ("charge", "deadline_at", "auto_block"),
     "dunning.reminder": ("charge", "deadline_at", "days_left", "auto_block"),
     "dunning.blocked_notice": ("charge", "deadline_at", "blocked_at", "auto_unblock"),
 }
 assert set(CONTEXT) == set(TEMPLATE_KINDS)
+_DUNNING = ("charge", "deadline_at")
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "subscription.changed": ("before", "after"),
+    "dunning.grace_started": _DUNNING,
+    "dunning.blocked": _DUNNING,
+    "dunning.unblocked": ("charge",),
+    "dunning.resolved": ("charge",),
+    "invoice.rejected": ("message",),
+    "dunning.notice": _DUNNING,
+    "dunning.reminder": _DUNNING,
+    "dunning.blocked_notice": _DUNNING,
+}
 
 _PLAN = ("code", "name", "price_cents")
 _DOCUMENT = ("kind", "number", "url")
@@ -106,7 +125,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "document": _DOCUMENT,
     "task": ("title", "due_date"),
 }
-LISTS: dict[str, tuple[str, ...]] = {"documents": _DOCUMENT}
+LISTS: dict[str, tuple[str, ...]] = {"documents": _DOCUMENT, "plans": _PLAN}
 
 DEFAULT_TZ = "America/Sao_Paulo"
 OUTPUT_MAX = 100_000  # characters of rendered body; far above any real message
@@ -297,7 +316,7 @@ ENV = _make_env()
 
 # --- defaults --------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def default_source(kind: str, locale: str) -> tuple[str, str]:
     """(title, body) template source of the platform's default for a kind in a locale."""
     text = (resources.files(__package__) / "defaults" / f"{kind}.{locale}.txt").read_text(encoding="utf-8")
@@ -308,7 +327,7 @@ def default_source(kind: str, locale: str) -> tuple[str, str]:
     return title, body
 
 
-@lru_cache(maxsize=None)
+@cache
 def _samples() -> dict[str, Any]:
     return json.loads((resources.files(__package__) / "defaults" / "samples.json").read_text(encoding="utf-8"))
 
@@ -337,6 +356,9 @@ def render(kind: str, locale: str, context: Mapping[str, Any], overrides: Mappin
     if kind not in CONTEXT:
         raise KeyError(f"unknown template kind {kind!r}")
     locale = resolve_locale(locale)
+    missing = [name for name in ("tenant", "customer", *REQUIRED.get(kind, ())) if context.get(name) is None]
+    if missing:
+        raise ValueError(f"{kind} cannot be rendered without {', '.join(missing)}")
     values = prepare_context(kind, locale, context)
     override = _override(overrides, kind, locale)
     if override is not None:

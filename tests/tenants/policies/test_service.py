@@ -40,7 +40,7 @@ async def test_a_tenant_that_never_saved_runs_on_the_defaults(database, tenants)
     assert (config.grace_days, config.reminder_offsets_days, config.reminder_hour_local) == (5, [3, 1], 9)
     assert config.auto_block and config.auto_unblock and config.terminate_after_days is None
     assert config.notify.primary == "account_manager"
-    assert {kind: config.channels_for(kind) for kind in NOTIFICATION_KINDS} == {k: ["portal"] for k in NOTIFICATION_KINDS}
+    assert all(config.channels_for(kind) == ["portal"] for kind in NOTIFICATION_KINDS)
     assert "Agendar reunião de boas-vindas" in config.onboarding_checklist
 
 
@@ -81,7 +81,8 @@ async def test_each_update_is_a_new_audited_version(database, tenants):
 
 async def test_a_change_that_changes_nothing_saves_nothing(database, tenants):
     async with database.tenant(tenants.a.id) as session:
-        assert await update_policy(session, changes={"grace_days": 5}, acting=ADMIN, reason="no-op") == (0, PolicyConfig())
+        result = await update_policy(session, changes={"grace_days": 5}, acting=ADMIN, reason="no-op")
+    assert result == (0, PolicyConfig())
     assert await _versions(database, tenants.a.id) == 0
     assert await _audit(database, tenants.a.id) == []
 
@@ -119,7 +120,7 @@ async def test_a_running_case_keeps_the_version_it_opened_with(database, tenants
 
 async def test_recipients_must_be_active_users_of_the_same_tenant(database, tenants):
     async with database.tenant(tenants.a.id) as session:
-        version, config = await update_policy(
+        _, config = await update_policy(
             session, changes={"notify": {"primary": "team", "team_user_ids": [str(tenants.a.member_id)],
                                          "fallback_user_id": str(tenants.a.admin_id)}},
             acting=ADMIN, reason=None)
@@ -150,7 +151,8 @@ async def test_recipients_must_be_active_users_of_the_same_tenant(database, tena
      "templates.dunning.blocked.pt-BR.body", "unknown variable payment"),
     ({"templates": {"dunning.blocked": {"pt-BR": {"title": "x", "body": "{{ ''.__class__.__mro__ }}"}}}},
      "templates.dunning.blocked.pt-BR.body", "not allowed"),
-    ({"templates": {"dunning.blocked": {"fr": {"title": "x", "body": "y"}}}}, "templates.dunning.blocked.fr", "'pt-BR'"),
+    ({"templates": {"dunning.blocked": {"fr": {"title": "x", "body": "y"}}}},
+     "templates.dunning.blocked.fr", "'pt-BR'"),
 ])
 async def test_invalid_changes_are_refused_by_field_and_nothing_is_written(database, tenants, changes, field, words):
     async with database.tenant(tenants.a.id) as session:
