@@ -1,0 +1,76 @@
+"""Delivering outbound messages: retried with backoff and jitter, dead-lettered with the reason."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.worker.registry import tenant_job
+from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
+from backoffice.tenants.effects.ports import DeliveryError, get_port
+from backoffice.tenants.effects.service import DELIVER_JOB
+from backoffice.tenants.registry.models import Tenant
+
+log = logging.getLogger(__name__)
+
+# Seconds before attempt n+1 (then ±20% jitter): quick retries for blips, hours for outages.
+BACKOFF = (5, 30, 120, 600, 1800, 3600, 7200, 14400)
+MAX_ATTEMPTS = len(BACKOFF) + 1
+
+
+def next_delay(attempts: int) -> float:
+    base = BACKOFF[min(attempts - 1, len(BACKOFF) - 1)]
+    return base * random.uniform(0.8, 1.2)
+
+
+@tenant_job(DELIVER_JOB, queue="deliveries")
+async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, message_id: str) -> str:
+    message = await get_owned(session, OutboundMessage, uuid.UUID(message_id))
+    if message.status in (DeliveryStatus.SENT, DeliveryStatus.DEAD):
+        return message.status.value  # a repeat of a finished delivery changes nothing
+    tenant = await session.get(Tenant, tenant_id)
+    now = clock.now()
+    message.attempts += 1
+    try:
+        # The receiver may see a repeat if this transaction fails after sending: the effect key travels
+        # with the message (webhook-id, Idempotency-Key) so receivers can drop it.
+        ack = await get_port(message.channel).send(tenant, message)
+    except DeliveryError as error:
+        _failed(session, message, str(error), retryable=error.retryable)
+    except Exception as error:  # any transport failure is recorded and retried, never swallowed
+        log.warning("delivery %s failed: %s", message.effect_key, error, exc_info=True)
+        _failed(session, message, f"{type(error).__name__}: {error}", retryable=True)
+    else:
+        message.status = DeliveryStatus.SENT
+        message.sent_at = now
+        message.response = ack
+        message.last_error = None
+        message.next_attempt_at = None
+    return message.status.value
+
+
+def _failed(session: AsyncSession, message: OutboundMessage, reason: str, *, retryable: bool) -> None:
+    message.last_error = reason[:2000]
+    if not retryable or message.attempts >= MAX_ATTEMPTS:
+        message.status = DeliveryStatus.DEAD
+        message.next_attempt_at = None
+        return
+    message.status = DeliveryStatus.FAILED
+    message.next_attempt_at = clock.now() + timedelta(seconds=next_delay(message.attempts))
+    entry = add_to_outbox(session, message.tenant_id, DELIVER_JOB, message_id=str(message.id))
+    entry.available_at = message.next_attempt_at
+
+
+async def replay(session: AsyncSession, message: OutboundMessage) -> None:
+    """Send a dead (or failed) message again from the console: attempts start over."""
+    message.status = DeliveryStatus.PENDING
+    message.attempts = 0
+    message.next_attempt_at = None
+    add_to_outbox(session, message.tenant_id, DELIVER_JOB, message_id=str(message.id))

@@ -1,0 +1,124 @@
+"""Start of a customer: a cleared first payment, an issued nota fiscal or a signed contract (the tenant's
+policy picks which) tells the responsible person everything about the purchase, opens the onboarding task
+and provisions the customer on the tenant's platform."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from backoffice.platform import clock
+from backoffice.tenants.billing.models import ContractStatus
+from backoffice.tenants.billing.service import ensure_contract, record_payment, upsert_charge
+from backoffice.tenants.customers.lifecycle import transition
+from backoffice.tenants.customers.models import Lifecycle
+from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
+from backoffice.tenants.processes import dunning
+from backoffice.tenants.processes.context import charge_view, documents_view, payment_view, plan_view
+from backoffice.tenants.processes.engine import Step, handles
+from backoffice.tenants.processes.recipients import responsible_people
+from backoffice.tenants.signatures.models import Signature, SignatureStatus
+
+TRIGGER_NAMES = {"payment.cleared": "first payment cleared", "invoice.issued": "nota fiscal issued",
+                 "contract.signed": "contract signed"}
+
+
+@handles("payment.created")
+async def on_payment_created(step: Step) -> None:
+    await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"])
+
+
+@handles("payment.cleared")
+async def on_payment_cleared(step: Step) -> None:
+    data = step.data
+    charge = await upsert_charge(step.session, step.customer, step.event.source, data["charge"])
+    payment_id = data["payment"].get("external_id") or step.event.external_id
+    payment = await record_payment(step.session, step.customer, charge, step.event.source, payment_id, data["payment"])
+    await start_if_trigger(step, "payment.cleared", charge=charge_view(charge), payment=payment_view(payment))
+    await dunning.resolve_after_payment(step, charge)
+
+
+@handles("invoice.issued")
+async def on_invoice_issued(step: Step) -> None:
+    doc = step.data["document"]
+    fiscal = await _fiscal(step, doc)
+    fiscal.status = FiscalStatus.AUTHORIZED
+    fiscal.number, fiscal.series = doc.get("number"), doc.get("series")
+    fiscal.verification_code, fiscal.amount_cents = doc.get("verification_code"), doc.get("amount_cents")
+    fiscal.pdf_url, fiscal.xml_url = doc.get("pdf_url"), doc.get("xml_url")
+    fiscal.issued_at = datetime.fromisoformat(doc["issued_at"]) if doc.get("issued_at") else step.event.occurred_at
+    await step.session.flush()
+    await start_if_trigger(step, "invoice.issued")
+
+
+@handles("invoice.rejected")
+async def on_invoice_rejected(step: Step) -> None:
+    doc = step.data["document"]
+    fiscal = await _fiscal(step, doc)
+    fiscal.status = FiscalStatus.REJECTED
+    fiscal.message = step.data["message"]
+    reason = f"The fiscal issuer rejected the nota fiscal: {step.data['message']}"
+    context = {**step.base_context(), "message": step.data["message"], "document": doc, "reason": reason}
+    await step.tell_responsible("invoice_rejected", kind="invoice.rejected", context=context, reason=reason)
+
+
+@handles("contract.signed")
+async def on_contract_signed(step: Step) -> None:
+    data = step.data
+    signature = (await step.session.execute(select(Signature).where(
+        Signature.source == step.event.source, Signature.external_id == data["envelope_id"]))).scalar_one_or_none()
+    if signature is None:
+        signature = Signature(customer_id=step.customer.id, source=step.event.source,
+                              external_id=data["envelope_id"], created_at=clock.now())
+        step.session.add(signature)
+    signature.status = SignatureStatus.SIGNED
+    signature.document_url = data.get("document_url")
+    signature.signed_at = datetime.fromisoformat(data["signed_at"]) if data.get("signed_at") else step.event.occurred_at
+    await step.session.flush()
+    await start_if_trigger(step, "contract.signed")
+
+
+async def _fiscal(step: Step, doc: dict) -> FiscalDocument:
+    fiscal = (await step.session.execute(select(FiscalDocument).where(
+        FiscalDocument.source == step.event.source, FiscalDocument.external_id == doc["external_id"]
+    ))).scalar_one_or_none()
+    if fiscal is None:
+        fiscal = FiscalDocument(customer_id=step.customer.id, source=step.event.source, external_id=doc["external_id"],
+                                created_at=clock.now())
+        step.session.add(fiscal)
+    return fiscal
+
+
+async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = None, payment: dict | None = None) -> None:
+    """Start the customer when ``trigger`` is this tenant's start trigger and the customer is onboarding."""
+    customer = step.customer
+    if customer.lifecycle != Lifecycle.ONBOARDING:
+        return
+    if step.policy.start_trigger != trigger:
+        step.effects.timeline(
+            f"Recorded {TRIGGER_NAMES[trigger]}; the customer starts on: {TRIGGER_NAMES[step.policy.start_trigger]}",
+            reason=f"policy v{step.policy_version}: start trigger is {step.policy.start_trigger}")
+        return
+    reason = f"{TRIGGER_NAMES[trigger].capitalize()}: this company's policy starts customers on {trigger}"
+    await transition(step.session, customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
+    contract = await ensure_contract(step.session, customer, step.data.get("plan"))
+    if contract is not None and contract.status == ContractStatus.PENDING:
+        contract.status = ContractStatus.ACTIVE
+        contract.started_at = clock.now()
+    context = {
+        **step.base_context(), "trigger": trigger, "plan": plan_view(contract or step.data.get("plan")),
+        "charge": charge, "payment": payment,
+        "documents": await documents_view(step.session, customer, step.data.get("documents")), "reason": reason,
+    }
+    await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)
+    people = await responsible_people(step.session, customer, step.policy.notify)
+    if people:
+        due = clock.now() + timedelta(days=step.policy.onboarding_task_due_days)
+        await step.effects.task(
+            "start:task", kind="onboarding", assignee=people[0], title=f"Onboarding: {customer.name}",
+            description=step.render("customer.started", context).body, checklist=step.policy.onboarding_checklist,
+            due_at=due, reason=reason)
+    if step.policy.provision_on_start:
+        await step.effects.command("start:provision", command="provision", reason=reason,
+                                   data={"plan": plan_view(contract or step.data.get("plan"))})
