@@ -1,0 +1,137 @@
+"""Scheduling, canceling and firing durable timers.
+
+A timer is keyed per tenant (``dunning:<case>:deadline``): scheduling a key that exists changes nothing,
+so a process step that runs twice schedules once. Firing claims due rows and turns each into a canonical
+event (source ``timer``, external id = key) in the same transaction that marks it fired; the event's
+deduplication on (tenant, source, external id) guards a repeat even if a claim were ever doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.db.session import Database
+from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.timers.models import Timer
+from backoffice.tenants.events.catalogue import EventIn
+from backoffice.tenants.events.intake import MAX_BATCH, _check_scope, _insert, ingest_batch, validate
+
+log = logging.getLogger(__name__)
+
+SOURCE = "timer"
+
+
+def timer_event(
+    *, key: str, event_type: str, due_at: datetime, customer_id: uuid.UUID | None, payload: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The canonical event a timer emits when it comes due."""
+    return {
+        "type": event_type, "source": SOURCE, "external_id": key, "occurred_at": due_at,
+        "customer": {"id": str(customer_id)} if customer_id else None, "data": payload or {},
+    }
+
+
+async def schedule_timer(
+    session: AsyncSession, tenant_id: uuid.UUID, *, key: str, event_type: str, due_at: datetime,
+    customer_id: uuid.UUID | None = None, payload: dict[str, Any] | None = None,
+) -> Timer:
+    """Schedule once per (tenant, key); an existing timer (pending, fired or canceled) is returned as is.
+
+    The event is validated now, so a timer that could never become an event is refused to its caller
+    instead of failing in the scheduler weeks later.
+    """
+    _check_scope(session, tenant_id)
+    if due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    validate(timer_event(key=key, event_type=event_type, due_at=due_at, customer_id=customer_id, payload=payload))
+    statement = (
+        _insert(session)(Timer)
+        .values(tenant_id=tenant_id, key=key, event_type=event_type,
+                due_at=due_at, customer_id=customer_id, payload=payload or {}, created_at=clock.now())
+        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    )
+    await session.execute(statement)
+    query = select(Timer).where(Timer.tenant_id == tenant_id, Timer.key == key)
+    return (await session.execute(query)).scalar_one()
+
+
+async def cancel_timers(
+    session: AsyncSession, tenant_id: uuid.UUID, *, keys: Iterable[str] | None = None, key_prefix: str | None = None,
+) -> int:
+    """Cancel the tenant's pending timers named by ``keys`` or starting with ``key_prefix``; returns how many.
+
+    Fired timers stay fired. Asking for neither is refused rather than read as "cancel everything".
+    """
+    _check_scope(session, tenant_id)
+    if keys is None and not key_prefix:
+        raise ValueError("cancel_timers needs keys or key_prefix")
+    conditions = [Timer.tenant_id == tenant_id, Timer.fired_at.is_(None), Timer.canceled_at.is_(None)]
+    if keys is not None:
+        keys = list(keys)
+        if not keys:
+            return 0
+        conditions.append(Timer.key.in_(keys))
+    if key_prefix:
+        conditions.append(Timer.key.startswith(key_prefix, autoescape=True))
+    result = await session.execute(
+        update(Timer).where(*conditions).values(canceled_at=clock.now()).execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+async def fire_due_timers(database: Database, *, limit: int = 500) -> int:
+    """Fire up to ``limit`` due timers across tenants; returns how many fired.
+
+    The claim is one UPDATE ... RETURNING over a ``FOR UPDATE SKIP LOCKED`` subquery (PostgreSQL; SQLite
+    serialises writers): two schedulers firing at once take disjoint timers, and each marks and emits in
+    one transaction, so a timer fires once.
+    """
+    now = clock.now()
+    due = (
+        select(Timer.tenant_id, Timer.id)
+        .where(Timer.fired_at.is_(None), Timer.canceled_at.is_(None), Timer.due_at <= now)
+        .order_by(Timer.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(Timer)
+        .where(tuple_(Timer.tenant_id, Timer.id).in_(due))
+        .values(fired_at=now)
+        .returning(Timer)
+        .execution_options(synchronize_session=False)
+    )
+    async with database.system() as session:
+        timers = (await session.execute(claim)).scalars().all()
+        by_tenant: dict[uuid.UUID, list[EventIn]] = defaultdict(list)
+        for timer in timers:
+            event = _event_or_none(timer)
+            if event is not None:
+                by_tenant[timer.tenant_id].append(event)
+            else:
+                timer.fired_at, timer.canceled_at = None, now
+        for tenant_id, events in by_tenant.items():
+            for start in range(0, len(events), MAX_BATCH):
+                await ingest_batch(session, tenant_id, events[start:start + MAX_BATCH])
+    return sum(len(events) for events in by_tenant.values())
+
+
+def _event_or_none(timer: Timer) -> EventIn | None:
+    try:
+        return validate(timer_event(key=timer.key, event_type=timer.event_type, due_at=timer.due_at,
+                                    customer_id=timer.customer_id, payload=timer.payload))
+    except ValidationFailed as error:
+        # Validated when scheduled, so only a catalogue change gets here; one bad timer must not block
+        # every other tenant's timers behind it, so it is canceled (not fired) and logged loudly.
+        log.error("timer %s of tenant %s cannot become an event and is canceled: %s",
+                  timer.key, timer.tenant_id, error)
+        return None
