@@ -40,6 +40,7 @@ def run_worker(settings: Settings, processes: int) -> None:
 
 def run_scheduler(settings: Settings) -> None:
     from backoffice.platform.db.session import Database
+    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
     from backoffice.platform.scheduler.service import Scheduler
     from backoffice.platform.worker.broker import build_broker
 
@@ -70,6 +71,7 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
     from backoffice.platform.db.migrate import upgrade
     from backoffice.platform.db.session import Database
     from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
+    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
     from backoffice.platform.scheduler.service import Scheduler
     from backoffice.platform.worker.broker import build_broker
     from backoffice.web.app import create_app

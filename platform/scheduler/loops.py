@@ -1,0 +1,37 @@
+"""The platform's periodic loops. Importing this module registers them with the scheduler; the
+``backoffice scheduler`` process and the embedded runtime import it.
+
+The relay is not a tick of its own: it runs as a long-lived task (lower latency: it wakes on PostgreSQL
+notifications and never waits behind another loop), and its loop here only starts it on the first tick
+of a leading scheduler and restarts it if it ever died.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.relay import ensure_background
+from backoffice.platform.scheduler.service import periodic
+from backoffice.platform.timers.routines import run_due_routines
+from backoffice.platform.timers.service import fire_due_timers
+
+TIMER_BATCH = 500
+TIMER_ROUNDS_PER_TICK = 20  # a backlog drains across ticks instead of starving the other loops
+
+
+@periodic("outbox.relay", every=5.0)
+async def keep_relay_running(database: Database, broker: dramatiq.Broker) -> None:
+    ensure_background(database, broker)
+
+
+@periodic("timers.fire", every=1.0)
+async def fire_timers(database: Database, broker: dramatiq.Broker) -> None:
+    for _ in range(TIMER_ROUNDS_PER_TICK):
+        if await fire_due_timers(database, limit=TIMER_BATCH) < TIMER_BATCH:
+            return
+
+
+@periodic("routines.daily", every=30.0)
+async def daily_routines(database: Database, broker: dramatiq.Broker) -> None:
+    await run_due_routines(database)
