@@ -50,7 +50,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
 
     if spec.tenant_scoped:
 
-        async def run(*args: Any, tenant_id: str | None = None, **kwargs: Any) -> Any:
+        async def run(*args: Any, tenant_id: str | None = None, **kwargs: Any) -> None:
             if args:
                 raise TypeError(f"{spec.name} takes keyword arguments only (ids and tenant_id)")
             if tenant_id is None:
@@ -59,17 +59,18 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             # Work handed over by the relay carries its outbox row; completing it commits with the job.
             outbox_id = kwargs.pop("outbox_id", None)
             async with _database(sessions).tenant(tenant) as session:
-                result = await spec.fn(session, tenant_id=tenant, **kwargs)
+                await spec.fn(session, tenant_id=tenant, **kwargs)
                 if outbox_id is not None:
                     await complete_outbox_entry(session, tenant, uuid.UUID(str(outbox_id)))
-                return result
 
     else:
 
-        async def run(*args: Any, **kwargs: Any) -> Any:
+        async def run(*args: Any, **kwargs: Any) -> None:
             async with _database(sessions).system() as session:
-                return await spec.fn(session, *args, **kwargs)
+                await spec.fn(session, *args, **kwargs)
 
+    # The wrappers return nothing: there is no result backend (effects are rows), and dramatiq logs a
+    # warning for every message whose actor returns a value it has nowhere to keep.
     run.__name__ = run.__qualname__ = spec.name.replace(".", "_")
     dramatiq.Actor(
         run, broker=broker, actor_name=spec.name, queue_name=spec.queue, priority=0, options=options
