@@ -111,7 +111,8 @@ async def fire_due_timers(database: Database, *, limit: int = 500) -> int:
         .execution_options(synchronize_session=False)
     )
     async with database.system() as session:
-        timers = (await session.execute(claim)).scalars().all()
+        # Emitted in due order, so the relay hands a tenant's events to the workers in that order too.
+        timers = sorted((await session.execute(claim)).scalars(), key=lambda timer: (timer.due_at, timer.key))
         by_tenant: dict[uuid.UUID, list[EventIn]] = defaultdict(list)
         for timer in timers:
             event = _event_or_none(timer)
