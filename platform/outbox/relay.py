@@ -24,12 +24,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import dramatiq
+from dramatiq.errors import ActorNotFound
 from sqlalchemy import JSON, String, Uuid, bindparam, text, tuple_, update
 from sqlalchemy.engine import make_url
 
@@ -150,33 +152,42 @@ async def relay_once(
     if not rows:
         return 0
     # The Redis client blocks; in the embedded mode this event loop also serves the web app.
-    sent, error = await asyncio.to_thread(_send_all, broker, rows)
-    if error is not None:
-        await _retry_soon(database, rows[sent:], error)
+    sent, unsent = await asyncio.to_thread(_send_all, broker, rows)
+    if unsent:
+        await _retry_soon(database, unsent)
     return sent
 
 
-def _send_all(broker: dramatiq.Broker, rows: list[Claimed]) -> tuple[int, BaseException | None]:
+def _send_all(broker: dramatiq.Broker, rows: list[Claimed]) -> tuple[int, dict[str, list[Claimed]]]:
+    """Send every row; returns how many went and the rows that did not, by reason."""
+    sent, unsent = 0, defaultdict(list)
     for index, row in enumerate(rows):
         try:
             enqueue(broker, row.job, tenant_id=row.tenant_id, outbox_id=str(row.id), **row.payload)
-        except Exception as error:  # the broker is down or the job unknown: stop, the rest would fail too
+            sent += 1
+        except ActorNotFound as error:  # a job this process does not know (mid-deploy): the others still go
+            log.error("relay: outbox %s names an unknown job: %s", row.id, error)
+            unsent[f"unknown job: {error}"].append(row)
+        except Exception as error:  # the broker is unreachable: the rest of the round would fail too
             log.exception("relay: sending outbox %s (%s) failed", row.id, row.job)
-            return index, error
-    return len(rows), None
+            unsent[f"send failed: {error!r}"].extend(rows[index:])
+            break
+    return sent, unsent
 
 
-async def _retry_soon(database: Database, rows: list[Claimed], error: BaseException) -> None:
-    """Shorten the lease of rows that were never sent; a full lease would delay them for minutes."""
+async def _retry_soon(database: Database, unsent: dict[str, list[Claimed]]) -> None:
+    """Shorten the lease of rows that were never sent (a full lease would delay them for minutes) and
+    keep the reason on the row for operators."""
     retry_at = clock.now() + timedelta(seconds=RETRY_SEND_SECONDS)
-    keys = [(row.tenant_id, row.id) for row in rows]
     async with database.system() as session:
-        await session.execute(
-            update(OutboxEntry)
-            .where(tuple_(OutboxEntry.tenant_id, OutboxEntry.id).in_(keys), OutboxEntry.completed_at.is_(None))
-            .values(lease_until=retry_at, last_error=f"send failed: {error!r}"[:2000])
-            .execution_options(synchronize_session=False)
-        )
+        for reason, rows in unsent.items():
+            keys = [(row.tenant_id, row.id) for row in rows]
+            await session.execute(
+                update(OutboxEntry)
+                .where(tuple_(OutboxEntry.tenant_id, OutboxEntry.id).in_(keys), OutboxEntry.completed_at.is_(None))
+                .values(lease_until=retry_at, last_error=reason[:2000])
+                .execution_options(synchronize_session=False)
+            )
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

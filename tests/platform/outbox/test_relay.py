@@ -286,3 +286,35 @@ async def test_rows_are_counted_per_tenant_in_the_database(database, tenants, br
         async with database.tenant(tenant.id) as session:
             count = (await session.execute(select(func.count()).select_from(OutboxEntry))).scalar_one()
         assert count == expected
+
+
+async def test_a_row_for_an_unknown_job_does_not_hold_back_the_others(database, tenants, broker, frozen):
+    async with database.tenant(tenants.a.id) as session:
+        stray = add_to_outbox(session, tenants.a.id, "tests.relay.removed_in_this_release", label="x")
+    await add_rows(database, tenants.a.id, 2)
+    await add_rows(database, tenants.b.id, 1)
+
+    assert await relay_once(database, broker) == 3
+    assert by_tenant(drain(broker)) == {tenants.a.id: 2, tenants.b.id: 1}
+    row = next(r for r in await outbox(database) if r.id == stray.id)
+    assert row.last_error.startswith("unknown job") and row.lease_until == clock.now() + timedelta(seconds=10)
+
+
+async def test_when_the_broker_is_unreachable_rows_are_retried_soon(database, tenants, frozen):
+    """Nothing listens on port 1: every send fails; the rows keep a short lease and the reason."""
+    unreachable = build_broker(database.settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"}))
+    await add_rows(database, tenants.a.id, 2)
+    await add_rows(database, tenants.b.id, 1)
+    try:
+        assert await relay_once(database, unreachable, lease_seconds=300) == 0
+    finally:
+        unreachable.close()
+    rows = await outbox(database)
+    assert {row.lease_until for row in rows} == {clock.now() + timedelta(seconds=10)}
+    assert all(row.last_error.startswith("send failed") for row in rows)
+    frozen.advance(seconds=11)
+    working = build_broker(database.settings)
+    try:
+        assert await relay_once(database, working) == 3  # the broker is back: all three go
+    finally:
+        working.flush_all()

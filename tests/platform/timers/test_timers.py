@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import dramatiq
 import pytest
 from sqlalchemy import select, update
 
@@ -251,3 +252,34 @@ async def test_the_daily_sweep_runs_once_per_local_day_at_six_and_catches_up(dat
     assert sorted((e.tenant_id == tenants.a.id, e.type) for e in events) == \
         [(False, "payment.overdue")] * 2 + [(True, "payment.overdue")] * 2
     assert len({(e.tenant_id, e.external_id) for e in events}) == 4
+
+
+# --- wiring: the scheduler process runs the loops ----------------------------------------------------
+
+async def test_a_running_scheduler_fires_timers_and_relays_their_events(database, tenants):
+    """What ``backoffice scheduler`` and the embedded mode run: the loops of platform/scheduler/loops.py
+    (timers, routines, and the relay started as its own task) under a leading Scheduler."""
+    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the loops, as runtime.py does)
+    from backoffice.platform.outbox.relay import stop_background
+    from backoffice.platform.scheduler.service import Scheduler
+    from backoffice.platform.worker.broker import build_broker
+
+    broker = build_broker(database.settings)
+    timer = await schedule(database, tenants.a.id, "dunning:9:deadline", minutes=-1)
+    scheduler = Scheduler(database, broker, tick=0.05)
+    task = asyncio.create_task(scheduler.run())
+    try:
+        for _ in range(200):
+            if broker.queues["events"].qsize():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.stop.set()
+        await asyncio.wait_for(task, 10)
+        await stop_background()
+    message = dramatiq.Message.decode(broker.queues["events"].get_nowait())
+    event, = await rows(database, Event)
+    assert (event.tenant_id, event.external_id) == (tenants.a.id, timer.key)
+    assert message.kwargs["tenant_id"] == str(tenants.a.id) and message.kwargs["event_id"] == str(event.id)
+    assert await rows(database, Event, tenants.b.id) == []
+    broker.flush_all()
