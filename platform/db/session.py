@@ -107,11 +107,20 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            # SQLAlchemy, not the driver, opens transactions (see _sqlite_begin).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection) -> None:
+            # A deferred transaction that reads and then writes fails with "database is locked" when
+            # another writer committed in between (busy_timeout cannot help); taking the write lock up
+            # front makes concurrent writers (web, worker threads, scheduler) queue instead.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(

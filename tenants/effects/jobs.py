@@ -30,7 +30,7 @@ def next_delay(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-@tenant_job(DELIVER_JOB, queue="deliveries")
+@tenant_job(DELIVER_JOB, queue="deliveries", min_backoff=1_000, max_backoff=300_000)
 async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, message_id: str) -> str:
     message = await get_owned(session, OutboundMessage, uuid.UUID(message_id))
     if message.status in (DeliveryStatus.SENT, DeliveryStatus.DEAD):

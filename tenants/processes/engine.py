@@ -129,7 +129,8 @@ def _retries() -> int:
     return int(message.options.get("retries", 0)) if message else 0
 
 
-@tenant_job(PROCESS_JOB, queue="events")
+# Transient failures (a dropped connection, a lock timeout) retry within seconds, not dramatiq's 15 s.
+@tenant_job(PROCESS_JOB, queue="events", min_backoff=1_000, max_backoff=300_000)
 async def process_event(session: AsyncSession, *, tenant_id: uuid.UUID, event_id: str) -> str:
     event = await get_owned(session, Event, uuid.UUID(event_id))
     if event.status != EventStatus.PENDING:
