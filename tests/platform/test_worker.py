@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import dramatiq
@@ -60,7 +60,7 @@ class Running:
 
 
 @pytest.fixture
-async def worker(database, request) -> AsyncIterator[Callable[[], Running]]:
+async def worker(database, request) -> AsyncIterator[Callable[[], Awaitable[Running]]]:
     """A broker of the backend's mode and a started worker; ``await drain()`` waits for its queue."""
     if database.dialect == "postgresql":
         redis_url = request.getfixturevalue("redis_available")
