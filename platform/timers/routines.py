@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -126,10 +125,10 @@ ROUTINES: tuple[DailyRoutine, ...] = (DUNNING_SWEEP,)
 
 async def run_due_routines(database: Database) -> dict[str, list[uuid.UUID]]:
     """Every routine's due tenants; one routine failing does not hold back the others."""
-    ran: dict[str, list[uuid.UUID]] = defaultdict(list)
+    ran: dict[str, list[uuid.UUID]] = {}
     for routine in ROUTINES:
         try:
             ran[routine.name] = await run_daily_routine(database, routine)
         except Exception:
             log.exception("routine %s failed; it is retried on the next check", routine.name)
-    return dict(ran)
+    return ran
