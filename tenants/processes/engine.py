@@ -156,6 +156,9 @@ async def _run(session: AsyncSession, tenant_id: uuid.UUID, event: Event) -> Non
         event.error = f"no customer of this company matches {event.subject or 'the event'}"
         event.processed_at = now
         return
+    # One customer's events are processed one at a time: a payment and a grace deadline racing on two
+    # workers would otherwise both read the case "in grace" and overwrite each other's outcome.
+    await session.refresh(customer, with_for_update=True)
     event.customer_id = customer.id
     tenant = await session.get(Tenant, tenant_id)
     version, policy = await current_policy(session)

@@ -139,7 +139,9 @@ async def test_late_payment_grace_reminders_block_then_payment_unblocks(spine):
     assert emails.count("dunning.reminder") >= 1
     assert spine.sent(Channel.PLATFORM, a.id) == []
 
-    await spine.advance(days=3)  # past the deadline, unpaid
+    await spine.advance(days=1, hours=12)  # 00:00 of the deadline day in São Paulo: second reminder sent
+    assert [m.payload["kind"] for m in spine.sent(Channel.EMAIL, a.id)].count("dunning.reminder") == 2
+    await spine.advance(days=1)  # past the deadline (23:59 local), unpaid
     customer = await spine.customer(a.id, customer_id)
     assert customer.lifecycle == Lifecycle.BLOCKED
     [block] = spine.sent(Channel.PLATFORM, a.id)
