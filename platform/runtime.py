@@ -41,6 +41,7 @@ def run_worker(settings: Settings, processes: int) -> None:
 def run_scheduler(settings: Settings) -> None:
     from backoffice.platform.db.session import Database
     import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
+    from backoffice.platform.outbox.relay import stop_background as stop_relay
     from backoffice.platform.scheduler.service import Scheduler
     from backoffice.platform.worker.broker import build_broker
 
@@ -57,6 +58,7 @@ def run_scheduler(settings: Settings) -> None:
         try:
             await scheduler.run()
         finally:
+            await stop_relay()  # before the database it uses goes away
             await database.dispose()
 
     asyncio.run(main())
@@ -72,6 +74,7 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
     from backoffice.platform.db.session import Database
     from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
     import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
+    from backoffice.platform.outbox.relay import stop_background as stop_relay
     from backoffice.platform.scheduler.service import Scheduler
     from backoffice.platform.worker.broker import build_broker
     from backoffice.web.app import create_app
@@ -110,6 +113,7 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
     async def stop(app: Litestar) -> None:
         app.state.scheduler.stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_relay()
         await asyncio.to_thread(worker.stop)
 
     app = create_app(settings, broker=broker, on_startup=[start], on_shutdown=[stop])

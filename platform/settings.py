@@ -28,15 +28,15 @@ class Settings(BaseSettings):
     # Where the embedded mode keeps its SQLite file and generated secret.
     data_dir: Path = Field(default=Path(".backoffice"), description="Directory for the embedded mode's files.")
     # The application's connection: on PostgreSQL a role that owns nothing and cannot bypass RLS.
-    database_url: str = Field(default="", description="SQLAlchemy async URL the web and workers use.")
+    database_url: str = Field(repr=False, default="", description="SQLAlchemy async URL the web and workers use.")
     # Relay, scheduler and provider-wide staff views read across tenants: a role with BYPASSRLS.
-    system_database_url: str = Field(default="", description="URL of the cross-tenant (BYPASSRLS) role.")
+    system_database_url: str = Field(repr=False, default="", description="URL of the cross-tenant (BYPASSRLS) role.")
     # Alembic runs as the owner of the schema.
-    migration_database_url: str = Field(default="", description="URL of the schema owner, for migrations.")
+    migration_database_url: str = Field(repr=False, default="", description="URL of the schema owner, for migrations.")
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per engine and process.")
-    broker_url: str = Field(default="memory://", description="memory:// (in-process) or redis://host:port/db.")
-    redis_url: str = Field(default="", description="Redis for rate limits and caches; defaults to broker_url.")
-    secret_key: str = Field(default="", description="Signs sessions and CSRF tokens; 32+ characters.")
+    broker_url: str = Field(repr=False, default="memory://", description="memory:// (in-process) or redis://host:port/db.")
+    redis_url: str = Field(repr=False, default="", description="Redis for rate limits and caches; defaults to broker_url.")
+    secret_key: str = Field(repr=False, default="", description="Signs sessions and CSRF tokens; 32+ characters.")
     host: str = Field(default="127.0.0.1", description="Address the web server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the web server binds.")
     base_url: str = Field(default="", description="Public URL of the platform (links in e-mails).")

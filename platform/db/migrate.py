@@ -36,7 +36,7 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "heads") -> None:
     ensure_sqlite_dir(settings.migration_database_url)
     command.upgrade(alembic_config(settings), revision)
 

@@ -29,6 +29,11 @@ class OutboxEntry(TenantOwned, Base):
             "ix_outbox_tenant_pending", "tenant_id", "available_at",
             postgresql_where=text("completed_at IS NULL"), sqlite_where=text("completed_at IS NULL"),
         ),
+        Index(
+            "ix_outbox_inflight", "tenant_id", "lease_until",
+            postgresql_where=text("completed_at IS NULL AND lease_until IS NOT NULL"),
+            sqlite_where=text("completed_at IS NULL AND lease_until IS NOT NULL"),
+        ),
     )
 
     job: Mapped[str] = mapped_column(String(64))

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, PlatformOwned, new_id, utcnow
@@ -35,7 +35,12 @@ class Assignment(PlatformOwned, Base):
     """A staff member mobilised on a tenant; demobilising ends it (the row stays as history)."""
 
     __tablename__ = "staff_assignments"
-    __table_args__ = (UniqueConstraint("tenant_id", "staff_id", "started_at"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "staff_id", "started_at"),
+        # One active assignment per staff member and tenant (migration 0003).
+        Index("uq_staff_assignments_active", "tenant_id", "staff_id", unique=True,
+              postgresql_where=text("ended_at IS NULL"), sqlite_where=text("ended_at IS NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=new_id)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)

@@ -6,6 +6,7 @@ import re
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.audit.service import Actor, record
@@ -49,8 +50,11 @@ async def create_staff(
     if (await session.execute(select(Staff.id).where(Staff.email == email))).first():
         raise Conflict(FieldError("email", f"a staff member with e-mail {email} already exists"))
     staff = Staff(email=email, name=name.strip(), role=role_value, password_hash=hash_password(password))
-    session.add(staff)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(staff)
+    except IntegrityError:  # a concurrent creation with the same e-mail won the race
+        raise Conflict(FieldError("email", f"a staff member with e-mail {email} already exists")) from None
     await record(session, actor=acting, action="staff.created", target_type="staff", target_id=staff.id,
                  tenant_id=None, detail={"email": email, "role": role_value.value})
     return staff
@@ -84,8 +88,11 @@ async def assign_staff(
     if existing:
         return existing
     assignment = Assignment(staff_id=staff.id, tenant_id=tenant.id)
-    session.add(assignment)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(assignment)
+    except IntegrityError:  # mobilised concurrently: the other assignment stands (one active at a time)
+        return await active_assignment(session, staff.id, tenant.id)
     await record(session, actor=acting, action="staff.assigned", target_type="staff", target_id=staff.id,
                  tenant_id=tenant.id, reason=reason, detail={"email": staff.email})
     return assignment

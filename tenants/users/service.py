@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.audit.service import Actor, record
@@ -37,8 +38,11 @@ async def create_tenant_user(
         email=email, name=name.strip(), role=role_value,
         password_hash=hash_password(password) if password is not None else None,
     )
-    session.add(user)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError:  # a concurrent creation with the same e-mail won the race
+        raise Conflict(FieldError("email", f"a user with e-mail {email} already exists in this company")) from None
     await record(session, actor=acting, action="user.created", target_type="tenant_user", target_id=user.id,
                  tenant_id=user.tenant_id, detail={"email": email, "role": role_value.value})
     return user

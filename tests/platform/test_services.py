@@ -3,6 +3,8 @@ at once, writes nothing when it refuses, and leaves an audit entry with its acto
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
@@ -210,11 +212,17 @@ async def test_two_concurrent_assignments_do_not_lock_the_operator_out(database,
         staff = (await session.execute(select(Staff).where(Staff.email == "op@provider.example"))).scalar_one()
         return staff, await get_tenant_by_slug(session, "alfa")
 
-    async with database.system_session() as first, database.system_session() as second:
-        async with first.begin(), second.begin():
-            for session in (first, second):
-                staff, alfa = await load(session)
-                await assign_staff(session, staff=staff, tenant=alfa, acting=ACTOR)
+    async def mobilise():
+        async with database.system() as session:
+            staff, alfa = await load(session)
+            return await assign_staff(session, staff=staff, tenant=alfa, acting=ACTOR)
+
+    # Both see no active assignment; the database lets one insert win and the other returns it.
+    first, second = await asyncio.gather(mobilise(), mobilise())
+    assert first.id == second.id
+    async with database.system() as session:
+        active = (await session.execute(select(Assignment).where(Assignment.ended_at.is_(None)))).scalars().all()
+    assert len(active) == 1
 
     async with database.system() as session:
         staff, alfa = await load(session)
