@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the web server binds.")
     base_url: str = Field(default="", description="Public URL of the platform (links in e-mails).")
     worker_threads: int = Field(default=4, ge=1, le=64, description="dramatiq worker threads per process.")
+    secrets_keys: str = Field(default="", repr=False,
+                              description="Comma-separated Fernet keys for secrets at rest; the first encrypts.")
+    allow_private_targets: bool = Field(default=False,
+                                        description="Allow outbound requests to private/loopback addresses.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("database_url", "system_database_url", "migration_database_url")

@@ -41,7 +41,7 @@ async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, message_id: st
     try:
         # The receiver may see a repeat if this transaction fails after sending: the effect key travels
         # with the message (webhook-id, Idempotency-Key) so receivers can drop it.
-        ack = await get_port(message.channel).send(tenant, message)
+        ack = await get_port(message.channel).send(session, tenant, message)
     except DeliveryError as error:
         _failed(session, message, str(error), retryable=error.retryable)
     except Exception as error:  # any transport failure is recorded and retried, never swallowed

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from backoffice.platform import clock
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.registry.models import Tenant
@@ -28,8 +30,11 @@ class DeliveryError(Exception):
 
 
 class Port(Protocol):
-    async def send(self, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        """Deliver; return the receiver's acknowledgement; raise DeliveryError on failure."""
+    async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        """Deliver; return the receiver's acknowledgement; raise DeliveryError on failure.
+
+        ``session`` is the delivery job's tenant-bound session: a port may read the tenant's connector
+        settings or fan out into more rows (webhook endpoints) in the same transaction."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class RecordingPort:
     sent: list[Recorded] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    async def send(self, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+    async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         record = Recorded(tenant.id, self.channel.value, message.target, message.effect_key, dict(message.payload),
                           clock.now())
         with self._lock:
