@@ -5,6 +5,7 @@ from backoffice.platform.db.base import Base
 from backoffice.platform.staff.models import Assignment, Staff
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.timers.models import Timer
+from backoffice.tenants.apikeys.models import ApiKey, IdempotencyRecord
 from backoffice.tenants.billing.models import Charge, Contract, Payment
 from backoffice.tenants.customers.models import Customer, LifecycleTransition
 from backoffice.tenants.dunning.models import DunningCase
@@ -22,7 +23,7 @@ from backoffice.tenants.users.models import TenantUser
 metadata = Base.metadata
 
 __all__ = [
-    "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
+    "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
     "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",
 ]

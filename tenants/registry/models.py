@@ -38,6 +38,8 @@ class Tenant(PlatformOwned, Base):
     logo: Mapped[bytes | None] = mapped_column(LargeBinary)
     logo_content_type: Mapped[str | None] = mapped_column(String(32))
     custom_host: Mapped[str | None] = mapped_column(String(253), unique=True)
+    # The longest lifetime an API key of this tenant may have; None: no maximum (keys may never expire).
+    api_key_max_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

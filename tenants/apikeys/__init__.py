@@ -1,0 +1,1 @@
+"""Tenant API keys: recognisable, checksummed, stored only as a hash, scoped, expiring, revocable."""

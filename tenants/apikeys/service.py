@@ -1,0 +1,181 @@
+"""Creating, rolling, revoking and authenticating API keys.
+
+A key is looked up by its hash before the tenant is known, through the system session and by hash
+only; everything after that runs in the key's tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.db.session import TENANT_KEY, get_owned
+from backoffice.platform.errors import Collector, FieldError, ValidationFailed
+from backoffice.tenants.apikeys import keys
+from backoffice.tenants.apikeys.models import ApiKey
+from backoffice.tenants.registry.models import Tenant
+
+RESOURCES = (
+    "customers", "contracts", "charges", "events", "notifications", "tasks", "timelines", "webhooks", "keys",
+)
+ACCESS = ("read", "write")
+ALL_SCOPES = tuple(f"{resource}:{access}" for resource in RESOURCES for access in ACCESS)
+DEFAULT_OVERLAP = timedelta(hours=24)
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created: the secret exists only here and is shown once."""
+
+    key: ApiKey
+    secret: str
+
+
+def allows(granted: list[str], needed: str) -> bool:
+    """``resource:write`` includes ``resource:read``."""
+    resource, _, access = needed.partition(":")
+    return needed in granted or (access == "read" and f"{resource}:write" in granted)
+
+
+def _scopes(value: list[str]) -> list[str]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("expected at least one scope such as customers:read")
+    unknown = [s for s in value if s not in ALL_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(map(str, unknown))}; expected resource:read|write with "
+                         f"resource one of {', '.join(RESOURCES)}")
+    return sorted(set(value))
+
+
+def _name(value: str) -> str:
+    value = (value or "").strip()
+    if not 1 <= len(value) <= 100:
+        raise ValueError("expected 1-100 characters")
+    return value
+
+
+def _tenant_id(session: AsyncSession) -> uuid.UUID:
+    tenant_id = session.info.get(TENANT_KEY)
+    if tenant_id is None:
+        raise RuntimeError("API keys are managed through a tenant session")
+    return tenant_id
+
+
+async def create_api_key(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: list[str],
+    mode: str = "live",
+    expires_days: int | None = None,
+    rate_limit_per_minute: int = 600,
+    acting: Actor,
+) -> NewKey:
+    tenant_id = _tenant_id(session)
+    tenant = await session.get(Tenant, tenant_id)
+    errors = Collector()
+    clean_name = errors.check("name", _name, name)
+    clean_scopes = errors.check("scopes", _scopes, scopes)
+    if mode not in keys.PREFIXES:
+        errors.add("mode", "expected live or test")
+    if not 1 <= rate_limit_per_minute <= 100_000:
+        errors.add("rate_limit_per_minute", "expected 1-100000")
+    maximum = tenant.api_key_max_days if tenant else None
+    if expires_days is not None and expires_days < 1:
+        errors.add("expires_days", "expected a positive number of days")
+    elif maximum is not None and (expires_days is None or expires_days > maximum):
+        errors.add("expires_days", f"this company allows keys of at most {maximum} days; give 1-{maximum}")
+    errors.raise_if_any()
+    now = clock.now()
+    new = _new_key(name=clean_name, scopes=clean_scopes, mode=mode, rate=rate_limit_per_minute, acting=acting,
+                   expires_at=now + timedelta(days=expires_days) if expires_days else None, now=now)
+    session.add(new.key)
+    await session.flush()
+    await record(session, actor=acting, action="api_key.created", target_type="api_key", target_id=new.key.id,
+                 tenant_id=tenant_id, detail={"name": new.key.name, "scopes": new.key.scopes,
+                                              "prefix": new.key.display_prefix,
+                                              "expires_at": _iso(new.key.expires_at)})
+    return new
+
+
+def _new_key(*, name, scopes, mode, rate, acting: Actor, expires_at, now) -> NewKey:
+    secret = keys.generate(mode)
+    key = ApiKey(name=name, mode=mode, key_hash=keys.hash_key(secret), display_prefix=keys.display_prefix(secret),
+                 scopes=scopes, rate_limit_per_minute=rate, expires_at=expires_at, created_by=acting.label,
+                 created_at=now)
+    return NewKey(key, secret)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
+    return list((await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars())
+
+
+async def get_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
+    return await get_owned(session, ApiKey, key_id)
+
+
+async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID, *, acting: Actor, reason: str | None = None) -> ApiKey:
+    key = await get_owned(session, ApiKey, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+        await session.flush()
+        await record(session, actor=acting, action="api_key.revoked", target_type="api_key", target_id=key.id,
+                     tenant_id=key.tenant_id, reason=reason, detail={"prefix": key.display_prefix})
+    return key
+
+
+async def roll_api_key(
+    session: AsyncSession, key_id: uuid.UUID, *, overlap: timedelta = DEFAULT_OVERLAP, acting: Actor
+) -> NewKey:
+    """A new key with the same name, scopes and lifetime; the old one keeps working for ``overlap``."""
+    old = await get_owned(session, ApiKey, key_id)
+    now = clock.now()
+    if not usable(old, now):
+        raise ValidationFailed(FieldError("key_id", "this key is revoked or expired; create a new key instead"))
+    if overlap < timedelta(0) or overlap > timedelta(days=7):
+        raise ValidationFailed(FieldError("overlap_hours", "expected 0-168 hours"))
+    lifetime = old.expires_at - old.created_at if old.expires_at else None
+    new = _new_key(name=old.name, scopes=list(old.scopes), mode=old.mode, rate=old.rate_limit_per_minute,
+                   acting=acting, expires_at=now + lifetime if lifetime else None, now=now)
+    session.add(new.key)
+    await session.flush()
+    old.expires_at = min(filter(None, (old.expires_at, now + overlap)))
+    old.replaced_by_id = new.key.id
+    await session.flush()
+    await record(session, actor=acting, action="api_key.rolled", target_type="api_key", target_id=old.id,
+                 tenant_id=old.tenant_id, detail={"new_key_id": str(new.key.id), "old_expires_at": _iso(old.expires_at),
+                                                  "prefix": new.key.display_prefix})
+    return new
+
+
+def usable(key: ApiKey, now: datetime) -> bool:
+    return key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+
+
+async def find_by_secret(system_session: AsyncSession, secret: str) -> ApiKey | None:
+    """The key with this secret's hash, any tenant (hash only: nothing else is known yet)."""
+    if not keys.looks_like_key(secret):
+        return None
+    digest = keys.hash_key(secret)
+    return (await system_session.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
+
+
+async def touch(session: AsyncSession, key_id: uuid.UUID, ip: str | None, now: datetime) -> None:
+    """Record the last use, at most once a minute per key (a conditional update: no write when fresh)."""
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - TOUCH_EVERY))
+        .values(last_used_at=now, last_used_ip=(ip or "")[:45] or None)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,1 @@
+"""The tenant-scoped REST API, /api/v1."""
