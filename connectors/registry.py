@@ -1,0 +1,131 @@
+"""The registry of connector kinds.
+
+A kind is what the platform knows how to talk to (Asaas, Stripe, Focus NFe, Clicksign, SMTP, a chat
+webhook, the tenant's own platform); a tenant configures *instances* of kinds (``connectors/models.py``).
+Each kind declares:
+
+- ``config_model``: a pydantic model of its per-instance settings. Credentials are typed
+  :class:`pydantic.SecretStr`: they are encrypted at rest, redacted by ``describe()`` and never printed
+  by ``repr`` (so a log line cannot carry one by accident);
+- optionally ``receive``: verify one inbound webhook request and normalise it into canonical events for
+  ``tenants/events/intake.ingest`` (an empty list acknowledges a request that carries nothing we use);
+- optionally ``channel``: the outbound channel of ``tenants/effects`` its port delivers.
+
+Modules register their kinds at import time with :func:`register`; ``connectors/kinds.py`` imports every
+built-in kind so a process that needs the registry imports that one module.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from backoffice.platform.settings import Settings
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector raises."""
+
+
+class VerificationFailed(ConnectorError):
+    """The inbound request is not provably from the provider (bad signature, token, stale timestamp)."""
+
+
+class MalformedPayload(ConnectorError):
+    """The inbound request is authentic (or unverifiable yet) but its body is not what the provider sends."""
+
+
+class UnknownKind(LookupError):
+    pass
+
+
+class KindConfig(BaseModel):
+    """Base of every kind's configuration: unknown keys are refused, strings stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """One webhook request as the provider sent it: header names lower-cased, the raw body untouched
+    (signatures are computed over the exact bytes)."""
+
+    headers: dict[str, str]
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Context:
+    """What a kind's code gets to work with for one instance: the decrypted, typed configuration and the
+    HTTP helper bound to the instance's circuit breaker."""
+
+    tenant_id: uuid.UUID
+    instance_id: uuid.UUID
+    config: Any
+    settings: Settings
+    http: Any = None  # connectors.http.Http, bound to (tenant, instance)
+
+
+class ConnectorKind:
+    """Subclass, set the class attributes, implement what the kind does, and :func:`register` it."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    config_model: ClassVar[type[KindConfig]]
+    channel: ClassVar[Any] = None  # tenants.effects.models.Channel delivered by this kind's port, if any
+    inbound: ClassVar[bool] = False
+
+    @property
+    def source(self) -> str:
+        """The canonical events' ``source`` and the key of ``Customer.external_ids`` for this provider."""
+        return self.name
+
+    async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
+        """Verify and normalise one inbound request; raise VerificationFailed or MalformedPayload."""
+        raise NotImplementedError(f"{self.name} receives no webhooks")
+
+
+_KINDS: dict[str, ConnectorKind] = {}
+
+
+def register(kind: ConnectorKind | type[ConnectorKind]) -> ConnectorKind:
+    """Add a kind (an instance, or a class with a no-argument constructor). Usable as a class decorator."""
+    instance = kind() if isinstance(kind, type) else kind
+    existing = _KINDS.get(instance.name)
+    if existing is not None and type(existing) is not type(instance):
+        raise RuntimeError(f"connector kind {instance.name!r} is registered twice")
+    _KINDS[instance.name] = instance
+    return kind  # type: ignore[return-value]
+
+
+def get_kind(name: str) -> ConnectorKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise UnknownKind(f"no connector kind named {name!r}; known: {', '.join(sorted(_KINDS))}") from None
+
+
+def kinds() -> dict[str, ConnectorKind]:
+    return dict(_KINDS)
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_is_secret(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a config model that hold credentials (typed SecretStr)."""
+    return frozenset(name for name, info in model.model_fields.items() if _is_secret(info.annotation))
