@@ -24,6 +24,15 @@ def customer_view(customer: Customer) -> dict[str, Any]:
             "email": customer.email, "phone": customer.phone, "lifecycle": customer.lifecycle.value}
 
 
+def customer_url(tenant: Tenant, customer: Customer) -> str:
+    """The customer's page on the tenant's portal, for links in notifications and e-mails."""
+    from backoffice.platform.settings import get_settings
+
+    settings = get_settings()
+    base = settings.base_url or f"http://{settings.host}:{settings.port}"
+    return f"{base.rstrip('/')}/{tenant.slug}/customers/{customer.id}"
+
+
 def tenant_view(tenant: Tenant) -> dict[str, Any]:
     return {"display_name": tenant.display_name, "slug": tenant.slug, "timezone": tenant.timezone,
             "locale": tenant.locale}
@@ -58,11 +67,11 @@ async def documents_view(session: AsyncSession, customer: Customer, extra: list[
     fiscal = await session.execute(select(FiscalDocument).where(
         FiscalDocument.customer_id == customer.id, FiscalDocument.status == FiscalStatus.AUTHORIZED))
     for doc in fiscal.scalars():
-        documents.append({"kind": "nota fiscal", "number": doc.number, "url": doc.pdf_url, "xml_url": doc.xml_url})
+        documents.append({"kind": doc.kind, "number": doc.number, "url": doc.pdf_url, "xml_url": doc.xml_url})
     signed = await session.execute(select(Signature).where(
         Signature.customer_id == customer.id, Signature.status == SignatureStatus.SIGNED))
     for sig in signed.scalars():
-        documents.append({"kind": "contrato assinado", "number": sig.external_id, "url": sig.document_url})
+        documents.append({"kind": "contract", "number": sig.external_id, "url": sig.document_url})
     for link in extra or []:
         documents.append({"kind": link.get("kind"), "number": link.get("number"), "url": link.get("url")})
     return documents

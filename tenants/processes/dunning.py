@@ -86,7 +86,8 @@ async def on_payment_overdue(step: Step) -> None:
               f"{policy.grace_days} days of grace")
     if step.customer.lifecycle == Lifecycle.ACTIVE:
         await transition(step.session, step.customer, Lifecycle.IN_GRACE, reason=reason, event_id=step.event.id)
-    context = _case_context(step, case, charge, reason)
+    context = {**_case_context(step, case, charge, reason), "grace_days": policy.grace_days,
+               "auto_block": policy.auto_block}
     await step.effects.email_customer("dunning:notice", kind="dunning.notice",
                                       rendered=step.render("dunning.notice", context), reason=reason)
     for offset, at in reminder_times(case.deadline_at, step.tenant.timezone, policy, now):
@@ -108,7 +109,8 @@ async def on_reminder_due(step: Step) -> None:
     charge = await step.session.get(Charge, (step.tenant.id, case.charge_id))
     policy = await step.policy_of(case.policy_version)
     reason = f"Reminder {step.data.get('reminder')} day(s) before the grace deadline"
-    context = _case_context(step, case, charge, reason)
+    context = {**_case_context(step, case, charge, reason), "days_left": step.data.get("reminder"),
+               "auto_block": policy.auto_block}
     await step.effects.email_customer("dunning:reminder", kind="dunning.reminder",
                                       rendered=step.render("dunning.reminder", context, policy), reason=reason)
 
@@ -136,15 +138,17 @@ async def on_deadline_reached(step: Step) -> None:
         await transition(step.session, step.customer, Lifecycle.BLOCKED, reason=reason, event_id=step.event.id)
     await step.effects.command("dunning:block", command="block", reason=reason,
                                data={"charge": charge_view(charge), "case_id": str(case.id)})
-    context = {**_case_context(step, case, charge, reason), "blocked": True}
+    terminate_at = clock.now() + timedelta(days=policy.terminate_after_days) if policy.terminate_after_days else None
+    context = {**_case_context(step, case, charge, reason), "blocked": True, "blocked_at": case.blocked_at.isoformat(),
+               "auto_unblock": policy.auto_unblock,
+               "terminate_at": terminate_at.isoformat() if terminate_at else None}
     await step.effects.email_customer("dunning:blocked_notice", kind="dunning.blocked_notice",
                                       rendered=step.render("dunning.blocked_notice", context, policy), reason=reason)
     await step.tell_responsible("dunning:blocked", kind="dunning.blocked", context=context, reason=reason,
                                 policy=policy)
     if policy.terminate_after_days:
         await schedule_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}terminate",
-                             event_type="customer.termination_due",
-                             due_at=clock.now() + timedelta(days=policy.terminate_after_days),
+                             event_type="customer.termination_due", due_at=terminate_at,
                              customer_id=step.customer.id, payload={"case_id": str(case.id)})
 
 
@@ -167,7 +171,8 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
         if not policy.auto_unblock:
             reason = f"{context_reason}; policy v{case.policy_version} does not unblock automatically: unblock by hand"
             await step.tell_responsible("dunning:unblock", kind="dunning.unblocked",
-                                        context={**_case_context(step, case, charge, reason), "unblocked": False},
+                                        context={**_case_context(step, case, charge, reason), "unblocked": False,
+                                                 "payment": step.data.get("payment")},
                                         reason=reason, policy=policy)
             return
         reason = f"{context_reason} after the block: service unblocked automatically"
@@ -185,7 +190,8 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
     if not others_open and step.customer.lifecycle == Lifecycle.IN_GRACE:
         await transition(step.session, step.customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
     await step.tell_responsible("dunning:resolved", kind="dunning.resolved",
-                                context=_case_context(step, case, charge, reason), reason=reason, policy=policy)
+                                context={**_case_context(step, case, charge, reason), "payment": step.data.get("payment")},
+                                reason=reason, policy=policy)
 
 
 @handles("payment.refunded", "payment.canceled")

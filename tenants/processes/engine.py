@@ -33,7 +33,7 @@ from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.policies.schemas import PolicyConfig
 from backoffice.tenants.policies.service import current_policy, policy_at
 from backoffice.tenants.policies.templates import render
-from backoffice.tenants.processes.context import customer_view, tenant_view
+from backoffice.tenants.processes.context import customer_url, customer_view, tenant_view
 from backoffice.tenants.processes.recipients import responsible_people
 from backoffice.tenants.registry.models import Tenant
 
@@ -74,7 +74,8 @@ class Step:
         return self.policy if version == self.policy_version else await policy_at(self.session, version)
 
     def base_context(self) -> dict[str, Any]:
-        return {"customer": customer_view(self.customer), "tenant": tenant_view(self.tenant)}
+        return {"customer": customer_view(self.customer), "tenant": tenant_view(self.tenant),
+                "customer_url": customer_url(self.tenant, self.customer)}
 
     def render(self, kind: str, context: dict[str, Any], policy: PolicyConfig | None = None) -> Rendered:
         overrides = (policy or self.policy).templates

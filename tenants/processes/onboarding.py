@@ -106,15 +106,16 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
     if contract is not None and contract.status == ContractStatus.PENDING:
         contract.status = ContractStatus.ACTIVE
         contract.started_at = clock.now()
+    due = clock.now() + timedelta(days=step.policy.onboarding_task_due_days)
     context = {
         **step.base_context(), "trigger": trigger, "plan": plan_view(contract or step.data.get("plan")),
-        "charge": charge, "payment": payment,
+        "charge": charge, "payment": payment, "started_at": clock.now().isoformat(),
         "documents": await documents_view(step.session, customer, step.data.get("documents")), "reason": reason,
+        "task": {"title": f"Onboarding: {customer.name}", "due_date": due.date().isoformat()},
     }
     await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)
     people = await responsible_people(step.session, customer, step.policy.notify)
     if people:
-        due = clock.now() + timedelta(days=step.policy.onboarding_task_due_days)
         await step.effects.task(
             "start:task", kind="onboarding", assignee=people[0], title=f"Onboarding: {customer.name}",
             description=step.render("customer.started", context).body, checklist=step.policy.onboarding_checklist,

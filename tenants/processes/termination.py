@@ -46,7 +46,8 @@ async def terminate(step: Step, *, reason: str) -> None:
     await transition(step.session, customer, Lifecycle.TERMINATED, reason=reason, event_id=step.event.id)
     await step.effects.command("end:deprovision", command="deprovision", reason=reason,
                                data={"plans": [plan_view(c) for c in contracts]})
-    context = {**step.base_context(), "reason": reason, "plans": [plan_view(c) for c in contracts]}
+    context = {**step.base_context(), "reason": reason, "plans": [plan_view(c) for c in contracts],
+               "terminated_at": now.isoformat()}
     await step.tell_responsible("end:notify", kind="customer.terminated", context=context, reason=reason)
     people = await responsible_people(step.session, customer, step.policy.notify)
     if people:
