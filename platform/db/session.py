@@ -190,6 +190,21 @@ class Database:
             await self.system_engine.dispose()
 
 
+def dialect_insert(session: AsyncSession):
+    """``insert`` of the session's dialect, for ``ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite alike."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+def ensure_scope(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    """Core statements bypass the ORM door: refuse writing for a tenant other than the session's own."""
+    scoped = session.info.get(TENANT_KEY)
+    if scoped is not None and scoped != tenant_id:
+        raise TenantMismatch(f"a write for tenant {tenant_id} through a session bound to {scoped}")
+
+
 async def get_owned(session: AsyncSession, model: type[T], ident: uuid.UUID) -> T:
     """Fetch one tenant-owned row by id within the session's tenant, or raise NotFound."""
     tenant_id = session.info.get(TENANT_KEY)

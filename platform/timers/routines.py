@@ -29,7 +29,7 @@ from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import Database
 from backoffice.platform.timers.models import Timer
 from backoffice.tenants.dunning.sweep import sweep_overdue
-from backoffice.tenants.events.intake import _insert
+from backoffice.platform.db.session import dialect_insert
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ async def run_daily_routine(database: Database, routine: DailyRoutine) -> list[u
     async with database.system() as session:
         for chunk in _chunks(markers):
             await session.execute(
-                _insert(session)(Timer).values(chunk).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+                dialect_insert(session)(Timer).values(chunk).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
             )
     log.info("routine %s ran for %d tenant(s): %s", routine.name, len(due), result)
     return list(due)

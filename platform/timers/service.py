@@ -19,11 +19,11 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.db.session import Database
+from backoffice.platform.db.session import Database, dialect_insert, ensure_scope
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.timers.models import Timer
 from backoffice.tenants.events.catalogue import EventIn
-from backoffice.tenants.events.intake import MAX_BATCH, _check_scope, _insert, ingest_batch, validate
+from backoffice.tenants.events.intake import MAX_BATCH, ingest_batch, validate
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ async def schedule_timer(
     The event is validated now, so a timer that could never become an event is refused to its caller
     instead of failing in the scheduler weeks later.
     """
-    _check_scope(session, tenant_id)
+    ensure_scope(session, tenant_id)
     if due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
     validate(timer_event(key=key, event_type=event_type, due_at=due_at, customer_id=customer_id, payload=payload))
     statement = (
-        _insert(session)(Timer)
+        dialect_insert(session)(Timer)
         .values(tenant_id=tenant_id, key=key, event_type=event_type,
                 due_at=due_at, customer_id=customer_id, payload=payload or {}, created_at=clock.now())
         .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
@@ -71,7 +71,7 @@ async def cancel_timers(
 
     Fired timers stay fired. Asking for neither is refused rather than read as "cancel everything".
     """
-    _check_scope(session, tenant_id)
+    ensure_scope(session, tenant_id)
     if keys is None and not key_prefix:
         raise ValueError("cancel_timers needs keys or key_prefix")
     conditions = [Timer.tenant_id == tenant_id, Timer.fired_at.is_(None), Timer.canceled_at.is_(None)]

@@ -13,13 +13,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
-from backoffice.platform.db.session import TENANT_KEY, TenantMismatch
+from backoffice.platform.db.session import dialect_insert, ensure_scope
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.tenants.events.catalogue import CATALOGUE, EventIn
@@ -57,16 +55,6 @@ def _field_error(item: dict[str, Any], prefix: str, raw: Any) -> FieldError:
     return FieldError(prefix + ".".join(loc), message)
 
 
-def _insert(session: AsyncSession):
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-
-
-def _check_scope(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    scoped = session.info.get(TENANT_KEY)
-    if scoped is not None and scoped != tenant_id:
-        raise TenantMismatch("intake for another tenant through a tenant-bound session")
-
-
 def _row(tenant_id: uuid.UUID, event: EventIn, now) -> dict[str, Any]:
     return {
         "tenant_id": tenant_id, "id": new_id(), "type": event.type, "source": event.source,
@@ -86,7 +74,7 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
 
     A duplicate of an earlier event (or of another item in the same batch) returns the stored event's id.
     """
-    _check_scope(session, tenant_id)
+    ensure_scope(session, tenant_id)
     if not events:
         return []
     if len(events) > MAX_BATCH:
@@ -98,7 +86,7 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
         if key not in seen:
             seen.add(key)
             rows.append(_row(tenant_id, event, now))
-    insert = _insert(session)
+    insert = dialect_insert(session)
     statement = (
         insert(Event).values(rows)
         .on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
