@@ -10,6 +10,7 @@ from pathlib import Path
 import dramatiq
 from litestar import Litestar
 from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from backoffice.platform.db.session import Database
@@ -17,9 +18,12 @@ from backoffice.platform.settings import Settings, get_settings
 from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.health import healthz, readyz
-from backoffice.web.portal import portal_router
+from backoffice.web.portal import portal_lifespan, portal_router
+from backoffice.web.portal.hosts import TenantHostApp
+from backoffice.web.portal.sessions import csrf_config, session_config, session_store
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -46,9 +50,14 @@ def create_app(
             if own_database:
                 await app.state.database.dispose()
 
-    return Litestar(
-        route_handlers=[healthz, readyz, portal_router],
-        lifespan=[lifespan],
+    # TenantHostApp: a Litestar that serves a tenant's portal at / on the tenant's own host name.
+    return TenantHostApp(
+        route_handlers=[healthz, readyz, portal_router,
+                        create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
+        lifespan=[lifespan, portal_lifespan],
+        stores={"portal_sessions": session_store(settings)},
+        middleware=[session_config(settings).middleware],
+        csrf_config=csrf_config(settings),
         on_startup=on_startup or [],
         on_shutdown=on_shutdown or [],
         exception_handlers=EXCEPTION_HANDLERS,

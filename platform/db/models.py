@@ -19,11 +19,12 @@ from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
+from backoffice.tenants.users.resets import PasswordReset
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",
+    "PasswordReset", "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",
 ]

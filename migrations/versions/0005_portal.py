@@ -1,0 +1,47 @@
+"""The portal: one-time password-reset tokens, stored hashed (tenant-owned, under RLS).
+
+Revision ID: 0005
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from backoffice.platform.db import migrate as shared
+
+revision: str = "0005"
+down_revision: str | None = "0003"
+branch_labels = None
+depends_on = None
+
+TENANT_TABLES = ("password_resets",)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "password_resets",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(["tenant_id", "user_id"], ["tenant_users.tenant_id", "tenant_users.id"],
+                                name=op.f("fk_password_resets_tenant_id_user_id_tenant_users")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_password_resets")),
+        sa.UniqueConstraint("tenant_id", "token_hash", name=op.f("uq_password_resets_tenant_id_token_hash")),
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        app_role, system_role = shared.role_names(context.config.attributes["settings"])
+        for table in TENANT_TABLES:
+            for statement in shared.tenant_rls_sql(table):
+                op.execute(statement)
+            for role in filter(None, (app_role, system_role)):
+                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+
+
+def downgrade() -> None:
+    op.drop_table("password_resets")

@@ -1,0 +1,64 @@
+"""Working on tasks: listing, ticking checklist items, completing; each change an audited action."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.tenants.tasks.models import Task, TaskStatus
+
+
+async def list_tasks(session: AsyncSession, *, assignee_id: uuid.UUID | None, status: TaskStatus | None = TaskStatus.OPEN,
+                     customer_id: uuid.UUID | None = None, limit: int = 200) -> list[Task]:
+    query = select(Task)
+    if assignee_id is not None:
+        query = query.where(Task.assignee_id == assignee_id)
+    if status is not None:
+        query = query.where(Task.status == status)
+    if customer_id is not None:
+        query = query.where(Task.customer_id == customer_id)
+    query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+def _open(task: Task) -> None:
+    if task.status != TaskStatus.OPEN:
+        raise ValidationFailed(FieldError("status", f"the task is {task.status.value}, not open"))
+
+
+async def tick_checklist_item(session: AsyncSession, task_id: uuid.UUID, index: int, *, done: bool,
+                              acting: Actor) -> Task:
+    task = await get_owned(session, Task, task_id)
+    _open(task)
+    if not 0 <= index < len(task.checklist or []):
+        raise ValidationFailed(FieldError("item", f"expected an item number from 0 to {len(task.checklist) - 1}"))
+    checklist = [dict(item) for item in task.checklist]
+    if checklist[index].get("done") == done:
+        return task
+    checklist[index]["done"] = done
+    task.checklist = checklist  # a new list, so the JSON column is seen as changed
+    await session.flush()
+    await record(session, actor=acting, action="task.checklist_ticked" if done else "task.checklist_unticked",
+                 target_type="task", target_id=task.id, tenant_id=task.tenant_id,
+                 detail={"item": checklist[index].get("item"), "index": index})
+    return task
+
+
+async def complete_task(session: AsyncSession, task_id: uuid.UUID, *, acting: Actor) -> Task:
+    task = await get_owned(session, Task, task_id)
+    if task.status == TaskStatus.DONE:
+        return task
+    _open(task)
+    task.status = TaskStatus.DONE
+    task.completed_at = clock.now()
+    await session.flush()
+    pending = [item.get("item") for item in task.checklist or [] if not item.get("done")]
+    await record(session, actor=acting, action="task.completed", target_type="task", target_id=task.id,
+                 tenant_id=task.tenant_id, detail={"unticked_items": pending})
+    return task

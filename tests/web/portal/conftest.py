@@ -1,0 +1,58 @@
+"""Portal test helpers: an app per test on the test's database, and a browser-like client that logs in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from backoffice.platform.settings import Settings
+from backoffice.web.app import create_app
+
+PASSWORD = "correct-horse-battery"
+HTML = {"accept": "text/html"}
+CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+class Browser:
+    """A test client that keeps cookies and fills in the form's CSRF token, like a browser would."""
+
+    def __init__(self, client: AsyncTestClient, host: str | None = None) -> None:
+        self.client = client
+        self.headers = {**HTML, **({"host": host} if host else {})}
+
+    async def get(self, path: str, **kwargs):
+        kwargs.setdefault("follow_redirects", False)
+        return await self.client.get(path, headers=self.headers, **kwargs)
+
+    async def post_form(self, page_path: str, action: str, data: dict[str, str], *, token: str | None = None):
+        if token is None:
+            token = csrf_of((await self.get(page_path)).text)
+        return await self.client.post(action, data={**data, "_csrf_token": token}, headers=self.headers,
+                                      follow_redirects=False)
+
+    async def login(self, base: str, email: str, password: str = PASSWORD):
+        return await self.post_form(f"{base}/login", f"{base}/login", {"email": email, "password": password})
+
+
+def portal_settings(database, **changes) -> Settings:
+    return database.settings.model_copy(update=changes)
+
+
+@pytest.fixture
+async def portal(database) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=create_app(database.settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def browser(portal) -> Browser:
+    return Browser(portal)

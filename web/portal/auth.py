@@ -1,0 +1,206 @@
+"""Log-in, log-out and password reset for the portal, and the guard every other portal page uses.
+
+A session belongs to one tenant: its store key carries the tenant (see ``sessions.py``) and its data the
+tenant id and user id, checked on every page against the tenant the address names. Anything else is
+treated as no session: a redirect to this tenant's log-in page, never another tenant's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.security.passwords import verify_password
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.users.models import TenantRole, TenantUser
+from backoffice.tenants.users.resets import request_password_reset, reset_password, valid_reset
+from backoffice.web.portal.render import base_path, page, translations, pick_locale
+from backoffice.web.portal.sessions import ROTATE, RateLimiter
+
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+LOGIN_LIMIT_PER_ACCOUNT = 5
+LOGIN_LIMIT_PER_ADDRESS = 20
+LOGIN_WINDOW = 15 * 60
+
+
+class LoginRequired(Exception):
+    """No valid session of this tenant: go to its log-in page."""
+
+
+@dataclass(frozen=True)
+class PortalUser:
+    id: uuid.UUID
+    email: str
+    name: str
+    role: TenantRole
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == TenantRole.ADMIN
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(type="tenant_user", label=self.email, id=str(self.id))
+
+
+@dataclass
+class Limiters:
+    account: RateLimiter
+    address: RateLimiter
+
+
+def limiters(state: State) -> Limiters:
+    if getattr(state, "portal_limiters", None) is None:
+        settings = state.settings
+        state.portal_limiters = Limiters(
+            RateLimiter(settings, limit=LOGIN_LIMIT_PER_ACCOUNT, window=LOGIN_WINDOW, name="login-account"),
+            RateLimiter(settings, limit=LOGIN_LIMIT_PER_ADDRESS, window=LOGIN_WINDOW, name="login-address"),
+        )
+    return state.portal_limiters
+
+
+async def provide_user(request: Request, tenant: Tenant, db: AsyncSession) -> PortalUser:
+    data = request.session if request.scope.get("session") else {}
+    if not data or data.get("tenant_id") != str(tenant.id) or not data.get("user_id"):
+        raise LoginRequired()
+    user = (await db.execute(
+        select(TenantUser).where(TenantUser.id == uuid.UUID(data["user_id"]), TenantUser.active.is_(True))
+    )).scalar_one_or_none()
+    if user is None:
+        request.clear_session()
+        raise LoginRequired()
+    return PortalUser(user.id, user.email, user.name, user.role)
+
+
+def login_redirect(request: Request, exc: LoginRequired) -> Response:
+    slug = request.path_params.get("tenant_slug", "")
+    base = "" if request.scope.get("backoffice.host_tenant") == slug else f"/{slug}"
+    target = request.url.path.removeprefix(f"/{slug}") if slug else request.url.path
+    return Redirect(f"{base}/login?next={quote(target or '/')}", status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a path of this portal: never an absolute URL or a scheme-relative one (open redirect).
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@get("/", name="portal:home")
+async def portal_home(request: Request, tenant: Tenant) -> Response:
+    data = request.session if request.scope.get("session") else {}
+    if data.get("tenant_id") == str(tenant.id) and data.get("user_id"):
+        return Redirect(f"{base_path(request, tenant)}/dashboard", status_code=303)
+    return page(request, tenant, "portal/login.html", next="/")
+
+
+@get("/login", name="portal:login")
+async def login_form(request: Request, tenant: Tenant, next: str | None = None) -> Response:
+    return page(request, tenant, "portal/login.html", next=_safe_next(next))
+
+
+@post("/login", name="portal:login_submit")
+async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state: State, data: Form) -> Response:
+    _ = translations(pick_locale(request, tenant)).gettext
+    email = str(data.get("email", "")).strip().lower()
+    password = str(data.get("password", ""))
+    target = _safe_next(str(data.get("next") or "/"))
+    limits = limiters(state)
+    account_key, address_key = f"{tenant.id}:{email}", f"{tenant.id}:{_client_address(request)}"
+    if not (await limits.account.allowed(account_key) and await limits.address.allowed(address_key)):
+        return page(request, tenant, "portal/login.html", status_code=429, email=email, next=target,
+                    error=_("Too many attempts. Wait 15 minutes and try again, or reset your password."))
+    user = (await db.execute(select(TenantUser).where(TenantUser.email == email))).scalar_one_or_none()
+    ok = verify_password(user.password_hash if user else None, password) and user is not None and user.active
+    if not ok:
+        await limits.account.hit(account_key)
+        await limits.address.hit(address_key)
+        return page(request, tenant, "portal/login.html", status_code=400, email=email, next=target,
+                    error=_("E-mail or password is not correct."), field="password")
+    await limits.account.reset(account_key)
+    request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), ROTATE: True})
+    await record(db, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)), action="user.logged_in",
+                 target_type="tenant_user", target_id=user.id, tenant_id=tenant.id,
+                 detail={"method": "password", "address": _client_address(request)})
+    return Redirect(f"{base_path(request, tenant)}{target if target != '/' else '/dashboard'}", status_code=303)
+
+
+@post("/logout", name="portal:logout")
+async def logout(request: Request, tenant: Tenant) -> Response:
+    request.clear_session()
+    return Redirect(f"{base_path(request, tenant)}/login", status_code=303)
+
+
+@get("/password/forgot", name="portal:forgot")
+async def forgot_form(request: Request, tenant: Tenant) -> Response:
+    return page(request, tenant, "portal/forgot.html")
+
+
+@post("/password/forgot", name="portal:forgot_submit")
+async def forgot_submit(request: Request, tenant: Tenant, db: AsyncSession, state: State, data: Form) -> Response:
+    email = str(data.get("email", ""))
+    limits = limiters(state)
+    # The same answer whether or not the address has an account; the limit keeps the form from mail-bombing.
+    if await limits.account.hit(f"{tenant.id}:reset:{email.strip().lower()}"):
+        base_url = state.settings.base_url or str(request.base_url).rstrip("/")
+        prefix = base_path(request, tenant)
+        await request_password_reset(
+            db, email=email, tenant_name=tenant.display_name,
+            link_for=lambda token: f"{base_url}{prefix}/password/reset/{token}",
+            acting=Actor(type="anonymous", label=f"password reset form ({_client_address(request)})"),
+        )
+    return page(request, tenant, "portal/forgot.html", sent=True)
+
+
+@get("/password/reset/{token:str}", name="portal:reset")
+async def reset_form(request: Request, tenant: Tenant, db: AsyncSession, token: str) -> Response:
+    valid = await valid_reset(db, token) is not None
+    return page(request, tenant, "portal/reset.html", token=token, invalid=not valid,
+                status_code=200 if valid else 410)
+
+
+@post("/password/reset/{token:str}", name="portal:reset_submit")
+async def reset_submit(request: Request, tenant: Tenant, db: AsyncSession, token: str, data: Form) -> Response:
+    password = str(data.get("password", ""))
+    if password != str(data.get("password_confirm", "")):
+        _ = translations(pick_locale(request, tenant)).gettext
+        return page(request, tenant, "portal/reset.html", token=token, status_code=400, field="password_confirm",
+                    error=_("The two passwords differ."))
+    try:
+        await reset_password(db, token=token, password=password)
+    except ValidationFailed as error:
+        first = error.errors[0]
+        return page(request, tenant, "portal/reset.html", token=token, invalid=first.field == "token",
+                    status_code=410 if first.field == "token" else 400, field=first.field, error=first.message)
+    request.clear_session()
+    return Redirect(f"{base_path(request, tenant)}/login?reset=1", status_code=303)
+
+
+@post("/locale", name="portal:locale")
+async def choose_locale(request: Request, tenant: Tenant, data: Form) -> Response:
+    chosen = str(data.get("locale", ""))
+    target = _safe_next(str(data.get("next") or "/"))
+    if request.scope.get("session") and request.session.get("tenant_id") == str(tenant.id) and chosen in ("pt-BR", "en"):
+        request.session["locale"] = chosen
+    return Redirect(f"{base_path(request, tenant)}{target}", status_code=303)
+
+
+AUTH_HANDLERS = [portal_home, login_form, login_submit, logout, forgot_form, forgot_submit, reset_form, reset_submit,
+                 choose_locale]
