@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "bo_session"
 CSRF_COOKIE = "bo_csrf"
 ROTATE = "_rotate"
+LOADED = "backoffice.session_loaded"
 SESSION_MAX_AGE = 12 * 3600
 # Paths that never carry a browser session or a CSRF cookie: JSON API, webhook intake, probes.
 NOT_PORTAL = ["^/api/", "^/api$", "^/hooks/", "^/healthz$", "^/readyz$"]
@@ -50,6 +51,7 @@ class TenantSessionBackend(ServerSideSessionBackend):
             store = self.config.get_store_from_app(connection.scope["app"])
             data = await self.get(self._key(connection, session_id), store=store)
             if data is not None:
+                connection.scope[LOADED] = True
                 return self.deserialize_data(data)
         return {}
 
@@ -60,7 +62,9 @@ class TenantSessionBackend(ServerSideSessionBackend):
         old_id = connection.cookies.get(self.config.key)
         rotate = bool(scope_session) and scope_session is not Empty and scope_session.pop(ROTATE, False)
         if scope_session is Empty or not scope_session:
-            if old_id:  # logged out (or never had data): forget it here and in the browser
+            # Only a session this tenant had and that was cleared (log-out) ends the cookie; a cookie this
+            # tenant does not know (another tenant's session) is left alone for its own tenant.
+            if old_id and connection.scope.get(LOADED):
                 await self.delete(self._key(connection, old_id), store=store)
                 headers.add("Set-Cookie", Cookie(value="null", key=self.config.key, expires=0,
                                                  **cookie_params).to_header(header=""))

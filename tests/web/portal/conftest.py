@@ -56,3 +56,18 @@ async def portal(database) -> AsyncIterator[AsyncTestClient]:
 @pytest.fixture
 def browser(portal) -> Browser:
     return Browser(portal)
+
+
+async def add_case(database, tenant_id, recipient_id, customer_id, *, title: str = "Cliente novo") -> tuple:
+    """A notification and an open task for ``recipient_id``, written as the spine's effects would be."""
+    from backoffice.tenants.notifications.models import Notification
+    from backoffice.tenants.tasks.models import Task
+
+    async with database.tenant(tenant_id) as session:
+        notification = Notification(effect_key=f"test:{title}:n", recipient_id=recipient_id, kind="customer.started",
+                                    title=title, body="Corpo", detail={"reason": "teste"}, customer_id=customer_id)
+        task = Task(effect_key=f"test:{title}:t", assignee_id=recipient_id, kind="onboarding", title=f"Tarefa {title}",
+                    checklist=[{"item": "Ligar", "done": False}], customer_id=customer_id)
+        session.add_all([notification, task])
+        await session.flush()
+        return notification.id, task.id
