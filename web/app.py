@@ -18,6 +18,7 @@ from backoffice.platform.settings import Settings, get_settings
 from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.health import healthz, readyz
+from backoffice.web.hooks import receive_hook
 from backoffice.web.portal import portal_lifespan, portal_router
 from backoffice.web.portal.hosts import TenantHostApp
 from backoffice.web.portal.sessions import csrf_config, session_config, session_store
@@ -52,7 +53,7 @@ def create_app(
 
     # TenantHostApp: a Litestar that serves a tenant's portal at / on the tenant's own host name.
     return TenantHostApp(
-        route_handlers=[healthz, readyz, portal_router,
+        route_handlers=[healthz, readyz, receive_hook, portal_router,
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
         lifespan=[lifespan, portal_lifespan],
         stores={"portal_sessions": session_store(settings)},

@@ -1,6 +1,7 @@
 """Imports every model so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from backoffice.platform.audit.models import AuditEntry
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform.db.base import Base
 from backoffice.platform.staff.models import Assignment, Staff
 from backoffice.platform.outbox.models import OutboxEntry
@@ -24,6 +25,7 @@ from backoffice.tenants.users.resets import PasswordReset
 metadata = Base.metadata
 
 __all__ = [
+    "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
     "PasswordReset", "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",

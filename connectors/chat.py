@@ -1,0 +1,62 @@
+"""Team chat through a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, Google Chat's
+compatible mode): ``POST <webhook url>`` with ``{"text": ...}``.
+
+The webhook URL is the credential (anyone holding it can post), so it is a secret field: encrypted at
+rest, redacted when shown, and never put in an error message. It is checked against private and
+loopback addresses at send time (``platform/security/outbound.check_target``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr, field_validator
+
+from backoffice.connectors.http import ProviderError
+from backoffice.connectors.ports import ConnectorPort
+from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.platform.security.outbound import TargetRefused, check_target, check_url_shape
+from backoffice.tenants.effects.models import Channel, OutboundMessage
+from backoffice.tenants.effects.ports import DeliveryError
+from backoffice.tenants.registry.models import Tenant
+
+
+class ChatConfig(KindConfig):
+    webhook_url: SecretStr
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _shape(cls, value: SecretStr) -> SecretStr:
+        try:
+            check_url_shape(value.get_secret_value())
+        except TargetRefused as error:
+            raise ValueError(str(error)) from None
+        return value
+
+
+@register
+class Chat(ConnectorKind):
+    name = "chat"
+    title = "Team chat (Slack-compatible incoming webhook)"
+    config_model = ChatConfig
+    channel = Channel.CHAT
+
+
+class ChatPort(ConnectorPort):
+    channel = Channel.CHAT
+    label = "chat"
+
+    async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        text = message.payload.get("text")
+        if not text:
+            raise DeliveryError("payload.text: missing", retryable=False)
+        url = ctx.config.webhook_url.get_secret_value()
+        try:
+            await check_target(url, ctx.settings)
+        except TargetRefused as error:
+            raise DeliveryError(f"chat webhook refused: {error}", retryable=False) from None
+        try:
+            response = await ctx.http.request("POST", url, json={"text": text}, label="POST chat webhook")
+        except ProviderError as error:
+            raise DeliveryError(str(error), retryable=error.retryable) from None
+        return {"status": response.status_code, "body": response.text[:200]}

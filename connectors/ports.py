@@ -1,0 +1,78 @@
+"""Ports of ``tenants/effects`` backed by each tenant's connector instance for the channel.
+
+A tenant with no enabled instance for a channel: in production the message is dead-lettered at once
+with the reason "no ... connector configured for this company" (retrying cannot help; staff configure
+the connector, then replay). In the embedded mode (SQLite, the demo) it falls back to the recording port
+that was installed before, so the demo still shows what would have been sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.connectors.registry import ConnectorError
+from backoffice.connectors.service import instance_for_channel, open_context, record_failure, record_success
+from backoffice.platform.security.secrets import SecretUnreadable
+from backoffice.platform.settings import Settings, get_settings
+from backoffice.tenants.effects.models import Channel, OutboundMessage
+from backoffice.tenants.effects.ports import DeliveryError, Port
+from backoffice.tenants.registry.models import Tenant
+
+
+class ConnectorPort:
+    channel: Channel
+    label: str
+
+    def __init__(self, *, settings: Settings | None = None, fallback: Port | None = None,
+                 http_options: dict[str, Any] | None = None) -> None:
+        self._settings = settings
+        self.fallback = fallback
+        self.http_options = http_options or {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings or get_settings()
+
+    async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        instance = await instance_for_channel(session, self.channel)
+        if instance is None:
+            if self.fallback is not None and self.settings.embedded:
+                return await self.fallback.send(session, tenant, message)
+            raise DeliveryError(f"no {self.label} connector configured for this company", retryable=False)
+        try:
+            ctx = open_context(instance, self.settings, **self.http_options)
+        except SecretUnreadable:
+            record_failure(instance, "credentials unreadable: re-enter them (the key they were saved with is gone)")
+            raise DeliveryError(f"{self.label} connector {instance.name!r}: credentials unreadable",
+                                retryable=False) from None
+        try:
+            ack = await self.deliver(ctx, tenant, message)
+        except DeliveryError as error:
+            record_failure(instance, str(error))
+            raise
+        except ConnectorError as error:
+            record_failure(instance, str(error))
+            raise DeliveryError(str(error), retryable=getattr(error, "retryable", True)) from None
+        record_success(instance)
+        return {**ack, "connector": instance.name}
+
+    async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def install(*, settings: Settings | None = None, http_options: dict[str, Any] | None = None) -> dict[Channel, Port]:
+    """Plug the connector ports in for e-mail and chat; returns the ports they replace."""
+    from backoffice.connectors.chat import ChatPort
+    from backoffice.connectors.smtp import SmtpPort
+    from backoffice.tenants.effects.ports import get_port, set_port
+
+    previous: dict[Channel, Port] = {}
+    for port_class in (SmtpPort, ChatPort):
+        channel = port_class.channel
+        current = get_port(channel)
+        fallback = current.fallback if isinstance(current, ConnectorPort) else current
+        previous[channel] = set_port(channel, port_class(settings=settings, fallback=fallback,
+                                                         http_options=http_options))
+    return previous

@@ -1,0 +1,201 @@
+"""Configuring a tenant's connector instances: audited actions, secrets encrypted, health recorded.
+
+Secrets are encrypted field by field (the kind's ``SecretStr`` fields) with ``platform/security/secrets``
+before they reach the row, decrypted only into the typed config a kind works with, and shown redacted.
+Services flush; the caller's transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
+from backoffice.platform.security import secrets
+from backoffice.platform.settings import Settings, get_settings
+from backoffice.connectors.models import ConnectorInstance, Health
+from backoffice.connectors.registry import UnknownKind, get_kind, kinds, secret_fields
+
+log = logging.getLogger(__name__)
+REDACTED = "••••••••"
+NAME_MAX = 64
+
+
+def _config_errors(error: ValidationError) -> ValidationFailed:
+    # input values are left out on purpose: they may be credentials.
+    return ValidationFailed([
+        FieldError("config." + ".".join(str(p) for p in item["loc"]) if item["loc"] else "config",
+                   item["msg"].removeprefix("Value error, "))
+        for item in error.errors()
+    ])
+
+
+def _kind(name: str):
+    try:
+        return get_kind(name)
+    except UnknownKind as error:
+        raise ValidationFailed(FieldError("kind", str(error))) from None
+
+
+def _seal(kind_name: str, values: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Validate plaintext config and return what the row stores (secret fields encrypted)."""
+    kind = _kind(kind_name)
+    try:
+        model = kind.config_model.model_validate(values)
+    except ValidationError as error:
+        raise _config_errors(error) from None
+    stored = model.model_dump(mode="json")
+    for field in secret_fields(kind.config_model):
+        value = getattr(model, field)
+        stored[field] = secrets.encrypt(value.get_secret_value(), settings) if value is not None else None
+    return stored
+
+
+def load_config(instance: ConnectorInstance, settings: Settings | None = None):
+    """The instance's typed configuration, secrets decrypted (held as SecretStr)."""
+    settings = settings or get_settings()
+    kind = get_kind(instance.kind)
+    values = dict(instance.config)
+    for field in secret_fields(kind.config_model):
+        if values.get(field) is not None:
+            values[field] = secrets.decrypt(values[field], settings)
+    return kind.config_model.model_validate(values)
+
+
+def describe(instance: ConnectorInstance) -> dict[str, Any]:
+    """What screens and the API show: the configuration with every secret replaced by a marker."""
+    kind = get_kind(instance.kind)
+    hidden = secret_fields(kind.config_model)
+    config = {key: (REDACTED if key in hidden and value is not None else value) for key, value in instance.config.items()}
+    return {
+        "id": str(instance.id), "kind": instance.kind, "name": instance.name, "enabled": instance.enabled,
+        "config": config, "health": instance.health.value, "last_error": instance.last_error,
+        "last_success_at": instance.last_success_at.isoformat() if instance.last_success_at else None,
+        "last_error_at": instance.last_error_at.isoformat() if instance.last_error_at else None,
+    }
+
+
+def _name(value: str) -> str:
+    value = (value or "").strip()
+    if not 1 <= len(value) <= NAME_MAX:
+        raise ValidationFailed(FieldError("name", f"expected 1-{NAME_MAX} characters"))
+    return value
+
+
+async def _name_taken(session: AsyncSession, name: str, but: uuid.UUID | None = None) -> bool:
+    query = select(ConnectorInstance.id).where(ConnectorInstance.name == name)
+    if but is not None:
+        query = query.where(ConnectorInstance.id != but)
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def create_instance(session: AsyncSession, *, kind: str, name: str, config: dict[str, Any], acting: Actor,
+                          enabled: bool = True, settings: Settings | None = None,
+                          reason: str | None = None) -> ConnectorInstance:
+    """Configure a new connector for the session's tenant."""
+    settings = settings or get_settings()
+    name = _name(name)
+    stored = _seal(kind, config, settings)
+    if await _name_taken(session, name):
+        raise Conflict(FieldError("name", f"a connector named {name!r} exists already"))
+    instance = ConnectorInstance(kind=kind, name=name, enabled=enabled, config=stored, health=Health.UNKNOWN)
+    session.add(instance)
+    await session.flush()
+    await record(session, actor=acting, action="connector.create", target_type="connector",
+                 target_id=instance.id, tenant_id=instance.tenant_id, reason=reason,
+                 detail={"kind": kind, "name": name, "enabled": enabled, "config": describe(instance)["config"]})
+    return instance
+
+
+async def update_instance(session: AsyncSession, instance_id: uuid.UUID, *, acting: Actor,
+                          config: dict[str, Any] | None = None, name: str | None = None,
+                          settings: Settings | None = None, reason: str | None = None) -> ConnectorInstance:
+    """Change settings. ``config`` is merged into the current one; a secret left out (or None) keeps
+    its stored value, so an edit form never needs to echo credentials back."""
+    settings = settings or get_settings()
+    instance = await get_owned(session, ConnectorInstance, instance_id)
+    changed: list[str] = []
+    if name is not None and _name(name) != instance.name:
+        name = _name(name)
+        if await _name_taken(session, name, but=instance.id):
+            raise Conflict(FieldError("name", f"a connector named {name!r} exists already"))
+        instance.name = name
+        changed.append("name")
+    if config:
+        current = load_config(instance, settings)
+        hidden = secret_fields(current.__class__)
+        merged: dict[str, Any] = {}
+        for key, value in current.model_dump().items():
+            merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        for key, value in config.items():
+            if key in hidden and value is None:
+                continue
+            merged[key] = value
+        instance.config = _seal(instance.kind, merged, settings)
+        changed += sorted(config)
+    await session.flush()
+    await record(session, actor=acting, action="connector.update", target_type="connector", target_id=instance.id,
+                 tenant_id=instance.tenant_id, reason=reason, detail={"changed": changed})
+    return instance
+
+
+async def set_enabled(session: AsyncSession, instance_id: uuid.UUID, enabled: bool, *, acting: Actor,
+                      reason: str | None = None) -> ConnectorInstance:
+    instance = await get_owned(session, ConnectorInstance, instance_id)
+    instance.enabled = enabled
+    await session.flush()
+    await record(session, actor=acting, action="connector.enable" if enabled else "connector.disable",
+                 target_type="connector", target_id=instance.id, tenant_id=instance.tenant_id, reason=reason)
+    return instance
+
+
+async def get_instance(session: AsyncSession, instance_id: uuid.UUID) -> ConnectorInstance:
+    """The session tenant's instance; another tenant's id is NotFound like a missing one."""
+    return await get_owned(session, ConnectorInstance, instance_id)
+
+
+async def list_instances(session: AsyncSession) -> list[ConnectorInstance]:
+    query = select(ConnectorInstance).order_by(ConnectorInstance.kind, ConnectorInstance.name)
+    return list((await session.execute(query)).scalars())
+
+
+async def instance_for_channel(session: AsyncSession, channel: Any) -> ConnectorInstance | None:
+    """The tenant's enabled instance of a kind delivering ``channel`` (the oldest, when several)."""
+    names = [name for name, kind in kinds().items() if kind.channel == channel]
+    if not names:
+        return None
+    query = (select(ConnectorInstance)
+             .where(ConnectorInstance.kind.in_(names), ConnectorInstance.enabled.is_(True))
+             .order_by(ConnectorInstance.created_at, ConnectorInstance.id))
+    return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+
+def record_success(instance: ConnectorInstance) -> None:
+    instance.health = Health.OK
+    instance.last_success_at = clock.now()
+
+
+def record_failure(instance: ConnectorInstance, error: str | BaseException) -> None:
+    """Keep why the last exchange failed (the messages we build never carry credentials)."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    instance.health = Health.FAILING
+    instance.last_error = text[:2000]
+    instance.last_error_at = clock.now()
+
+
+def open_context(instance: ConnectorInstance, settings: Settings | None = None, **http_options: Any):
+    """Everything a kind needs to act for one instance: typed config and the breaker-bound HTTP helper."""
+    from backoffice.connectors.http import Http
+    from backoffice.connectors.registry import Context
+
+    settings = settings or get_settings()
+    return Context(tenant_id=instance.tenant_id, instance_id=instance.id, config=load_config(instance, settings),
+                   settings=settings, http=Http.for_instance(settings, instance.tenant_id, instance.id, **http_options))

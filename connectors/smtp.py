@@ -1,0 +1,110 @@
+"""E-mail over SMTP, with each tenant's own server, sender name and reply-to.
+
+Security: ``starttls`` (submission, port 587: the connection is upgraded before authenticating and
+refused if the server cannot), ``tls`` (implicit TLS, port 465) or ``none`` (a relay on a trusted
+network; credentials are then sent in the clear, so use it only there). Messages are
+multipart/alternative: the text as written, and an HTML part with the same text escaped.
+
+Failures: a 4xx reply or a connection problem is temporary (retried by the delivery job); a 5xx reply
+(bad credentials, recipient refused, message rejected) is permanent and dead-letters with the reply.
+"""
+
+from __future__ import annotations
+
+import html
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from typing import Annotated, Any, Literal
+
+import aiosmtplib
+from pydantic import Field, SecretStr
+
+from backoffice.connectors.ports import ConnectorPort
+from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.tenants.effects.models import Channel, OutboundMessage
+from backoffice.tenants.effects.ports import DeliveryError
+from backoffice.tenants.registry.models import Tenant
+
+
+# A plain address check: header injection (CR/LF, angle brackets) is what must never get through.
+Address = Annotated[str, Field(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$", max_length=254)]
+
+
+class SmtpConfig(KindConfig):
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = Field(default=None, max_length=254)
+    password: SecretStr | None = None
+    sender_address: Address
+    sender_name: str | None = Field(default=None, max_length=200)
+    reply_to: Address | None = None
+    timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    verify_certificate: bool = True
+
+
+@register
+class Smtp(ConnectorKind):
+    name = "smtp"
+    title = "E-mail (SMTP)"
+    config_model = SmtpConfig
+    channel = Channel.EMAIL
+
+
+def html_part(text: str) -> str:
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n")]
+    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
+    return f"<!doctype html><html><body style=\"font-family: sans-serif\">{body}</body></html>"
+
+
+def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: str | None = None) -> EmailMessage:
+    for field in ("to", "subject", "text"):
+        if not payload.get(field):
+            raise DeliveryError(f"payload.{field}: missing", retryable=False)
+    message = EmailMessage()
+    message["From"] = formataddr((config.sender_name or "", str(config.sender_address)))
+    message["To"] = formataddr((payload.get("to_name") or "", payload["to"]))
+    message["Subject"] = payload["subject"]
+    if config.reply_to:
+        message["Reply-To"] = str(config.reply_to)
+    domain = str(config.sender_address).rsplit("@", 1)[-1]
+    message["Message-ID"] = make_msgid(domain=domain)
+    if effect_key:
+        # Receivers and our own support can tie a copy to the effect that produced it.
+        message["X-Backoffice-Effect"] = effect_key
+    message.set_content(payload["text"])
+    message.add_alternative(html_part(payload["text"]), subtype="html")
+    return message
+
+
+async def send_message(config: SmtpConfig, message: EmailMessage) -> str:
+    """Send through the configured server; returns the server's final reply."""
+    password = config.password.get_secret_value() if config.password else None
+    try:
+        _, reply = await aiosmtplib.send(
+            message, hostname=config.host, port=config.port, username=config.username or None,
+            password=password if config.username else None,
+            use_tls=config.security == "tls", start_tls=config.security == "starttls",
+            validate_certs=config.verify_certificate, timeout=config.timeout_seconds)
+    except aiosmtplib.SMTPRecipientsRefused as error:
+        codes = [r.code for r in error.recipients]
+        detail = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
+        raise DeliveryError(f"SMTP refused the recipient: {detail}",
+                            retryable=all(400 <= c < 500 for c in codes)) from None
+    except aiosmtplib.SMTPResponseException as error:
+        permanent = 500 <= error.code < 600
+        raise DeliveryError(f"SMTP server answered {error.code} {error.message}", retryable=not permanent) from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        raise DeliveryError(f"SMTP server {config.host}:{config.port} unreachable or dropped the connection "
+                            f"({type(error).__name__}: {error})", retryable=True) from None
+    return reply
+
+
+class SmtpPort(ConnectorPort):
+    channel = Channel.EMAIL
+    label = "e-mail"
+
+    async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        email = build_message(ctx.config, message.payload, effect_key=message.effect_key)
+        reply = await send_message(ctx.config, email)
+        return {"smtp": reply[:300], "message_id": email["Message-ID"]}

@@ -1,0 +1,150 @@
+"""Stripe (card payments): https://docs.stripe.com/webhooks#verify-manually
+
+``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``: HMAC-SHA256 with the endpoint's ``whsec_``
+secret over ``f"{t}.{raw body}"``; any v1 may match (Stripe sends several while a secret rolls);
+a timestamp more than 300 s from now is refused (replay protection). Events are deduplicated on their
+``evt_`` id. Amounts are already integer cents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from pydantic import Field, SecretStr
+
+from backoffice.connectors.common import from_unix, json_body, need
+from backoffice.connectors.registry import (
+    ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, VerificationFailed, register,
+)
+from backoffice.platform import clock
+
+log = logging.getLogger(__name__)
+TOLERANCE = 300
+
+
+class StripeConfig(KindConfig):
+    webhook_secret: SecretStr
+    tolerance_seconds: int = Field(default=TOLERANCE, ge=1, le=3600)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    payload = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def verify(header: str | None, body: bytes, secret: str, *, tolerance: int = TOLERANCE, now: float | None = None) -> int:
+    """Check a Stripe-Signature header; returns its timestamp or raises VerificationFailed."""
+    if not header:
+        raise VerificationFailed("missing Stripe-Signature header")
+    timestamp, candidates = None, []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not timestamp.isdigit() or not candidates:
+        raise VerificationFailed("Stripe-Signature lacks t= or v1=")
+    expected = sign(secret, int(timestamp), body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+        raise VerificationFailed("no v1 signature matches this connector's endpoint secret")
+    current = clock.now().timestamp() if now is None else now
+    if abs(current - int(timestamp)) > tolerance:
+        raise VerificationFailed(f"signature timestamp outside the {tolerance} s tolerance (replayed or stale)")
+    return int(timestamp)
+
+
+@register
+class Stripe(ConnectorKind):
+    name = "stripe"
+    title = "Stripe (card payments)"
+    config_model = StripeConfig
+    inbound = True
+
+    async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
+        verify(request.header("stripe-signature"), request.body, ctx.config.webhook_secret.get_secret_value(),
+               tolerance=ctx.config.tolerance_seconds)
+        body = json_body(request)
+        event_id, event_type = need(body, "id"), need(body, "type")
+        obj = need(body, "data", "object")
+        handler = {
+            "invoice.paid": self._invoice_paid,
+            "invoice.payment_failed": self._invoice_failed,
+            "customer.subscription.updated": self._subscription_updated,
+            "customer.subscription.deleted": self._subscription_deleted,
+        }.get(event_type)
+        if handler is None:
+            log.debug("stripe event %s ignored: not one the platform uses", event_type)
+            return []
+        made = handler(body, obj)
+        if made is None:
+            return []
+        made_type, data = made
+        return [{"type": made_type, "source": self.source, "external_id": event_id,
+                 "occurred_at": _iso(from_unix(body.get("created"))),
+                 "customer": {"external_id": need(obj, "customer"), "source": self.source}, "data": data}]
+
+    def _charge(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        due = from_unix(invoice.get("due_date")) or from_unix(need(invoice, "created"))
+        charge = {"external_id": need(invoice, "id"), "amount_cents": int(invoice.get("amount_due") or 0),
+                  "due_date": due.date().isoformat()}
+        if invoice.get("hosted_invoice_url"):
+            charge["payment_url"] = invoice["hosted_invoice_url"]
+        if invoice.get("description"):
+            charge["description"] = invoice["description"][:500]
+        if invoice.get("subscription"):
+            charge["contract_external_id"] = str(invoice["subscription"])
+        return charge
+
+    def _invoice_paid(self, body: dict[str, Any], invoice: dict[str, Any]):
+        paid_at = from_unix((invoice.get("status_transitions") or {}).get("paid_at")) or from_unix(body.get("created"))
+        if paid_at is None:
+            raise MalformedPayload("missing field data.object.status_transitions.paid_at")
+        data: dict[str, Any] = {"charge": self._charge(invoice), "payment": {
+            "external_id": str(invoice.get("payment_intent") or invoice["id"]),
+            "amount_cents": int(invoice.get("amount_paid") or 0), "paid_at": paid_at.isoformat(), "method": "card"}}
+        if invoice.get("invoice_pdf"):
+            data["documents"] = [{"kind": "invoice", "number": invoice.get("number"), "url": invoice["invoice_pdf"]}]
+            data["documents"][0] = {k: v for k, v in data["documents"][0].items() if v is not None}
+        return "payment.cleared", data
+
+    def _invoice_failed(self, body: dict[str, Any], invoice: dict[str, Any]):
+        return "payment.overdue", {"charge": self._charge(invoice)}
+
+    def _subscription_updated(self, body: dict[str, Any], subscription: dict[str, Any]):
+        previous = (body.get("data") or {}).get("previous_attributes") or {}
+        if "items" not in previous and "plan" not in previous:
+            log.debug("stripe subscription update without a plan change ignored")
+            return None
+        before = _plan(previous, subscription)
+        after = _plan(subscription, subscription)
+        return "subscription.changed", {
+            "subscription_external_id": need(subscription, "id"), "before": before, "after": after,
+            "effective_at": _iso(from_unix(body.get("created")))}
+
+    def _subscription_deleted(self, body: dict[str, Any], subscription: dict[str, Any]):
+        details = subscription.get("cancellation_details") or {}
+        ended = from_unix(subscription.get("ended_at")) or from_unix(subscription.get("canceled_at"))
+        data = {"subscription_external_id": need(subscription, "id"),
+                "reason": details.get("reason") or details.get("comment"), "effective_at": _iso(ended)}
+        return "subscription.canceled", {k: v for k, v in data.items() if v is not None}
+
+
+def _plan(holder: dict[str, Any], subscription: dict[str, Any]) -> dict[str, Any]:
+    """A plan from a subscription (or its previous attributes): the first item's price, or legacy ``plan``."""
+    items = ((holder.get("items") or {}).get("data") or [])
+    price = (items[0].get("price") or items[0].get("plan")) if items else holder.get("plan")
+    if not isinstance(price, dict):
+        raise MalformedPayload("missing field items.data[0].price")
+    amount = price.get("unit_amount", price.get("amount"))
+    if amount is None:
+        raise MalformedPayload("missing field price.unit_amount")
+    code = str(price.get("lookup_key") or need(price, "id"))[:64]
+    return {"code": code, "name": str(price.get("nickname") or code)[:500], "price_cents": int(amount)}
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None

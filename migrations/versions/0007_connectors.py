@@ -1,0 +1,55 @@
+"""Connector instances: each tenant's configured connections to outside systems, secrets encrypted.
+
+Revision ID: 0007
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from backoffice.platform.db import migrate as shared
+
+revision: str = "0007"
+down_revision: str | None = "0003"
+branch_labels = None
+depends_on = None
+
+TENANT_TABLES = ("connector_instances",)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "connector_instances",
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("health", sa.Enum("unknown", "ok", "failing", name="health", native_enum=False, length=16),
+                  nullable=False),
+        sa.Column("last_error", sa.String(length=2000), nullable=True),
+        sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_connector_instances_tenant_id_tenants")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_connector_instances")),
+        sa.UniqueConstraint("tenant_id", "name", name=op.f("uq_connector_instances_tenant_id_name")),
+    )
+    op.create_index("ix_connector_instances_kind", "connector_instances", ["tenant_id", "kind", "enabled"])
+
+    if op.get_bind().dialect.name == "postgresql":
+        app_role, system_role = shared.role_names(context.config.attributes["settings"])
+        for table in TENANT_TABLES:
+            for statement in shared.tenant_rls_sql(table):
+                op.execute(statement)
+            for role in filter(None, (app_role, system_role)):
+                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+
+
+def downgrade() -> None:
+    op.drop_index("ix_connector_instances_kind", table_name="connector_instances")
+    op.drop_table("connector_instances")
