@@ -20,6 +20,7 @@ from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookEndpoint
 from backoffice.tenants.users.resets import PasswordReset
 
 metadata = Base.metadata
@@ -28,5 +29,6 @@ __all__ = [
     "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "PasswordReset", "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer", "metadata",
+    "PasswordReset", "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
+    "WebhookDelivery", "WebhookEndpoint", "metadata",
 ]

@@ -1,0 +1,1 @@
+"""Outbound webhooks for the tenant's systems: endpoints, signed deliveries, retries, replay."""

@@ -1,0 +1,134 @@
+"""``webhooks.deliver``: one attempt of one delivery; the next attempt is an outbox row, not a broker delay.
+
+Schedule (delay before each attempt, ±10% jitter): 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. A longer
+``Retry-After`` wins. 2xx succeeds; 410 Gone disables the endpoint at once; anything else (other codes,
+network errors, timeouts) is retried until the schedule runs out, then the delivery is dead with its
+reason. An endpoint failing without a single success for five days, or with ``DEAD_LIMIT`` dead
+deliveries in a row, is disabled and the company's admins are told in the portal.
+
+Importing this module installs the real webhook port for ``Channel.WEBHOOK`` (worker, embedded runtime
+and tests all import it through ``platform/worker/actors.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from datetime import timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.security.outbound import TargetRefused
+from backoffice.platform.worker.registry import tenant_job
+from backoffice.tenants.effects.models import Channel
+from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from backoffice.tenants.webhooks.port import WebhookPort, current_transport
+from backoffice.tenants.webhooks.service import DELIVER_JOB, disable_for_failure, live_secrets, schedule
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+MAX_ATTEMPTS = len(SCHEDULE)
+JITTER = 0.1
+MAX_RETRY_AFTER = 24 * 3600
+SUSTAINED_FAILURE = timedelta(days=5)
+DEAD_LIMIT = 20
+
+
+def delay_before(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt`` (1-based), with jitter."""
+    base = SCHEDULE[attempt - 1]
+    return base * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+@tenant_job(DELIVER_JOB, queue="deliveries", min_backoff=1_000, max_backoff=300_000)
+async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, delivery_id: str) -> str:
+    delivery = await get_owned(session, WebhookDelivery, uuid.UUID(delivery_id))
+    if delivery.status in (WebhookDeliveryStatus.SUCCEEDED, WebhookDeliveryStatus.DEAD):
+        return delivery.status.value  # a repeated message changes nothing
+    endpoint = await get_owned(session, WebhookEndpoint, delivery.endpoint_id)
+    if not endpoint.enabled:
+        _dead(delivery, f"endpoint disabled: {endpoint.disabled_reason}")
+        return delivery.status.value
+    now = clock.now()
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    transport = current_transport()
+    try:
+        answer = await transport.post(endpoint.url, live_secrets(endpoint, now, transport.effective_settings),
+                                      delivery.message_id,
+                                      delivery.payload)
+    except TargetRefused as error:
+        delivery.last_status_code = None
+        await _failed(session, delivery, endpoint, f"target refused: {error}", retryable=False)
+        return delivery.status.value
+    except (httpx.HTTPError, TimeoutError, OSError) as error:
+        delivery.last_status_code = None
+        reason = "timed out" if isinstance(error, (TimeoutError, httpx.TimeoutException)) else \
+            f"{type(error).__name__}: {error}"
+        await _failed(session, delivery, endpoint, reason, retryable=True)
+        return delivery.status.value
+    delivery.last_status_code = answer.status
+    delivery.response_snippet = answer.snippet[:1000] or None
+    if 200 <= answer.status < 300:
+        delivery.status = WebhookDeliveryStatus.SUCCEEDED
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        delivery.last_error = None
+        endpoint.consecutive_failures = 0
+        endpoint.consecutive_dead = 0
+        endpoint.first_failure_at = None
+    elif answer.status == 410:
+        await _failed(session, delivery, endpoint, "410 Gone: the receiver asked to stop", retryable=False)
+        await disable_for_failure(session, endpoint, "the receiver answered 410 Gone")
+    else:
+        await _failed(session, delivery, endpoint, f"HTTP {answer.status}", retryable=True,
+                      retry_after=answer.retry_after)
+    return delivery.status.value
+
+
+async def _failed(session: AsyncSession, delivery: WebhookDelivery, endpoint: WebhookEndpoint, reason: str, *,
+                  retryable: bool, retry_after: float | None = None) -> None:
+    now = clock.now()
+    delivery.last_error = reason[:2000]
+    endpoint.consecutive_failures += 1
+    endpoint.first_failure_at = endpoint.first_failure_at or now
+    if retryable and delivery.attempts < MAX_ATTEMPTS:
+        delay = delay_before(delivery.attempts + 1)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+        delivery.status = WebhookDeliveryStatus.FAILED
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        await schedule(session, delivery, at=delivery.next_attempt_at)
+    else:
+        if retryable:
+            reason = f"gave up after {delivery.attempts} attempts; last: {reason}"
+        _dead(delivery, reason)
+        endpoint.consecutive_dead += 1
+    log.info("webhook delivery %s to endpoint %s failed (attempt %s): %s",
+             delivery.id, endpoint.id, delivery.attempts, reason)
+    if endpoint.enabled and now - endpoint.first_failure_at >= SUSTAINED_FAILURE:
+        await disable_for_failure(session, endpoint, f"failing without a success since "
+                                                     f"{endpoint.first_failure_at.isoformat()}")
+    elif endpoint.enabled and endpoint.consecutive_dead >= DEAD_LIMIT:
+        await disable_for_failure(session, endpoint, f"{endpoint.consecutive_dead} deliveries in a row gave up")
+
+
+def _dead(delivery: WebhookDelivery, reason: str) -> None:
+    delivery.status = WebhookDeliveryStatus.DEAD
+    delivery.next_attempt_at = None
+    delivery.last_error = reason[:2000]
+
+
+def install() -> None:
+    """Put the real webhook port in place of the recording one (once per process)."""
+    if isinstance(get_port(Channel.WEBHOOK), RecordingPort):
+        set_port(Channel.WEBHOOK, WebhookPort())
+
+
+install()

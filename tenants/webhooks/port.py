@@ -1,0 +1,109 @@
+"""The webhook channel's port, and the signed HTTP POST it shares with the tenant-platform connector.
+
+``WebhookPort.send`` fans one ``OutboundMessage`` (one processed event) out into one ``WebhookDelivery``
+per enabled endpoint subscribed to its type, each with its own outbox entry for ``webhooks.deliver``, in
+the delivery job's transaction: either every endpoint gets its delivery or none does. Endpoints then
+retry and fail independently of each other.
+
+The installed port also carries the transport settings (SSRF policy, timeouts) that ``webhooks.deliver``
+uses, so a test or the embedded runtime configures both with one ``set_port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform import clock
+from backoffice.platform.security.outbound import check_target
+from backoffice.platform.security.standard_webhooks import sign
+from backoffice.platform.settings import Settings, get_settings
+from backoffice.tenants.effects.models import Channel, OutboundMessage
+from backoffice.tenants.effects.ports import get_port
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.webhooks.models import WebhookEndpoint
+from backoffice.tenants.webhooks.service import new_delivery, schedule
+
+SNIPPET = 500
+USER_AGENT = "backoffice-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    snippet: str
+    retry_after: float | None  # seconds, from a Retry-After header (seconds or HTTP date)
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())
+
+
+@dataclass
+class SignedPost:
+    """POST a JSON body signed per Standard Webhooks; the target is checked against SSRF at send time.
+
+    Raises ``TargetRefused`` for a refused target and httpx/timeout errors for transport failures; any
+    HTTP answer (2xx or not) is returned for the caller to judge."""
+
+    settings: Settings | None = None
+    connect_timeout: float = 5.0
+    total_timeout: float = 15.0
+
+    @property
+    def effective_settings(self) -> Settings:
+        return self.settings or get_settings()
+
+    async def post(self, url: str, secrets: list[str], message_id: str, payload: dict[str, Any]) -> Answer:
+        await check_target(url, self.effective_settings)
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        now = clock.now()
+        headers = {**sign(secrets, message_id, body, timestamp=int(now.timestamp())),
+                   "content-type": "application/json", "user-agent": USER_AGENT}
+        timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
+        # No redirects: a 3xx to an internal address would walk around the SSRF check.
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            async with asyncio.timeout(self.total_timeout):
+                response = await client.post(url, content=body, headers=headers)
+        return Answer(response.status_code, response.text[:SNIPPET],
+                      _retry_after(response.headers.get("retry-after"), now))
+
+
+@dataclass
+class WebhookPort(SignedPost):
+    async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        event_type = message.target or str(message.payload.get("type", ""))
+        endpoints = (await session.execute(
+            select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)).order_by(WebhookEndpoint.created_at)
+        )).scalars().all()
+        chosen = [endpoint for endpoint in endpoints if endpoint.subscribed(event_type)]
+        for endpoint in chosen:
+            delivery = new_delivery(session, endpoint, message_id=message.effect_key, event_type=event_type,
+                                    payload=message.payload, outbound_message_id=message.id)
+            await schedule(session, delivery)
+        return {"event_type": event_type, "endpoints": [str(endpoint.id) for endpoint in chosen]}
+
+
+def current_transport() -> SignedPost:
+    """The installed webhook port's transport (settings, timeouts), or production defaults."""
+    port = get_port(Channel.WEBHOOK)
+    return port if isinstance(port, SignedPost) else SignedPost()

@@ -1,0 +1,281 @@
+"""Delivering webhooks over real loopback HTTP to a local receiver that verifies every signature: fan-out
+by event-type filter, the retry schedule under a frozen clock, Retry-After, 410, sustained failure,
+dead letters, replay by delivery and by time window, timeouts, and tenants kept apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from sqlalchemy import select
+
+from backoffice.platform.audit.models import AuditEntry
+from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
+from backoffice.tenants.effects.service import DELIVER_JOB
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.webhooks import service
+from backoffice.tenants.webhooks.jobs import DEAD_LIMIT, MAX_ATTEMPTS, SCHEDULE
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from tests.tenants.webhooks.conftest import ACTOR
+from tests.tenants.webhooks.receiver import Reply, run_due
+
+pytestmark = pytest.mark.usefixtures("frozen", "webhook_port")
+
+
+async def endpoint(database, tenant_id, receiver, path, settings, *, event_types=None) -> WebhookEndpoint:
+    async with database.tenant(tenant_id) as session:
+        created, secret = await service.create_endpoint(session, url=receiver.url(path), event_types=event_types,
+                                                        acting=ACTOR, settings=settings)
+    receiver.secrets[path] = [secret]
+    return created
+
+
+async def event_message(database, tenant_id, event_type: str, key: str) -> OutboundMessage:
+    """What the process engine writes for every processed event: one webhook message and its outbox row."""
+    async with database.tenant(tenant_id) as session:
+        message = OutboundMessage(effect_key=key, channel=Channel.WEBHOOK, target=event_type, payload={
+            "type": event_type, "event_id": key, "occurred_at": "2026-11-02T15:00:00+00:00",
+            "customer": {"name": "Casa do Pão"}, "data": {"charge": {"amount_cents": 19990}}})
+        session.add(message)
+        await session.flush()
+        add_to_outbox(session, tenant_id, DELIVER_JOB, message_id=str(message.id))
+    return message
+
+
+async def reload(database, tenant_id, model, ident):
+    async with database.tenant(tenant_id) as session:
+        return await session.get(model, (tenant_id, ident))
+
+
+async def test_one_message_fans_out_to_the_subscribed_enabled_endpoints_of_its_tenant(
+        database, tenants, receiver, loopback):
+    a, b = tenants.a, tenants.b
+    everything = await endpoint(database, a.id, receiver, "/all", loopback)
+    payments = await endpoint(database, a.id, receiver, "/payments", loopback, event_types=["payment.cleared"])
+    await endpoint(database, a.id, receiver, "/invoices", loopback, event_types=["invoice.issued"])
+    off = await endpoint(database, a.id, receiver, "/off", loopback)
+    async with database.tenant(a.id) as session:
+        await service.disable_endpoint(session, off.id, reason="paused", acting=ACTOR)
+    await endpoint(database, b.id, receiver, "/beta", loopback)
+
+    message = await event_message(database, a.id, "payment.cleared", "evt-1:webhook")
+    await run_due(database)
+
+    assert sorted(r.path for r in receiver.received) == ["/all", "/payments"]
+    for received in receiver.received:
+        assert received.verified, received.problem
+        assert received.webhook_id == "evt-1:webhook"
+        assert received.json["type"] == "payment.cleared" and received.json["data"]["charge"]["amount_cents"] == 19990
+    sent = await reload(database, a.id, OutboundMessage, message.id)
+    assert sent.status == DeliveryStatus.SENT
+    assert sorted(sent.response["endpoints"]) == sorted([str(everything.id), str(payments.id)])
+    async with database.tenant(a.id) as session:
+        log = await service.list_deliveries(session, payments.id)
+    assert [(d.status, d.attempts, d.last_status_code) for d in log] == [(WebhookDeliveryStatus.SUCCEEDED, 1, 200)]
+
+    # Tenant B's event reaches B's endpoint only, never A's.
+    await event_message(database, b.id, "invoice.issued", "evt-2:webhook")
+    await run_due(database)
+    assert [r.path for r in receiver.received if r.webhook_id == "evt-2:webhook"] == ["/beta"]
+    async with database.tenant(b.id) as session:
+        assert (await session.execute(select(WebhookDelivery))).scalars().one().event_type == "invoice.issued"
+
+
+async def test_a_failure_then_success_resets_the_endpoints_streak(database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/flaky", loopback)
+    receiver.script("/flaky", Reply(500, "boom"))
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    failed = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert (failed.status, failed.last_status_code, failed.response_snippet) == (WebhookDeliveryStatus.FAILED, 500,
+                                                                                   "boom")
+    assert (await reload(database, tenants.a.id, WebhookEndpoint, hook.id)).consecutive_failures == 1
+    frozen.set(failed.next_attempt_at)
+    await run_due(database)
+    done = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert (done.status, done.attempts, done.delivered_at) == (WebhookDeliveryStatus.SUCCEEDED, 2, frozen.now())
+    streak = await reload(database, tenants.a.id, WebhookEndpoint, hook.id)
+    assert (streak.consecutive_failures, streak.first_failure_at) == (0, None)
+    assert all(r.verified for r in receiver.at("/flaky")) and len(receiver.at("/flaky")) == 2
+
+
+async def test_retries_follow_the_schedule_then_the_delivery_is_dead_and_can_be_replayed(
+        database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/down", loopback)
+    receiver.always["/down"] = Reply(503, "maintenance")
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+        gap = (row.next_attempt_at - frozen.now()).total_seconds()
+        assert SCHEDULE[attempt - 1] * 0.9 <= gap <= SCHEDULE[attempt - 1] * 1.1, (attempt, gap)
+        frozen.set(row.next_attempt_at - timedelta(seconds=1))
+        assert await run_due(database) == 0  # not before its time
+        frozen.advance(seconds=1)
+        assert await run_due(database) == 1
+    dead = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert dead.status == WebhookDeliveryStatus.DEAD and dead.attempts == MAX_ATTEMPTS == 8
+    assert dead.last_error == "gave up after 8 attempts; last: HTTP 503" and dead.next_attempt_at is None
+    assert len(receiver.at("/down")) == 8
+    frozen.advance(days=1)
+    assert await run_due(database) == 0
+
+    receiver.always["/down"] = Reply(200)
+    async with database.tenant(tenants.a.id) as session:
+        await service.replay_delivery(session, delivery.id, acting=ACTOR)
+    await run_due(database)
+    replayed = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert (replayed.status, replayed.attempts, replayed.replays) == (WebhookDeliveryStatus.SUCCEEDED, 1, 1)
+    assert receiver.at("/down")[-1].webhook_id == delivery.message_id and receiver.at("/down")[-1].verified
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_longer_retry_after_is_honoured(database, tenants, receiver, loopback, frozen, form):
+    hook = await endpoint(database, tenants.a.id, receiver, "/busy", loopback)
+    later = frozen.now() + timedelta(hours=1)
+    value = "3600" if form == "seconds" else format_datetime(later.astimezone(UTC), usegmt=True)
+    receiver.script("/busy", Reply(429, "slow down", {"Retry-After": value}))
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert row.status == WebhookDeliveryStatus.FAILED and row.next_attempt_at == later  # not 5 s
+    frozen.advance(minutes=59)
+    assert await run_due(database) == 0
+    frozen.set(later)
+    await run_due(database)
+    assert (await reload(database, tenants.a.id, WebhookDelivery, delivery.id)).status == \
+        WebhookDeliveryStatus.SUCCEEDED
+
+
+async def test_410_gone_disables_the_endpoint_at_once_and_tells_the_admins(
+        database, tenants, receiver, loopback):
+    hook = await endpoint(database, tenants.a.id, receiver, "/gone", loopback)
+    receiver.script("/gone", Reply(410, "no such hook"))
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    gone = await reload(database, tenants.a.id, WebhookEndpoint, hook.id)
+    assert row.status == WebhookDeliveryStatus.DEAD and "410" in row.last_error
+    assert not gone.enabled and "410" in gone.disabled_reason
+    async with database.tenant(tenants.a.id) as session:
+        [notice] = (await session.execute(select(Notification))).scalars().all()
+        audit = (await session.execute(select(AuditEntry).where(AuditEntry.action == "webhook_endpoint.disabled"))
+                 ).scalars().one()
+    assert notice.recipient_id == tenants.a.admin_id and notice.kind == "webhook.endpoint_disabled"
+    assert notice.detail["endpoint_id"] == str(hook.id) and audit.actor_label == "system:webhooks"
+    async with database.tenant(tenants.b.id) as session:
+        assert (await session.execute(select(Notification))).scalars().all() == []
+    # A message for a disabled endpoint is not sent; replaying needs the endpoint enabled first.
+    await event_message(database, tenants.a.id, "payment.cleared", "evt-3:webhook")
+    await run_due(database)
+    assert len(receiver.at("/gone")) == 1
+    async with database.tenant(tenants.a.id) as session:
+        with pytest.raises(Exception, match="disabled"):
+            await service.replay_delivery(session, delivery.id, acting=ACTOR)
+
+
+async def test_failing_for_five_days_disables_the_endpoint_with_a_notice(
+        database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/sick", loopback)
+    receiver.always["/sick"] = Reply(500)
+    async with database.tenant(tenants.a.id) as session:
+        await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    for _ in range(4):  # four days of failures: still enabled
+        frozen.advance(days=1)
+        async with database.tenant(tenants.a.id) as session:
+            await service.send_test(session, hook.id, acting=ACTOR)
+        await run_due(database)
+    assert (await reload(database, tenants.a.id, WebhookEndpoint, hook.id)).enabled
+    frozen.advance(days=1)
+    async with database.tenant(tenants.a.id) as session:
+        await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    sick = await reload(database, tenants.a.id, WebhookEndpoint, hook.id)
+    assert not sick.enabled and "without a success since 2026-11-02T15:00:00" in sick.disabled_reason
+    async with database.tenant(tenants.a.id) as session:
+        [notice] = (await session.execute(select(Notification))).scalars().all()
+        pending = (await session.execute(select(WebhookDelivery).where(
+            WebhookDelivery.status == WebhookDeliveryStatus.FAILED))).scalars().all()
+    assert notice.kind == "webhook.endpoint_disabled" and "without a success" in notice.body
+    requests = len(receiver.at("/sick"))
+    frozen.advance(days=2)
+    await run_due(database)  # the retries still scheduled find the endpoint disabled: dead, not sent
+    assert len(receiver.at("/sick")) == requests
+    for delivery in pending:
+        row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+        assert row.status == WebhookDeliveryStatus.DEAD and row.last_error.startswith("endpoint disabled")
+
+
+async def test_replay_by_time_window_resends_only_that_windows_failures(
+        database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/window", loopback)
+    receiver.always["/window"] = Reply(502)
+    made = []
+    for hours in (0, 1, 3):
+        frozen.set(datetime(2026, 11, 2, 15, tzinfo=UTC) + timedelta(hours=hours))
+        async with database.tenant(tenants.a.id) as session:
+            made.append(await service.send_test(session, hook.id, acting=ACTOR))
+        await run_due(database)
+    for _ in range(MAX_ATTEMPTS):
+        frozen.advance(hours=11)
+        await run_due(database)
+    async with database.tenant(tenants.a.id) as session:
+        log = await service.list_deliveries(session, hook.id, status=WebhookDeliveryStatus.DEAD)
+        assert len(log) == 3
+        older = await service.list_deliveries(session, hook.id, limit=2, before=made[2].created_at)
+        assert [d.id for d in older] == [made[1].id, made[0].id]  # newest first, paged by created_at
+    receiver.always["/window"] = Reply(200)
+    start = datetime(2026, 11, 2, 15, 30, tzinfo=UTC)
+    async with database.tenant(tenants.a.id) as session:
+        replayed = await service.replay_window(session, hook.id, since=start, until=start + timedelta(hours=3),
+                                               acting=ACTOR)
+    assert [d.id for d in replayed] == [made[1].id, made[2].id]
+    await run_due(database)
+    statuses = [(await reload(database, tenants.a.id, WebhookDelivery, d.id)).status for d in made]
+    assert statuses == [WebhookDeliveryStatus.DEAD, WebhookDeliveryStatus.SUCCEEDED, WebhookDeliveryStatus.SUCCEEDED]
+
+
+async def test_a_slow_receiver_times_out_and_is_retried(database, tenants, receiver, loopback, webhook_port):
+    hook = await endpoint(database, tenants.a.id, receiver, "/slow", loopback)
+    receiver.script("/slow", Reply(200, delay=webhook_port.total_timeout + 0.5))
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert (row.status, row.last_error, row.last_status_code) == (WebhookDeliveryStatus.FAILED, "timed out", None)
+
+
+async def test_an_unreachable_receiver_is_retried_with_the_reason(database, tenants, receiver, loopback):
+    hook = await endpoint(database, tenants.a.id, receiver, "/x", loopback)
+    receiver.stop()  # nothing listens on the port any more
+    async with database.tenant(tenants.a.id) as session:
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert row.status == WebhookDeliveryStatus.FAILED and "ConnectError" in row.last_error
+
+
+async def test_many_dead_deliveries_in_a_row_disable_the_endpoint(database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/dead", loopback)
+    async with database.tenant(tenants.a.id) as session:
+        row = await session.get(WebhookEndpoint, (tenants.a.id, hook.id))
+        row.consecutive_dead = DEAD_LIMIT - 1  # as after a long series of dead deliveries
+        row.first_failure_at = frozen.now() - timedelta(days=1)
+    receiver.always["/dead"] = Reply(500)
+    async with database.tenant(tenants.a.id) as session:
+        await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    for _ in range(MAX_ATTEMPTS):
+        frozen.advance(hours=11)
+        await run_due(database)
+        if not (await reload(database, tenants.a.id, WebhookEndpoint, hook.id)).enabled:
+            break
+    disabled = await reload(database, tenants.a.id, WebhookEndpoint, hook.id)
+    assert not disabled.enabled and f"{DEAD_LIMIT} deliveries in a row" in disabled.disabled_reason
