@@ -1,0 +1,117 @@
+"""The front office's day on real cases from the running spine: the inbox with the whole case, mark read,
+the onboarding task ticked and completed, the customer's timeline with a note the back office sees, the
+dashboard's figures and chart; in pt-BR by default and in English on request."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select
+
+from backoffice.platform.audit.models import AuditEntry
+from backoffice.tenants.billing.models import Charge, ChargeStatus
+from backoffice.tenants.customers.models import Lifecycle
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.tasks.models import Task, TaskStatus
+from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.web.app import create_app
+from tests.tenants.processes.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
+from tests.web.portal.conftest import Browser
+
+PLAN = {"code": "pro", "name": "Plano Pro", "price_cents": 19990}
+
+
+def _cleared(customer_id) -> dict:
+    return {
+        "type": "payment.cleared", "source": "asaas", "external_id": "pay-portal-1", "customer": {"id": str(customer_id)},
+        "data": {
+            "charge": {"external_id": "pay_1", "amount_cents": 19990, "due_date": "2026-11-05",
+                       "description": "Mensalidade Plano Pro", "payment_url": "https://pay.example/i/abc"},
+            "payment": {"amount_cents": 19990, "paid_at": "2026-11-02T14:00:00+00:00", "method": "pix"},
+            "documents": [{"kind": "boleto", "number": "34191.79001", "url": "https://pay.example/b/abc.pdf"}],
+            "plan": PLAN,
+        },
+    }
+
+
+async def test_a_front_office_day_on_a_real_case(spine, database, tenants):  # noqa: F811
+    a = tenants.a
+    customer_id = await new_customer(database, a.id, a.member_id, name="Padaria Estrela Ltda",
+                                     tax_id="04.252.011/0001-10")
+    await spine.ingest(a.id, _cleared(customer_id))
+    await spine.settle()
+
+    async with AsyncTestClient(app=create_app(database.settings)) as client:
+        browser = Browser(client)
+        assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+        inbox = await browser.get("/alfa/inbox")
+        assert inbox.status_code == 200 and "Padaria Estrela Ltda" in inbox.text
+        async with database.tenant(a.id) as session:
+            [notification] = (await session.execute(select(Notification))).scalars().all()
+            [task] = (await session.execute(select(Task))).scalars().all()
+        detail = await browser.get(f"/alfa/inbox/{notification.id}")
+        assert detail.status_code == 200
+        for expected in ("Padaria Estrela Ltda", "04.252.011/0001-10", "Plano Pro", "R$ 199,90", "05/11/2026",
+                         'href="https://pay.example/i/abc"', 'href="https://pay.example/b/abc.pdf"', "34191.79001"):
+            assert expected in detail.text, expected
+        assert (await browser.get("/alfa/inbox/poll")).json()["unread"] == 1
+        read = await browser.post_form(f"/alfa/inbox/{notification.id}", f"/alfa/inbox/{notification.id}/read", {})
+        assert read.status_code == 303
+        assert (await browser.get("/alfa/inbox/poll")).json() == {"unread": 0, "latest": []}
+
+        # The onboarding task: tick an item, then complete it.
+        page = await browser.get(f"/alfa/tasks/{task.id}")
+        assert page.status_code == 200 and task.checklist[0]["item"] in page.text
+        tick = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/checklist/0", {"done": "1"})
+        assert tick.status_code == 303
+        done = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/complete", {})
+        assert done.status_code == 303
+        assert "Concluída" in (await browser.get(f"/alfa/tasks/{task.id}")).text
+
+        # The timeline shows the effects with their reasons and the transition; a note joins it.
+        timeline = await browser.get(f"/alfa/customers/{customer_id}")
+        assert timeline.status_code == 200 and "ativo" in timeline.text and "Motivo" in timeline.text
+        empty = await browser.post_form(f"/alfa/customers/{customer_id}", f"/alfa/customers/{customer_id}/notes",
+                                        {"text": "   "})
+        assert empty.status_code == 422 and "text: expected the note&#39;s text" in empty.text
+        note = await browser.post_form(f"/alfa/customers/{customer_id}", f"/alfa/customers/{customer_id}/notes",
+                                       {"text": "Cliente quer <b>treinamento</b> na sexta", "label": "feedback"})
+        assert note.status_code == 303
+        after = await browser.get(f"/alfa/customers/{customer_id}")
+        assert "Cliente quer &lt;b&gt;treinamento&lt;/b&gt; na sexta" in after.text
+
+        # Search and filter by stage.
+        found = await browser.get("/alfa/customers?q=estrela&stage=active")
+        assert "Padaria Estrela Ltda" in found.text and "Casa do Pão" not in found.text
+        by_tax_id = await browser.get("/alfa/customers?q=04252011")
+        assert "Padaria Estrela Ltda" in by_tax_id.text
+
+    async with database.tenant(a.id) as session:
+        task = await session.get(Task, (a.id, task.id))
+        [entry] = (await session.execute(select(TimelineEntry).where(TimelineEntry.kind == "note"))).scalars().all()
+        actions = set((await session.execute(select(AuditEntry.action))).scalars())
+    assert task.status == TaskStatus.DONE and task.checklist[0]["done"] is True
+    assert entry.author_id == a.member_id and entry.ref["label"] == "feedback"  # what the back office reads
+    assert {"task.checklist_ticked", "task.completed", "timeline.note_added", "user.logged_in"} <= actions
+
+
+async def test_dashboard_figures_chart_and_english(browser: Browser, tenants, database):
+    a = tenants.a
+    grace = await new_customer(database, a.id, a.admin_id, name="Em Carência", tax_id="390.533.447-05",
+                               lifecycle=Lifecycle.IN_GRACE)
+    today = date.today()
+    async with database.tenant(a.id) as session:
+        for days, cents in ((10, 10000), (45, 20000), (200, 5000)):
+            session.add(Charge(customer_id=grace, amount_cents=cents, due_date=date.fromordinal(today.toordinal() - days),
+                               status=ChargeStatus.OVERDUE, source="asaas", external_id=f"c{days}"))
+    assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
+    page = await browser.get("/alfa/dashboard")
+    assert page.status_code == 200
+    assert "<svg" in page.text and "chart-bar" in page.text and "<script src=\"http" not in page.text
+    for expected in ("R$ 100,00", "R$ 200,00", "R$ 50,00", "R$ 350,00", "clientes em carência"):
+        assert expected in page.text, expected
+    switched = await browser.post_form("/alfa/dashboard", "/alfa/locale", {"locale": "en", "next": "/dashboard"})
+    assert switched.status_code == 303 and switched.headers["location"] == "/alfa/dashboard"
+    english = await browser.get("/alfa/dashboard")
+    assert 'lang="en"' in english.text and "customers in grace" in english.text and "R$350.00" in english.text
