@@ -5,5 +5,6 @@ import backoffice.connectors.asaas  # noqa: F401
 import backoffice.connectors.chat  # noqa: F401
 import backoffice.connectors.clicksign  # noqa: F401
 import backoffice.connectors.focusnfe  # noqa: F401
+import backoffice.connectors.platform_http  # noqa: F401
 import backoffice.connectors.smtp  # noqa: F401
 import backoffice.connectors.stripe  # noqa: F401

@@ -63,13 +63,14 @@ class ConnectorPort:
 
 
 def install(*, settings: Settings | None = None, http_options: dict[str, Any] | None = None) -> dict[Channel, Port]:
-    """Plug the connector ports in for e-mail and chat; returns the ports they replace."""
+    """Plug the connector ports in for e-mail, chat and the tenant's platform; returns the ports they replace."""
     from backoffice.connectors.chat import ChatPort
+    from backoffice.connectors.platform_http import PlatformPort
     from backoffice.connectors.smtp import SmtpPort
     from backoffice.tenants.effects.ports import get_port, set_port
 
     previous: dict[Channel, Port] = {}
-    for port_class in (SmtpPort, ChatPort):
+    for port_class in (SmtpPort, ChatPort, PlatformPort):
         channel = port_class.channel
         current = get_port(channel)
         fallback = current.fallback if isinstance(current, ConnectorPort) else current
