@@ -87,18 +87,24 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
             seen.add(key)
             rows.append(_row(tenant_id, event, now))
     insert = dialect_insert(session)
+    # Parameter lists (executemany) rather than .values(rows): SQLAlchemy caches one compiled statement
+    # and sends the rows as batched multi-row INSERTs ("insertmanyvalues"), RETURNING included.
+    # Rows are matched back by (source, external id), so no RETURNING order is needed (asking for one
+    # would fall back to a statement per row: the key has no sentinel column).
+    event_table, outbox_table = Event.__table__, OutboxEntry.__table__
     statement = (
-        insert(Event).values(rows)
+        insert(event_table)
         .on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
-        .returning(Event.id, Event.source, Event.external_id)
+        .returning(event_table.c.id, event_table.c.source, event_table.c.external_id)
     )
-    created = {(r.source, r.external_id): r.id for r in (await session.execute(statement)).all()}
+    result = await session.execute(statement, rows)
+    created = {(r.source, r.external_id): r.id for r in result.all() if r.id is not None}
     if created:
-        await session.execute(insert(OutboxEntry).values([
+        await session.execute(insert(outbox_table), [
             {"tenant_id": tenant_id, "id": new_id(), "job": PROCESS_JOB, "payload": {"event_id": str(event_id)},
              "created_at": now, "available_at": now, "attempts": 0}
             for event_id in created.values()
-        ]))
+        ])
     missing = [key for key in seen if key not in created]
     existing: dict[tuple[str, str], uuid.UUID] = {}
     if missing:
