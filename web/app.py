@@ -17,6 +17,7 @@ from backoffice.platform.db.session import Database
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
+from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
 from backoffice.web.health import healthz, readyz
 from backoffice.web.hooks import receive_hook
 from backoffice.web.portal import portal_lifespan, portal_router
@@ -53,14 +54,15 @@ def create_app(
 
     # TenantHostApp: a Litestar that serves a tenant's portal at / on the tenant's own host name.
     return TenantHostApp(
-        route_handlers=[healthz, readyz, receive_hook, portal_router,
+        route_handlers=[healthz, readyz, api_router, receive_hook, portal_router,
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
-        lifespan=[lifespan, portal_lifespan],
+        lifespan=[lifespan, api_lifespan, portal_lifespan],
         stores={"portal_sessions": session_store(settings)},
         middleware=[session_config(settings).middleware],
         csrf_config=csrf_config(settings),
         on_startup=on_startup or [],
         on_shutdown=on_shutdown or [],
+        openapi_config=openapi_config(),
         exception_handlers=EXCEPTION_HANDLERS,
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=None,

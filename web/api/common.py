@@ -1,0 +1,53 @@
+"""What every /api/v1 route shares: its tenant session, its declared scope and its documented problems."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.web.api.auth import ApiPrincipal
+from backoffice.web.api.schemas import Problem
+
+PROBLEM_MEDIA = "application/problem+json"
+DESCRIPTIONS = {
+    400: "The request is malformed (a parameter or the body does not parse).",
+    401: "No API key, or an invalid, revoked or expired one.",
+    403: "The key lacks the scope, or the company is suspended.",
+    404: "No such object for this company.",
+    409: "Conflicts with existing data, or a request with this Idempotency-Key is still in progress.",
+    413: "The request body is too large.",
+    422: "The input is refused; `errors` names each field.",
+    429: "Rate limit exceeded; retry after `Retry-After` seconds.",
+}
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    """The problem answers of a route: the ones every route has, plus ``codes``."""
+    every = (400, 401, 403, 422, 429)
+    return {
+        code: ResponseSpec(data_container=Problem, description=DESCRIPTIONS[code], media_type=PROBLEM_MEDIA)
+        for code in sorted(set(every) | set(codes))
+    }
+
+
+def endpoint(decorator: Callable, path: str, *, scope: str, operation_id: str, errors: tuple[int, ...] = (),
+             **kwargs: Any) -> Callable:
+    """A route with its scope (checked by the router's guard) and its documented problem answers."""
+    post = decorator.__name__ == "post"
+    codes = errors + ((409, 413) if post else ())
+    return decorator(path, opt={"scope": scope}, operation_id=operation_id, responses=problems(*codes), **kwargs)
+
+
+def provide_principal(request: Request) -> ApiPrincipal:
+    return request.scope["user"]
+
+
+async def provide_session(principal: ApiPrincipal, state: State) -> AsyncIterator[AsyncSession]:
+    """The key's tenant session: commits when the handler succeeds, rolls back otherwise."""
+    async with state.database.tenant(principal.tenant_id) as session:
+        yield session
