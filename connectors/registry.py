@@ -107,7 +107,13 @@ def register(kind: ConnectorKind | type[ConnectorKind]) -> ConnectorKind:
     return kind  # type: ignore[return-value]
 
 
+def _builtins() -> None:
+    # Importing the built-in kinds on first lookup: the registry is complete whoever asks first.
+    import backoffice.connectors.kinds  # noqa: F401
+
+
 def get_kind(name: str) -> ConnectorKind:
+    _builtins()
     try:
         return _KINDS[name]
     except KeyError:
@@ -115,6 +121,7 @@ def get_kind(name: str) -> ConnectorKind:
 
 
 def kinds() -> dict[str, ConnectorKind]:
+    _builtins()
     return dict(_KINDS)
 
 
