@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import new_id
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.effects.models import Channel, Effect, OutboundMessage
@@ -44,18 +45,24 @@ class StepEffects:
         self.tenant = tenant
         self.event = event
         self.customer = customer
+        self._recorded: set[str] | None = None
 
     def key(self, step: str, suffix: str | uuid.UUID | None = None) -> str:
         return f"{self.event.id}:{step}" + (f":{suffix}" if suffix else "")
 
     async def done(self, key: str) -> bool:
-        return (await self.session.execute(select(Effect.id).where(Effect.key == key))).first() is not None
+        if self._recorded is None:  # one query per step for all of the event's effects, not one per effect
+            query = select(Effect.key).where(Effect.event_id == self.event.id)
+            self._recorded = set((await self.session.execute(query)).scalars())
+        return key in self._recorded
 
-    async def _claim(self, key: str, *, kind: str, step: str, reason: str) -> Effect | None:
-        """Record the effect; None when it was already recorded (a repeat)."""
+    async def _claim(self, key: str, *, kind: str, step: str, reason: str, ref_id: uuid.UUID | None) -> Effect | None:
+        """Record the effect; None when it was already recorded (a repeat). The unique (tenant, key)
+        constraint backs this check should two deliveries of one event ever race."""
         if await self.done(key):
             return None
-        effect = Effect(key=key, kind=kind, event_id=self.event.id, step=step, reason=reason,
+        self._recorded.add(key)
+        effect = Effect(key=key, kind=kind, event_id=self.event.id, step=step, reason=reason, ref_id=ref_id,
                         customer_id=self.customer.id if self.customer else None, created_at=clock.now())
         self.session.add(effect)
         return effect
@@ -72,17 +79,15 @@ class StepEffects:
         self, step: str, *, kind: str, recipient: TenantUser, rendered: Rendered, detail: dict[str, Any], reason: str
     ) -> Notification | None:
         key = self.key(step, recipient.id)
-        effect = await self._claim(key, kind="notification", step=step, reason=reason)
-        if effect is None:
+        notification_id = new_id()
+        if await self._claim(key, kind="notification", step=step, reason=reason, ref_id=notification_id) is None:
             return None
         notification = Notification(
-            effect_key=key, recipient_id=recipient.id, kind=kind, title=rendered.title[:300], body=rendered.body,
+            id=notification_id, effect_key=key, recipient_id=recipient.id, kind=kind, title=rendered.title[:300], body=rendered.body,
             detail=detail, customer_id=self.customer.id if self.customer else None, event_id=self.event.id,
             created_at=clock.now(),
         )
         self.session.add(notification)
-        await self.session.flush()
-        effect.ref_id = notification.id
         self.timeline(f"Notified {recipient.name}: {rendered.title}", reason=reason,
                       ref={"effect_key": key, "notification_id": str(notification.id), "kind": kind})
         return notification
@@ -92,17 +97,15 @@ class StepEffects:
         checklist: list[str], due_at: datetime | None, reason: str,
     ) -> Task | None:
         key = self.key(step)
-        effect = await self._claim(key, kind="task", step=step, reason=reason)
-        if effect is None:
+        task_id = new_id()
+        if await self._claim(key, kind="task", step=step, reason=reason, ref_id=task_id) is None:
             return None
         task = Task(
-            effect_key=key, assignee_id=assignee.id, kind=kind, title=title[:300], description=description,
+            id=task_id, effect_key=key, assignee_id=assignee.id, kind=kind, title=title[:300], description=description,
             checklist=[{"item": item, "done": False} for item in checklist], due_at=due_at,
             customer_id=self.customer.id if self.customer else None, event_id=self.event.id, created_at=clock.now(),
         )
         self.session.add(task)
-        await self.session.flush()
-        effect.ref_id = task.id
         self.timeline(f"Task for {assignee.name}: {title}", reason=reason,
                       ref={"effect_key": key, "task_id": str(task.id), "kind": kind})
         return task
@@ -112,16 +115,14 @@ class StepEffects:
         title: str, suffix: str | uuid.UUID | None = None,
     ) -> OutboundMessage | None:
         key = self.key(step, suffix)
-        effect = await self._claim(key, kind=channel.value, step=step, reason=reason)
-        if effect is None:
+        message_id = new_id()
+        if await self._claim(key, kind=channel.value, step=step, reason=reason, ref_id=message_id) is None:
             return None
         message = OutboundMessage(
-            effect_key=key, channel=channel, target=target, payload=payload,
+            id=message_id, effect_key=key, channel=channel, target=target, payload=payload,
             customer_id=self.customer.id if self.customer else None, event_id=self.event.id, created_at=clock.now(),
         )
         self.session.add(message)
-        await self.session.flush()
-        effect.ref_id = message.id
         add_to_outbox(self.session, self.tenant.id, DELIVER_JOB, message_id=str(message.id))
         self.timeline(title, reason=reason, ref={"effect_key": key, "message_id": str(message.id),
                                                  "channel": channel.value})
