@@ -11,6 +11,7 @@ from __future__ import annotations
 import dramatiq
 
 from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.exhausted import give_up_exhausted
 from backoffice.platform.outbox.relay import ensure_background
 from backoffice.platform.scheduler.service import periodic
 from backoffice.platform.timers.routines import run_due_routines
@@ -35,3 +36,8 @@ async def fire_timers(database: Database, broker: dramatiq.Broker) -> None:
 @periodic("routines.daily", every=30.0)
 async def daily_routines(database: Database, broker: dramatiq.Broker) -> None:
     await run_due_routines(database)
+
+
+@periodic("outbox.give_up", every=60.0)
+async def give_up_on_exhausted_rows(database: Database, broker: dramatiq.Broker) -> None:
+    await give_up_exhausted(database)

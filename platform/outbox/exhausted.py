@@ -1,0 +1,51 @@
+"""Giving up on outbox rows whose job never completes, with the reason, so nothing loops forever.
+
+A row is re-dispatched each time its lease runs out. A job that fails every time (a bug, a row its job
+cannot handle) would otherwise be sent again every lease period for ever. After ``MAX_DISPATCHES`` the row
+is closed with the reason in ``last_error``; if it was an event's process step, the event is marked
+``failed`` with that reason, so staff see it among the dead letters and can replay it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import or_, select, update
+
+from backoffice.platform import clock
+from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.tenants.events.intake import PROCESS_JOB
+from backoffice.tenants.events.models import Event, EventStatus
+
+log = logging.getLogger(__name__)
+MAX_DISPATCHES = 12  # with the default 5-minute lease: an hour of attempts
+
+
+async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DISPATCHES, limit: int = 200) -> int:
+    now = clock.now()
+    async with database.system() as session:
+        query = (
+            select(OutboxEntry)
+            .where(OutboxEntry.completed_at.is_(None), OutboxEntry.attempts >= max_dispatches,
+                   or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now))
+            .limit(limit)
+        )
+        if database.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = list((await session.execute(query)).scalars())
+        for row in rows:
+            reason = f"gave up after {row.attempts} dispatches: the {row.job} job never completed"
+            row.completed_at = now
+            row.last_error = ((row.last_error + " | ") if row.last_error else "") + reason
+            log.error("outbox %s (tenant %s): %s", row.id, row.tenant_id, reason)
+            event_id = row.payload.get("event_id") if row.job == PROCESS_JOB else None
+            if event_id:
+                await session.execute(
+                    update(Event)
+                    .where(Event.tenant_id == row.tenant_id, Event.id == uuid.UUID(event_id),
+                           Event.status == EventStatus.PENDING)
+                    .values(status=EventStatus.FAILED, error=reason, processed_at=now)
+                )
+    return len(rows)
