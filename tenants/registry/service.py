@@ -168,3 +168,33 @@ def ensure_active(tenant: Tenant) -> Tenant:
     if tenant.status != TenantStatus.ACTIVE:
         raise TenantSuspended(tenant)
     return tenant
+
+
+async def update_branding(session: AsyncSession, tenant_id, *, colours: dict[str, Any] | None = None,
+                          logo: bytes | None = None, acting: Actor) -> Tenant:
+    """Change the tenant's colours and/or logo: validated data only (hex colours; PNG, JPEG or WebP)."""
+    from backoffice.tenants.registry.branding import sniff_logo
+
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise TenantNotFound(str(tenant_id))
+    errors = Collector()
+    for key, value in (colours or {}).items():  # each colour's problem named by its own field
+        errors.check(key, lambda v, key=key: validate_colours({key: v}), value)
+    new_colours = {**tenant.branding, **colours} if colours is not None else None
+    content_type = errors.check("logo", sniff_logo, logo) if logo is not None else None
+    errors.raise_if_any()
+    changed = []
+    if new_colours is not None and validate_colours(new_colours) != validate_colours(tenant.branding):
+        tenant.branding = validate_colours(new_colours)
+        changed.append("colours")
+    if logo is not None:
+        tenant.logo, tenant.logo_content_type = logo, content_type
+        changed.append("logo")
+    if not changed:
+        return tenant
+    await session.flush()
+    await record(session, actor=acting, action="tenant.branding_changed", target_type="tenant", target_id=tenant.id,
+                 tenant_id=tenant.id, detail={"changed": changed, "colours": tenant.branding,
+                                              "logo_bytes": len(logo) if logo is not None else None})
+    return tenant

@@ -50,3 +50,50 @@ async def create_tenant_user(
 
 async def list_tenant_users(session: AsyncSession) -> list[TenantUser]:
     return list((await session.execute(select(TenantUser).order_by(TenantUser.email))).scalars())
+
+
+async def _other_active_admins(session: AsyncSession, user: TenantUser) -> int:
+    from sqlalchemy import func
+
+    query = select(func.count()).select_from(TenantUser).where(
+        TenantUser.role == TenantRole.ADMIN, TenantUser.active.is_(True), TenantUser.id != user.id)
+    return (await session.execute(query)).scalar_one()
+
+
+async def change_tenant_user_role(session: AsyncSession, user_id, *, role: str, acting: Actor) -> TenantUser:
+    """Change a user's role; the company always keeps at least one active admin."""
+    from backoffice.platform.db.session import get_owned
+    from backoffice.platform.errors import ValidationFailed
+
+    user = await get_owned(session, TenantUser, user_id)
+    try:
+        new_role = _role(role)
+    except ValueError as error:
+        raise ValidationFailed(FieldError("role", str(error))) from None
+    if new_role == user.role:
+        return user
+    if user.role == TenantRole.ADMIN and not await _other_active_admins(session, user):
+        raise ValidationFailed(FieldError("role", "the company must keep at least one active admin"))
+    before = user.role.value
+    user.role = new_role
+    await session.flush()
+    await record(session, actor=acting, action="user.role_changed", target_type="tenant_user", target_id=user.id,
+                 tenant_id=user.tenant_id, detail={"email": user.email, "old": before, "new": new_role.value})
+    return user
+
+
+async def set_tenant_user_active(session: AsyncSession, user_id, *, active: bool, acting: Actor) -> TenantUser:
+    """Deactivate (no more log-in, sessions refused at their next request) or reactivate a user."""
+    from backoffice.platform.db.session import get_owned
+    from backoffice.platform.errors import ValidationFailed
+
+    user = await get_owned(session, TenantUser, user_id)
+    if user.active == active:
+        return user
+    if not active and user.role == TenantRole.ADMIN and not await _other_active_admins(session, user):
+        raise ValidationFailed(FieldError("active", "the company must keep at least one active admin"))
+    user.active = active
+    await session.flush()
+    await record(session, actor=acting, action="user.reactivated" if active else "user.deactivated",
+                 target_type="tenant_user", target_id=user.id, tenant_id=user.tenant_id, detail={"email": user.email})
+    return user
