@@ -128,3 +128,17 @@ class FocusNfe(ConnectorKind):
 
 def _str(value: Any, limit: int) -> str | None:
     return None if value in (None, "") else str(value)[:limit]
+
+
+async def poll(session, instance, ref: str, settings=None, **http_options: Any) -> list:
+    """The polling path: fetch the nota's status now and store what it means, in the caller's transaction
+    (the same canonical events and external ids as the hook, so a hook and a poll never double up)."""
+    from backoffice.connectors.service import open_context, record_success
+    from backoffice.tenants.events.intake import ingest
+
+    kind = FocusNfe()
+    ctx = open_context(instance, settings, **http_options)
+    nota = await kind.status(ctx, ref)
+    results = [await ingest(session, instance.tenant_id, event) for event in kind.normalise(ctx, ref, nota or {})]
+    record_success(instance)
+    return results
