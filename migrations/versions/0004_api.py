@@ -1,4 +1,4 @@
-"""The tenant API: API keys, idempotency records, and each tenant's maximum key lifetime.
+"""The tenant API: API keys, idempotency records, each tenant's maximum key lifetime; staff API tokens.
 
 Revision ID: 0004
 Revises: 0003
@@ -63,8 +63,23 @@ def upgrade() -> None:
                             name=op.f("uq_idempotency_records_tenant_id_idempotency_key")),
     )
     op.create_index("ix_idempotency_records_expires", "idempotency_records", ["tenant_id", "expires_at"])
+    op.create_table(
+        "staff_tokens",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("staff_id", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("display_prefix", sa.String(24), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_staff_tokens_token_hash")),
+        sa.ForeignKeyConstraint(["staff_id"], ["staff.id"], name=op.f("fk_staff_tokens_staff_id_staff")),
+    )
+    op.create_index("ix_staff_tokens_staff_id", "staff_tokens", ["staff_id"])
     if op.get_bind().dialect.name == "postgresql":
         app_role, system_role = shared.role_names(context.config.attributes["settings"])
+        if system_role:  # the staff API reads and writes tokens through the system session only
+            op.execute(shared.grant_sql("staff_tokens", system_role, "SELECT, INSERT, UPDATE, DELETE"))
         for table in TENANT_TABLES:
             for statement in shared.tenant_rls_sql(table):
                 op.execute(statement)
@@ -73,6 +88,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_staff_tokens_staff_id", table_name="staff_tokens")
+    op.drop_table("staff_tokens")
     op.drop_index("ix_idempotency_records_expires", table_name="idempotency_records")
     op.drop_table("idempotency_records")
     op.drop_index("ix_api_keys_key_hash", table_name="api_keys")

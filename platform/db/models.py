@@ -4,6 +4,7 @@ from backoffice.platform.audit.models import AuditEntry
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform.db.base import Base
 from backoffice.platform.staff.models import Assignment, Staff
+from backoffice.platform.staff.tokens import StaffToken
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.timers.models import Timer
 from backoffice.tenants.apikeys.models import ApiKey, IdempotencyRecord
@@ -29,6 +30,6 @@ __all__ = [
     "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "PasswordReset", "PolicyVersion", "Signature", "Staff", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
+    "PasswordReset", "PolicyVersion", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
     "WebhookDelivery", "WebhookEndpoint", "metadata",
 ]

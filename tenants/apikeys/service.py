@@ -125,7 +125,9 @@ async def get_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:
     return await get_owned(session, ApiKey, key_id)
 
 
-async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID, *, acting: Actor, reason: str | None = None) -> ApiKey:
+async def revoke_api_key(
+    session: AsyncSession, key_id: uuid.UUID, *, acting: Actor, reason: str | None = None
+) -> ApiKey:
     key = await get_owned(session, ApiKey, key_id)
     if key.revoked_at is None:
         key.revoked_at = clock.now()

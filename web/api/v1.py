@@ -17,19 +17,21 @@ from backoffice.web.api import billing, customers, events, inbox, keys
 from backoffice.web.api.auth import ApiKeyMiddleware, require_scope
 from backoffice.web.api.common import provide_principal, provide_session
 from backoffice.web.api.idempotency import IdempotencyMiddleware
+from backoffice.web.api.staff.routes import staff_router
 
 MAX_BODY = 2 * 1024 * 1024
 
-api_router = Router(
-    "/api/v1",
+tenant_api = Router(
+    "/",
     route_handlers=[customers.router, billing.router, events.router, inbox.router, keys.router],
     # Outermost first: who is calling (and their rate limit), then idempotency, then the route.
     middleware=[ApiKeyMiddleware, IdempotencyMiddleware],
     guards=[require_scope],
     dependencies={"principal": Provide(provide_principal, sync_to_thread=False), "session": Provide(provide_session)},
-    request_max_body_size=MAX_BODY,
     security=[{"apiKey": []}],
 )
+
+api_router = Router("/api/v1", route_handlers=[tenant_api, staff_router], request_max_body_size=MAX_BODY)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -42,6 +44,8 @@ def openapi_config() -> OpenAPIConfig:
         render_plugins=[ScalarRenderPlugin()],
         components=Components(security_schemes={
             "apiKey": SecurityScheme(type="http", scheme="bearer", description="An API key (bo_live_/bo_test_)."),
+            "staffToken": SecurityScheme(type="http", scheme="bearer",
+                                         description="A staff token (bo_staff_) from POST /api/v1/staff/tokens."),
         }),
         use_handler_docstrings=True,
     )

@@ -23,6 +23,7 @@ async def test_keys_create_prints_the_key_once_and_audits(database, tenants):
     assert refused.code == 2 and "scopes" in refused.err
     async with database.system() as session:
         key = await find_by_secret(session, secret)
-        audit = (await session.execute(select(AuditEntry).where(AuditEntry.action == "api_key.created"))).scalars().all()
+        created = select(AuditEntry).where(AuditEntry.action == "api_key.created")
+        audit = (await session.execute(created)).scalars().all()
     assert key.tenant_id == tenants.a.id and key.scopes == ["customers:read", "events:write"]
     assert [(a.actor_type, a.tenant_id) for a in audit] == [("cli", tenants.a.id)]

@@ -49,7 +49,8 @@ async def test_created_key_is_stored_only_as_hash_and_audited(database, tenants,
     async with database.system() as session:
         key = await find_by_secret(session, new.secret)
         rows = (await session.execute(select(ApiKey.key_hash, ApiKey.display_prefix))).all()
-        audit = (await session.execute(select(AuditEntry).where(AuditEntry.action == "api_key.created"))).scalars().all()
+        created = select(AuditEntry).where(AuditEntry.action == "api_key.created")
+        audit = (await session.execute(created)).scalars().all()
     assert key is not None and key.tenant_id == tenants.a.id and key.created_by == ACTOR.label
     assert all(new.secret not in (h, p) for h, p in rows)
     assert key.key_hash == keys.hash_key(new.secret) and new.secret.startswith(key.display_prefix)

@@ -40,7 +40,8 @@ def test_the_matrix_sees_the_routes_and_each_declares_a_known_scope():
     assert len(ROUTES) >= 19
     for method, path, scope in ROUTES:
         assert scope in ALL_SCOPES, f"{method} {path} declares no known scope"
-        assert scope.endswith(":write") == (method != "GET"), f"{method} {path} should need {scope.split(':')[0]}:{'read' if method == 'GET' else 'write'}"
+        expected = "read" if method == "GET" else "write"
+        assert scope.endswith(f":{expected}"), f"{method} {path} should need a :{expected} scope"
 
 
 def _path(template: str, objects: dict) -> str:

@@ -1,0 +1,284 @@
+"""/api/v1/staff routes: tokens, tenants, branding, policies, assignments, unmatched events, dead letters,
+audit log. Every write is an audited action by the staff member."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from litestar import Request, Router, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
+from litestar.params import Parameter
+from sqlalchemy import or_, select
+
+from backoffice.platform.audit.models import AuditEntry
+from backoffice.platform.audit.service import record
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.staff.models import Staff, StaffRole
+from backoffice.platform.staff.service import assign_staff, assigned_tenant_ids, get_staff_by_email, unassign_staff
+from backoffice.platform.staff.tokens import InvalidCredentials, issue_token
+from backoffice.tenants.effects.jobs import replay
+from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
+from backoffice.tenants.events.models import Event, EventStatus
+from backoffice.tenants.policies.service import current_policy, policy_history, update_policy
+from backoffice.tenants.processes.engine import retry_event
+from backoffice.tenants.registry.branding import validate_colours
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.service import create_tenant, reactivate_tenant, suspend_tenant
+from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.web.api.common import problems
+from backoffice.web.api.schemas import EventOut
+from backoffice.web.api.staff.auth import (
+    StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
+)
+from backoffice.web.api.staff.schemas import (
+    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadMessageOut, PolicyOut, PolicyPatch, PolicyVersionOut,
+    Reason, SuspendIn, TenantIn, TenantOut, TokenIn, TokenOut,
+)
+
+LOGIN_LIMIT, LOGIN_WINDOW = 10, 300
+STAFF_ERRORS = (400, 401, 403, 404, 422)
+
+
+def _r(*extra: int):
+    return problems(*STAFF_ERRORS, *extra)
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+@post("/tokens", opt={"public": True}, operation_id="staffCreateToken", status_code=201, responses=_r(429),
+      security=[])
+async def create_token(data: TokenIn, request: Request, state: State) -> TokenOut:
+    client = request.client.host if request.client else "unknown"
+    for what in (f"login:email:{data.email.strip().lower()}", f"login:ip:{client}"):
+        decision = await state.rate_limiter.hit("platform", what, limit=LOGIN_LIMIT, window=LOGIN_WINDOW)
+        if not decision.allowed:
+            raise TooManyRequestsException(detail="Too many log-in attempts; wait and retry",
+                                           headers=decision.headers())
+    try:
+        async with state.database.system() as session:
+            issued = await issue_token(session, email=data.email, password=data.password)
+    except InvalidCredentials:
+        raise NotAuthorizedException(detail="Wrong e-mail or password") from None
+    return TokenOut(token=issued.token, expires_at=issued.expires_at)
+
+
+# --- tenants --------------------------------------------------------------------------------------
+
+@get("/tenants", operation_id="staffListTenants", responses=_r())
+async def list_tenants(staff: Staff, state: State) -> list[TenantOut]:
+    async with state.database.system() as session:
+        query = select(Tenant).order_by(Tenant.slug)
+        if staff.role != StaffRole.ADMIN:
+            query = query.where(Tenant.id.in_(await assigned_tenant_ids(session, staff)))
+        return [TenantOut.model_validate(t) for t in (await session.execute(query)).scalars()]
+
+
+@post("/tenants", operation_id="staffCreateTenant", status_code=201, responses=_r(409))
+async def create(data: TenantIn, staff: Staff, state: State) -> TenantOut:
+    require_admin(staff)
+    async with state.database.system() as session:
+        tenant = await create_tenant(session, **data.model_dump(), acting=actor(staff))
+    return TenantOut.model_validate(tenant)
+
+
+@get("/tenants/{tenant_id:uuid}", operation_id="staffGetTenant", responses=_r())
+async def get_tenant(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> TenantOut:
+    return TenantOut.model_validate(tenant)
+
+
+@post("/tenants/{tenant_id:uuid}/suspend", operation_id="staffSuspendTenant", status_code=200, responses=_r())
+async def suspend(tenant_id: uuid.UUID, tenant: Tenant, data: SuspendIn, staff: Staff, state: State) -> TenantOut:
+    async with state.database.system() as session:
+        tenant = await suspend_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
+                                      acting=actor(staff))
+    return TenantOut.model_validate(tenant)
+
+
+@post("/tenants/{tenant_id:uuid}/reactivate", operation_id="staffReactivateTenant", status_code=200,
+      responses=_r())
+async def reactivate(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: Staff, state: State) -> TenantOut:
+    async with state.database.system() as session:
+        tenant = await reactivate_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
+                                         acting=actor(staff))
+    return TenantOut.model_validate(tenant)
+
+
+@put("/tenants/{tenant_id:uuid}/branding", operation_id="staffSetBranding", responses=_r())
+async def set_branding(tenant_id: uuid.UUID, tenant: Tenant, data: BrandingIn, staff: Staff, state: State) -> TenantOut:
+    try:
+        colours = validate_colours(data.colours)
+    except ValueError as error:
+        raise ValidationFailed(FieldError("colours", str(error))) from None
+    async with state.database.system() as session:
+        tenant = await session.get(Tenant, tenant_id)
+        tenant.branding = colours
+        await session.flush()
+        await record(session, actor=actor(staff), action="tenant.branding_changed", target_type="tenant",
+                     target_id=tenant.id, tenant_id=tenant.id, detail={"colours": colours})
+    return TenantOut.model_validate(tenant)
+
+
+# --- policies -------------------------------------------------------------------------------------
+
+@get("/tenants/{tenant_id:uuid}/policy", operation_id="staffGetPolicy", responses=_r())
+async def get_policy(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> PolicyOut:
+    async with state.database.tenant(tenant_id) as session:
+        version, config = await current_policy(session)
+    return PolicyOut(version=version, config=config.model_dump(mode="json"))
+
+
+@patch("/tenants/{tenant_id:uuid}/policy", operation_id="staffUpdatePolicy", responses=_r())
+async def patch_policy(
+    tenant_id: uuid.UUID, tenant: Tenant, data: PolicyPatch, staff: Staff, state: State,
+) -> PolicyOut:
+    async with state.database.tenant(tenant_id) as session:
+        version, config = await update_policy(session, changes=data.changes, acting=actor(staff), reason=data.reason)
+    return PolicyOut(version=version, config=config.model_dump(mode="json"))
+
+
+@get("/tenants/{tenant_id:uuid}/policy/history", operation_id="staffPolicyHistory", responses=_r())
+async def get_policy_history(
+    tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
+) -> list[PolicyVersionOut]:
+    async with state.database.tenant(tenant_id) as session:
+        return [PolicyVersionOut.model_validate(v) for v in await policy_history(session)]
+
+
+# --- assignments ----------------------------------------------------------------------------------
+
+@post("/tenants/{tenant_id:uuid}/assignments", operation_id="staffMobilise", status_code=201, responses=_r())
+async def mobilise(
+    tenant_id: uuid.UUID, tenant: Tenant, data: AssignmentIn, staff: Staff, state: State,
+) -> AssignmentOut:
+    require_admin(staff)
+    async with state.database.system() as session:
+        member = await _staff_named(session, data.staff_email)
+        assignment = await assign_staff(session, staff=member, tenant=tenant, acting=actor(staff), reason=data.reason)
+    return AssignmentOut.model_validate(assignment)
+
+
+@post("/tenants/{tenant_id:uuid}/assignments/demobilise", operation_id="staffDemobilise", status_code=200,
+      responses=_r())
+async def demobilise(
+    tenant_id: uuid.UUID, tenant: Tenant, data: AssignmentIn, staff: Staff, state: State,
+) -> AssignmentOut:
+    require_admin(staff)
+    async with state.database.system() as session:
+        member = await _staff_named(session, data.staff_email)
+        assignment = await unassign_staff(session, staff=member, tenant=tenant, acting=actor(staff),
+                                          reason=data.reason)
+    return AssignmentOut.model_validate(assignment)
+
+
+async def _staff_named(session, email: str) -> Staff:
+    try:
+        return await get_staff_by_email(session, email)
+    except LookupError:
+        raise ValidationFailed(FieldError("staff_email", "no staff member has this e-mail")) from None
+
+
+# --- unmatched events and dead letters ------------------------------------------------------------
+
+@get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=_r())
+async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
+                    limit: int = Parameter(default=100, ge=1, le=200)) -> list[EventOut]:
+    async with state.database.tenant(tenant_id) as session:
+        rows = (await session.execute(select(Event).where(Event.status == EventStatus.UNMATCHED)
+                                      .order_by(Event.received_at.desc()).limit(limit))).scalars()
+        return [EventOut.model_validate(e) for e in rows]
+
+
+@get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=_r())
+async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
+                       limit: int = Parameter(default=100, ge=1, le=200)) -> dict[str, list]:
+    """Failed events and dead (or failing) outbound messages, newest first."""
+    async with state.database.tenant(tenant_id) as session:
+        events = (await session.execute(select(Event).where(Event.status == EventStatus.FAILED)
+                                        .order_by(Event.received_at.desc()).limit(limit))).scalars()
+        messages = (await session.execute(
+            select(OutboundMessage).where(or_(OutboundMessage.status == DeliveryStatus.DEAD,
+                                              OutboundMessage.status == DeliveryStatus.FAILED))
+            .order_by(OutboundMessage.created_at.desc()).limit(limit))).scalars()
+        return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in events],
+                "messages": [DeadMessageOut.model_validate(m).model_dump(mode="json") for m in messages]}
+
+
+@post("/tenants/{tenant_id:uuid}/events/{event_id:uuid}/retry", operation_id="staffRetryEvent", status_code=202,
+      responses=_r())
+async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff: Staff, state: State) -> EventOut:
+    async with state.database.tenant(tenant_id) as session:
+        event = await get_owned(session, Event, event_id)
+        if event.status not in (EventStatus.UNMATCHED, EventStatus.FAILED):
+            raise ValidationFailed(FieldError("event_id", f"the event is {event.status.value}; only unmatched or "
+                                                          "failed events are retried"))
+        await retry_event(session, event)
+        await session.flush()
+        await record(session, actor=actor(staff), action="event.retried", target_type="event", target_id=event.id,
+                     tenant_id=tenant_id)
+        return EventOut.model_validate(event)
+
+
+@post("/tenants/{tenant_id:uuid}/messages/{message_id:uuid}/replay", operation_id="staffReplayMessage",
+      status_code=202, responses=_r())
+async def replay_message(
+    tenant_id: uuid.UUID, tenant: Tenant, message_id: uuid.UUID, staff: Staff, state: State,
+) -> DeadMessageOut:
+    async with state.database.tenant(tenant_id) as session:
+        message = await get_owned(session, OutboundMessage, message_id)
+        if message.status not in (DeliveryStatus.DEAD, DeliveryStatus.FAILED):
+            raise ValidationFailed(FieldError("message_id", f"the message is {message.status.value}; only dead or "
+                                                            "failed messages are replayed"))
+        await replay(session, message)
+        await session.flush()
+        await record(session, actor=actor(staff), action="outbound_message.replayed", target_type="outbound_message",
+                     target_id=message.id, tenant_id=tenant_id)
+        return DeadMessageOut.model_validate(message)
+
+
+# --- audit log ------------------------------------------------------------------------------------
+
+@get("/audit", operation_id="staffAuditLog", responses=_r())
+async def audit_log(
+    staff: Staff, state: State,
+    tenant_id: uuid.UUID | None = None,
+    action: str | None = Parameter(default=None, max_length=64),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Parameter(default=100, ge=1, le=200),
+) -> list[AuditOut]:
+    """Newest first; operators see the entries of the tenants they are assigned to."""
+    async with state.database.system() as session:
+        query = select(AuditEntry)
+        if tenant_id is not None:
+            await tenant_for(state, staff, tenant_id)
+            query = query.where(AuditEntry.tenant_id == tenant_id)
+        elif staff.role != StaffRole.ADMIN:
+            query = query.where(AuditEntry.tenant_id.in_(await assigned_tenant_ids(session, staff)))
+        if action:
+            query = query.where(AuditEntry.action == action)
+        for bound, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise ValidationFailed(FieldError(bound, "expected a time with its UTC offset"))
+        if since is not None:
+            query = query.where(AuditEntry.occurred_at >= since)
+        if until is not None:
+            query = query.where(AuditEntry.occurred_at < until)
+        rows = (await session.execute(query.order_by(AuditEntry.occurred_at.desc(), AuditEntry.id.desc())
+                                      .limit(limit))).scalars()
+        return [AuditOut.model_validate(a) for a in rows]
+
+
+staff_router = Router(
+    "/staff",
+    route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding, get_policy,
+                    patch_policy, get_policy_history, mobilise, demobilise, unmatched, dead_letters, retry,
+                    replay_message, audit_log],
+    middleware=[StaffTokenMiddleware],
+    dependencies={"staff": Provide(provide_staff, sync_to_thread=False), "tenant": Provide(provide_tenant)},
+    security=[{"staffToken": []}],
+    tags=["staff"],
+)
+

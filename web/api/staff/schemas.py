@@ -1,0 +1,120 @@
+"""What /api/v1/staff accepts and answers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backoffice.web.api.schemas import Out
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenIn(Strict):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1000)
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="bo_staff_...; send as Authorization: Bearer. Shown once.")
+    expires_at: datetime
+
+
+class TenantIn(Strict):
+    slug: str = Field(max_length=63)
+    display_name: str = Field(max_length=200)
+    legal_name: str = Field(max_length=200)
+    cnpj: str = Field(max_length=32)
+    timezone: str = Field(default="America/Sao_Paulo", max_length=64)
+    locale: str = Field(default="pt-BR", max_length=16)
+    branding: dict[str, str] | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class TenantOut(Out):
+    id: uuid.UUID
+    slug: str
+    display_name: str
+    legal_name: str
+    cnpj: str
+    status: Literal["active", "suspended"]
+    suspended_reason: str | None
+    timezone: str
+    locale: str
+    branding: dict[str, Any]
+    api_key_max_days: int | None
+    created_at: datetime
+
+
+class Reason(Strict):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class SuspendIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BrandingIn(Strict):
+    colours: dict[str, str] = Field(description="Known keys only (primary, secondary, ...), each #rrggbb.")
+
+
+class PolicyOut(BaseModel):
+    version: int
+    config: dict[str, Any]
+
+
+class PolicyPatch(Strict):
+    changes: dict[str, Any] = Field(description="Top-level policy keys to replace.")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class PolicyVersionOut(Out):
+    version: int
+    config: dict[str, Any]
+    created_by: str
+    reason: str | None
+    created_at: datetime
+
+
+class AssignmentIn(Strict):
+    staff_email: str = Field(max_length=254)
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class AssignmentOut(Out):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    staff_id: uuid.UUID
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class DeadMessageOut(Out):
+    id: uuid.UUID
+    channel: str
+    target: str | None
+    status: str
+    attempts: int
+    last_error: str | None
+    customer_id: uuid.UUID | None
+    event_id: uuid.UUID | None
+    created_at: datetime
+
+
+class AuditOut(Out):
+    id: uuid.UUID
+    occurred_at: datetime
+    tenant_id: uuid.UUID | None
+    actor_type: str
+    actor_id: str | None
+    actor_label: str
+    action: str
+    target_type: str
+    target_id: str | None
+    reason: str | None
+    detail: dict[str, Any]
