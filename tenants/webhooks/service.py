@@ -200,6 +200,38 @@ async def rotate_secret(
     return secret
 
 
+# --- what screens and the API show (never a secret) ----------------------------------------------
+
+def describe_endpoint(endpoint: WebhookEndpoint, now: datetime | None = None) -> dict[str, Any]:
+    now = now or clock.now()
+    live = [entry for entry in endpoint.secrets
+            if entry.get("expires_at") is None or datetime.fromisoformat(entry["expires_at"]) > now]
+    return {
+        "id": str(endpoint.id), "url": endpoint.url, "description": endpoint.description,
+        "event_types": list(endpoint.event_types), "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "disabled_at": endpoint.disabled_at.isoformat() if endpoint.disabled_at else None,
+        "secrets": [{"created_at": e["created_at"], "expires_at": e.get("expires_at")} for e in live],
+        "consecutive_failures": endpoint.consecutive_failures,
+        "failing_since": endpoint.first_failure_at.isoformat() if endpoint.first_failure_at else None,
+        "created_at": endpoint.created_at.isoformat(),
+    }
+
+
+def describe_delivery(delivery: WebhookDelivery) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": str(delivery.id), "endpoint_id": str(delivery.endpoint_id), "webhook_id": delivery.message_id,
+        "event_type": delivery.event_type, "status": delivery.status.value, "attempts": delivery.attempts,
+        "replays": delivery.replays, "last_status_code": delivery.last_status_code,
+        "response_snippet": delivery.response_snippet, "last_error": delivery.last_error,
+        "next_attempt_at": iso(delivery.next_attempt_at), "created_at": iso(delivery.created_at),
+        "last_attempt_at": iso(delivery.last_attempt_at), "delivered_at": iso(delivery.delivered_at),
+    }
+
+
 # --- deliveries -----------------------------------------------------------------------------------
 
 def new_delivery(
@@ -231,7 +263,7 @@ async def send_test(session: AsyncSession, endpoint_id: uuid.UUID, *, acting: Ac
     message_id = f"test_{uuid.uuid4().hex}"
     delivery = new_delivery(session, endpoint, message_id=message_id, event_type=TEST_EVENT, payload={
         "type": TEST_EVENT, "event_id": message_id, "occurred_at": now.isoformat(),
-        "data": {"endpoint_id": str(endpoint.id), "requested_by": acting.label}})
+        "data": {"endpoint_id": str(endpoint.id)}})
     await schedule(session, delivery)
     await _audit(session, endpoint, acting, "webhook_endpoint.test_sent", detail={"message_id": message_id})
     return delivery

@@ -150,3 +150,19 @@ async def test_another_tenants_endpoints_and_deliveries_are_not_found(database, 
         still = await session.get(WebhookEndpoint, (tenants.b.id, theirs.id))
         delivery = await service.get_delivery(session, their_delivery.id)
     assert still.enabled and still.description == "" and delivery.attempts == 0 and delivery.replays == 0
+
+
+async def test_descriptions_never_carry_a_secret(database, tenants, loopback, frozen):
+    async with database.tenant(tenants.a.id) as session:
+        endpoint, first = await service.create_endpoint(session, url="https://a.example/h", acting=ACTOR,
+                                                        settings=loopback)
+        second = await service.rotate_secret(session, endpoint.id, overlap_hours=1, acting=ACTOR, settings=loopback)
+        delivery = await service.send_test(session, endpoint.id, acting=ACTOR)
+        shown = service.describe_endpoint(endpoint)
+        logged = service.describe_delivery(delivery)
+    text = str(shown) + str(logged) + str([e["secret"] for e in endpoint.secrets])
+    assert first not in text and second not in text and "whsec_" not in text
+    assert [s["expires_at"] is None for s in shown["secrets"]] == [False, True]
+    assert logged["status"] == "pending" and logged["event_type"] == "webhook.test"
+    frozen.advance(hours=2)
+    assert len(service.describe_endpoint(endpoint)["secrets"]) == 1
