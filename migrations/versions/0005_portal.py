@@ -1,4 +1,5 @@
-"""The portal: one-time password-reset tokens, stored hashed (tenant-owned, under RLS).
+"""The portal: one-time password-reset tokens (stored hashed) and each tenant's OIDC single sign-on settings
+(client secret encrypted), both tenant-owned under RLS.
 
 Revision ID: 0005
 Revises: 0003
@@ -16,7 +17,7 @@ down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
-TENANT_TABLES = ("password_resets",)
+TENANT_TABLES = ("password_resets", "oidc_settings")
 
 
 def upgrade() -> None:
@@ -34,6 +35,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_password_resets")),
         sa.UniqueConstraint("tenant_id", "token_hash", name=op.f("uq_password_resets_tenant_id_token_hash")),
     )
+    op.create_table(
+        "oidc_settings",
+        sa.Column("issuer", sa.String(length=500), nullable=False),
+        sa.Column("client_id", sa.String(length=200), nullable=False),
+        sa.Column("client_secret_encrypted", sa.String(length=1000), nullable=False),
+        sa.Column("allowed_domains", sa.JSON(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_by", sa.String(length=254), nullable=False),
+        sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_oidc_settings_tenant_id_tenants")),
+        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_oidc_settings")),
+        sa.UniqueConstraint("tenant_id", name=op.f("uq_oidc_settings_tenant_id")),
+    )
     if op.get_bind().dialect.name == "postgresql":
         app_role, system_role = shared.role_names(context.config.attributes["settings"])
         for table in TENANT_TABLES:
@@ -44,4 +60,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("oidc_settings")
     op.drop_table("password_resets")

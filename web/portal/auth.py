@@ -103,17 +103,24 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def _sso_offered(db: AsyncSession) -> bool:
+    from backoffice.tenants.users.oidc import get_oidc_settings
+
+    config = await get_oidc_settings(db)
+    return bool(config and config.enabled)
+
+
 @get("/", name="portal:home")
-async def portal_home(request: Request, tenant: Tenant) -> Response:
+async def portal_home(request: Request, tenant: Tenant, db: AsyncSession) -> Response:
     data = request.session if request.scope.get("session") else {}
     if data.get("tenant_id") == str(tenant.id) and data.get("user_id"):
         return Redirect(f"{base_path(request, tenant)}/dashboard", status_code=303)
-    return page(request, tenant, "portal/login.html", next="/")
+    return page(request, tenant, "portal/login.html", next="/", sso=await _sso_offered(db))
 
 
 @get("/login", name="portal:login")
-async def login_form(request: Request, tenant: Tenant, next: str | None = None) -> Response:
-    return page(request, tenant, "portal/login.html", next=_safe_next(next))
+async def login_form(request: Request, tenant: Tenant, db: AsyncSession, next: str | None = None) -> Response:
+    return page(request, tenant, "portal/login.html", next=_safe_next(next), sso=await _sso_offered(db))
 
 
 @post("/login", name="portal:login_submit")
