@@ -22,6 +22,7 @@ from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookEndpoint
+from backoffice.tenants.users.oidc import OidcSettings
 from backoffice.tenants.users.resets import PasswordReset
 
 metadata = Base.metadata
@@ -30,6 +31,6 @@ __all__ = [
     "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "PasswordReset", "PolicyVersion", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
+    "OidcSettings", "PasswordReset", "PolicyVersion", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
     "WebhookDelivery", "WebhookEndpoint", "metadata",
 ]
