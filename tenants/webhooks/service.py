@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
-from backoffice.platform.db.session import get_owned
+from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.platform.errors import Collector, ValidationFailed, FieldError
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.security import secrets as vault
@@ -298,6 +298,24 @@ async def replay_delivery(session: AsyncSession, delivery_id: uuid.UUID, *, acti
     await _audit(session, endpoint, acting, "webhook_delivery.replayed",
                  detail={"delivery_id": str(delivery.id), "message_id": delivery.message_id})
     return delivery
+
+
+async def replay_message(session: AsyncSession, message_id: str, *, acting: Actor) -> list[WebhookDelivery]:
+    """Replay one message (one ``webhook-id``) to every enabled endpoint it was delivered to."""
+    deliveries = list((await session.execute(
+        select(WebhookDelivery).where(WebhookDelivery.message_id == message_id).order_by(WebhookDelivery.created_at)
+    )).scalars())
+    if not deliveries:
+        raise NotFound(WebhookDelivery, message_id)
+    replayed = []
+    for delivery in deliveries:
+        endpoint = await get_endpoint(session, delivery.endpoint_id)
+        if endpoint.enabled:
+            await _replay(session, delivery)
+            await _audit(session, endpoint, acting, "webhook_delivery.replayed",
+                         detail={"delivery_id": str(delivery.id), "message_id": message_id})
+            replayed.append(delivery)
+    return replayed
 
 
 async def replay_window(

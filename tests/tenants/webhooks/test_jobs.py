@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
+from backoffice.platform.db.session import NotFound
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.service import DELIVER_JOB
@@ -131,6 +132,16 @@ async def test_retries_follow_the_schedule_then_the_delivery_is_dead_and_can_be_
     replayed = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
     assert (replayed.status, replayed.attempts, replayed.replays) == (WebhookDeliveryStatus.SUCCEEDED, 1, 1)
     assert receiver.at("/down")[-1].webhook_id == delivery.message_id and receiver.at("/down")[-1].verified
+
+    # By message: the same webhook-id again to every enabled endpoint that had it; another tenant's is unknown.
+    async with database.tenant(tenants.a.id) as session:
+        [again] = await service.replay_message(session, delivery.message_id, acting=ACTOR)
+    await run_due(database)
+    assert (await reload(database, tenants.a.id, WebhookDelivery, again.id)).replays == 2
+    assert len(receiver.at("/down")) == 10
+    async with database.tenant(tenants.b.id) as session:
+        with pytest.raises(NotFound):
+            await service.replay_message(session, delivery.message_id, acting=ACTOR)
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
