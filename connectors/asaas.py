@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import brazil_day, cents, json_body, need, same
-from backoffice.connectors.http import ProviderError
+from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import (
     ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, VerificationFailed, register,
 )
@@ -75,7 +75,7 @@ class Asaas(ConnectorKind):
             if error.status == 404:
                 return None
             raise
-        return response.json()
+        return json_of(response, "GET asaas payment")
 
     async def create_customer(self, ctx: Context, *, name: str, tax_id: str, email: str | None = None,
                               external_reference: str | None = None) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Asaas(ConnectorKind):
         response = await ctx.http.request("POST", self._url(ctx, "/v3/customers"), headers=self._headers(ctx),
                                           json={k: v for k, v in body.items() if v is not None},
                                           label="POST asaas customer")
-        return response.json()
+        return json_of(response, "POST asaas customer")
 
     async def create_charge(self, ctx: Context, *, customer: str, amount_cents: int, due_date: str,
                             billing_type: str = "UNDEFINED", description: str | None = None,
@@ -96,7 +96,7 @@ class Asaas(ConnectorKind):
         response = await ctx.http.request("POST", self._url(ctx, "/v3/payments"), headers=self._headers(ctx),
                                           json={k: v for k, v in body.items() if v is not None},
                                           label="POST asaas payment")
-        return response.json()
+        return json_of(response, "POST asaas payment")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         if not same(request.header("asaas-access-token"), ctx.config.webhook_token.get_secret_value()):

@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import cents, json_body, need
-from backoffice.connectors.http import ProviderError
+from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, register
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class FocusNfe(ConnectorKind):
         response = await ctx.http.request("POST", self._url(ctx, "/v2/nfse"), params={"ref": ref}, json=nfse,
                                           auth=self._auth(ctx), repeatable=True,
                                           label="POST focusnfe nfse")
-        return response.json()
+        return json_of(response, "POST focusnfe nfse")
 
     async def status(self, ctx: Context, ref: str) -> dict[str, Any] | None:
         try:
@@ -74,7 +74,7 @@ class FocusNfe(ConnectorKind):
             if error.status == 404:
                 return None
             raise
-        return response.json()
+        return json_of(response, "GET focusnfe nfse")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         hint = json_body(request)

@@ -225,6 +225,18 @@ class Http:
         raise ProviderError(problem, retryable=True)
 
 
+def json_of(response: httpx.Response, label: str) -> dict[str, Any]:
+    """The JSON object a provider answered; a 2xx that is not one (a proxy's HTML page) is a provider
+    failure, worth retrying later, not a crash."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise ProviderError(f"{label}: the answer is not JSON", retryable=True) from None
+    if not isinstance(body, dict):
+        raise ProviderError(f"{label}: the answer is not a JSON object", retryable=True)
+    return body
+
+
 def _excerpt(response: httpx.Response, limit: int = 300) -> str:
     text = response.text.strip().replace("\n", " ")
     return text[:limit]

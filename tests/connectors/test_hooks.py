@@ -148,9 +148,12 @@ async def test_provider_500_or_slow_answer_is_503_and_nothing_stored(database, t
     provider.on("GET", "/v3/payments/pay_080225913252", Answer(200, asaas_payment(), delay=1.0))
     slow = await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
     assert slow.status_code == 503
+    provider.on("GET", "/v3/payments/pay_080225913252", Answer(200, "<html>em manutenção</html>"))
+    not_json = await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
+    assert not_json.status_code == 503
     assert await events(database, a.id) == []
     stored = await instance(database, a.id, hook_id)
-    assert stored.health == Health.FAILING and "no answer within" in stored.last_error
+    assert stored.health == Health.FAILING and "not a JSON object" in stored.last_error
 
 
 async def test_oversized_and_malformed_bodies_store_nothing(database, tenants, provider, web):
