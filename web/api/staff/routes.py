@@ -34,8 +34,8 @@ from backoffice.web.api.staff.auth import (
     StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
 )
 from backoffice.web.api.staff.schemas import (
-    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadMessageOut, PolicyOut, PolicyPatch, PolicyVersionOut,
-    Reason, SuspendIn, TenantIn, TenantOut, TokenIn, TokenOut,
+    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadLettersOut, DeadMessageOut, PolicyOut, PolicyPatch,
+    PolicyVersionOut, Reason, SuspendIn, TenantIn, TenantOut, TokenIn, TokenOut,
 )
 
 LOGIN_LIMIT, LOGIN_WINDOW = 10, 300
@@ -193,7 +193,7 @@ async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: S
 
 @get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=_r())
 async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
-                       limit: int = Parameter(default=100, ge=1, le=200)) -> dict[str, list]:
+                       limit: int = Parameter(default=100, ge=1, le=200)) -> DeadLettersOut:
     """Failed events and dead (or failing) outbound messages, newest first."""
     async with state.database.tenant(tenant_id) as session:
         events = (await session.execute(select(Event).where(Event.status == EventStatus.FAILED)
@@ -202,8 +202,8 @@ async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state
             select(OutboundMessage).where(or_(OutboundMessage.status == DeliveryStatus.DEAD,
                                               OutboundMessage.status == DeliveryStatus.FAILED))
             .order_by(OutboundMessage.created_at.desc()).limit(limit))).scalars()
-        return {"events": [EventOut.model_validate(e).model_dump(mode="json") for e in events],
-                "messages": [DeadMessageOut.model_validate(m).model_dump(mode="json") for m in messages]}
+        return DeadLettersOut(events=[EventOut.model_validate(e) for e in events],
+                              messages=[DeadMessageOut.model_validate(m) for m in messages])
 
 
 @post("/tenants/{tenant_id:uuid}/events/{event_id:uuid}/retry", operation_id="staffRetryEvent", status_code=202,

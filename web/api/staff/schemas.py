@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backoffice.web.api.schemas import Out
+from backoffice.web.api.schemas import EventOut, Out
 
 
 class Strict(BaseModel):
@@ -104,6 +104,11 @@ class DeadMessageOut(Out):
     customer_id: uuid.UUID | None
     event_id: uuid.UUID | None
     created_at: datetime
+
+
+class DeadLettersOut(BaseModel):
+    events: list[EventOut] = Field(description="Events whose processing failed.")
+    messages: list[DeadMessageOut] = Field(description="Outbound messages that are dead or failing.")
 
 
 class AuditOut(Out):
