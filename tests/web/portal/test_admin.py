@@ -158,3 +158,36 @@ async def test_api_keys_are_shown_once_and_revoked_per_tenant(browser: Browser, 
     assert revoked.status_code == 303
     async with database.tenant(tenants.a.id) as session:
         assert (await session.get(ApiKey, (tenants.a.id, key.id))).revoked_at is not None
+
+
+async def test_webhook_endpoints_registered_shown_once_and_disabled_per_tenant(database, tenants):
+    from backoffice.tenants.webhooks.models import WebhookEndpoint
+
+    settings = database.settings.model_copy(update={"allow_private_targets": True})
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        browser = Browser(client)
+        assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
+        bad = await browser.post_form("/alfa/admin/webhooks", "/alfa/admin/webhooks", {"url": "ftp://x"})
+        assert bad.status_code == 422 and "<strong>url</strong>" in bad.text
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', bad.text).group(1)
+        created = await client.post("/alfa/admin/webhooks", headers=browser.headers, follow_redirects=False, data={
+            "_csrf_token": token, "url": "http://127.0.0.1:9/hooks", "event_types": ["payment.cleared"],
+            "description": "ERP"})
+        assert created.status_code == 201
+        secret = re.search(r'id="new-secret" readonly size="60" value="([^"]+)"', created.text).group(1)
+        assert secret.startswith("whsec_") and secret not in (await browser.get("/alfa/admin/webhooks")).text
+        async with database.tenant(tenants.a.id) as session:
+            [endpoint] = (await session.execute(select(WebhookEndpoint))).scalars().all()
+        async with AsyncTestClient(app=create_app(settings)) as beta_client:
+            beta = Browser(beta_client)
+            assert (await beta.login("/beta", "admin@beta.example")).status_code == 303
+            assert "127.0.0.1:9" not in (await beta.get("/beta/admin/webhooks")).text
+            foreign = await beta.post_form("/beta/admin/webhooks", f"/beta/admin/webhooks/{endpoint.id}/disable",
+                                           {"reason": "not yours"})
+            assert foreign.status_code == 404
+        disabled = await browser.post_form("/alfa/admin/webhooks", f"/alfa/admin/webhooks/{endpoint.id}/disable",
+                                           {"reason": "ERP migrating"})
+        assert disabled.status_code == 303
+    async with database.tenant(tenants.a.id) as session:
+        endpoint = await session.get(WebhookEndpoint, (tenants.a.id, endpoint.id))
+    assert endpoint.enabled is False and endpoint.disabled_reason == "ERP migrating"
