@@ -142,7 +142,9 @@ async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state
         return page(request, tenant, "portal/login.html", status_code=400, email=email, next=target,
                     error=_("E-mail or password is not correct."), field="password")
     await limits.account.reset(account_key)
-    request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), ROTATE: True})
+    before = request.session if request.scope.get("session") else {}
+    kept = {"locale": before["locale"]} if before.get("tenant_id") == str(tenant.id) and "locale" in before else {}
+    request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), **kept, ROTATE: True})
     await record(db, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)), action="user.logged_in",
                  target_type="tenant_user", target_id=user.id, tenant_id=tenant.id,
                  detail={"method": "password", "address": _client_address(request)})
@@ -204,8 +206,12 @@ async def reset_submit(request: Request, tenant: Tenant, db: AsyncSession, token
 async def choose_locale(request: Request, tenant: Tenant, data: Form) -> Response:
     chosen = str(data.get("locale", ""))
     target = _safe_next(str(data.get("next") or "/"))
-    if request.scope.get("session") and request.session.get("tenant_id") == str(tenant.id) and chosen in ("pt-BR", "en"):
-        request.session["locale"] = chosen
+    if chosen in ("pt-BR", "en"):
+        current = request.session if request.scope.get("session") else {}
+        if current.get("tenant_id") == str(tenant.id):
+            request.set_session({**current, "locale": chosen})
+        else:  # an anonymous visitor (or another tenant's session): a session of this tenant, language only
+            request.set_session({"tenant_id": str(tenant.id), "locale": chosen})
     return Redirect(f"{base_path(request, tenant)}{target}", status_code=303)
 
 

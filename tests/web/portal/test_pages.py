@@ -115,3 +115,14 @@ async def test_dashboard_figures_chart_and_english(browser: Browser, tenants, da
     assert switched.status_code == 303 and switched.headers["location"] == "/alfa/dashboard"
     english = await browser.get("/alfa/dashboard")
     assert 'lang="en"' in english.text and "customers in grace" in english.text and "R$350.00" in english.text
+
+
+async def test_an_anonymous_visitor_picks_english_and_keeps_it_after_log_in(browser: Browser, tenants):
+    switched = await browser.post_form("/alfa/login", "/alfa/locale", {"locale": "en", "next": "/login"})
+    assert switched.status_code == 303
+    login_page = await browser.get("/alfa/login")
+    assert 'lang="en"' in login_page.text and "Forgot your password?" in login_page.text
+    assert 'lang="pt-BR"' in (await browser.get("/beta/login")).text  # only for this tenant
+    assert (await browser.get("/alfa/dashboard")).status_code == 303  # a language is not a log-in
+    assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+    assert 'lang="en"' in (await browser.get("/alfa/dashboard")).text
