@@ -76,6 +76,7 @@ async def make_objects(database, tenant, api_key_secret: str, only_key: bool = F
     from backoffice.tenants.events.intake import ingest
     from backoffice.tenants.notifications.models import Notification
     from backoffice.tenants.tasks.models import Task
+    from backoffice.tenants.webhooks import service as webhooks
 
     if only_key:
         async with database.system() as session:
@@ -96,7 +97,12 @@ async def make_objects(database, tenant, api_key_secret: str, only_key: bool = F
                     checklist=[{"item": "Call", "done": False}], customer_id=customer_id)
         session.add_all([contract, charge, notification, task])
         await session.flush()
+        hook, _ = await webhooks.create_endpoint(
+            session, url="http://127.0.0.1:9/hook", acting=ADMIN,
+            settings=database.settings.model_copy(update={"allow_private_targets": True}))
+        delivery = await webhooks.send_test(session, hook.id, acting=ADMIN)
     async with database.system() as session:
         key = await find_by_secret(session, api_key_secret)
     return {"customer_id": customer_id, "event_id": event.event_id, "contract_id": contract.id,
-            "charge_id": charge.id, "notification_id": notification.id, "task_id": task.id, "key_id": key.id}
+            "charge_id": charge.id, "notification_id": notification.id, "task_id": task.id, "key_id": key.id,
+            "endpoint_id": hook.id, "delivery_id": delivery.id}
