@@ -34,7 +34,7 @@ ROTATE = "_rotate"
 LOADED = "backoffice.session_loaded"
 SESSION_MAX_AGE = 12 * 3600
 # Paths that never carry a browser session or a CSRF cookie: JSON API, webhook intake, probes.
-NOT_PORTAL = ["^/api/", "^/api$", "^/hooks/", "^/healthz$", "^/readyz$"]
+NOT_PORTAL = ["^/api/", "^/api$", "^/hooks/", "^/healthz$", "^/readyz$", "^/static/"]
 
 
 def _tenant_part(connection: ASGIConnection) -> str:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.security import secrets
+from backoffice.platform.security.outbound import TargetRefused, check_target
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.oidc import OidcSettings, SsoRefused, admit_sso_user, get_oidc_settings, save_oidc_settings
 from backoffice.web.portal.auth import Form, PortalUser
@@ -43,13 +44,26 @@ def _callback_url(request: Request, tenant: Tenant, state: State) -> str:
     return f"{root}{base_path(request, tenant)}/sso/callback"
 
 
-async def _discover(issuer: str) -> dict:
+async def _outbound(url: str, settings) -> None:
+    """The provider's URLs are tenant input: never let them reach the platform's private network."""
+    try:
+        await check_target(url, settings)
+    except TargetRefused as refused:
+        raise SsoRefused(f"the identity provider's address is refused ({refused})") from None
+
+
+async def _discover(issuer: str, settings) -> dict:
+    await _outbound(f"{issuer}/.well-known/openid-configuration", settings)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
         response = await client.get(f"{issuer}/.well-known/openid-configuration")
         response.raise_for_status()
         document = response.json()
     if document.get("issuer", "").rstrip("/") != issuer:
         raise SsoRefused("the provider's discovery document names another issuer")
+    for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(document.get(key), str):
+            raise SsoRefused(f"the provider's discovery document has no {key}")
+        await _outbound(document[key], settings)
     return document
 
 
@@ -65,7 +79,7 @@ async def sso_start(request: Request, tenant: Tenant, db: AsyncSession, state: S
     if config is None or not config.enabled:
         return _refused(request, tenant, "this company has no single sign-on", status_code=404)
     try:
-        discovery = await _discover(config.issuer)
+        discovery = await _discover(config.issuer, state.settings)
     except (httpx.HTTPError, ValueError, SsoRefused) as error:
         log.warning("OIDC discovery for tenant %s failed: %s", tenant.slug, error)
         return _refused(request, tenant, "the company's identity provider did not answer correctly", 502)
@@ -114,7 +128,7 @@ async def sso_callback(request: Request, tenant: Tenant, db: AsyncSession, state
     if config is None or not config.enabled:
         return _refused(request, tenant, "this company has no single sign-on", 404)
     try:
-        discovery = await _discover(config.issuer)
+        discovery = await _discover(config.issuer, state.settings)
         client = AsyncOAuth2Client(client_id=config.client_id,
                                    client_secret=secrets.decrypt(config.client_secret_encrypted, state.settings),
                                    token_endpoint_auth_method="client_secret_post", timeout=HTTP_TIMEOUT)

@@ -24,8 +24,13 @@ def provider():
     provider.stop()
 
 
+def _settings(database):
+    # The test provider listens on loopback, which the SSRF guard refuses unless private targets are allowed.
+    return database.settings.model_copy(update={"allow_private_targets": True})
+
+
 async def _configure(database, provider: Provider, domains: str = "alfa.example") -> None:
-    async with AsyncTestClient(app=create_app(database.settings)) as client:
+    async with AsyncTestClient(app=create_app(_settings(database))) as client:
         admin = Browser(client)
         assert (await admin.login("/alfa", "admin@alfa.example")).status_code == 303
         saved = await admin.post_form("/alfa/admin/sso", "/alfa/admin/sso", {
@@ -53,7 +58,7 @@ async def test_sso_admits_a_person_of_an_allowed_domain(database, tenants, provi
         [config] = (await session.execute(select(OidcSettings))).scalars().all()
     assert provider.client_secret not in config.client_secret_encrypted  # encrypted at rest
 
-    async with AsyncTestClient(app=create_app(database.settings)) as client:
+    async with AsyncTestClient(app=create_app(_settings(database))) as client:
         browser = Browser(client)
         assert "/alfa/sso/start" in (await browser.get("/alfa/login")).text
         assert "/beta/sso/start" not in (await browser.get("/beta/login")).text
@@ -71,7 +76,11 @@ async def test_sso_admits_a_person_of_an_allowed_domain(database, tenants, provi
 
 async def test_sso_refuses_other_domains_wrong_issuer_and_foreign_state(database, tenants, provider):
     await _configure(database, provider)
-    async with AsyncTestClient(app=create_app(database.settings)) as client:
+    async with AsyncTestClient(app=create_app(database.settings)) as guarded:
+        # Without the allowance the loopback provider is refused before any request reaches it.
+        refused = await Browser(guarded).get("/alfa/sso/start")
+        assert refused.status_code == 502 and "/authorize" not in refused.headers.get("location", "")
+    async with AsyncTestClient(app=create_app(_settings(database))) as client:
         browser = Browser(client)
         provider.person = {**provider.person, "email": "someone@gmail.com"}
         callback, _ = await _through_provider(browser)
