@@ -123,13 +123,12 @@ async def _reserve(database: Database, principal, key: str, request_hash: str, s
     """The stored record to replay, or None after reserving the key for this request."""
     now = clock.now()
     async with database.tenant(principal.tenant_id) as session:
+        # Expired records go on the tenant's next keyed POST (one indexed delete): no sweeper needed.
+        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+                              .execution_options(synchronize_session=False))
         record = (await session.execute(
             select(IdempotencyRecord).where(IdempotencyRecord.idempotency_key == key)
         )).scalar_one_or_none()
-        if record is not None and record.expires_at <= now:
-            await session.delete(record)
-            await session.flush()
-            record = None
         if record is not None:
             if record.response_status is None:
                 raise Conflict(FieldError(HEADER, "a request with this key is still in progress; retry later"))

@@ -123,3 +123,24 @@ async def test_body_size_is_limited(client, api_keys):
     assert response.status_code == 413
     response = await client.post("/api/v1/customers", headers=bearer(api_keys.a), json=big)
     assert response.status_code == 413
+
+
+async def test_records_expire_after_a_day(client, database, tenants, api_keys):
+    from datetime import timedelta
+
+    from backoffice.platform import clock
+    from backoffice.platform.clock import FrozenClock
+
+    h = bearer(api_keys.a) | {"Idempotency-Key": "daily"}
+    first = await client.post("/api/v1/customers", headers=h, json={"name": "A", "tax_id": "11.444.777/0001-61"})
+    assert first.status_code == 201
+    previous = clock.use(FrozenClock(clock.now() + timedelta(hours=24, seconds=1)))
+    try:
+        # A day later the key is free again: a new request with it runs (and is refused as a duplicate CNPJ).
+        later = await client.post("/api/v1/customers", headers=h, json={"name": "B", "tax_id": "11.444.777/0001-61"})
+    finally:
+        clock.use(previous)
+    assert later.status_code == 409 and "Idempotent-Replayed" not in later.headers
+    async with database.tenant(tenants.a.id) as session:
+        rows = (await session.execute(select(IdempotencyRecord))).scalars().all()
+    assert [r.request_hash != "" and r.response_status for r in rows] == [409]
