@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 from litestar.testing import AsyncTestClient
 
-from backoffice.platform.settings import Settings
 from backoffice.web.app import create_app
 
 PASSWORD = "correct-horse-battery"
@@ -41,10 +40,6 @@ class Browser:
 
     async def login(self, base: str, email: str, password: str = PASSWORD):
         return await self.post_form(f"{base}/login", f"{base}/login", {"email": email, "password": password})
-
-
-def portal_settings(database, **changes) -> Settings:
-    return database.settings.model_copy(update=changes)
 
 
 @pytest.fixture

@@ -27,7 +27,10 @@ ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background
 def _chromium() -> str:
     """Debian's chromium, installed with apt-get when missing (CI runs as root); in CI a failure fails."""
     if not Path(CHROMIUM).exists() and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
+        install = ["apt-get", "install", "-y", "-qq", "chromium"]
+        if subprocess.run(install, capture_output=True, timeout=600).returncode != 0:  # stale package lists
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+            subprocess.run(install, capture_output=True, timeout=600)
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing and could not be installed with apt-get"
         if os.environ.get("CI", "").lower() == "true":
