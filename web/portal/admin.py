@@ -5,7 +5,6 @@ Only the tenant's admins reach them (a member gets a 403 page: it is their own c
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
-from tests.web.portal.conftest import PASSWORD, Browser, csrf_of
+from tests.web.portal.conftest import PASSWORD, Browser
 
 
 async def test_log_in_rotates_the_session_and_log_out_ends_it(browser: Browser, tenants, database):
