@@ -320,3 +320,21 @@ async def test_clicksign_closed_envelope_with_valid_hmac_becomes_contract_signed
     assert stored.type == "contract.signed" and stored.data["envelope_id"] == "env-1a2b"
     assert stored.data["document_url"] == "https://app.clicksign.com/signed/env-1a2b.pdf"
     assert stored.subject == {"tax_id": "529.982.247-25"}
+
+
+async def test_repeated_provider_failures_open_the_instances_circuit_then_it_recovers(database, tenants, provider, web):
+    import asyncio
+
+    a = tenants.a
+    hook_id = await asaas(database, provider, a.id)
+    provider.on("GET", "/v3/payments/pay_080225913252", Answer(500))
+    for _ in range(3):  # FAST_HTTP: threshold 3, cool-down 0.4 s
+        assert (await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})).status_code == 503
+    calls = len(provider.seen)
+    refused = await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
+    assert refused.status_code == 503 and len(provider.seen) == calls  # open: the provider is spared
+    assert "circuit open" in (await instance(database, a.id, hook_id)).last_error
+    provider.on("GET", "/v3/payments/pay_080225913252", Answer(200, asaas_payment()))
+    await asyncio.sleep(0.45)
+    recovered = await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
+    assert recovered.status_code == 200 and len(await events(database, a.id)) == 1

@@ -102,3 +102,22 @@ async def test_another_tenants_instance_cannot_be_read_changed_or_disabled(datab
         instance = await get_instance(session, created.id)
     assert instance.enabled is True
     assert load_config(instance, connector_settings(database)).webhook_token.get_secret_value() == TOKEN
+
+
+SECRETS_BY_KIND = [
+    ("smtp", {"host": "smtp.example.com", "username": "u", "password": "smtp-Pa55word",
+              "sender_address": "no-reply@example.com"}, "smtp-Pa55word"),
+    ("chat", {"webhook_url": "https://hooks.slack.com/services/T1/B2/sEcReTtoKeN"}, "sEcReTtoKeN"),
+    ("stripe", {"webhook_secret": "whsec_abcdef123456"}, "whsec_abcdef123456"),
+    ("clicksign", {"hmac_secret": "cs-hmac-abcdef"}, "cs-hmac-abcdef"),
+    ("focusnfe", {"token": "focus-tok-abcdef"}, "focus-tok-abcdef"),
+]
+
+
+async def test_every_kinds_secret_is_encrypted_and_redacted(database, tenants):
+    for kind, config, secret in SECRETS_BY_KIND:
+        async with database.tenant(tenants.a.id) as session:
+            created = await create_instance(session, kind=kind, name=kind, config=config, acting=ACTOR,
+                                            settings=connector_settings(database))
+        assert secret not in json.dumps(created.config) and secret not in json.dumps(describe(created)), kind
+        assert secret not in repr(load_config(created, connector_settings(database))), kind
