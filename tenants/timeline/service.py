@@ -32,6 +32,8 @@ async def add_note(session: AsyncSession, customer_id: uuid.UUID, *, text: str, 
     problems = []
     if not text:
         problems.append(FieldError("text", "expected the note's text"))
+    elif "\x00" in text:
+        problems.append(FieldError("text", "contains a NUL character"))
     elif len(text) > NOTE_MAX:
         problems.append(FieldError("text", f"expected at most {NOTE_MAX} characters"))
     if label not in NOTE_KINDS:

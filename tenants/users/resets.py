@@ -51,6 +51,8 @@ async def request_password_reset(
     ``link_for(token)`` builds the absolute URL of the reset page.
     """
     normalized = (email or "").strip().lower()
+    if "\x00" in normalized or len(normalized) > 254:  # cannot be anyone's address
+        return None
     user = (await session.execute(
         select(TenantUser).where(TenantUser.email == normalized, TenantUser.active.is_(True))
     )).scalar_one_or_none()
@@ -80,6 +82,8 @@ async def request_password_reset(
 
 async def valid_reset(session: AsyncSession, token: str) -> PasswordReset | None:
     """The unused, unexpired reset for this token in the session's tenant, else None."""
+    if "\x00" in (token or ""):
+        return None
     reset = (await session.execute(
         select(PasswordReset).where(PasswordReset.token_hash == _hash(token or ""))
     )).scalar_one_or_none()

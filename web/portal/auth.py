@@ -134,7 +134,10 @@ async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state
     if not (await limits.account.allowed(account_key) and await limits.address.allowed(address_key)):
         return page(request, tenant, "portal/login.html", status_code=429, email=email, next=target,
                     error=_("Too many attempts. Wait 15 minutes and try again, or reset your password."))
-    user = (await db.execute(select(TenantUser).where(TenantUser.email == email))).scalar_one_or_none()
+    # A NUL or an overlong value cannot be an account's e-mail; PostgreSQL would refuse it as a query value.
+    plausible = "\x00" not in email and len(email) <= 254
+    user = (await db.execute(select(TenantUser).where(TenantUser.email == email))).scalar_one_or_none() \
+        if plausible else None
     ok = verify_password(user.password_hash if user else None, password) and user is not None and user.active
     if not ok:
         await limits.account.hit(account_key)

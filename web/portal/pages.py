@@ -124,7 +124,7 @@ async def customer_list(request: Request, tenant: Tenant, user: PortalUser, db: 
     query = select(Customer).order_by(Customer.name)
     if stage in Lifecycle._value2member_map_:
         query = query.where(Customer.lifecycle == Lifecycle(stage))
-    term = q.strip()
+    term = q.replace("\x00", "").strip()[:200]
     if term:
         digits = "".join(ch for ch in term if ch.isalnum()).upper()
         like = f"%{term.lower()}%"

@@ -77,3 +77,15 @@ async def test_log_in_is_rate_limited_per_tenant_and_email(browser: Browser, ten
     # Another account, and the same e-mail on another tenant, are not held back.
     assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
     assert (await browser.login("/beta", "member@beta.example")).status_code == 303
+
+
+async def test_nul_bytes_in_forms_are_refused_not_a_server_error(browser: Browser, tenants):
+    assert (await browser.login("/alfa", "member\x00@alfa.example")).status_code == 400
+    forgot = await browser.post_form("/alfa/password/forgot", "/alfa/password/forgot", {"email": "a\x00@alfa.example"})
+    assert forgot.status_code == 200
+    assert (await browser.get("/alfa/password/reset/abc%00def")).status_code == 410
+    assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+    assert (await browser.get("/alfa/customers", params={"q": "Casa\x00"})).status_code == 200
+    note = await browser.post_form("/alfa/customers", f"/alfa/customers/{tenants.a.customer_ids[0]}/notes",
+                                   {"text": "bad\x00note"})
+    assert note.status_code == 422 and "NUL" in note.text
