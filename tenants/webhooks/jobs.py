@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.security.outbound import TargetRefused
+from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.worker.registry import tenant_job
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
@@ -60,9 +61,13 @@ async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, delivery_id: s
     delivery.last_attempt_at = now
     transport = current_transport()
     try:
-        answer = await transport.post(endpoint.url, live_secrets(endpoint, now, transport.effective_settings),
-                                      delivery.message_id,
-                                      delivery.payload)
+        secrets = live_secrets(endpoint, now, transport.effective_settings)
+    except SecretUnreadable:
+        await _failed(session, delivery, endpoint, "signing secret unreadable (its key is gone): rotate the secret",
+                      retryable=False)
+        return delivery.status.value
+    try:
+        answer = await transport.post(endpoint.url, secrets, delivery.message_id, delivery.payload)
     except TargetRefused as error:
         delivery.last_status_code = None
         await _failed(session, delivery, endpoint, f"target refused: {error}", retryable=False)

@@ -290,3 +290,15 @@ async def test_many_dead_deliveries_in_a_row_disable_the_endpoint(database, tena
             break
     disabled = await reload(database, tenants.a.id, WebhookEndpoint, hook.id)
     assert not disabled.enabled and f"{DEAD_LIMIT} deliveries in a row" in disabled.disabled_reason
+
+
+async def test_a_secret_no_live_key_can_read_is_dead_with_the_reason(database, tenants, receiver, loopback, frozen):
+    hook = await endpoint(database, tenants.a.id, receiver, "/lost", loopback)
+    async with database.tenant(tenants.a.id) as session:
+        row = await session.get(WebhookEndpoint, (tenants.a.id, hook.id))
+        row.secrets = [{**row.secrets[0], "secret": "gAAAAA-written-with-a-removed-key"}]
+        delivery = await service.send_test(session, hook.id, acting=ACTOR)
+    await run_due(database)
+    dead = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+    assert dead.status == WebhookDeliveryStatus.DEAD and "rotate the secret" in dead.last_error
+    assert receiver.received == []
