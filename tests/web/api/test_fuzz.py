@@ -17,7 +17,7 @@ from backoffice.platform.audit.service import Actor
 from backoffice.platform.staff.service import create_staff
 from tests.web.api.conftest import bearer, make_key
 
-EXAMPLES = 6
+EXAMPLES = 4
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
