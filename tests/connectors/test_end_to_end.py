@@ -126,3 +126,54 @@ async def test_clicksign_closed_envelope_starts_the_customer_when_the_policy_say
     assert note.kind == "customer.started"
     assert any(d.get("url") == "https://app.clicksign.com/s/env-77.pdf" for d in note.detail["documents"])
     assert (await spine.customer(b.id, b.customer_ids[1])).lifecycle == Lifecycle.ONBOARDING
+
+
+async def test_asaas_late_payment_blocks_at_the_deadline_and_a_later_payment_unblocks(spine, provider,  # noqa: F811
+                                                                                       web_for):
+    """Only Asaas webhooks and the passing of time: overdue -> grace -> blocked on the tenant's platform ->
+    PAYMENT_RECEIVED for the same charge -> unblocked, each step told to the account manager."""
+    a = spine.tenants.a
+    customer_id = await new_customer(spine.database, a.id, a.member_id, name="Oficina Rápida",
+                                     tax_id="12.ABC.345/01DE-35", lifecycle=Lifecycle.ACTIVE,
+                                     external={"asaas": "cus_000005219613"})
+    instance_id = await make_instance(spine.database, a.id, "asaas",
+                                      {"base_url": provider.url, "api_key": API_KEY, "webhook_token": TOKEN})
+    provider.on("GET", "/v3/payments/pay_late", Answer(200, asaas_payment("pay_late", status="OVERDUE")))
+    overdue = json.dumps(asaas_hook("PAYMENT_OVERDUE", evt="evt_late_1", payment="pay_late")).encode()
+    await hook(web_for, a.slug, instance_id, overdue, {"asaas-access-token": TOKEN})
+    await spine.settle()
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.IN_GRACE
+
+    await spine.advance(days=7)  # the grace deadline passes unpaid
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.BLOCKED
+    assert [m.payload["command"] for m in spine.sent(Channel.PLATFORM, a.id)] == ["block"]
+
+    provider.on("GET", "/v3/payments/pay_late", Answer(200, asaas_payment("pay_late", status="RECEIVED")))
+    received = json.dumps(asaas_hook("PAYMENT_RECEIVED", evt="evt_late_2", payment="pay_late")).encode()
+    await hook(web_for, a.slug, instance_id, received, {"asaas-access-token": TOKEN})
+    await spine.settle()
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.ACTIVE
+    assert [m.payload["command"] for m in spine.sent(Channel.PLATFORM, a.id)] == ["block", "unblock"]
+    kinds = [n.kind for n in await rows(spine, a.id, Notification)]
+    assert kinds == ["dunning.grace_started", "dunning.blocked", "dunning.unblocked"]
+
+
+async def test_stripe_subscription_deleted_ends_the_relationship(spine, web_for):  # noqa: F811
+    a, b = spine.tenants.a, spine.tenants.b
+    customer_id = await new_customer(spine.database, a.id, a.admin_id, name="Academia Forte",
+                                     tax_id="04.252.011/0001-10", lifecycle=Lifecycle.ACTIVE,
+                                     external={"stripe": "cus_Stripe1"})
+    instance_id = await make_instance(spine.database, a.id, "stripe", {"webhook_secret": "whsec_e2e"})
+    at = int(clock.now().timestamp())
+    body = json.dumps({"id": "evt_end", "type": "customer.subscription.deleted", "created": at,
+                       "data": {"object": {"id": "sub_1", "customer": "cus_Stripe1", "ended_at": at,
+                                           "cancellation_details": {"reason": "cancellation_requested"},
+                                           "items": {"data": [{"price": {"id": "price_pro", "unit_amount": 19990,
+                                                                         "nickname": "Plano Pro"}}]}}}}).encode()
+    await hook(web_for, a.slug, instance_id, body, {"stripe-signature": f"t={at},v1={stripe.sign('whsec_e2e', at, body)}"})
+    await spine.settle()
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.TERMINATED
+    assert [m.payload["command"] for m in spine.sent(Channel.PLATFORM, a.id)] == ["deprovision"]
+    assert [t.kind for t in await rows(spine, a.id, Task)] == ["offboarding"]
+    assert [n.kind for n in await rows(spine, a.id, Notification)] == ["customer.terminated"]
+    assert await rows(spine, b.id, Notification) == [] and spine.sent(Channel.PLATFORM, b.id) == []
