@@ -15,7 +15,8 @@ from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import Browser, add_case
 
-GET_PAGES = ["/dashboard", "/inbox", "/inbox/poll", "/tasks", "/tasks?scope=all", "/customers"]
+GET_PAGES = ["/dashboard", "/inbox", "/inbox/poll", "/tasks", "/tasks?scope=all", "/customers", "/admin/users",
+             "/admin/branding", "/admin/notifications", "/admin/sso", "/admin/api-keys", "/admin/webhooks"]
 
 
 async def test_a_session_of_alfa_is_refused_everywhere_on_betas_portal(browser: Browser, tenants, database):
@@ -29,8 +30,12 @@ async def test_a_session_of_alfa_is_refused_everywhere_on_betas_portal(browser: 
         assert "Beta" not in response.text
     # Forms too: the CSRF token is valid, the session is not Beta's, nothing changes.
     for action in (f"/beta/tasks/{b_task}/complete", f"/beta/inbox/{b_notification}/read",
-                   f"/beta/customers/{tenants.b.customer_ids[0]}/notes"):
-        response = await browser.post_form("/alfa/dashboard", action, {"text": "intrusion"})
+                   f"/beta/customers/{tenants.b.customer_ids[0]}/notes", "/beta/admin/users", "/beta/admin/branding",
+                   "/beta/admin/notifications", "/beta/admin/sso", "/beta/admin/api-keys", "/beta/admin/webhooks",
+                   f"/beta/admin/users/{tenants.b.member_id}/role"):
+        response = await browser.post_form("/alfa/dashboard", action, {"text": "intrusion", "role": "tenant_admin",
+                                                                        "email": "x@beta.example", "name": "X",
+                                                                        "primary": "#000000", "url": "https://x.example"})
         assert response.status_code == 303 and response.headers["location"].startswith("/beta/login"), action
     async with database.tenant(tenants.b.id) as session:
         task = await session.get(Task, (tenants.b.id, b_task))
