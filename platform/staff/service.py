@@ -21,7 +21,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 def normalize_email(value: str) -> str:
     value = (value or "").strip().lower()
-    if len(value) > 254 or not EMAIL.match(value):
+    if len(value) > 254 or not EMAIL.match(value) or any(ord(char) < 32 for char in value):
         raise ValueError("expected an e-mail address like name@example.com")
     return value
 

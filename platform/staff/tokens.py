@@ -56,8 +56,10 @@ def _hash(token: str) -> str:
 
 async def issue_token(system_session: AsyncSession, *, email: str, password: str) -> IssuedToken:
     global _DUMMY_HASH
-    staff = (await system_session.execute(
-        select(Staff).where(Staff.email == (email or "").strip().lower()))).scalar_one_or_none()
+    address = (email or "").strip().lower()
+    # PostgreSQL refuses NUL in text; such an address cannot exist, so it is just another wrong log-in.
+    staff = None if "\x00" in address or len(address) > 254 else (await system_session.execute(
+        select(Staff).where(Staff.email == address))).scalar_one_or_none()
     if staff is None:
         _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_urlsafe(16))
         verify_password(_DUMMY_HASH, password or "")

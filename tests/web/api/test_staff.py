@@ -149,3 +149,10 @@ async def test_unmatched_events_are_listed_and_retried(client, database, tenants
     assert [(a.tenant_id, a.actor_label) for a in audit] == [(tenants.a.id, "op@provider.example")]
     dead = (await client.get(f"/api/v1/staff/tenants/{tenants.a.id}/dead-letters", headers=operator)).json()
     assert dead == {"events": [], "messages": []}
+
+
+async def test_a_nul_byte_in_the_email_is_a_wrong_log_in_not_a_server_error(client, staff):
+    # PostgreSQL refuses NUL in text: this must be answered like any other wrong credential.
+    response = await client.post("/api/v1/staff/tokens", json={"email": "admin\x00@provider.example",
+                                                               "password": PASSWORD})
+    assert response.status_code == 401
