@@ -10,7 +10,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
-from backoffice.platform.db.session import Database
+from backoffice.platform.db.session import Database, NotFound
 from backoffice.platform.outbox.service import complete_outbox_entry
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
@@ -46,7 +46,8 @@ def build_broker(
 def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions) -> None:
     options: dict[str, Any] = {"tenant_scoped": spec.tenant_scoped, "max_retries": 20, **spec.options}
     # A message with no tenant will never get one: retrying it would only delay the dead letter.
-    options.setdefault("throws", (MissingTenant,))
+    # A row that is gone (a NotFound from the tenant door) will not come back by retrying either.
+    options.setdefault("throws", (MissingTenant, NotFound))
 
     if spec.tenant_scoped:
 
