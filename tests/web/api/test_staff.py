@@ -51,7 +51,8 @@ async def test_every_staff_route_needs_a_token_and_hides_unassigned_tenants(clie
     operator = await _token(client, "op@provider.example")
     routes = staff_routes()
     assert len(routes) >= 17
-    ids = {"tenant_id": tenants.b.id, "event_id": tenants.b.customer_ids[0], "message_id": tenants.b.customer_ids[0]}
+    ids = {"tenant_id": tenants.b.id, "event_id": tenants.b.customer_ids[0], "message_id": tenants.b.customer_ids[0],
+           "connector_id": tenants.b.customer_ids[0]}
     for method, template in routes:
         path = PARAM.sub(lambda m: str(ids[m.group(1)]), template)
         body = {} if method != "GET" else None

@@ -123,3 +123,38 @@ class AuditOut(Out):
     target_id: str | None
     reason: str | None
     detail: dict[str, Any]
+
+
+class ConnectorIn(Strict):
+    kind: str = Field(max_length=64, description="A connector kind: see GET /staff/connector-kinds.")
+    name: str = Field(max_length=200)
+    config: dict[str, Any] = Field(description="The kind's settings; secret fields are encrypted at rest.")
+    enabled: bool = True
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ConnectorPatch(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    config: dict[str, Any] | None = Field(default=None, description="Fields to change; a secret left out is kept.")
+    enabled: bool | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ConnectorOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any] = Field(description="Secret fields are shown redacted, never in clear.")
+    health: str
+    last_error: str | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+
+
+class ConnectorKindOut(BaseModel):
+    name: str
+    title: str
+    inbound: bool
+    channel: str | None
+    secret_fields: list[str]

@@ -1,0 +1,77 @@
+"""/api/v1/staff/tenants/{id}/connectors: provider staff configure each tenant's connector instances
+(payment gateway, fiscal issuer, e-signature, the tenant's platform, e-mail, chat). Secrets go in once and
+come back redacted; every change is an audited action by the staff member."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import get, patch, post
+from litestar.datastructures import State
+
+from backoffice.connectors import service
+from backoffice.connectors.registry import kinds, secret_fields
+from backoffice.platform.staff.models import Staff
+from backoffice.tenants.registry.models import Tenant
+from backoffice.web.api.common import problems
+from backoffice.web.api.staff.auth import actor
+from backoffice.web.api.staff.schemas import ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch
+
+ERRORS = (400, 401, 403, 404, 422)
+
+
+def _out(instance) -> ConnectorOut:
+    return ConnectorOut.model_validate(service.describe(instance))
+
+
+@get("/connector-kinds", operation_id="staffListConnectorKinds", responses=problems(401))
+async def list_kinds(staff: Staff) -> list[ConnectorKindOut]:
+    return [
+        ConnectorKindOut(name=kind.name, title=kind.title, inbound=bool(getattr(kind, "inbound", False)),
+                         channel=getattr(kind.channel, "value", None),
+                         secret_fields=sorted(secret_fields(kind.config_model)))
+        for kind in sorted(kinds().values(), key=lambda k: k.name)
+    ]
+
+
+@get("/tenants/{tenant_id:uuid}/connectors", operation_id="staffListConnectors", responses=problems(*ERRORS))
+async def list_connectors(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> list[ConnectorOut]:
+    async with state.database.tenant(tenant.id) as session:
+        return [_out(instance) for instance in await service.list_instances(session)]
+
+
+@post("/tenants/{tenant_id:uuid}/connectors", operation_id="staffCreateConnector", status_code=201,
+      responses=problems(*ERRORS, 409))
+async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: ConnectorIn, staff: Staff,
+                           state: State) -> ConnectorOut:
+    async with state.database.tenant(tenant.id) as session:
+        instance = await service.create_instance(session, kind=data.kind, name=data.name, config=data.config,
+                                                 enabled=data.enabled, acting=actor(staff), reason=data.reason,
+                                                 settings=state.settings)
+        return _out(instance)
+
+
+@get("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}", operation_id="staffGetConnector",
+     responses=problems(*ERRORS))
+async def get_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, staff: Staff,
+                        state: State) -> ConnectorOut:
+    async with state.database.tenant(tenant.id) as session:
+        return _out(await service.get_instance(session, connector_id))
+
+
+@patch("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}", operation_id="staffUpdateConnector",
+       responses=problems(*ERRORS, 409))
+async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, data: ConnectorPatch,
+                           staff: Staff, state: State) -> ConnectorOut:
+    async with state.database.tenant(tenant.id) as session:
+        instance = await service.get_instance(session, connector_id)
+        if data.name is not None or data.config is not None:
+            instance = await service.update_instance(session, connector_id, acting=actor(staff), config=data.config,
+                                                     name=data.name, settings=state.settings, reason=data.reason)
+        if data.enabled is not None and data.enabled != instance.enabled:
+            instance = await service.set_enabled(session, connector_id, data.enabled, acting=actor(staff),
+                                                 reason=data.reason)
+        return _out(instance)
+
+
+connector_routes = [list_kinds, list_connectors, create_connector, get_connector, update_connector]
