@@ -42,7 +42,8 @@ async def hook(web, slug, instance_id, body: bytes, headers: dict):
 
 async def rows(spine, tenant_id, model):  # noqa: F811
     async with spine.database.tenant(tenant_id) as session:
-        return list((await session.execute(select(model))).scalars())
+        # ids are time-ordered (UUID v7 from the real clock): creation order, whatever the heap does
+        return list((await session.execute(select(model).order_by(model.id))).scalars())
 
 
 async def test_asaas_payment_received_starts_a_new_customer(spine, provider, web_for):  # noqa: F811

@@ -44,7 +44,8 @@ def overdue(external_id: str, customer: dict, *, charge_id: str = "pay_2", due: 
 
 async def rows(spine, tenant_id, model, *where):
     async with spine.database.tenant(tenant_id) as session:
-        return list((await session.execute(select(model).where(*where))).scalars())
+        # ids are time-ordered (UUID v7 from the real clock): creation order, whatever the heap does
+        return list((await session.execute(select(model).where(*where).order_by(model.id))).scalars())
 
 
 async def active_customer(spine, tenant, **kw):
