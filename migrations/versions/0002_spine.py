@@ -405,9 +405,4 @@ def _postgres_security() -> None:
     op.execute(
         "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION bo_outbox_notify()"
     )
-    app_role, system_role = shared.role_names(context.config.attributes["settings"])
-    for table in TENANT_TABLES:
-        for statement in shared.tenant_rls_sql(table):
-            op.execute(statement)
-        for role in filter(None, (app_role, system_role)):
-            op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+    shared.protect_tenant_tables(op, context.config.attributes["settings"], TENANT_TABLES)

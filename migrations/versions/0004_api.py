@@ -77,14 +77,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_staff_tokens_staff_id", "staff_tokens", ["staff_id"])
     if op.get_bind().dialect.name == "postgresql":
-        app_role, system_role = shared.role_names(context.config.attributes["settings"])
+        _, system_role = shared.role_names(context.config.attributes["settings"])
         if system_role:  # the staff API reads and writes tokens through the system session only
             op.execute(shared.grant_sql("staff_tokens", system_role, "SELECT, INSERT, UPDATE, DELETE"))
-        for table in TENANT_TABLES:
-            for statement in shared.tenant_rls_sql(table):
-                op.execute(statement)
-            for role in filter(None, (app_role, system_role)):
-                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+    shared.protect_tenant_tables(op, context.config.attributes["settings"], TENANT_TABLES)
 
 
 def downgrade() -> None:

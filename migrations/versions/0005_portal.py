@@ -50,13 +50,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_oidc_settings")),
         sa.UniqueConstraint("tenant_id", name=op.f("uq_oidc_settings_tenant_id")),
     )
-    if op.get_bind().dialect.name == "postgresql":
-        app_role, system_role = shared.role_names(context.config.attributes["settings"])
-        for table in TENANT_TABLES:
-            for statement in shared.tenant_rls_sql(table):
-                op.execute(statement)
-            for role in filter(None, (app_role, system_role)):
-                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+    shared.protect_tenant_tables(op, context.config.attributes["settings"], TENANT_TABLES)
 
 
 def downgrade() -> None:

@@ -67,13 +67,7 @@ def upgrade() -> None:
                             name=op.f("uq_webhook_deliveries_tenant_id_endpoint_id_message_id")),
     )
     op.create_index("ix_webhook_deliveries_log", "webhook_deliveries", ["tenant_id", "endpoint_id", "created_at"])
-    if op.get_bind().dialect.name == "postgresql":
-        app_role, system_role = shared.role_names(context.config.attributes["settings"])
-        for table in TENANT_TABLES:
-            for statement in shared.tenant_rls_sql(table):
-                op.execute(statement)
-            for role in filter(None, (app_role, system_role)):
-                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+    shared.protect_tenant_tables(op, context.config.attributes["settings"], TENANT_TABLES)
 
 
 def downgrade() -> None:

@@ -41,13 +41,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_connector_instances_kind", "connector_instances", ["tenant_id", "kind", "enabled"])
 
-    if op.get_bind().dialect.name == "postgresql":
-        app_role, system_role = shared.role_names(context.config.attributes["settings"])
-        for table in TENANT_TABLES:
-            for statement in shared.tenant_rls_sql(table):
-                op.execute(statement)
-            for role in filter(None, (app_role, system_role)):
-                op.execute(shared.grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+    shared.protect_tenant_tables(op, context.config.attributes["settings"], TENANT_TABLES)
 
 
 def downgrade() -> None:

@@ -89,5 +89,18 @@ def tenant_rls_sql(table: str) -> list[str]:
     ]
 
 
+def protect_tenant_tables(op, settings: Settings, tables) -> None:
+    """For each new tenant-owned table: FORCE RLS with the tenant policy, and DML grants to the app and
+    system roles. PostgreSQL only (SQLite has no RLS; the application's door is its wall)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    roles = [role for role in role_names(settings) if role]
+    for table in tables:
+        for statement in tenant_rls_sql(table):
+            op.execute(statement)
+        for role in roles:
+            op.execute(grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+
+
 def grant_sql(table: str, role: str, privileges: str) -> str:
     return f'GRANT {privileges} ON "{table}" TO "{role}"'
