@@ -20,6 +20,7 @@ from backoffice.tenants.signatures.models import Signature
 from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.models import ReconciliationFinding, RoutineRun, RoutineSetting, RunItem
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookEndpoint
 from backoffice.tenants.users.oidc import OidcSettings
@@ -31,6 +32,6 @@ __all__ = [
     "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "OidcSettings", "PasswordReset", "PolicyVersion", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
+    "OidcSettings", "PasswordReset", "PolicyVersion", "ReconciliationFinding", "RoutineRun", "RoutineSetting", "RunItem", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
     "WebhookDelivery", "WebhookEndpoint", "metadata",
 ]

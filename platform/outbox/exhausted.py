@@ -3,7 +3,9 @@
 A row is re-dispatched each time its lease runs out. A job that fails every time (a bug, a row its job
 cannot handle) would otherwise be sent again every lease period for ever. After ``MAX_DISPATCHES`` the row
 is closed with the reason in ``last_error``; if it was an event's process step, the event is marked
-``failed`` with that reason, so staff see it among the dead letters and can replay it.
+``failed`` with that reason, so staff see it among the dead letters and can replay it; if it was a
+routine's item (or a run's planning), the item (or run) fails with that reason, so the run finishes and
+staff can retry its failed items.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ MAX_DISPATCHES = 12  # with the default 5-minute lease: an hour of attempts
 
 
 async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DISPATCHES, limit: int = 200) -> int:
+    from backoffice.tenants.routines import engine as routines
+
     now = clock.now()
+    routine_work: list[tuple[OutboxEntry, str]] = []
     async with database.system() as session:
         query = (
             select(OutboxEntry)
@@ -48,4 +53,13 @@ async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DIS
                            Event.status == EventStatus.PENDING)
                     .values(status=EventStatus.FAILED, error=reason, processed_at=now)
                 )
+            if row.job in (routines.ITEM_JOB, routines.PLAN_JOB):
+                routine_work.append((row, reason))
+    # The routine's bookkeeping runs in the tenant's own session, as the job would have.
+    for row, reason in routine_work:
+        async with database.tenant(row.tenant_id) as session:
+            if row.job == routines.ITEM_JOB:
+                await routines.give_up_item(session, row.tenant_id, uuid.UUID(row.payload["item_id"]), reason)
+            else:
+                await routines.give_up_plan(session, row.tenant_id, uuid.UUID(row.payload["run_id"]), reason)
     return len(rows)

@@ -14,8 +14,8 @@ from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.exhausted import give_up_exhausted
 from backoffice.platform.outbox.relay import ensure_background
 from backoffice.platform.scheduler.service import periodic
-from backoffice.platform.timers.routines import run_due_routines
 from backoffice.platform.timers.service import fire_due_timers
+from backoffice.tenants.routines.schedule import start_due_runs
 
 TIMER_BATCH = 500
 TIMER_ROUNDS_PER_TICK = 20  # a backlog drains across ticks instead of starving the other loops
@@ -33,9 +33,9 @@ async def fire_timers(database: Database, broker: dramatiq.Broker) -> None:
             return
 
 
-@periodic("routines.daily", every=30.0)
-async def daily_routines(database: Database, broker: dramatiq.Broker) -> None:
-    await run_due_routines(database)
+@periodic("routines.schedule", every=30.0)
+async def scheduled_routines(database: Database, broker: dramatiq.Broker) -> None:
+    await start_due_runs(database)
 
 
 @periodic("outbox.give_up", every=60.0)

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint, Uuid
+from sqlalchemy import JSON, BigInteger, Date, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
@@ -60,10 +60,14 @@ class Charge(TenantOwned, Base):
         UniqueConstraint("tenant_id", "source", "external_id"),
         Index("ix_charges_customer", "tenant_id", "customer_id"),
         Index("ix_charges_due", "status", "due_date"),
+        # The billing routine charges a contract once per period, whatever re-runs it.
+        Index("uq_charges_contract_period", "tenant_id", "contract_id", "billing_period", unique=True,
+              postgresql_where=text("billing_period IS NOT NULL"), sqlite_where=text("billing_period IS NOT NULL")),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     contract_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    billing_period: Mapped[str | None] = mapped_column(String(7))  # YYYY-MM when the billing routine made it
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="BRL")
     due_date: Mapped[date] = mapped_column(Date)

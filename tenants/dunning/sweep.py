@@ -62,9 +62,9 @@ WITH today AS (
 ), queued AS (
     INSERT INTO outbox (tenant_id, id, job, payload, created_at, available_at, attempts)
     SELECT tenant_id, {_UUID7}, :job, json_build_object('event_id', id), :now, :now, 0 FROM emitted
-    RETURNING 1
+    RETURNING tenant_id
 )
-SELECT count(*) FROM queued
+SELECT tenant_id, count(*) AS n FROM queued GROUP BY tenant_id
 """
 
 
@@ -75,8 +75,9 @@ def local_today(timezone: str, now: datetime) -> date:
 async def sweep_overdue(
     database: Database, *, tenant_ids: list[uuid.UUID] | None = None,
     today_by_tenant: dict[uuid.UUID, date] | None = None,
-) -> int:
-    """Turn past-due pending charges overdue; returns how many ``payment.overdue`` events were emitted.
+) -> dict[uuid.UUID, int]:
+    """Turn past-due pending charges overdue; returns how many ``payment.overdue`` events were emitted,
+    by tenant (every swept tenant is a key, with 0 when nothing was overdue).
 
     ``tenant_ids`` limits the sweep (default: every active tenant); ``today_by_tenant`` overrides a
     tenant's local date (the daily routine passes the date it runs for, so a missed day catches up
@@ -87,10 +88,16 @@ async def sweep_overdue(
     async with database.system() as session:
         todays = await _todays(session, tenant_ids, overrides, now)
         if not todays:
-            return 0
-        if database.dialect == "postgresql":
-            return await _sweep_postgres(session, todays, now)
-        return await _sweep_per_tenant(session, todays, now)
+            return {}
+        return await sweep_session(session, todays, now)
+
+
+async def sweep_session(session: AsyncSession, todays: dict[uuid.UUID, date], now: datetime) -> dict[uuid.UUID, int]:
+    """The sweep in the caller's transaction: a system session for many tenants, or a tenant's own
+    session for that one tenant (RLS lets it see and write only its rows either way)."""
+    if session.bind.dialect.name == "postgresql":
+        return await _sweep_postgres(session, todays, now)
+    return await _sweep_per_tenant(session, todays, now)
 
 
 async def _todays(
@@ -107,7 +114,7 @@ async def _todays(
     }
 
 
-async def _sweep_postgres(session: AsyncSession, todays: dict[uuid.UUID, date], now: datetime) -> int:
+async def _sweep_postgres(session: AsyncSession, todays: dict[uuid.UUID, date], now: datetime) -> dict[uuid.UUID, int]:
     statement = text(_SWEEP_POSTGRES).bindparams(
         bindparam("tenant_ids", type_=ARRAY(Uuid())), bindparam("todays", type_=ARRAY(Date())),
         bindparam("now", type_=UTCDateTime()), bindparam("latest_today", type_=Date()),
@@ -118,12 +125,14 @@ async def _sweep_postgres(session: AsyncSession, todays: dict[uuid.UUID, date], 
         "tenant_ids": list(todays), "todays": list(todays.values()), "latest_today": max(todays.values()),
         "now": now, "event_type": EVENT_TYPE, "source": SOURCE, "job": PROCESS_JOB,
     })
-    return result.scalar_one()
+    emitted = dict.fromkeys(todays, 0)
+    emitted.update({row.tenant_id: row.n for row in result})
+    return emitted
 
 
-async def _sweep_per_tenant(session: AsyncSession, todays: dict[uuid.UUID, date], now: datetime) -> int:
+async def _sweep_per_tenant(session: AsyncSession, todays: dict[uuid.UUID, date], now: datetime) -> dict[uuid.UUID, int]:
     """The embedded mode's sweep: one UPDATE ... RETURNING and one intake batch per tenant."""
-    emitted = 0
+    emitted = dict.fromkeys(todays, 0)
     for tenant_id, today in todays.items():
         charges = (await session.execute(
             update(Charge)
@@ -136,7 +145,7 @@ async def _sweep_per_tenant(session: AsyncSession, todays: dict[uuid.UUID, date]
         events = [validate(overdue_event(charge, now)) for charge in charges]
         for start in range(0, len(events), MAX_BATCH):
             results = await ingest_batch(session, tenant_id, events[start:start + MAX_BATCH])
-            emitted += sum(result.status == "accepted" for result in results)
+            emitted[tenant_id] += sum(result.status == "accepted" for result in results)
     return emitted
 
 

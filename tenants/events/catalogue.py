@@ -51,6 +51,14 @@ class ChargeData(_Strict):
     contract_external_id: Text | None = None
 
 
+class ChargeSummary(_Strict):
+    """A charge as a routine describes it before (or without) the gateway's id."""
+
+    amount_cents: Cents
+    due_date: date
+    description: Text | None = None
+
+
 class PaymentData(_Strict):
     external_id: Text | None = None
     amount_cents: Cents
@@ -132,6 +140,18 @@ class SubscriptionCanceled(_Strict):
     effective_at: datetime | None = None
 
 
+class RoutineItemFailed(_Strict):
+    """Emitted by a back-office routine run when one of its items fails for a customer."""
+
+    routine: Annotated[str, Field(min_length=1, max_length=32)]
+    routine_title: Text
+    period: Annotated[str, Field(min_length=7, max_length=10)]
+    run_id: uuid.UUID
+    item: Annotated[str, Field(min_length=1, max_length=300)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    charge: ChargeSummary | None = None
+
+
 class CaseTimer(_Strict):
     """Emitted by the durable timers of a late-payment case."""
 
@@ -153,6 +173,7 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "dunning.reminder_due": (CaseTimer, "Timer: remind the end customer of the grace deadline."),
     "dunning.deadline_reached": (CaseTimer, "Timer: the grace deadline passed; block if still unpaid."),
     "customer.termination_due": (CaseTimer, "Timer: blocked for the policy's days; terminate."),
+    "routine.item_failed": (RoutineItemFailed, "A back-office routine (billing, invoices) failed an item of the customer."),
 }
 
 EVENT_TYPES = tuple(CATALOGUE)

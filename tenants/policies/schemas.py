@@ -26,6 +26,7 @@ NOTIFICATION_KINDS: tuple[str, ...] = (
     "dunning.resolved",
     "customer.terminated",
     "invoice.rejected",
+    "routine.item_failed",
 )
 # What the end customer receives by e-mail during a late payment.
 EMAIL_KINDS: tuple[str, ...] = ("dunning.notice", "dunning.reminder", "dunning.blocked_notice")
@@ -45,6 +46,7 @@ NotificationKind = Literal[
     "dunning.resolved",
     "customer.terminated",
     "invoice.rejected",
+    "routine.item_failed",
 ]
 TemplateKind = Literal[
     NotificationKind, "dunning.notice", "dunning.reminder", "dunning.blocked_notice"

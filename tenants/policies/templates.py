@@ -50,6 +50,7 @@ Per kind:
     dunning.resolved        charge!, payment
     customer.terminated     plans, terminated_at, documents (the final ones), task
     invoice.rejected        message! (the issuer's words), document, charge
+    routine.item_failed     routine! (its title), period!, item!, message! (the provider's words), charge
     dunning.notice          charge!, deadline_at!, auto_block                (e-mail to the customer)
     dunning.reminder        charge!, deadline_at!, days_left, auto_block     (e-mail to the customer)
     dunning.blocked_notice  charge!, deadline_at!, blocked_at, auto_unblock  (e-mail to the customer)
@@ -94,6 +95,7 @@ CONTEXT: dict[str, tuple[str, ...]] = {
     "dunning.resolved": ("charge", "payment", *_FRONT_OFFICE),
     "customer.terminated": ("plans", "terminated_at", "documents", "task", *_FRONT_OFFICE),
     "invoice.rejected": ("message", "document", "charge", *_FRONT_OFFICE),
+    "routine.item_failed": ("routine", "period", "item", "message", "charge", *_FRONT_OFFICE),
     "dunning.notice": ("charge", "deadline_at", "auto_block"),
     "dunning.reminder": ("charge", "deadline_at", "days_left", "auto_block"),
     "dunning.blocked_notice": ("charge", "deadline_at", "blocked_at", "auto_unblock"),
@@ -107,6 +109,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "dunning.unblocked": ("charge",),
     "dunning.resolved": ("charge",),
     "invoice.rejected": ("message",),
+    "routine.item_failed": ("routine", "period", "item", "message"),
     "dunning.notice": _DUNNING,
     "dunning.reminder": _DUNNING,
     "dunning.blocked_notice": _DUNNING,

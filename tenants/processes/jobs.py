@@ -1,3 +1,5 @@
 """Imports every process so their handlers register with the engine (the worker imports this)."""
 
-from backoffice.tenants.processes import dunning, engine, onboarding, plan_change, termination  # noqa: F401
+from backoffice.tenants.processes import (  # noqa: F401
+    dunning, engine, onboarding, plan_change, routine_failures, termination,
+)

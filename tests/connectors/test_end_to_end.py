@@ -21,7 +21,7 @@ from backoffice.web.app import create_app
 from tests.connectors.conftest import Answer, connector_settings, make_instance
 from tests.connectors.test_hooks import API_KEY, TOKEN, asaas_hook, asaas_payment
 from tests.connectors.test_ports import smtp_config, smtp_server  # noqa: F401  fixture
-from tests.tenants.processes.conftest import new_customer, spine  # noqa: F401  fixture
+from tests.tenants.conftest import new_customer, spine  # noqa: F401  fixture
 
 import pytest
 

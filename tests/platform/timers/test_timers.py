@@ -1,15 +1,15 @@
-"""Durable timers: scheduled once per key, canceled for good, fired once into the right tenant's spine;
-and the daily routines that run at a local hour of each tenant's own time zone."""
+"""Durable timers: scheduled once per key, canceled for good, fired once into the right tenant's spine.
+(The routines that run at a local hour of each tenant's time zone: tests/tenants/routines.)"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dramatiq
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from backoffice.platform import clock
 from backoffice.platform.clock import FrozenClock
@@ -17,11 +17,8 @@ from backoffice.platform.db.session import TenantMismatch
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.timers.models import Timer
-from backoffice.platform.timers.routines import DUNNING_SWEEP, current_period, next_local_run, run_due_routines
 from backoffice.platform.timers.service import cancel_timers, fire_due_timers, schedule_timer
-from backoffice.tenants.billing.models import Charge, ChargeStatus
 from backoffice.tenants.events.models import Event
-from backoffice.tenants.registry.models import Tenant
 
 START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 12:00 in São Paulo
 
@@ -169,89 +166,6 @@ async def test_timers_locked_by_another_scheduler_are_skipped_not_waited_for(dat
         assert await asyncio.wait_for(fire_due_timers(database), 5) == 2
     assert {t.key for t in await rows(database, Timer) if t.fired_at is None} == set(held)
     assert await fire_due_timers(database) == 2
-
-
-# --- routines in the tenant's time zone ----------------------------------------------------------------
-
-def test_next_local_run_in_sao_paulo():
-    # São Paulo has had no daylight saving since 2019: 06:00 there is always 09:00 UTC.
-    assert next_local_run("America/Sao_Paulo", 6, datetime(2026, 11, 2, 8, 59, tzinfo=UTC)) == \
-        datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-    assert next_local_run("America/Sao_Paulo", 6, datetime(2026, 11, 2, 9, 0, tzinfo=UTC)) == \
-        datetime(2026, 11, 3, 9, 0, tzinfo=UTC)  # strictly after
-    # Late evening in São Paulo is already tomorrow in UTC: the next run is still São Paulo's tomorrow.
-    assert next_local_run("America/Sao_Paulo", 6, datetime(2026, 12, 31, 23, 30, tzinfo=UTC)) == \
-        datetime(2027, 1, 1, 9, 0, tzinfo=UTC)
-
-
-def test_next_local_run_across_daylight_saving_changes():
-    ny = "America/New_York"
-    # Spring forward on 8 March 2026: 06:00 is 11:00 UTC the day before and 10:00 UTC that day.
-    assert next_local_run(ny, 6, datetime(2026, 3, 7, 10, 0, tzinfo=UTC)) == datetime(2026, 3, 7, 11, 0, tzinfo=UTC)
-    assert next_local_run(ny, 6, datetime(2026, 3, 7, 11, 0, tzinfo=UTC)) == datetime(2026, 3, 8, 10, 0, tzinfo=UTC)
-    # 02:00 does not exist that day: the run happens at the first instant after the gap (03:00 EDT).
-    assert next_local_run(ny, 2, datetime(2026, 3, 8, 0, 0, tzinfo=UTC)) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
-    # Fall back on 1 November 2026: 06:00 moves from 10:00 UTC to 11:00 UTC ...
-    assert next_local_run(ny, 6, datetime(2026, 10, 31, 10, 0, tzinfo=UTC)) == datetime(2026, 11, 1, 11, 0, tzinfo=UTC)
-    # ... and 01:00, which happens twice, runs once, at its first occurrence (01:00 EDT).
-    first = next_local_run(ny, 1, datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
-    assert first == datetime(2026, 11, 1, 5, 0, tzinfo=UTC)
-    assert next_local_run(ny, 1, first) == datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-
-
-def test_the_current_period_turns_at_the_local_hour():
-    assert current_period("America/Sao_Paulo", 6, datetime(2026, 11, 2, 8, 59, tzinfo=UTC)) == date(2026, 11, 1)
-    assert current_period("America/Sao_Paulo", 6, datetime(2026, 11, 2, 9, 0, tzinfo=UTC)) == date(2026, 11, 2)
-    assert current_period("Asia/Tokyo", 6, datetime(2026, 11, 2, 8, 59, tzinfo=UTC)) == date(2026, 11, 2)
-
-
-async def _charge(database, tenant, due: date, external_id: str) -> None:
-    async with database.tenant(tenant.id) as session:
-        session.add(Charge(customer_id=tenant.customer_ids[0], amount_cents=9900, due_date=due, source="asaas",
-                           external_id=external_id, description="Plano mensal"))
-
-
-async def _statuses(database) -> dict[tuple[uuid.UUID, str], ChargeStatus]:
-    return {(c.tenant_id, c.external_id): c.status for c in await rows(database, Charge)}
-
-
-async def test_the_daily_sweep_runs_once_per_local_day_at_six_and_catches_up(database, tenants, frozen):
-    async with database.system() as session:
-        await session.execute(update(Tenant).where(Tenant.id == tenants.b.id).values(timezone="Asia/Tokyo"))
-    for tenant in (tenants.a, tenants.b):
-        await _charge(database, tenant, date(2026, 11, 1), "due-nov-1")
-        await _charge(database, tenant, date(2026, 11, 2), "due-nov-2")
-
-    # 05:30 in São Paulo, whose current period is still 1 November (nothing was due before it);
-    # 17:30 in Tokyo, whose period is 2 November. Neither period has run yet.
-    frozen.set(datetime(2026, 11, 2, 8, 30, tzinfo=UTC))
-    assert set((await run_due_routines(database))[DUNNING_SWEEP.name]) == {tenants.a.id, tenants.b.id}
-    assert await _statuses(database) == {
-        (tenants.a.id, "due-nov-1"): ChargeStatus.PENDING, (tenants.a.id, "due-nov-2"): ChargeStatus.PENDING,
-        (tenants.b.id, "due-nov-1"): ChargeStatus.OVERDUE, (tenants.b.id, "due-nov-2"): ChargeStatus.PENDING,
-    }
-    assert await run_due_routines(database) == {DUNNING_SWEEP.name: []}  # a second check runs nothing
-
-    frozen.set(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))  # 06:00 in São Paulo
-    assert await run_due_routines(database) == {DUNNING_SWEEP.name: [tenants.a.id]}
-    assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.OVERDUE
-    markers = {(t.tenant_id, t.key): t for t in await rows(database, Timer)}
-    assert set(markers) == {(tenants.a.id, "routine:dunning_sweep:2026-11-01"),
-                            (tenants.a.id, "routine:dunning_sweep:2026-11-02"),
-                            (tenants.b.id, "routine:dunning_sweep:2026-11-02")}
-    assert all(t.fired_at is not None for t in markers.values())
-    assert await fire_due_timers(database) == 0  # markers are records, not timers to fire
-
-    # The scheduler is down for two days; back at 07:00 São Paulo on 5 November it catches up once.
-    frozen.set(datetime(2026, 11, 5, 10, 0, tzinfo=UTC))
-    assert sorted(map(str, (await run_due_routines(database))[DUNNING_SWEEP.name])) == \
-        sorted(map(str, (tenants.a.id, tenants.b.id)))
-    assert set((await _statuses(database)).values()) == {ChargeStatus.OVERDUE}
-    assert await run_due_routines(database) == {DUNNING_SWEEP.name: []}
-    events = await rows(database, Event)  # one payment.overdue per charge, none twice
-    assert sorted((e.tenant_id == tenants.a.id, e.type) for e in events) == \
-        [(False, "payment.overdue")] * 2 + [(True, "payment.overdue")] * 2
-    assert len({(e.tenant_id, e.external_id) for e in events}) == 4
 
 
 # --- wiring: the scheduler process runs the loops ----------------------------------------------------

@@ -65,7 +65,7 @@ async def test_one_overdue_event_per_past_due_charge_in_the_tenants_local_calend
     await add_charge(database, tenants.a, "ch-already", date(2026, 10, 1), status=ChargeStatus.OVERDUE)
     await add_charge(database, tenants.b, "ch-nov-1", NOV[1])
 
-    assert await sweep_overdue(database, tenant_ids=[tenants.a.id]) == 2
+    assert sum((await sweep_overdue(database, tenant_ids=[tenants.a.id])).values()) == 2
 
     assert await statuses(database, tenants.a) == {
         "ch-oct-31": ChargeStatus.OVERDUE, "ch-nov-1": ChargeStatus.OVERDUE, "ch-nov-2": ChargeStatus.PENDING,
@@ -91,9 +91,9 @@ async def test_one_overdue_event_per_past_due_charge_in_the_tenants_local_calend
 async def test_a_second_sweep_emits_nothing(database, tenants, frozen):
     await add_charge(database, tenants.a, "ch-1", NOV[1])
     await add_charge(database, tenants.b, "ch-1", NOV[1])
-    assert await sweep_overdue(database) == 2
+    assert sum((await sweep_overdue(database)).values()) == 2
     frozen.advance(hours=1)
-    assert await sweep_overdue(database) == 0
+    assert sum((await sweep_overdue(database)).values()) == 0
     for tenant in (tenants.a, tenants.b):
         assert len(await events(database, tenant)) == 1 and len(await outbox(database, tenant)) == 1
 
@@ -102,10 +102,10 @@ async def test_an_event_already_stored_is_not_emitted_again(database, tenants, f
     """A charge put back to pending after its event was stored (say, a manual correction): the charge
     turns overdue again, but the event and its outbox row exist once."""
     charge = await add_charge(database, tenants.a, "ch-1", NOV[1])
-    assert await sweep_overdue(database, tenant_ids=[tenants.a.id]) == 1
+    assert sum((await sweep_overdue(database, tenant_ids=[tenants.a.id])).values()) == 1
     async with database.tenant(tenants.a.id) as session:
         await session.execute(update(Charge).values(status=ChargeStatus.PENDING))
-    assert await sweep_overdue(database, tenant_ids=[tenants.a.id]) == 0
+    assert sum((await sweep_overdue(database, tenant_ids=[tenants.a.id])).values()) == 0
     assert (await statuses(database, tenants.a))["ch-1"] == ChargeStatus.OVERDUE
     stored = await events(database, tenants.a)
     assert [e.external_id for e in stored] == [f"overdue:{charge.id}"] and len(await outbox(database, tenants.a)) == 1
@@ -120,7 +120,7 @@ async def test_each_tenant_is_swept_by_its_own_time_zone_in_one_pass(database, t
         await add_charge(database, tenant, "ch-nov-2", NOV[2])
         await add_charge(database, tenant, "ch-nov-3", NOV[3])
 
-    assert await sweep_overdue(database) == 3  # every active tenant: A's 1st, B's 1st and 2nd
+    assert sum((await sweep_overdue(database)).values()) == 3  # every active tenant: A's 1st, B's 1st and 2nd
     assert await statuses(database, tenants.a) == {
         "ch-nov-1": ChargeStatus.OVERDUE, "ch-nov-2": ChargeStatus.PENDING, "ch-nov-3": ChargeStatus.PENDING}
     assert await statuses(database, tenants.b) == {
@@ -133,7 +133,7 @@ async def test_the_routine_can_sweep_for_a_given_local_date(database, tenants, f
     await add_charge(database, tenants.a, "ch-nov-1", NOV[1])
     await add_charge(database, tenants.a, "ch-nov-2", NOV[2])
     await add_charge(database, tenants.b, "ch-nov-1", NOV[1])
-    assert await sweep_overdue(database, tenant_ids=[tenants.a.id], today_by_tenant={tenants.a.id: NOV[4]}) == 2
+    assert sum((await sweep_overdue(database, tenant_ids=[tenants.a.id], today_by_tenant={tenants.a.id: NOV[4]})).values()) == 2
     assert set((await statuses(database, tenants.a)).values()) == {ChargeStatus.OVERDUE}
     assert await statuses(database, tenants.b) == {"ch-nov-1": ChargeStatus.PENDING}
 
@@ -143,9 +143,9 @@ async def test_a_suspended_tenant_is_left_out_unless_named(database, tenants, fr
     await add_charge(database, tenants.b, "ch-1", NOV[1])
     async with database.system() as session:
         await session.execute(update(Tenant).where(Tenant.id == tenants.b.id).values(status=TenantStatus.SUSPENDED))
-    assert await sweep_overdue(database) == 1
+    assert sum((await sweep_overdue(database)).values()) == 1
     assert await statuses(database, tenants.b) == {"ch-1": ChargeStatus.PENDING}
-    assert await sweep_overdue(database, tenant_ids=[tenants.b.id]) == 1
+    assert sum((await sweep_overdue(database, tenant_ids=[tenants.b.id])).values()) == 1
     assert await statuses(database, tenants.b) == {"ch-1": ChargeStatus.OVERDUE}
 
 

@@ -50,6 +50,7 @@ def realistic_case(kind: str, customer: dict, timezone: str) -> dict:
         "days_left": 1, "auto_block": True, "auto_unblock": True, "blocked": True, "unblocked": True,
         "blocked_at": LATE_EVENING, "unblocked_at": LATE_EVENING, "terminated_at": LATE_EVENING,
         "terminate_at": LATE_EVENING, "reason": "Pedido do cliente", "message": "E0160: inscrição municipal inválida",
+        "routine": "Faturamento", "period": "2026-03", "item": "Mensalidade Pro Mensal, 2026-03",
     }
     return {name: everything[name] for name in ("tenant", "customer", *templates.CONTEXT[kind])}
 
@@ -73,7 +74,7 @@ def test_every_default_tells_who_how_much_and_when(kind, locale, customer_kind, 
     assert MONEY[locale] in text
     when = LOCAL[timezone][0 if locale == "pt-BR" else 1]
     # Kinds with a moment show it in the tenant's zone; the others show the charge's calendar due date.
-    if kind == "invoice.rejected":
+    if kind in ("invoice.rejected", "routine.item_failed"):
         assert ("05/03/2026" if locale == "pt-BR" else "Mar 5, 2026") in text
     else:
         assert when in text, text

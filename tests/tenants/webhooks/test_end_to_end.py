@@ -14,7 +14,7 @@ from backoffice.tenants.webhooks import service
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
 from backoffice.tenants.webhooks.port import WebhookPort
 from tests.connectors.conftest import make_instance
-from tests.tenants.processes.conftest import new_customer, spine  # noqa: F401  (the spine fixture)
+from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the spine fixture)
 from tests.tenants.webhooks.conftest import ACTOR
 
 

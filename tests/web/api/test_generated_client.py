@@ -11,7 +11,7 @@ from pathlib import Path
 from litestar.testing import AsyncTestClient
 
 from backoffice.web.app import create_app
-from tests.tenants.processes.conftest import spine  # noqa: F401  (the running pipeline fixture)
+from tests.tenants.conftest import spine  # noqa: F401  (the running pipeline fixture)
 from tests.web.api.conftest import make_key
 
 GENERATOR = str(Path(sys.executable).with_name("openapi-python-client"))

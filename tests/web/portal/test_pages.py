@@ -16,7 +16,7 @@ from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.tasks.models import Task, TaskStatus
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.web.app import create_app
-from tests.tenants.processes.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
+from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
 from tests.web.portal.conftest import Browser
 
 PLAN = {"code": "pro", "name": "Plano Pro", "price_cents": 19990}

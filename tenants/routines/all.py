@@ -1,0 +1,4 @@
+"""Imports every routine so the catalogue is complete wherever it is read (scheduler, workers, web, CLI).
+A routine added in a new module is added here."""
+
+import backoffice.tenants.routines.dunning  # noqa: F401
