@@ -170,6 +170,9 @@ class Routine:
     finish: FinishFn | None = None
     run_for_tenants: SetRunFn | None = None
     max_attempts: int = 5  # retryable provider failures of one item before it is failed
+    # Connector kinds the routine works through (any one enabled instance will do): the schedule skips a
+    # tenant that has none, and the overview says the routine is not set up, instead of a failed run a day.
+    requires: tuple[str, ...] = ()
 
     def label(self, locale: str) -> str:
         return self.title.get(locale) or self.title["en"]

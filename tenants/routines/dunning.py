@@ -23,7 +23,7 @@ from backoffice.tenants.routines.models import RoutineRun
 async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
     emitted = await sweep_session(session, {run.tenant_id: date.fromisoformat(run.period)}, clock.now())
     count = emitted.get(run.tenant_id, 0)
-    return Plan(done_inline=count, summary={"overdue": count})
+    return Plan(done_inline=count)
 
 
 async def _for_tenants(database, periods: dict[uuid.UUID, str]) -> dict[uuid.UUID, int]:

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import ConnectorError
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
@@ -419,6 +420,7 @@ async def routine_overview(session: AsyncSession, *, locale: str | None = None) 
     tenant = await session.get(Tenant, tenant_of(session))
     locale = locale or tenant.locale
     settings = {s.routine: s for s in (await session.execute(select(RoutineSetting))).scalars()}
+    kinds = set((await session.execute(select(ConnectorInstance.kind).where(ConnectorInstance.enabled.is_(True)))).scalars())
     now = clock.now()
     overview = []
     for routine in routines():
@@ -427,13 +429,15 @@ async def routine_overview(session: AsyncSession, *, locale: str | None = None) 
         last = (await session.execute(select(RoutineRun).where(RoutineRun.routine == routine.name)
                                       .order_by(RoutineRun.created_at.desc(), RoutineRun.id.desc()).limit(1))).scalar_one_or_none()
         paused = bool(setting and setting.paused)
+        configured = not routine.requires or bool(kinds & set(routine.requires))
         overview.append({
             "routine": routine.name, "title": routine.label(locale), "item_noun": routine.item_noun.get(locale)
             or routine.item_noun["en"], "schedule": routine.schedule.describe(hour=hour, day=day),
-            "timezone": tenant.timezone, "paused": paused,
+            "timezone": tenant.timezone, "paused": paused, "configured": configured,
+            "requires": list(routine.requires),
             "paused_at": _iso(setting.paused_at) if paused else None,
             "paused_by": setting.paused_by if paused else None, "pause_reason": setting.pause_reason if paused else None,
-            "next_run_at": None if paused else _iso(routine.schedule.next(tenant.timezone, now, hour=hour, day=day)),
+            "next_run_at": None if paused or not configured else _iso(routine.schedule.next(tenant.timezone, now, hour=hour, day=day)),
             "last_run": run_view(last, routine, locale) if last else None,
         })
     return overview

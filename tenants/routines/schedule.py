@@ -8,6 +8,9 @@ bill a month already past; staff start such a period by hand). A manual run of t
 run. The unique index on scheduled runs makes a second scheduler's insert a no-op, so a period is started
 once whatever happens.
 
+A routine that ``requires`` a connector (the billing run needs a payment gateway) is not scheduled for a
+tenant without an enabled instance of one of those kinds: nothing to run is not a failure every day.
+
 A routine with ``run_for_tenants`` (the dunning sweep) does every due tenant's work at once, set-based,
 and records their runs finished; the others get a queued run and a ``routines.plan`` outbox row per
 tenant, in one transaction per chunk of tenants.
@@ -21,6 +24,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, tuple_
 
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import Database, dialect_insert
@@ -43,10 +47,16 @@ async def due_periods(database: Database, routine: Routine) -> dict[uuid.UUID, s
             select(Tenant.id, Tenant.timezone).where(Tenant.status == TenantStatus.ACTIVE))).all()
         settings = {s.tenant_id: s for s in (await session.execute(
             select(RoutineSetting).where(RoutineSetting.routine == routine.name))).scalars()}
+        equipped = None
+        if routine.requires:
+            equipped = set((await session.execute(select(ConnectorInstance.tenant_id).where(
+                ConnectorInstance.kind.in_(routine.requires), ConnectorInstance.enabled.is_(True)))).scalars())
         wanted: dict[uuid.UUID, str] = {}
         for tenant in tenants:
             setting = settings.get(tenant.id)
             if setting is not None and setting.paused:
+                continue
+            if equipped is not None and tenant.id not in equipped:
                 continue
             period, instant = routine.schedule.latest(tenant.timezone, now, hour=setting.hour if setting else None,
                                                       day=setting.day if setting else None)
@@ -97,7 +107,7 @@ def _run_row(tenant_id: uuid.UUID, routine: Routine, period: str, now, status: R
     return {"tenant_id": tenant_id, "id": new_id(), "routine": routine.name, "period": period,
             "trigger": Trigger.SCHEDULE.value, "status": status.value, "requested_by": SCHEDULER,
             "items_total": done, "items_done": done, "items_failed": 0,
-            "summary": {"count": done} if finished else {}, "created_at": now,
+            "summary": {}, "created_at": now,
             "started_at": now if finished else None, "finished_at": finished, "updated_at": finished or now}
 
 

@@ -150,6 +150,16 @@ async def _nothing(session, run) -> Plan:
     return Plan()
 
 
+async def test_a_routine_that_needs_a_connector_is_scheduled_only_where_one_is_enabled(database, tenants, frozen):
+    from tests.connectors.conftest import make_instance
+
+    needs_gateway = Routine(name="test_gateway", title={"en": "Test"}, item_noun={"en": "things"},
+                            schedule=Daily(hour=5), plan=_nothing, requires=("asaas",))
+    await make_instance(database, tenants.a.id, "asaas", {"base_url": "http://127.0.0.1:9", "api_key": "k",
+                                                          "webhook_token": "t"})
+    assert await start_scheduled(database, needs_gateway) == [tenants.a.id]
+
+
 MONTHLY = Routine(name="test_monthly", title={"en": "Test"}, item_noun={"en": "things"},
                   schedule=Monthly(day=1, hour=5), plan=_nothing)
 
