@@ -222,3 +222,50 @@ async def test_another_tenant_cannot_see_or_touch_a_run(spine):
         assert (await session.execute(select(RunItem))).first() is None
         assert await session.execute(select(RoutineRun)) is not None
         assert (await session.execute(select(RoutineRun))).first() is None
+
+
+SIZES: dict[uuid.UUID, int] = {}
+
+
+async def _bulk_plan(session, run) -> Plan:
+    return Plan(items=[ItemSpec(key=f"n:{i}", label=f"item {i}") for i in range(SIZES[run.tenant_id])])
+
+
+async def _bulk_work(session, run, item) -> Outcome:
+    return Outcome.done()
+
+
+BULK = Routine(name="test_bulk", title={"en": "Bulk"}, item_noun={"en": "items"}, schedule=Daily(hour=5),
+               plan=_bulk_plan, work=_bulk_work)
+
+
+async def test_a_large_run_does_not_hold_back_a_small_tenants_run(spine):
+    """Items go through the relay, which hands work out round-robin by tenant: a tenant's 3-item run
+    finishes while another tenant's 300-item run has barely started."""
+    import asyncio
+
+    from backoffice.platform.outbox.relay import relay_once
+
+    a, b = spine.tenants.a, spine.tenants.b
+    CATALOGUE[BULK.name] = BULK
+    SIZES.update({a.id: 300, b.id: 3})
+    try:
+        async with spine.database.tenant(a.id) as session:
+            big = (await engine.start_run(session, BULK.name, period="2026-11-02", actor=STAFF)).id
+        async with spine.database.tenant(b.id) as session:
+            small = (await engine.start_run(session, BULK.name, period="2026-11-02", actor=STAFF)).id
+        for _ in range(10):
+            await relay_once(spine.database, spine.broker, per_tenant_round=20)
+            for queue in spine.broker.get_declared_queues():
+                await asyncio.to_thread(spine.broker.join, queue, timeout=30_000)
+            small_run, _ = await run_and_items(spine, b.id, small)
+            if small_run.status == RunStatus.SUCCEEDED:
+                break
+        big_run, _ = await run_and_items(spine, a.id, big)
+        assert small_run.status == RunStatus.SUCCEEDED
+        assert big_run.status == RunStatus.RUNNING and big_run.items_done <= 40, big_run.items_done
+        await spine.settle()
+        big_run, _ = await run_and_items(spine, a.id, big)
+        assert (big_run.status, big_run.items_done) == (RunStatus.SUCCEEDED, 300)
+    finally:
+        CATALOGUE.pop(BULK.name, None)
