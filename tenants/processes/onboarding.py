@@ -45,7 +45,8 @@ async def on_invoice_issued(step: Step) -> None:
     fiscal = await _fiscal(step, doc)
     fiscal.status = FiscalStatus.AUTHORIZED
     fiscal.number, fiscal.series = doc.get("number"), doc.get("series")
-    fiscal.verification_code, fiscal.amount_cents = doc.get("verification_code"), doc.get("amount_cents")
+    fiscal.verification_code = doc.get("verification_code")
+    fiscal.amount_cents = doc.get("amount_cents", fiscal.amount_cents)  # Focus NFe's status omits it; keep what was issued
     fiscal.pdf_url, fiscal.xml_url = doc.get("pdf_url"), doc.get("xml_url")
     fiscal.issued_at = datetime.fromisoformat(doc["issued_at"]) if doc.get("issued_at") else step.event.occurred_at
     await step.session.flush()
