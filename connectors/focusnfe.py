@@ -11,21 +11,29 @@
 Customer matching: the refs this connector creates are ``<customer uuid hex>-<suffix>`` (see
 :func:`make_ref`), so a hook names the customer without the nota having to carry our ids; a nota that
 carries the tomador's CPF/CNPJ is matched by it otherwise.
+
+Issuing (the invoices routine) also needs the prestador as the city hall knows it and the service code:
+optional configuration fields, so an instance that only receives hooks stays valid without them
+(:func:`missing_for_issuing` names what an issuing tenant still has to fill in).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from backoffice.connectors.common import cents, json_body, need
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, register
+from backoffice.platform.documents import InvalidDocument, normalize_cnpj
 
 log = logging.getLogger(__name__)
 REF = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -35,6 +43,73 @@ OUR_REF = re.compile(r"^([0-9a-f]{32})-")
 class FocusNfeConfig(KindConfig):
     base_url: HttpUrl = Field(default=HttpUrl("https://api.focusnfe.com.br"))
     token: SecretStr
+    # The prestador (this company, as its city hall registers it) and the service it invoices: needed to
+    # issue notas, not to receive hooks, hence optional.
+    prestador_cnpj: str | None = None
+    inscricao_municipal: str | None = Field(default=None, min_length=1, max_length=32)
+    codigo_municipio: str | None = None  # IBGE code of the prestador's city (where the service is rendered)
+    item_lista_servico: str | None = Field(default=None, min_length=1, max_length=16)  # LC 116/2003 item
+    codigo_tributario_municipio: str | None = Field(default=None, min_length=1, max_length=32)
+    aliquota: Decimal | None = Field(default=None, ge=0, le=100, decimal_places=4)  # ISS rate, percent (2.5 = 2,5%)
+    iss_retido: bool = False
+    optante_simples_nacional: bool | None = None
+    discriminacao: str | None = Field(default=None, min_length=1, max_length=500)  # opens every nota's description
+
+    @field_validator("prestador_cnpj")
+    @classmethod
+    def _cnpj(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_cnpj(value)
+        except InvalidDocument as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("codigo_municipio")
+    @classmethod
+    def _ibge(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9]{7}", value):
+            raise ValueError("expected the city's IBGE code: 7 digits (São Paulo is 3550308)")
+        return value
+
+
+# What a nota cannot be issued without (Focus NFe's required prestador and service fields).
+ISSUING_FIELDS = ("prestador_cnpj", "inscricao_municipal", "codigo_municipio", "item_lista_servico")
+
+
+def missing_for_issuing(config: FocusNfeConfig) -> list[str]:
+    return [name for name in ISSUING_FIELDS if getattr(config, name) in (None, "")]
+
+
+def nfse_body(config: FocusNfeConfig, *, issued_at: datetime, tomador_kind: str, tomador_tax_id: str,
+              tomador_name: str, tomador_email: str | None, amount_cents: int, description: str) -> dict[str, Any]:
+    """The NFS-e as ``POST /v2/nfse`` takes it (one format for every city; Focus NFe translates)."""
+    missing = missing_for_issuing(config)
+    if missing:
+        raise ValueError(f"cannot issue a nota without {', '.join(missing)} in the connector's configuration")
+    if tomador_kind not in ("cpf", "cnpj"):
+        raise ValueError(f"tomador: expected a cpf or cnpj, got {tomador_kind!r}")
+    tomador: dict[str, Any] = {tomador_kind: tomador_tax_id, "razao_social": tomador_name[:115]}
+    if tomador_email:
+        tomador["email"] = tomador_email[:80]
+    servico: dict[str, Any] = {
+        "valor_servicos": float(Decimal(amount_cents) / 100), "discriminacao": description[:2000],
+        "iss_retido": config.iss_retido, "item_lista_servico": config.item_lista_servico,
+        "codigo_municipio": config.codigo_municipio,
+    }
+    if config.aliquota is not None:
+        servico["aliquota"] = float(config.aliquota)
+    if config.codigo_tributario_municipio:
+        servico["codigo_tributario_municipio"] = config.codigo_tributario_municipio
+    body: dict[str, Any] = {
+        "data_emissao": issued_at.isoformat(timespec="seconds"),
+        "prestador": {"cnpj": config.prestador_cnpj, "inscricao_municipal": config.inscricao_municipal,
+                      "codigo_municipio": config.codigo_municipio},
+        "tomador": tomador, "servico": servico,
+    }
+    if config.optante_simples_nacional is not None:
+        body["optante_simples_nacional"] = config.optante_simples_nacional
+    return body
 
 
 def make_ref(customer_id: uuid.UUID, suffix: str) -> str:
@@ -65,6 +140,23 @@ class FocusNfe(ConnectorKind):
                                           auth=self._auth(ctx), repeatable=True,
                                           label="POST focusnfe nfse")
         return json_of(response, "POST focusnfe nfse")
+
+    async def submit(self, ctx: Context, ref: str, nfse: dict[str, Any]) -> dict[str, Any]:
+        """Send a nota once, whatever happened before: Focus NFe refuses a repeat of a ref it holds
+        (422 ``em_processamento`` or ``nfe_autorizada``), which after a lost answer or a crash before our
+        commit means it was sent already; the nota's current state is returned then. Any other refusal
+        raises with Focus NFe's own message (not retryable: the data must be fixed)."""
+        try:
+            return await self.issue(ctx, ref, nfse)
+        except ProviderError as error:
+            if error.retryable or error.status not in (400, 409, 422):
+                raise
+            held = await self.status(ctx, ref)
+            if held is not None:
+                log.info("focusnfe ref %s was sent already (%s); following it", ref, held.get("status"))
+                return held
+            raise ProviderError(f"Focus NFe refused the nota: {refusal(error)}", retryable=False,
+                                status=error.status) from None
 
     async def status(self, ctx: Context, ref: str) -> dict[str, Any] | None:
         try:
@@ -124,6 +216,40 @@ class FocusNfe(ConnectorKind):
         if tax_id:
             return {"tax_id": str(tax_id)}
         raise MalformedPayload("cannot tell whose nota this is: ref not made by the platform and no tomador")
+
+
+_REFUSED = re.compile(r"provider refused with (\d{3}): (.*)$", re.DOTALL)
+_MENSAGEM = re.compile(r'"mensagem"\s*:\s*"((?:[^"\\]|\\.)*)(?:"|\\?$)')  # the last may be cut short
+
+
+def refusal(error: ProviderError) -> str:
+    """Focus NFe's words in a refusal (``{"codigo": ..., "mensagem": ...}`` or a list of ``erros``),
+    from the answer's excerpt the HTTP helper keeps in the error."""
+    match = _REFUSED.search(str(error))
+    if not match:
+        return str(error)
+    status, excerpt = match.groups()
+    try:
+        body = json.loads(excerpt)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        entries = [body, *[e for e in body.get("erros") or [] if isinstance(e, dict)]]
+        messages = [str(e["mensagem"]) for e in entries if e.get("mensagem")]
+        if messages:
+            codigo = body.get("codigo")
+            return "; ".join(messages) + (f" ({codigo}, HTTP {status})" if codigo else f" (HTTP {status})")
+    cut = [_unescape(m) for m in _MENSAGEM.findall(excerpt)]  # the excerpt may stop mid-JSON
+    if cut:
+        return "; ".join(cut) + f" (HTTP {status})"
+    return f"HTTP {status}: {excerpt}" if excerpt else f"HTTP {status}"
+
+
+def _unescape(fragment: str) -> str:
+    try:
+        return json.loads(f'"{fragment}"')
+    except ValueError:
+        return fragment
 
 
 def _str(value: Any, limit: int) -> str | None:
