@@ -6,11 +6,19 @@
   from the API (``GET /v3/payments/{id}``): the fetched status must confirm the event and the fetched
   value is what we record, so a leaked token alone cannot clear a payment.
 - Events are deduplicated on the body's ``id`` (``evt_...``), which Asaas keeps across its retries.
+- Outbound: Asaas has no idempotency key, so a create is sent once and never retried blindly; callers
+  that must not create twice (the billing run) look their object up by ``externalReference`` first.
+- Lists are paginated with ``offset``/``limit`` (at most 100) and answer ``hasMore``; ``each`` follows
+  every page.
+- A refusal is ``{"errors": [{"code": ..., "description": ...}]}``; errors carry Asaas's descriptions.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
@@ -32,6 +40,7 @@ EVENT_TYPES = {
     "PAYMENT_DELETED": "payment.canceled",
 }
 PAID = {"CONFIRMED", "RECEIVED", "RECEIVED_IN_CASH"}
+PAGE = 100  # Asaas's largest page
 # The fetched status that confirms each event (None: any status; creation is a past fact).
 CONFIRMS: dict[str, set[str] | None] = {
     "PAYMENT_CREATED": None,
@@ -81,9 +90,8 @@ class Asaas(ConnectorKind):
                               external_reference: str | None = None) -> dict[str, Any]:
         """``POST /v3/customers``. Asaas has no idempotency key, so this is sent once, never retried."""
         body = {"name": name, "cpfCnpj": tax_id, "email": email, "externalReference": external_reference}
-        response = await ctx.http.request("POST", self._url(ctx, "/v3/customers"), headers=self._headers(ctx),
-                                          json={k: v for k, v in body.items() if v is not None},
-                                          label="POST asaas customer")
+        response = await self._request(ctx, "POST", "/v3/customers", "POST asaas customer",
+                                       json={k: v for k, v in body.items() if v is not None})
         return json_of(response, "POST asaas customer")
 
     async def create_charge(self, ctx: Context, *, customer: str, amount_cents: int, due_date: str,
@@ -93,10 +101,65 @@ class Asaas(ConnectorKind):
         value = f"{amount_cents // 100}.{amount_cents % 100:02d}"
         body = {"customer": customer, "billingType": billing_type, "value": value, "dueDate": due_date,
                 "description": description, "externalReference": external_reference}
-        response = await ctx.http.request("POST", self._url(ctx, "/v3/payments"), headers=self._headers(ctx),
-                                          json={k: v for k, v in body.items() if v is not None},
-                                          label="POST asaas payment")
+        response = await self._request(ctx, "POST", "/v3/payments", "POST asaas payment",
+                                       json={k: v for k, v in body.items() if v is not None})
         return json_of(response, "POST asaas payment")
+
+    async def find_customer(self, ctx: Context, *, external_reference: str) -> dict[str, Any] | None:
+        """The (not deleted) customer registered with our reference, if Asaas has one."""
+        async for customer in self.each(ctx, "/v3/customers", {"externalReference": external_reference},
+                                        "GET asaas customers"):
+            if customer.get("externalReference") == external_reference and not customer.get("deleted"):
+                return customer
+        return None
+
+    async def find_payment(self, ctx: Context, *, external_reference: str) -> dict[str, Any] | None:
+        """The (not deleted) payment created with our reference, if Asaas has one."""
+        async for payment in self.each(ctx, "/v3/payments", {"externalReference": external_reference},
+                                       "GET asaas payments"):
+            if payment.get("externalReference") == external_reference and not payment.get("deleted"):
+                return payment
+        return None
+
+    async def received_on(self, ctx: Context, day: str) -> list[dict[str, Any]]:
+        """Every payment Asaas received on ``day`` (its calendar, YYYY-MM-DD), in any received status: one
+        listing per status (the filter takes one), every page followed, each payment once."""
+        seen: dict[str, dict[str, Any]] = {}
+        for status in sorted(PAID):
+            filters = {"paymentDate[ge]": day, "paymentDate[le]": day, "status": status}
+            async for payment in self.each(ctx, "/v3/payments", filters, "GET asaas payments"):
+                if payment.get("deleted") or payment.get("status") not in PAID:
+                    continue
+                seen.setdefault(need(payment, "id"), payment)
+        return list(seen.values())
+
+    async def each(self, ctx: Context, path: str, filters: dict[str, str],
+                   label: str) -> AsyncIterator[dict[str, Any]]:
+        """Every entry of a paginated list, page after page until Asaas says there is no more."""
+        offset = 0
+        while True:
+            response = await self._request(ctx, "GET", path, label, params={**filters, "offset": offset, "limit": PAGE})
+            page = json_of(response, label)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise ProviderError(f"{label}: the answer has no data list", retryable=True)
+            for entry in data:
+                if isinstance(entry, dict):
+                    yield entry
+            if not page.get("hasMore") or not data:
+                return
+            offset += len(data)
+
+    async def _request(self, ctx: Context, method: str, path: str, label: str, **kwargs: Any):
+        try:
+            return await ctx.http.request(method, self._url(ctx, path), headers=self._headers(ctx), label=label,
+                                          **kwargs)
+        except ProviderError as error:
+            words = refusal(error)
+            if words is None:
+                raise
+            raise ProviderError(f"{label}: Asaas refused ({error.status}): {words}", retryable=error.retryable,
+                                status=error.status) from None
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         if not same(request.header("asaas-access-token"), ctx.config.webhook_token.get_secret_value()):
@@ -168,3 +231,33 @@ class Asaas(ConnectorKind):
 
 def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
+
+
+_REFUSED = re.compile(r"provider refused with \d{3}: (.*)$", re.DOTALL)
+_DESCRIPTION = re.compile(r'"description"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def refusal(error: ProviderError) -> str | None:
+    """Asaas's own words in a refusal (``{"errors": [{"code": ..., "description": ...}]}``), from the
+    answer's excerpt the HTTP helper keeps in the error; None when the answer is not in that shape."""
+    match = _REFUSED.search(str(error))
+    if not match:
+        return None
+    excerpt = match.group(1)
+    try:
+        errors = json.loads(excerpt).get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    if isinstance(errors, list):
+        words = [f"{e['description']} ({e['code']})" if e.get("code") else str(e["description"])
+                 for e in errors if isinstance(e, dict) and e.get("description")]
+        return "; ".join(words) or None
+    cut = [_unescape(m) for m in _DESCRIPTION.findall(excerpt)]  # the excerpt may stop mid-JSON
+    return "; ".join(cut) or None
+
+
+def _unescape(fragment: str) -> str:
+    try:
+        return json.loads(f'"{fragment}"')
+    except ValueError:
+        return fragment
