@@ -355,11 +355,13 @@ async def _tell_front_office(session: AsyncSession, run: RoutineRun, routine: Ro
     ``routine.item_failed`` event; its process step notifies per the tenant's policy)."""
     from backoffice.tenants.events.intake import ingest
 
+    data = {"routine": routine.name, "routine_title": routine.label("en"), "period": run.period,
+            "run_id": str(run.id), "item": item.label, "reason": item.error}
+    if (item.data or {}).get("charge"):  # the charge the item was about (the billing run's)
+        data["charge"] = item.data["charge"]
     await ingest(session, run.tenant_id, {
         "type": ITEM_FAILED_EVENT, "source": "routine", "external_id": f"{run.id}:{item.key}",
-        "customer": {"id": str(item.customer_id)},
-        "data": {"routine": routine.name, "routine_title": routine.label("en"), "period": run.period,
-                 "run_id": str(run.id), "item": item.label, "reason": item.error},
+        "customer": {"id": str(item.customer_id)}, "data": data,
     })
 
 

@@ -1,0 +1,215 @@
+"""The monthly billing run: on the 1st at 05:00 local, every active contract gets its month's charge at
+the tenant's payment gateway (its Asaas connector).
+
+Period: the month (``YYYY-MM``). Items: one per active contract that has no charge for the period yet
+(key ``contract:<id>``); the charge is the contract's price, due on the contract's billing day of that
+month (the 31st is the month's last day in a shorter month).
+
+An item's work is idempotent towards Asaas, which has no idempotency key, by looking before creating:
+
+1. a charge of the contract for the period on record: done, pointing at it (a re-run bills nothing twice;
+   the unique index on (contract, period) is the last word);
+2. the customer at Asaas: the id kept in ``Customer.external_ids["asaas"]``, else the customer Asaas holds
+   under our reference (``externalReference`` = our customer id), else a new one, whose id is kept;
+3. the payment at Asaas: the one Asaas holds under ``externalReference = "<contract id>:<period>"``, else
+   a new one (billing type UNDEFINED: the customer picks boleto, Pix or card on Asaas's invoice page);
+4. the charge on record (source ``asaas``, the payment's id), pending, with Asaas's invoice URL.
+
+A crash after Asaas created the customer or the payment and before our commit repeats the item, which
+finds them at step 2 or 3 instead of creating them again. A refusal (a CPF/CNPJ Asaas finds invalid) fails
+the item with Asaas's words and tells the customer's front-office people, with the charge it was about;
+a hiccup (5xx, timeout) is retried by the engine.
+
+A charge created after its day (a retry run late in the month) falls due the day it is created: Asaas
+refuses due dates in the past.
+"""
+
+from __future__ import annotations
+
+import calendar
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.connectors.asaas import Asaas
+from backoffice.connectors.common import BRAZIL, cents, need
+from backoffice.connectors.http import ProviderError
+from backoffice.connectors.models import ConnectorInstance
+from backoffice.connectors.registry import Context, get_kind
+from backoffice.connectors.service import record_failure, record_success
+from backoffice.platform import clock
+from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
+from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.routines.catalogue import ItemSpec, Monthly, Outcome, Plan, Routine, register
+from backoffice.tenants.routines.engine import RoutineUnavailable
+from backoffice.tenants.routines.gateways import connector_for, context_for
+from backoffice.tenants.routines.models import RoutineRun, RunItem
+
+KINDS = ("asaas",)
+SOURCE = "asaas"
+PURPOSE = "payment gateway"
+BILLING_TYPE = "UNDEFINED"
+# Answers that say the connector itself is wrong (credentials, address), not the item's data.
+CONNECTOR_FAULTS = frozenset({401, 403, 404})
+
+
+def due_date(period: str, billing_day: int) -> date:
+    """The contract's billing day in the period's month, the month's last day when it is shorter."""
+    year, month = (int(part) for part in period.split("-"))
+    return date(year, month, min(max(billing_day, 1), calendar.monthrange(year, month)[1]))
+
+
+def payment_reference(contract_id: uuid.UUID, period: str) -> str:
+    """The payment's ``externalReference`` at Asaas: how a repeat finds what an earlier attempt created."""
+    return f"{contract_id}:{period}"
+
+
+# --- plan -------------------------------------------------------------------------------------------------
+
+async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
+    await connector_for(session, KINDS, PURPOSE)
+    billed = (select(Charge.id)
+              .where(Charge.contract_id == Contract.id, Charge.billing_period == run.period).exists())
+    rows = (await session.execute(
+        select(Contract, Customer.name)
+        .join(Customer, and_(Customer.tenant_id == Contract.tenant_id, Customer.id == Contract.customer_id))
+        .where(Contract.status == ContractStatus.ACTIVE, ~billed)
+        .order_by(Customer.name, Contract.id)
+    )).all()
+    items = []
+    for contract, name in rows:
+        description = f"{contract.plan_name} — {run.period}"
+        charge = {"amount_cents": contract.price_cents,
+                  "due_date": due_date(run.period, contract.billing_day).isoformat(), "description": description}
+        items.append(ItemSpec(key=f"contract:{contract.id}", label=f"{name} — {contract.plan_name}, {run.period}",
+                              customer_id=contract.customer_id,
+                              data={"contract_id": str(contract.id), "charge": charge}))
+    return Plan(items=items)
+
+
+# --- work -------------------------------------------------------------------------------------------------
+
+async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcome:
+    contract_id = uuid.UUID(item.data["contract_id"])
+    charge = await _charge_of(session, contract_id, run.period)
+    if charge is not None:
+        return Outcome.done(**_result(charge))
+    contract = (await session.execute(select(Contract).where(Contract.id == contract_id))).scalar_one_or_none()
+    if contract is None or contract.status != ContractStatus.ACTIVE:
+        # Canceled (or removed) between the plan and now: nothing to bill, and nothing went wrong.
+        return Outcome.done(skipped=f"contract is {contract.status.value if contract else 'gone'}; not billed")
+    try:
+        instance = await connector_for(session, KINDS, PURPOSE)
+        ctx = context_for(instance)
+    except RoutineUnavailable as error:
+        # The connector went away after the plan (or a retry run, which has no plan step): staff's to fix.
+        return Outcome.failed(str(error), notify=False)
+    planned = item.data["charge"]
+    customer = await _locked_customer(session, contract.customer_id)
+    kind: Asaas = get_kind(SOURCE)
+    try:
+        asaas_customer = await _asaas_customer(kind, ctx, customer)
+        payment = await _asaas_payment(kind, ctx, asaas_customer, contract, run.period, planned)
+    except ProviderError as error:
+        if error.retryable:
+            raise  # the engine tries the item again later; the breaker keeps the connector's state meanwhile
+        _note_refusal(instance, error)
+        return Outcome.failed(str(error))
+    record_success(instance)
+    charge = await _record_charge(session, contract, run.period, payment)
+    return Outcome.done(**_result(charge))
+
+
+async def _charge_of(session: AsyncSession, contract_id: uuid.UUID, period: str) -> Charge | None:
+    return (await session.execute(select(Charge).where(
+        Charge.contract_id == contract_id, Charge.billing_period == period))).scalar_one_or_none()
+
+
+def _result(charge: Charge) -> dict[str, Any]:
+    return {"charge_id": str(charge.id), "external_id": charge.external_id, "payment_url": charge.payment_url,
+            "due_date": charge.due_date.isoformat()}
+
+
+async def _locked_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
+    # Locked while we look for and create its Asaas customer: two items of one customer (two contracts)
+    # must not each create one. SQLite's write lock serialises them already.
+    query = select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one()
+
+
+async def _asaas_customer(kind: Asaas, ctx: Context, customer: Customer) -> str:
+    known = (customer.external_ids or {}).get(SOURCE)
+    if known:
+        return known
+    reference = str(customer.id)
+    found = await kind.find_customer(ctx, external_reference=reference)
+    if found is None:
+        found = await kind.create_customer(ctx, name=customer.name, tax_id=customer.tax_id, email=customer.email,
+                                           external_reference=reference)
+    asaas_id = need(found, "id")
+    customer.external_ids = {**(customer.external_ids or {}), SOURCE: asaas_id}  # a new dict: the change is seen
+    return asaas_id
+
+
+async def _asaas_payment(kind: Asaas, ctx: Context, asaas_customer: str, contract: Contract, period: str,
+                         planned: dict[str, Any]) -> dict[str, Any]:
+    reference = payment_reference(contract.id, period)
+    found = await kind.find_payment(ctx, external_reference=reference)
+    if found is not None:
+        return found
+    today = clock.now().astimezone(BRAZIL).date()  # Asaas's calendar
+    due = max(date.fromisoformat(planned["due_date"]), today)
+    return await kind.create_charge(ctx, customer=asaas_customer, amount_cents=planned["amount_cents"],
+                                    due_date=due.isoformat(), billing_type=BILLING_TYPE,
+                                    description=planned.get("description"), external_reference=reference)
+
+
+def _note_refusal(instance: ConnectorInstance, error: ProviderError) -> None:
+    # Asaas refusing a customer's data (400) shows the connector works; refusing our key or address does not.
+    if error.status in CONNECTOR_FAULTS:
+        record_failure(instance, error)
+    else:
+        record_success(instance)
+
+
+async def _record_charge(session: AsyncSession, contract: Contract, period: str, payment: dict[str, Any]) -> Charge:
+    """The charge on record for Asaas's payment. The payment's own ``PAYMENT_CREATED`` webhook may have
+    recorded it first (without contract or period): that row is the one completed."""
+    external_id = need(payment, "id")
+    for _ in range(2):
+        charge = (await session.execute(select(Charge).where(
+            Charge.source == SOURCE, Charge.external_id == external_id))).scalar_one_or_none()
+        try:
+            async with session.begin_nested():
+                if charge is None:
+                    charge = Charge(customer_id=contract.customer_id, source=SOURCE, external_id=external_id,
+                                    status=ChargeStatus.PENDING, created_at=clock.now())
+                    session.add(charge)
+                charge.contract_id, charge.billing_period = contract.id, period
+                charge.amount_cents = cents(need(payment, "value"), "payment.value")
+                charge.due_date = date.fromisoformat(need(payment, "dueDate"))
+                charge.description = (payment.get("description") or charge.description or "")[:500] or None
+                charge.payment_url = payment.get("invoiceUrl") or charge.payment_url
+                await session.flush()
+            return charge
+        except IntegrityError:
+            continue  # the webhook's row was committed between our look and our insert: complete that one
+    raise RuntimeError(f"charge for Asaas payment {external_id} could not be recorded")
+
+
+BILLING = register(Routine(
+    name="billing",
+    title={"pt-BR": "Faturamento mensal", "en": "Monthly billing"},
+    item_noun={"pt-BR": "cobranças", "en": "charges"},
+    schedule=Monthly(day=1, hour=5),
+    plan=_plan,
+    work=_work,
+    requires=KINDS,
+))
+

@@ -1,0 +1,323 @@
+"""A stateful Asaas on a loopback port, for the routines that work through a tenant's Asaas account.
+
+One server plays api.asaas.com: each API key (the ``access_token`` header) is its own account with its own
+customers and payments, so two tenants' connectors talk to two accounts as they would in production, and a
+test can check that a run touched only its tenant's account. It follows the documented API (v3):
+
+- ``POST /v3/customers`` (name, cpfCnpj required; a tax id configured as refused answers Asaas's 400
+  ``{"errors": [{"code": "invalid_cpfCnpj", "description": ...}]}``), ``GET /v3/customers`` (filters
+  ``externalReference``, ``cpfCnpj``);
+- ``POST /v3/payments`` (customer of the account, billingType, value, dueDate not in the past),
+  ``GET /v3/payments`` (filters ``externalReference``, ``customer``, ``status``, ``paymentDate[ge]``,
+  ``paymentDate[le]``), ``GET /v3/payments/{id}`` (404 when unknown);
+- lists paginate with ``offset``/``limit`` and answer ``object``, ``hasMore``, ``totalCount``, ``limit``,
+  ``offset``, ``data``. Pages are capped at ``page_cap`` (Asaas caps at 100) so tests follow pages;
+- an unknown query parameter is a 400 here (Asaas ignores it silently, which would hide a typo of ours).
+
+Switches: ``fail`` answers some requests with a 5xx and does nothing; ``cut_after_create`` creates the next
+payment and then drops the connection before the answer (the provider acted, we never heard); ``plant``
+puts a payment in an account as if the customer had paid it. ``calls`` is the log of every request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+from backoffice.tenants.routines import gateways
+from tests.connectors.conftest import FAST_HTTP, connector_settings, free_port, make_instance
+
+RECEIVED = ("RECEIVED", "CONFIRMED", "RECEIVED_IN_CASH")
+BILLING_TYPES = {"UNDEFINED", "BOLETO", "CREDIT_CARD", "PIX"}
+CUSTOMER_FILTERS = {"name", "email", "cpfCnpj", "groupName", "externalReference", "offset", "limit"}
+PAYMENT_FILTERS = {
+    "customer", "customerGroupName", "billingType", "status", "subscription", "installment", "externalReference",
+    "paymentDate", "estimatedCreditDate", "pixQrCodeId", "anticipated", "anticipable", "dateCreated[ge]",
+    "dateCreated[le]", "paymentDate[ge]", "paymentDate[le]", "estimatedCreditDate[ge]", "estimatedCreditDate[le]",
+    "dueDate[ge]", "dueDate[le]", "user", "offset", "limit",
+}
+PAYMENT_PATH = re.compile(r"^/v3/payments/(pay_[A-Za-z0-9]+)$")
+
+
+class Cut(Exception):
+    """Raised inside the app to drop the connection after the answer's headers."""
+
+
+@dataclass
+class Account:
+    token: str
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused_tax_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Call:
+    token: str | None
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int = 0
+
+
+@dataclass
+class Failure:
+    method: str
+    path: str
+    times: int
+    status: int
+    token: str | None
+
+
+class FakeAsaas:
+    def __init__(self) -> None:
+        self.url = ""
+        self.page_cap = 2
+        self.today: Callable[[], date] | None = None  # Asaas's today, for the due-date check
+        self.accounts: dict[str, Account] = {}
+        self.log: list[Call] = []
+        self._failures: list[Failure] = []
+        self._cuts = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # --- what tests set up and read -------------------------------------------------------------------------
+
+    def account(self, token: str) -> Account:
+        with self._lock:
+            return self.accounts.setdefault(token, Account(token))
+
+    def fail(self, method: str, path: str, *, times: int = 1, status: int = 503, token: str | None = None) -> None:
+        with self._lock:
+            self._failures.append(Failure(method, path, times, status, token))
+
+    def cut_after_create(self, times: int = 1) -> None:
+        with self._lock:
+            self._cuts += times
+
+    def plant(self, token: str, *, customer: str, value: str, status: str = "RECEIVED",
+              payment_date: str | None = None, external_reference: str | None = None,
+              description: str | None = None, due_date: str | None = None) -> dict[str, Any]:
+        """A payment in ``token``'s account, received (or not) as the test says."""
+        account = self.account(token)
+        with self._lock:
+            payment = self._payment(account, customer=customer, value=Decimal(value), billing_type="PIX",
+                                    due_date=due_date or payment_date or "2026-11-01", description=description,
+                                    external_reference=external_reference)
+            payment["status"] = status
+            if status in RECEIVED:
+                payment.update(paymentDate=payment_date, clientPaymentDate=payment_date, confirmedDate=payment_date)
+            return dict(payment)
+
+    def add_customer(self, token: str, *, name: str, cpf_cnpj: str, external_reference: str | None = None) -> dict[str, Any]:
+        account = self.account(token)
+        with self._lock:
+            return dict(self._customer(account, name=name, cpf_cnpj=cpf_cnpj, email=None,
+                                       external_reference=external_reference))
+
+    def calls(self, method: str | None = None, path: str | None = None, token: str | None = None) -> list[Call]:
+        with self._lock:
+            return [c for c in self.log if (method is None or c.method == method)
+                    and (path is None or c.path == path) and (token is None or c.token == token)]
+
+    # --- the API -------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode(), keep_blank_values=True).items()}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        call = Call(headers.get("access_token"), scope["method"], scope["path"], query, body)
+        with self._lock:
+            self.log.append(call)
+            try:
+                status, answer = self._answer(call)
+            except Cut:
+                call.status = -1
+                cut = True
+            else:
+                call.status, cut = status, False
+        if cut:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+            await send({"type": "http.response.body", "body": b'{"object": "payment", ', "more_body": True})
+            raise Cut("connection dropped after the payment was created")
+        payload = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _answer(self, call: Call) -> tuple[int, Any]:
+        account = self.accounts.get(call.token or "")
+        if account is None:
+            return 401, {"errors": [{"code": "invalid_access_token", "description": "A chave de API informada é inválida."}]}
+        for failure in self._failures:
+            if (failure.times > 0 and failure.method == call.method and failure.path == call.path
+                    and failure.token in (None, call.token)):
+                failure.times -= 1
+                return failure.status, {"errors": [{"code": "unavailable", "description": "Serviço indisponível."}]}
+        route = (call.method, call.path)
+        if route == ("POST", "/v3/customers"):
+            return self._create_customer(account, call.body or {})
+        if route == ("GET", "/v3/customers"):
+            return self._list(call.query, CUSTOMER_FILTERS, account.customers.values(), {
+                "externalReference": "externalReference", "cpfCnpj": "cpfCnpj", "name": "name", "email": "email"})
+        if route == ("POST", "/v3/payments"):
+            return self._create_payment(account, call.body or {})
+        if route == ("GET", "/v3/payments"):
+            return self._list_payments(account, call.query)
+        match = PAYMENT_PATH.match(call.path)
+        if call.method == "GET" and match:
+            payment = account.payments.get(match.group(1))
+            if payment is None:
+                return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
+            return 200, payment
+        return 404, {"errors": [{"code": "not_found", "description": f"{call.method} {call.path} não existe."}]}
+
+    @staticmethod
+    def _refusal(code: str, description: str) -> tuple[int, Any]:
+        return 400, {"errors": [{"code": code, "description": description}]}
+
+    def _create_customer(self, account: Account, body: dict[str, Any]) -> tuple[int, Any]:
+        if not body.get("name"):
+            return self._refusal("invalid_name", "O nome do cliente deve ser informado.")
+        tax_id = re.sub(r"\D", "", str(body.get("cpfCnpj") or ""))
+        if len(tax_id) not in (11, 14) or tax_id in account.refused_tax_ids:
+            return self._refusal("invalid_cpfCnpj", "O CPF/CNPJ informado é inválido.")
+        return 200, self._customer(account, name=body["name"], cpf_cnpj=tax_id, email=body.get("email"),
+                                   external_reference=body.get("externalReference"))
+
+    def _customer(self, account: Account, *, name: str, cpf_cnpj: str, email: str | None,
+                  external_reference: str | None) -> dict[str, Any]:
+        customer = {"object": "customer", "id": f"cus_{next(self._ids):012d}", "name": name, "cpfCnpj": cpf_cnpj,
+                    "email": email, "externalReference": external_reference, "deleted": False,
+                    "personType": "FISICA" if len(cpf_cnpj) == 11 else "JURIDICA"}
+        account.customers[customer["id"]] = customer
+        return customer
+
+    def _create_payment(self, account: Account, body: dict[str, Any]) -> tuple[int, Any]:
+        if body.get("customer") not in account.customers:
+            return self._refusal("invalid_customer", "Customer inválido ou não informado.")
+        if body.get("billingType") not in BILLING_TYPES:
+            return self._refusal("invalid_billingType", "Forma de pagamento inválida.")
+        try:
+            value = Decimal(str(body.get("value")))
+            due = date.fromisoformat(str(body.get("dueDate")))
+        except (InvalidOperation, ValueError):
+            return self._refusal("invalid_object", "Valor ou data de vencimento inválidos.")
+        if not value.is_finite() or value <= 0:
+            return self._refusal("invalid_value", "O valor da cobrança deve ser maior que zero.")
+        if self.today is not None and due < self.today():
+            return self._refusal("invalid_dueDate", "A data de vencimento não pode ser anterior à data atual.")
+        payment = self._payment(account, customer=body["customer"], value=value, billing_type=body["billingType"],
+                                due_date=due.isoformat(), description=body.get("description"),
+                                external_reference=body.get("externalReference"))
+        if self._cuts:
+            self._cuts -= 1
+            raise Cut
+        return 200, payment
+
+    def _payment(self, account: Account, *, customer: str, value: Decimal, billing_type: str, due_date: str,
+                 description: str | None, external_reference: str | None) -> dict[str, Any]:
+        number = next(self._ids)
+        payment = {
+            "object": "payment", "id": f"pay_{number:012d}", "customer": customer, "value": float(value),
+            "netValue": float(value - Decimal("0.99")), "billingType": billing_type, "status": "PENDING",
+            "dueDate": due_date, "originalDueDate": due_date, "description": description,
+            "externalReference": external_reference, "invoiceUrl": f"{self.url}/i/{number:012d}",
+            "paymentDate": None, "clientPaymentDate": None, "confirmedDate": None, "deleted": False,
+        }
+        account.payments[payment["id"]] = payment
+        return payment
+
+    def _list_payments(self, account: Account, query: dict[str, str]) -> tuple[int, Any]:
+        entries = list(account.payments.values())
+        low, high = query.get("paymentDate[ge]"), query.get("paymentDate[le]")
+        if low or high:
+            entries = [p for p in entries if p["paymentDate"] and (not low or p["paymentDate"] >= low)
+                       and (not high or p["paymentDate"] <= high)]
+        return self._list(query, PAYMENT_FILTERS, entries, {
+            "externalReference": "externalReference", "customer": "customer", "status": "status",
+            "billingType": "billingType"})
+
+    def _list(self, query: dict[str, str], known: set[str], entries, exact: dict[str, str]) -> tuple[int, Any]:
+        unknown = sorted(set(query) - known)
+        if unknown:
+            return self._refusal("invalid_parameter", f"Parâmetro desconhecido: {', '.join(unknown)}.")
+        try:
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 10))
+        except ValueError:
+            return self._refusal("invalid_parameter", "offset e limit devem ser números.")
+        if limit > 100:
+            return self._refusal("invalid_parameter", "O limite máximo é 100.")
+        limit = min(limit, self.page_cap)
+        chosen = [e for e in entries if not e.get("deleted")
+                  and all(e.get(attribute) == query[name] for name, attribute in exact.items() if name in query)]
+        page = chosen[offset:offset + limit]
+        return 200, {"object": "list", "hasMore": offset + len(page) < len(chosen), "totalCount": len(chosen),
+                     "limit": limit, "offset": offset, "data": page}
+
+
+@contextmanager
+def serving(fake: FakeAsaas) -> Iterator[FakeAsaas]:
+    """The fake under uvicorn on a free loopback port, in its own thread and event loop."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, lifespan="off", log_level="critical",
+                                           access_log=False))
+    server.install_signal_handlers = lambda: None
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+@contextmanager
+def gateway_options(database) -> Iterator[dict[str, Any]]:
+    """Short timeouts and backoff for the routines' connector calls, and the test database's settings to
+    read the connectors' secrets with (workers use the process's settings)."""
+    previous = dict(gateways.HTTP_OPTIONS)
+    gateways.HTTP_OPTIONS.clear()
+    gateways.HTTP_OPTIONS.update({"settings": connector_settings(database), **FAST_HTTP})
+    try:
+        yield gateways.HTTP_OPTIONS
+    finally:
+        gateways.HTTP_OPTIONS.clear()
+        gateways.HTTP_OPTIONS.update(previous)
+
+
+async def connect(database, tenant_id, fake: FakeAsaas, token: str, name: str = "Asaas") -> Any:
+    """The tenant's Asaas connector, on ``token``'s account at the fake."""
+    fake.account(token)
+    return await make_instance(database, tenant_id, "asaas",
+                               {"base_url": fake.url, "api_key": token, "webhook_token": f"hook-{token}"}, name=name)
