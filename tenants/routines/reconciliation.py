@@ -1,0 +1,236 @@
+"""The daily reconciliation with the payment gateway: every morning at 08:00 local, the day before is
+compared, payment by payment, between what Asaas received and what the platform recorded.
+
+Period: the reconciled day (``YYYY-MM-DD``, the run's local date minus one). Items: one per enabled Asaas
+connector of the tenant (key ``instance:<id>``), since each is its own Asaas account.
+
+An item lists every payment Asaas received that day (``paymentDate`` that day, status RECEIVED, CONFIRMED
+or RECEIVED_IN_CASH, every page) and writes one finding per payment:
+
+- ``matched``: the platform has the charge (source ``asaas``, the payment's id) paid, for the same amount;
+- ``unrecorded``: the platform's charge is still open (pending, overdue; or canceled): a lost webhook;
+- ``amount_mismatch``: the charge is paid but for another amount than Asaas received;
+- ``unknown``: the platform has no charge for the payment (created at Asaas by hand, or never recorded);
+
+and one per payment the platform recorded that day (source ``asaas``) that Asaas does not list as received
+that day: ``missing``, with what Asaas says of it now (another day, another status, or not known at all).
+
+The day is Asaas's calendar day (São Paulo): Asaas's dates are São Paulo dates, and the platform records an
+Asaas payment at the start of that São Paulo day (``connectors.common.brazil_day``), so both sides are
+cut at the same instants whatever the tenant's own time zone.
+
+Findings are report lines, not failures: the item is done with the counts per kind and the run's summary
+totals them. A repeat of the day (a re-run) replaces the findings it writes: each reference (Asaas payment
+id) has one finding per day, the latest. Money from Asaas is decimal reais, read as exact cents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.connectors.asaas import PAID, Asaas
+from backoffice.connectors.common import BRAZIL, cents, need
+from backoffice.connectors.http import ProviderError
+from backoffice.connectors.models import ConnectorInstance
+from backoffice.connectors.registry import Context, get_kind
+from backoffice.connectors.service import record_failure, record_success
+from backoffice.platform import clock
+from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
+from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine, register
+from backoffice.tenants.routines.engine import RoutineUnavailable
+from backoffice.tenants.routines.gateways import connector_for, context_for
+from backoffice.tenants.routines.models import FindingKind, ReconciliationFinding, RoutineRun, RunItem
+
+KINDS = ("asaas",)
+SOURCE = "asaas"
+PURPOSE = "payment gateway"
+CONNECTOR_FAULTS = frozenset({401, 403, 404})  # answers that say the connector itself is wrong
+CHUNK = 500  # ids per IN (...)
+
+
+async def _instances(session: AsyncSession) -> list[ConnectorInstance]:
+    return list((await session.execute(
+        select(ConnectorInstance).where(ConnectorInstance.kind.in_(KINDS), ConnectorInstance.enabled.is_(True))
+        .order_by(ConnectorInstance.created_at, ConnectorInstance.id))).scalars())
+
+
+# --- plan -------------------------------------------------------------------------------------------------
+
+async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
+    await connector_for(session, KINDS, PURPOSE)  # none: the run fails saying so
+    return Plan(items=[ItemSpec(key=f"instance:{instance.id}", label=f"{instance.name} (Asaas), {run.period}",
+                                data={"instance_id": str(instance.id), "name": instance.name})
+                       for instance in await _instances(session)])
+
+
+# --- work -------------------------------------------------------------------------------------------------
+
+async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcome:
+    instance = (await session.execute(select(ConnectorInstance).where(
+        ConnectorInstance.id == uuid.UUID(item.data["instance_id"])))).scalar_one_or_none()
+    if instance is None or not instance.enabled:
+        state = "removed" if instance is None else "disabled"
+        return Outcome.failed(f"connector {item.data.get('name')!r} was {state} since the run was planned",
+                              notify=False)
+    try:
+        ctx = context_for(instance)
+    except RoutineUnavailable as error:
+        return Outcome.failed(str(error), notify=False)
+    kind: Asaas = get_kind(instance.kind)
+    try:
+        received = {need(p, "id"): p for p in await kind.received_on(ctx, run.period)}
+        findings = await _gateway_side(session, run, received)
+        findings += await _platform_side(session, run, kind, ctx, received)
+    except ProviderError as error:
+        if error.retryable:
+            raise  # the engine tries the item again later
+        if error.status in CONNECTOR_FAULTS:
+            record_failure(instance, error)
+        else:
+            record_success(instance)  # it answered; what it refused is in the item's error
+        return Outcome.failed(str(error))
+    record_success(instance)
+    await _replace(session, run, findings)
+    counts = Counter(finding.kind.value for finding in findings)
+    return Outcome.done(**{each.value: counts[each.value] for each in FindingKind}, received=len(received))
+
+
+def _finding(run: RoutineRun, kind: FindingKind, reference: str, **fields: Any) -> ReconciliationFinding:
+    return ReconciliationFinding(run_id=run.id, day=run.period, source=SOURCE, kind=kind, reference=reference,
+                                 created_at=clock.now(), **fields)
+
+
+async def _gateway_side(session: AsyncSession, run: RoutineRun,
+                        received: dict[str, dict[str, Any]]) -> list[ReconciliationFinding]:
+    """Each payment Asaas received, against the platform's charge of it."""
+    charges: dict[str, Charge] = {}
+    ids = sorted(received)
+    for start in range(0, len(ids), CHUNK):
+        rows = await session.execute(select(Charge).where(
+            Charge.source == SOURCE, Charge.external_id.in_(ids[start:start + CHUNK])))
+        charges.update({charge.external_id: charge for charge in rows.scalars()})
+    owners = await _customers_at_asaas(session, [p.get("customer") for i, p in received.items() if i not in charges])
+    findings = []
+    for payment_id in ids:
+        payment = received[payment_id]
+        value = cents(need(payment, "value"), f"payment {payment_id}: value")
+        said = f"Asaas {payment.get('status')} on {payment.get('paymentDate') or run.period}"
+        charge = charges.get(payment_id)
+        if charge is None:
+            findings.append(_finding(
+                run, FindingKind.UNKNOWN, payment_id, received_cents=value, customer_id=owners.get(payment.get("customer")),
+                detail=_cut(f"{said}; no charge on record (Asaas customer {payment.get('customer')}"
+                            + (f", reference {payment['externalReference']}" if payment.get("externalReference") else "")
+                            + ")")))
+        elif charge.status != ChargeStatus.PAID:
+            differs = f"; charged {charge.amount_cents}, received {value} (cents)" if charge.amount_cents != value else ""
+            findings.append(_finding(
+                run, FindingKind.UNRECORDED, payment_id, charge_id=charge.id, customer_id=charge.customer_id,
+                expected_cents=charge.amount_cents, received_cents=value,
+                detail=_cut(f"{said}; the charge is still {charge.status.value}{differs}")))
+        elif charge.amount_cents != value:
+            findings.append(_finding(
+                run, FindingKind.AMOUNT_MISMATCH, payment_id, charge_id=charge.id, customer_id=charge.customer_id,
+                expected_cents=charge.amount_cents, received_cents=value,
+                detail=_cut(f"{said}; charged {charge.amount_cents}, received {value} (cents)")))
+        else:
+            findings.append(_finding(
+                run, FindingKind.MATCHED, payment_id, charge_id=charge.id, customer_id=charge.customer_id,
+                expected_cents=charge.amount_cents, received_cents=value))
+    return findings
+
+
+async def _customers_at_asaas(session: AsyncSession, asaas_ids: list[str | None]) -> dict[str, uuid.UUID]:
+    """Our customers by their Asaas id, for payments the platform has no charge of."""
+    wanted = sorted({i for i in asaas_ids if i})
+    found: dict[str, uuid.UUID] = {}
+    key = Customer.external_ids[SOURCE].as_string()
+    for start in range(0, len(wanted), CHUNK):
+        rows = await session.execute(select(key, Customer.id).where(key.in_(wanted[start:start + CHUNK])))
+        found.update({asaas_id: customer_id for asaas_id, customer_id in rows.all()})
+    return found
+
+
+def _day_window(day: str) -> tuple[datetime, datetime]:
+    start = datetime.combine(date.fromisoformat(day), time(0), tzinfo=BRAZIL)
+    return start, datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(0), tzinfo=BRAZIL)
+
+
+async def _platform_side(session: AsyncSession, run: RoutineRun, kind: Asaas, ctx: Context,
+                         received: dict[str, dict[str, Any]]) -> list[ReconciliationFinding]:
+    """Each payment the platform recorded that day that Asaas did not list as received that day."""
+    start, end = _day_window(run.period)
+    recorded = (await session.execute(select(Payment).where(
+        Payment.source == SOURCE, Payment.paid_at >= start, Payment.paid_at < end)
+        .order_by(Payment.paid_at, Payment.id))).scalars().all()
+    unlisted = [payment for payment in recorded if payment.external_id not in received]
+    shared = len(await _instances(session)) > 1 if unlisted else False
+    findings = []
+    for payment in unlisted:
+        # What Asaas says of it now makes the line actionable (paid another day, still pending, unknown).
+        now = await kind.fetch_payment(ctx, payment.external_id)
+        if now is None and shared:
+            continue  # another of the tenant's Asaas accounts holds it; that account's item reconciles it
+        findings.append(_finding(
+            run, FindingKind.MISSING, payment.external_id, charge_id=payment.charge_id,
+            customer_id=payment.customer_id, expected_cents=payment.amount_cents,
+            detail=_cut(f"recorded as paid on {run.period}; {_what_asaas_says(now, run.period)}")))
+    return findings
+
+
+def _what_asaas_says(payment: dict[str, Any] | None, day: str) -> str:
+    if payment is None:
+        return "Asaas does not know this payment"
+    if payment.get("deleted"):
+        return "Asaas has it deleted"
+    status = payment.get("status")
+    if status in PAID and payment.get("paymentDate") and payment["paymentDate"] != day:
+        return f"Asaas lists it {status} on {payment['paymentDate']}"
+    return f"Asaas has it {status}"
+
+
+def _cut(text: str) -> str:
+    return text[:500]
+
+
+async def _replace(session: AsyncSession, run: RoutineRun, findings: list[ReconciliationFinding]) -> None:
+    """The day's findings for these references, replaced by this run's (a re-run of the day never adds
+    duplicates; another account's references are left alone)."""
+    references = sorted({finding.reference for finding in findings})
+    for start in range(0, len(references), CHUNK):
+        await session.execute(delete(ReconciliationFinding).where(
+            ReconciliationFinding.day == run.period, ReconciliationFinding.source == SOURCE,
+            ReconciliationFinding.reference.in_(references[start:start + CHUNK])
+        ).execution_options(synchronize_session=False))
+    session.add_all(findings)
+    await session.flush()
+
+
+# --- finish -----------------------------------------------------------------------------------------------
+
+async def _finish(session: AsyncSession, run: RoutineRun) -> None:
+    rows = (await session.execute(
+        select(ReconciliationFinding.kind, func.count()).where(ReconciliationFinding.run_id == run.id)
+        .group_by(ReconciliationFinding.kind))).all()
+    totals = {kind.value: 0 for kind in FindingKind}
+    totals.update({FindingKind(kind).value: count for kind, count in rows})
+    run.summary = {**(run.summary or {}), **totals}
+
+
+RECONCILIATION = register(Routine(
+    name="reconciliation",
+    title={"pt-BR": "Conciliação com o gateway", "en": "Gateway reconciliation"},
+    item_noun={"pt-BR": "contas do gateway", "en": "gateway accounts"},
+    schedule=Daily(hour=8, offset_days=-1),
+    plan=_plan,
+    work=_work,
+    finish=_finish,
+    requires=KINDS,
+))
