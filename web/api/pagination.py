@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeDecorator
 
 from backoffice.platform.errors import FieldError, ValidationFailed
 
@@ -53,6 +54,12 @@ def _decode(cursor: str, sort: str, python_type: type) -> tuple[Any, uuid.UUID]:
     return value, ident
 
 
+def _python_type(column: Any) -> type:
+    # A TypeDecorator (UTCDateTime) answers ``object``; what its cursor value parses to is its impl's type.
+    sql_type = column.type
+    return (sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type).python_type
+
+
 async def paginate(
     session: AsyncSession, query: Select, model: type, *, sorts: dict[str, Any], sort: str, limit: int,
     cursor: str | None,
@@ -66,7 +73,7 @@ async def paginate(
         raise ValidationFailed(FieldError("limit", f"expected 1-{MAX_LIMIT}"))
     column, descending = sorts[name], sort.startswith("-")
     if cursor:
-        value, ident = _decode(cursor, sort, column.type.python_type)
+        value, ident = _decode(cursor, sort, _python_type(column))
         if descending:
             query = query.where(or_(column < value, and_(column == value, model.id < ident)))
         else:
