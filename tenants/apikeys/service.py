@@ -25,7 +25,10 @@ RESOURCES = (
     "customers", "contracts", "charges", "events", "notifications", "tasks", "timelines", "webhooks", "keys",
 )
 ACCESS = ("read", "write")
-ALL_SCOPES = tuple(f"{resource}:{access}" for resource in RESOURCES for access in ACCESS)
+# Read only through the API: the back office starts, pauses and retries routines, not the company's systems.
+READ_ONLY = ("routines",)
+ALL_SCOPES = tuple(f"{resource}:{access}" for resource in RESOURCES for access in ACCESS) + tuple(
+    f"{resource}:read" for resource in READ_ONLY)
 DEFAULT_OVERLAP = timedelta(hours=24)
 TOUCH_EVERY = timedelta(minutes=1)
 
@@ -50,7 +53,7 @@ def _scopes(value: list[str]) -> list[str]:
     unknown = [s for s in value if s not in ALL_SCOPES]
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(map(str, unknown))}; expected resource:read|write with "
-                         f"resource one of {', '.join(RESOURCES)}")
+                         f"resource one of {', '.join(RESOURCES)}, or {', '.join(f'{r}:read' for r in READ_ONLY)}")
     return sorted(set(value))
 
 

@@ -8,6 +8,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backoffice.tenants.apikeys.service import ALL_SCOPES
+
 T = TypeVar("T")
 
 
@@ -206,7 +208,7 @@ class ApiKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(max_length=100)
-    scopes: list[str] = Field(max_length=18, description="resource:read or resource:write.")
+    scopes: list[str] = Field(max_length=len(ALL_SCOPES), description="resource:read or resource:write.")
     mode: Literal["live", "test"] = "live"
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
