@@ -13,7 +13,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backoffice.platform.ratelimit import build_rate_limiter
-from backoffice.web.api import billing, customers, events, inbox, keys, webhooks
+from backoffice.web.api import billing, customers, events, inbox, keys, routines, webhooks
 from backoffice.web.api.auth import ApiKeyMiddleware, require_scope
 from backoffice.web.api.common import provide_principal, provide_session
 from backoffice.web.api.idempotency import IdempotencyMiddleware
@@ -23,7 +23,8 @@ MAX_BODY = 2 * 1024 * 1024
 
 tenant_api = Router(
     "/",
-    route_handlers=[customers.router, billing.router, events.router, inbox.router, keys.router, webhooks.router],
+    route_handlers=[customers.router, billing.router, events.router, inbox.router, keys.router, webhooks.router,
+                    routines.router],
     # Outermost first: who is calling (and their rate limit), then idempotency, then the route.
     middleware=[ApiKeyMiddleware, IdempotencyMiddleware],
     guards=[require_scope],

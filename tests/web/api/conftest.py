@@ -75,6 +75,7 @@ async def make_objects(database, tenant, api_key_secret: str, only_key: bool = F
     from backoffice.tenants.billing.models import Charge, Contract
     from backoffice.tenants.events.intake import ingest
     from backoffice.tenants.notifications.models import Notification
+    from backoffice.tenants.routines.engine import start_run
     from backoffice.tenants.tasks.models import Task
     from backoffice.tenants.webhooks import service as webhooks
 
@@ -101,8 +102,9 @@ async def make_objects(database, tenant, api_key_secret: str, only_key: bool = F
             session, url="http://127.0.0.1:9/hook", acting=ADMIN,
             settings=database.settings.model_copy(update={"allow_private_targets": True}))
         delivery = await webhooks.send_test(session, hook.id, acting=ADMIN)
+        run = await start_run(session, "dunning_sweep", period="2026-05-10", actor=ADMIN)
     async with database.system() as session:
         key = await find_by_secret(session, api_key_secret)
     return {"customer_id": customer_id, "event_id": event.event_id, "contract_id": contract.id,
             "charge_id": charge.id, "notification_id": notification.id, "task_id": task.id, "key_id": key.id,
-            "endpoint_id": hook.id, "delivery_id": delivery.id}
+            "endpoint_id": hook.id, "delivery_id": delivery.id, "run_id": run.id}

@@ -31,6 +31,7 @@ from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
 from backoffice.web.api.schemas import EventOut
 from backoffice.web.api.staff.connectors import connector_routes
+from backoffice.web.api.staff.routines import routine_routes
 from backoffice.web.api.staff.auth import (
     StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
 )
@@ -276,7 +277,7 @@ staff_router = Router(
     "/staff",
     route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding, get_policy,
                     patch_policy, get_policy_history, mobilise, demobilise, unmatched, dead_letters, retry,
-                    replay_message, audit_log, *connector_routes],
+                    replay_message, audit_log, *connector_routes, *routine_routes],
     middleware=[StaffTokenMiddleware],
     dependencies={"staff": Provide(provide_staff, sync_to_thread=False), "tenant": Provide(provide_tenant)},
     security=[{"staffToken": []}],
