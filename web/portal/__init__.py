@@ -18,6 +18,7 @@ from backoffice.web.portal.admin_keys import KEY_HANDLERS
 from backoffice.web.portal.admin_webhooks import WEBHOOK_HANDLERS
 from backoffice.web.portal.auth import AUTH_HANDLERS, LoginRequired, login_redirect, provide_user
 from backoffice.web.portal.pages import PAGE_HANDLERS
+from backoffice.web.portal.routines import ROUTINE_HANDLERS
 from backoffice.web.portal.sso import SSO_HANDLERS
 from backoffice.web.tenancy import provide_tenant, provide_tenant_session
 
@@ -45,7 +46,7 @@ def portal_invalid(request: Request, exc: ValidationFailed) -> Response:
 
 portal_router = Router(
     path="/{tenant_slug:str}",
-    route_handlers=[*AUTH_HANDLERS, *PAGE_HANDLERS, *ADMIN_HANDLERS, *KEY_HANDLERS, *WEBHOOK_HANDLERS, *SSO_HANDLERS],
+    route_handlers=[*AUTH_HANDLERS, *PAGE_HANDLERS, *ROUTINE_HANDLERS, *ADMIN_HANDLERS, *KEY_HANDLERS, *WEBHOOK_HANDLERS, *SSO_HANDLERS],
     dependencies={
         "tenant": Provide(provide_tenant),
         "db": Provide(provide_tenant_session),
