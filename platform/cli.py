@@ -302,5 +302,238 @@ async def keys_create(database, slug, name, scopes, expires_days, test_mode) -> 
     click.echo(new.secret)
 
 
+# --- routines -------------------------------------------------------------------------------------
+
+@main.group()
+def routines() -> None:
+    """A tenant's back-office routines: their status and runs; start, retry, pause and resume them."""
+
+
+TENANT_OPTION = click.option("--tenant", "slug", required=True, help="The tenant's slug.")
+FOLLOW_OPTION = click.option("--follow/--no-follow", default=None,
+                             help="Show the progress until the run finishes (default: when stdout is a terminal).")
+INTERVAL_OPTION = click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+                               help="Seconds between looks at the run while following.")
+FAILED_SHOWN = 50
+
+
+async def _tenant_named(database, slug: str):
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.anonymous() as session:
+        return await get_tenant_by_slug(session, slug)
+
+
+def _local(moment, timezone: str) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _counts(run: dict) -> str:
+    return f"{run['items_done']:,} done, {run['items_failed']:,} failed of {run['items_total']:,}"
+
+
+@routines.command("list")
+@TENANT_OPTION
+@_run_db
+async def routines_list(database, slug) -> None:
+    """Each routine's schedule, state, last and next run."""
+    from backoffice.tenants.routines.queries import routine_statuses
+
+    tenant = await _tenant_named(database, slug)
+    async with database.tenant(tenant.id) as session:
+        statuses = await routine_statuses(session, locale="en")
+    click.echo(f"{'ROUTINE':<22} {'STATE':<7} {'SCHEDULE':<28} {'NEXT RUN':<17} LAST RUN")
+    for status in statuses:
+        last = status["last_run"]
+        last_text = f"{last['period']} {last['status']} ({_counts(last)})" if last else "-"
+        state = "paused" if status["paused"] else "active" if status["configured"] else "no-conn"
+        click.echo(f"{status['routine']:<22} {state:<7} "
+                   f"{status['schedule']:<28} {_local(status['next_run_at'], tenant.timezone):<17} {last_text}")
+        if not status["configured"]:
+            click.echo(f"  not scheduled: no enabled connector of kind {' or '.join(status['requires'])}")
+        if status["paused"]:
+            click.echo(f"  paused by {status['paused_by']} at {_local(status['paused_at'], tenant.timezone)}"
+                       + (f": {status['pause_reason']}" if status["pause_reason"] else ""))
+    click.echo(f"(times in {tenant.timezone})")
+
+
+@routines.command("runs")
+@TENANT_OPTION
+@click.option("--routine", default=None, help="Only this routine's runs.")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["queued", "running", "paused", "succeeded", "partial", "failed"]),
+              help="Only runs in this status; repeat for more.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@_run_db
+async def routines_runs(database, slug, routine, statuses, limit) -> None:
+    """The tenant's runs, newest first."""
+    from backoffice.tenants.routines.engine import run_view
+    from backoffice.tenants.routines.models import RoutineRun, RunStatus
+    from backoffice.tenants.routines.queries import runs_query
+
+    tenant = await _tenant_named(database, slug)
+    async with database.tenant(tenant.id) as session:
+        query = runs_query(routine=routine, statuses=[RunStatus(s) for s in statuses])
+        rows = (await session.execute(query.order_by(RoutineRun.created_at.desc(), RoutineRun.id.desc())
+                                      .limit(limit))).scalars().all()
+    click.echo(f"{'RUN':<36} {'ROUTINE':<22} {'PERIOD':<10} {'TRIGGER':<8} {'STATUS':<9} {'STARTED':<16} ITEMS")
+    for run in rows:
+        view = run_view(run, locale="en")
+        click.echo(f"{view['id']:<36} {view['routine']:<22} {view['period']:<10} {view['trigger']:<8} "
+                   f"{view['status']:<9} {_local(run.started_at or run.created_at, tenant.timezone):<16} {_counts(view)}")
+        if view["error"]:
+            click.echo(f"  error: {view['error']}")
+
+
+@routines.command("start")
+@TENANT_OPTION
+@click.argument("routine")
+@click.option("--period", default=None, help="YYYY-MM (monthly) or YYYY-MM-DD (daily); default: the current one.")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@FOLLOW_OPTION
+@INTERVAL_OPTION
+def routines_start(slug, routine, period, reason, follow, interval) -> None:
+    """Queue a run of ROUTINE (the workers do it); with --follow, show its progress and outcome.
+
+    Exit code 0 when the run succeeded (or was only queued), 1 when it finished partial or failed, or
+    was paused while followed; 2 when it was refused."""
+
+    async def start(session, tenant):
+        from backoffice.tenants.routines.engine import start_run
+
+        return await start_run(session, routine, period=period, actor=Actor.cli(), reason=reason)
+
+    _act_and_follow(slug, start, follow, interval)
+
+
+@routines.command("retry")
+@TENANT_OPTION
+@click.argument("run_id", type=click.UUID)
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@FOLLOW_OPTION
+@INTERVAL_OPTION
+def routines_retry(slug, run_id, reason, follow, interval) -> None:
+    """Retry the failed items of a finished run, as a new run; exit codes as for start."""
+
+    async def retry(session, tenant):
+        from backoffice.tenants.routines.engine import retry_failed
+
+        return await retry_failed(session, run_id, actor=Actor.cli(), reason=reason)
+
+    _act_and_follow(slug, retry, follow, interval)
+
+
+def _act_and_follow(slug, action, follow: bool | None, interval: float) -> None:
+    follow = sys.stdout.isatty() if follow is None else follow
+    try:
+        code = _start_and_follow(slug, action, follow, interval)
+    except KeyboardInterrupt:
+        click.echo("\nstopped following; the run goes on (see: backoffice routines runs)", err=True)
+        code = 130
+    sys.exit(code)
+
+
+@_run_db
+async def _start_and_follow(database, slug, action, follow: bool, interval: float) -> int:
+    from backoffice.tenants.routines.engine import run_view
+
+    tenant = await _tenant_named(database, slug)
+    async with database.tenant(tenant.id) as session:
+        run = await action(session, tenant)
+        view = run_view(run, locale="en")
+    click.echo(f"queued run {view['id']}: {view['title']} for {view['period']} ({view['trigger']})")
+    if not follow:
+        return 0
+    return await _follow(database, tenant, run.id, interval)
+
+
+async def _follow(database, tenant, run_id, interval: float) -> int:
+    """Poll the run until it finishes, drawing a progress bar of settled items over all items (plain
+    lines when stdout is not a terminal), then print the outcome and the failed items."""
+    from contextlib import ExitStack
+
+    from backoffice.platform.db.session import get_owned
+    from backoffice.tenants.routines.catalogue import get_routine
+    from backoffice.tenants.routines.engine import run_view
+    from backoffice.tenants.routines.models import FINISHED_STATUSES, ItemStatus, RoutineRun, RunStatus
+    from backoffice.tenants.routines.queries import run_detail
+
+    terminal = sys.stdout.isatty()
+    last_line = None
+    with ExitStack() as stack:
+        bar = None
+        while True:
+            async with database.tenant(tenant.id) as session:
+                run = await get_owned(session, RoutineRun, run_id)
+            view = run_view(run, locale="en")
+            settled = run.items_done + run.items_failed
+            if bar is None and run.status != RunStatus.QUEUED and run.items_total:
+                noun = get_routine(run.routine).item_noun.get("en", "items")
+                bar = stack.enter_context(click.progressbar(length=run.items_total, label=f"{view['title']} "
+                                                            f"{run.period}: {noun}", show_pos=True))
+            if bar is not None and settled > bar.pos:
+                bar.update(settled - bar.pos)
+            line = f"{settled:,}/{run.items_total:,} settled, {run.items_failed:,} failed"
+            if not terminal and run.items_total and line != last_line:
+                click.echo(line)
+                last_line = line
+            if run.status in FINISHED_STATUSES:
+                break
+            if run.status == RunStatus.PAUSED:
+                click.echo(f"\nthe routine is paused for {tenant.slug}: the run waits for "
+                           f"`backoffice routines resume --tenant {tenant.slug} {run.routine}`")
+                return 1
+            await asyncio.sleep(interval)
+    click.echo(f"{view['title']} for {run.period}: {run.status.value}, {_counts(view)}")
+    if run.error:
+        click.echo(f"error: {run.error}")
+    if run.items_failed:
+        async with database.tenant(tenant.id) as session:
+            failed = await run_detail(session, run.id, item_status=ItemStatus.FAILED, limit=FAILED_SHOWN)
+        for item in failed.items:
+            click.echo(f"  failed: {item.label}: {item.error}")
+        if failed.items_truncated:
+            click.echo(f"  ... and {failed.items_matching - len(failed.items):,} more "
+                       f"(backoffice routines runs, or the staff API)")
+    return 0 if run.status == RunStatus.SUCCEEDED else 1
+
+
+@routines.command("pause")
+@TENANT_OPTION
+@click.argument("routine")
+@click.option("--reason", default=None, help="Why; kept in the audit log and shown to the tenant's staff.")
+@_run_db
+async def routines_pause(database, slug, routine, reason) -> None:
+    """No scheduled run starts, and a running one's pending items wait until resumed."""
+    from backoffice.tenants.routines.engine import pause
+
+    tenant = await _tenant_named(database, slug)
+    async with database.tenant(tenant.id) as session:
+        await pause(session, routine, actor=Actor.cli(), reason=reason)
+    click.echo(f"paused {routine} for {tenant.slug}")
+
+
+@routines.command("resume")
+@TENANT_OPTION
+@click.argument("routine")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def routines_resume(database, slug, routine, reason) -> None:
+    """Run the routine again; the runs it held go on from their pending items."""
+    from backoffice.tenants.routines.engine import resume
+
+    tenant = await _tenant_named(database, slug)
+    async with database.tenant(tenant.id) as session:
+        await resume(session, routine, actor=Actor.cli(), reason=reason)
+    click.echo(f"resumed {routine} for {tenant.slug}")
+
+
 if __name__ == "__main__":
     main()
