@@ -1,5 +1,6 @@
 """Back-office routines as runs: runs, their items, each tenant's routine settings, reconciliation
-findings; and the billing period on charges (a contract is charged once per period).
+findings; the billing period on charges (a contract is charged once per period), and an index for
+"does this charge have a nota fiscal yet?".
 
 Merges the branches that grew from 0003 (api, portal, webhooks, connectors).
 
@@ -126,6 +127,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_reconciliation_findings_day", "reconciliation_findings", ["tenant_id", "day", "kind"])
 
+    op.create_index("ix_fiscal_documents_charge", "fiscal_documents", ["tenant_id", "charge_id"])
     with op.batch_alter_table("charges") as batch:
         batch.add_column(sa.Column("billing_period", sa.String(7), nullable=True))
     op.create_index("uq_charges_contract_period", "charges", ["tenant_id", "contract_id", "billing_period"],
@@ -139,6 +141,7 @@ def downgrade() -> None:
     op.drop_index("uq_charges_contract_period", table_name="charges")
     with op.batch_alter_table("charges") as batch:
         batch.drop_column("billing_period")
+    op.drop_index("ix_fiscal_documents_charge", table_name="fiscal_documents")
     op.drop_index("ix_reconciliation_findings_day", table_name="reconciliation_findings")
     op.drop_table("reconciliation_findings")
     op.drop_table("routine_settings")

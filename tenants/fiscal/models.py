@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
@@ -22,7 +22,11 @@ class FiscalStatus(enum.StrEnum):
 
 class FiscalDocument(TenantOwned, Base):
     __tablename__ = "fiscal_documents"
-    __table_args__ = (*customer_fk(), UniqueConstraint("tenant_id", "source", "external_id"))
+    __table_args__ = (
+        *customer_fk(),
+        UniqueConstraint("tenant_id", "source", "external_id"),
+        Index("ix_fiscal_documents_charge", "tenant_id", "charge_id"),  # the invoicing routine's "has a nota?"
+    )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     charge_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
