@@ -110,6 +110,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.Uuid(), nullable=False),
         sa.Column("day", sa.String(10), nullable=False),
         sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("connector_id", sa.Uuid(), nullable=True),
         sa.Column("kind", _enum("findingkind", "matched", "unrecorded", "missing", "unknown", "amount_mismatch",
                                 length=24), nullable=False),
         sa.Column("reference", sa.String(128), nullable=False),

@@ -130,7 +130,8 @@ class FindingKind(enum.StrEnum):
 
 
 class ReconciliationFinding(TenantOwned, Base):
-    """One line of a reconciliation run's report."""
+    """One line of a reconciliation run's report. Each run keeps its own report: a re-run of a day writes
+    its own lines and leaves the earlier run's as they were; the day's answer is its latest run's."""
 
     __tablename__ = "reconciliation_findings"
     __table_args__ = (
@@ -142,6 +143,7 @@ class ReconciliationFinding(TenantOwned, Base):
     run_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     day: Mapped[str] = mapped_column(String(10))  # the reconciled day, YYYY-MM-DD
     source: Mapped[str] = mapped_column(String(32))  # the gateway connector's kind (asaas)
+    connector_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # the gateway account it came from
     kind: Mapped[FindingKind] = mapped_column(str_enum(FindingKind, 24))
     reference: Mapped[str] = mapped_column(String(128))  # the gateway's payment id, or the charge's
     charge_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())

@@ -97,7 +97,7 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
             record_success(instance)  # it answered; what it refused is in the item's error
         return Outcome.failed(str(error))
     record_success(instance)
-    await _replace(session, run, findings)
+    await _replace(session, run, instance, findings)
     counts = Counter(finding.kind.value for finding in findings)
     return Outcome.done(**{each.value: counts[each.value] for each in FindingKind}, received=len(received))
 
@@ -200,15 +200,16 @@ def _cut(text: str) -> str:
     return text[:500]
 
 
-async def _replace(session: AsyncSession, run: RoutineRun, findings: list[ReconciliationFinding]) -> None:
-    """The day's findings for these references, replaced by this run's (a re-run of the day never adds
-    duplicates; another account's references are left alone)."""
-    references = sorted({finding.reference for finding in findings})
-    for start in range(0, len(references), CHUNK):
-        await session.execute(delete(ReconciliationFinding).where(
-            ReconciliationFinding.day == run.period, ReconciliationFinding.source == SOURCE,
-            ReconciliationFinding.reference.in_(references[start:start + CHUNK])
-        ).execution_options(synchronize_session=False))
+async def _replace(session: AsyncSession, run: RoutineRun, instance: ConnectorInstance,
+                   findings: list[ReconciliationFinding]) -> None:
+    """This run's findings for this account, written afresh: a repeat of the item (a redelivery, a crash
+    before the commit) never adds duplicates; another account's lines and earlier runs' reports are left
+    as they were."""
+    await session.execute(delete(ReconciliationFinding).where(
+        ReconciliationFinding.run_id == run.id, ReconciliationFinding.connector_id == instance.id
+    ).execution_options(synchronize_session=False))
+    for finding in findings:
+        finding.connector_id = instance.id
     session.add_all(findings)
     await session.flush()
 
