@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform.db.session import get_owned
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.catalogue import get_routine
-from backoffice.tenants.routines.engine import routine_overview, tenant_of
+from backoffice.tenants.routines.engine import routine_overview
 from backoffice.tenants.routines.models import (
     FindingKind, ItemStatus, ReconciliationFinding, RoutineRun, RoutineSetting, RunItem, RunStatus, Trigger,
 )
@@ -115,7 +115,6 @@ async def run_detail(session: AsyncSession, run_id: uuid.UUID, *, item_status: I
 async def routine_statuses(session: AsyncSession, *, locale: str | None = None) -> list[dict[str, Any]]:
     """The engine's overview of each routine, plus the effective schedule as numbers (what a schedule
     change edits): ``schedule_kind``, ``hour`` and ``day`` (monthly), and whether the tenant moved them."""
-    tenant_of(session)
     settings = {s.routine: s for s in (await session.execute(select(RoutineSetting))).scalars()}
     overview = await routine_overview(session, locale=locale)
     for entry in overview:

@@ -223,3 +223,29 @@ async def test_a_companys_systems_read_their_own_routines_and_runs(spine, client
     # Read only: no write route exists for keys.
     assert (await client.post(f"/api/v1/routine-runs/{runs['alfa']}/retry", json={}, headers=reader)).status_code in (
         404, 405)
+
+
+async def test_a_reconciliation_runs_detail_lists_its_findings_discrepancies_first(client, database, tenants, staff):  # noqa: F811
+    from backoffice.tenants.routines.models import FindingKind, ReconciliationFinding, RoutineRun, RunStatus, Trigger
+
+    a = tenants.a
+    async with database.tenant(a.id) as session:
+        run = RoutineRun(routine="dunning_sweep", period="2026-11-01", trigger=Trigger.SCHEDULE,
+                         status=RunStatus.SUCCEEDED, requested_by="system:scheduler", items_total=0, items_done=0,
+                         items_failed=0, summary={})
+        session.add(run)
+        await session.flush()
+        for n, kind in enumerate((FindingKind.MATCHED, FindingKind.MATCHED, FindingKind.AMOUNT_MISMATCH)):
+            session.add(ReconciliationFinding(run_id=run.id, day="2026-11-01", source="asaas", kind=kind,
+                                              reference=f"pay_{n}", expected_cents=9900,
+                                              received_cents=9000 if kind == FindingKind.AMOUNT_MISMATCH else 9900))
+    admin = await _token(client, "admin@provider.example")
+    detail = (await client.get(f"/api/v1/staff/tenants/{a.id}/routine-runs/{run.id}", headers=admin)).json()
+    assert detail["finding_counts"] == {"matched": 2, "amount_mismatch": 1}
+    assert [(f["kind"], f["reference"]) for f in detail["findings"]] == [
+        ("amount_mismatch", "pay_2"), ("matched", "pay_0"), ("matched", "pay_1")]
+    reader = bearer(await make_key(database, a.id, scopes=["routines:read"]))
+    mine = (await client.get(f"/api/v1/routine-runs/{run.id}", params={"items_limit": 1}, headers=reader)).json()
+    assert [f["kind"] for f in mine["findings"]] == ["amount_mismatch"] and mine["finding_counts"]["matched"] == 2
+    other = bearer(await make_key(database, tenants.b.id, scopes=["routines:read"]))
+    assert (await client.get(f"/api/v1/routine-runs/{run.id}", headers=other)).status_code == 404
