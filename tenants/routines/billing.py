@@ -206,7 +206,7 @@ async def _record_charge(session: AsyncSession, contract: Contract, period: str,
 BILLING = register(Routine(
     name="billing",
     title={"pt-BR": "Faturamento mensal", "en": "Monthly billing"},
-    item_noun={"pt-BR": "cobranças", "en": "charges"},
+    item_noun={"pt-BR": "cobranças emitidas", "en": "charges issued"},
     schedule=Monthly(day=1, hour=5),
     plan=_plan,
     work=_work,

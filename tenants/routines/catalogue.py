@@ -163,7 +163,7 @@ SetRunFn = Callable[[Any, dict[uuid.UUID, str]], Awaitable[dict[uuid.UUID, int]]
 class Routine:
     name: str
     title: dict[str, str]  # by locale: {"pt-BR": "Faturamento", "en": "Billing"}
-    item_noun: dict[str, str]  # what an item is, plural, by locale: {"pt-BR": "cobranças", "en": "charges"}
+    item_noun: dict[str, str]  # what a done item is, plural, by locale: {"pt-BR": "cobranças emitidas", "en": "charges issued"}
     schedule: Schedule
     plan: PlanFn
     work: WorkFn | None = None

@@ -34,7 +34,7 @@ async def _for_tenants(database, periods: dict[uuid.UUID, str]) -> dict[uuid.UUI
 DUNNING_SWEEP = register(Routine(
     name="dunning_sweep",
     title={"pt-BR": "Verificação de inadimplência", "en": "Overdue check"},
-    item_noun={"pt-BR": "cobranças vencidas", "en": "overdue charges"},
+    item_noun={"pt-BR": "cobranças vencidas apontadas", "en": "overdue charges found"},
     schedule=Daily(hour=6),
     plan=_plan,
     run_for_tenants=_for_tenants,

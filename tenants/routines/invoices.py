@@ -237,7 +237,7 @@ def _wait(item: RunItem, problem: str | None = None, **sent: Any) -> Outcome:
 INVOICES = register(Routine(
     name="invoices",
     title={"pt-BR": "Emissão de notas fiscais", "en": "Invoice issuing"},
-    item_noun={"pt-BR": "notas fiscais", "en": "invoices"},
+    item_noun={"pt-BR": "notas fiscais emitidas", "en": "notas fiscais issued"},
     schedule=Daily(hour=7),
     plan=_plan,
     work=_work,

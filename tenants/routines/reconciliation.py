@@ -228,7 +228,7 @@ async def _finish(session: AsyncSession, run: RoutineRun) -> None:
 RECONCILIATION = register(Routine(
     name="reconciliation",
     title={"pt-BR": "Conciliação com o gateway", "en": "Gateway reconciliation"},
-    item_noun={"pt-BR": "contas do gateway", "en": "gateway accounts"},
+    item_noun={"pt-BR": "contas do gateway conciliadas", "en": "gateway accounts reconciled"},
     schedule=Daily(hour=8, offset_days=-1),
     plan=_plan,
     work=_work,
