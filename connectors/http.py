@@ -21,12 +21,14 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
 from backoffice.connectors.registry import ConnectorError
+from backoffice.platform.security.outbound import tls_context
 from backoffice.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ class CircuitOpen(ProviderError):
 
 def client(timeout: float = 10.0, **kwargs: Any) -> httpx.AsyncClient:
     """The one way connectors get an httpx client: bounded timeouts, no redirects followed (a redirect to
-    another host must not carry our credentials), a recognisable user agent."""
+    another host must not carry our credentials), a recognisable user agent, the shared TLS context."""
+    kwargs.setdefault("verify", tls_context())
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), follow_redirects=False,
         headers={"User-Agent": USER_AGENT}, **kwargs)
@@ -88,31 +91,38 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Shared state for every worker process. A client per operation: worker threads run their own event
-    loops, and a redis.asyncio connection belongs to the loop that opened it."""
+    """Shared state for every worker process. One client per event loop: a redis.asyncio connection
+    belongs to the loop that opened it (worker threads may run their own loops), and a client per
+    operation used to cost more than the call it guarded (connection set-up reads package metadata)."""
 
     TTL = 86_400
+    _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {url: client}
 
     def __init__(self, url: str) -> None:
         self.url = url
 
-    async def get(self, key: str) -> CircuitState:
+    def _client(self):
         import redis.asyncio as redis
 
-        async with redis.from_url(self.url) as connection:
-            values = await connection.hgetall(key)
+        per_loop = self._clients.setdefault(asyncio.get_running_loop(), {})
+        client = per_loop.get(self.url)
+        if client is None:
+            client = per_loop[self.url] = redis.from_url(self.url)
+        return client
+
+    async def get(self, key: str) -> CircuitState:
+        values = await self._client().hgetall(key)
         if not values:
             return CircuitState()
         opened = values.get(b"opened_at", b"")
         return CircuitState(int(values.get(b"failures", b"0")), float(opened) if opened else None)
 
     async def put(self, key: str, state: CircuitState) -> None:
-        import redis.asyncio as redis
-
-        async with redis.from_url(self.url) as connection:
-            await connection.hset(key, mapping={
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={
                 "failures": state.failures, "opened_at": "" if state.opened_at is None else repr(state.opened_at)})
-            await connection.expire(key, self.TTL)
+            pipe.expire(key, self.TTL)
+            await pipe.execute()
 
 
 _memory = MemoryStore()

@@ -5,15 +5,27 @@ must not reach private, loopback or link-local addresses (SSRF), unless the oper
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from urllib.parse import urlsplit
+
+import httpx
 
 from backoffice.platform.settings import Settings, get_settings
 
 
 class TargetRefused(ValueError):
     pass
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process for every outbound client. Building one loads the CA bundle
+    (tens of milliseconds of CPU); a client per call used to build one per call, which made TLS set-up
+    the workers' main cost (measured with tests/perf/bench_routines.py)."""
+    return httpx.create_ssl_context()
 
 
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.security.outbound import check_target
+from backoffice.platform.security.outbound import check_target, tls_context
 from backoffice.platform.security.standard_webhooks import sign
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
@@ -81,7 +81,8 @@ class SignedPost:
                    "content-type": "application/json", "user-agent": USER_AGENT}
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
         # No redirects: a 3xx to an internal address would walk around the SSRF check.
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
+                                     verify=tls_context()) as client:
             async with asyncio.timeout(self.total_timeout):
                 response = await client.post(url, content=body, headers=headers)
         return Answer(response.status_code, response.text[:SNIPPET],
