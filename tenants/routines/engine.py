@@ -112,8 +112,11 @@ async def resume(session: AsyncSession, name: str, *, actor: Actor, reason: str 
         setting.paused, setting.paused_at, setting.paused_by, setting.pause_reason = False, None, None, None
         await record(session, actor=actor, action="routine.resume", target_type="routine", target_id=routine.name,
                      tenant_id=tenant_of(session), reason=reason)
+        # Running runs too: an item that saw the pause just before this resume committed left itself pending
+        # without its run showing paused yet. A second message for a pending item is harmless.
         held = (await session.execute(select(RoutineRun).where(
-            RoutineRun.routine == routine.name, RoutineRun.status == RunStatus.PAUSED))).scalars()
+            RoutineRun.routine == routine.name, RoutineRun.status.in_([RunStatus.PAUSED, RunStatus.RUNNING])
+        ))).scalars()
         for run in held:
             await _requeue(session, run)
     await session.flush()
@@ -273,13 +276,17 @@ async def work_item(session: AsyncSession, item_id: uuid.UUID) -> None:
     now = clock.now()
     if item.next_attempt_at is not None and item.next_attempt_at > now:
         return  # a duplicate message ahead of the item's scheduled attempt; that one's outbox row will come
-    run = await _locked(session, RoutineRun, item.run_id)
+    # The run is read, not locked: its items are worked in parallel, and each takes the run's row only for
+    # the instant of its count (the UPDATE in _settle), never across the provider's calls.
+    run = await get_owned(session, RoutineRun, item.run_id)
     routine = get_routine(run.routine)
     setting = await setting_for(session, routine.name)
-    if run.status == RunStatus.PAUSED or (setting is not None and setting.paused):
+    if setting is not None and setting.paused:  # the setting is the authority; the run's status follows it
         if run.status == RunStatus.RUNNING:
             run.status = RunStatus.PAUSED
         return  # the item stays pending; resume() queues it again
+    if run.status == RunStatus.PAUSED:
+        run.status = RunStatus.RUNNING  # resumed while this item's message was on its way
     if run.status != RunStatus.RUNNING:
         return
     item.attempts += 1
