@@ -116,6 +116,12 @@ class RoutineOut(BaseModel):
     last_run: RunOut | None
 
 
+class TenantRoutinesOut(BaseModel):
+    tenant_id: uuid.UUID
+    tenant_name: str
+    routines: list[RoutineOut]
+
+
 # --- requests -------------------------------------------------------------------------------------
 
 class ReasonIn(Strict):

@@ -88,6 +88,43 @@ async def test_staff_see_only_the_runs_of_the_tenants_they_serve(spine, client, 
     assert bad.status_code == 400 and "period" in bad.text
 
 
+async def test_staff_see_every_routine_of_every_tenant_they_serve_in_one_overview(spine, client, tenants, staff):  # noqa: F811
+    a, b = tenants.a, tenants.b
+    admin, operator = await _token(client, "admin@provider.example"), await _token(client, "op@provider.example")
+    REFUSING.add("João Pereira")  # a customer of Beta's only
+    for tenant in (a, b):
+        started = await client.post(_routine_path(tenant.id, "runs"), json={"period": "2026-10"}, headers=admin)
+        assert started.status_code == 202, started.text
+    await spine.settle()
+    assert (await client.post(_routine_path(b.id, "pause"), json={"reason": "gateway migration"},
+                              headers=admin)).status_code == 200
+
+    everyone = (await client.get("/api/v1/staff/routines", headers=admin)).json()
+    assert [t["tenant_name"] for t in everyone["data"]] == ["Alfa", "Beta"]
+    for entry in everyone["data"]:
+        mine = {r["routine"]: r for r in entry["routines"]}
+        assert {"billing", "invoices", "reconciliation", "dunning_sweep", ROUTINE.name} <= set(mine)
+        assert mine["billing"]["configured"] is False and mine["billing"]["next_run_at"] is None
+        assert mine["dunning_sweep"]["next_run_at"] and mine["dunning_sweep"]["timezone"] == "America/Sao_Paulo"
+    beta = {r["routine"]: r for r in everyone["data"][1]["routines"]}
+    assert beta[ROUTINE.name]["paused"] and beta[ROUTINE.name]["pause_reason"] == "gateway migration"
+    assert beta[ROUTINE.name]["last_run"]["status"] == "partial"
+
+    # An operator sees only the tenants they serve.
+    served = (await client.get("/api/v1/staff/routines", headers=operator)).json()["data"]
+    assert [t["tenant_id"] for t in served] == [str(a.id)] and str(b.id) not in str(served)
+    alfa = {r["routine"]: r for r in served[0]["routines"]}
+    assert alfa[ROUTINE.name]["last_run"]["status"] == "succeeded" and not alfa[ROUTINE.name]["paused"]
+
+    # What needs a look: a tenant whose last run failed items, or whose routine is paused; cursor by name.
+    attention = (await client.get("/api/v1/staff/routines", params={"attention": "true"}, headers=admin)).json()
+    assert [t["tenant_name"] for t in attention["data"]] == ["Beta"]
+    first = (await client.get("/api/v1/staff/routines", params={"limit": 1}, headers=admin)).json()
+    rest = (await client.get("/api/v1/staff/routines", params={"limit": 1, "cursor": first["next_cursor"]},
+                             headers=admin)).json()
+    assert [t["tenant_name"] for t in first["data"] + rest["data"]] == ["Alfa", "Beta"] and rest["next_cursor"] is None
+
+
 async def test_staff_start_retry_pause_resume_and_reschedule_audited(spine, client, database, tenants, staff):  # noqa: F811
     a, b = tenants.a, tenants.b
     operator = await _token(client, "op@provider.example")

@@ -10,6 +10,7 @@ import uuid
 from litestar import get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
+from sqlalchemy import select
 
 from backoffice.platform.db.session import NotFound
 from backoffice.platform.staff.models import Staff, StaffRole
@@ -22,7 +23,7 @@ from backoffice.web.api.common import problems
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.routine_schemas import (
     PERIOD, ROUTINE_NAME, ReasonIn, RoutineOut, RunOut, ScheduleIn, StaffRunDetailOut, StaffRunOut, StartRunIn,
-    detail_out, run_out,
+    TenantRoutinesOut, detail_out, run_out,
 )
 from backoffice.web.api.schemas import Page
 from backoffice.web.api.staff.auth import actor, tenant_for
@@ -77,6 +78,42 @@ async def list_routines(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, stat
     """Each routine of the tenant: schedule in the tenant's time zone, paused (by whom, why), last and next run."""
     async with state.database.tenant(tenant.id) as session:
         return [RoutineOut.model_validate(entry) for entry in await queries.routine_statuses(session)]
+
+
+NEEDS_ATTENTION = {RunStatus.FAILED.value, RunStatus.PARTIAL.value, RunStatus.PAUSED.value}
+
+
+def _needs_attention(routine: dict) -> bool:
+    last = routine.get("last_run") or {}
+    return routine["paused"] or last.get("status") in NEEDS_ATTENTION
+
+
+@get("/routines", operation_id="staffRoutinesOverview", responses=_r())
+async def routines_overview(
+    staff: Staff, state: State,
+    attention: bool = Parameter(default=False, description="Only the tenants with a routine paused or whose "
+                                                           "last run failed, partly failed or waits paused."),
+    limit: int = Parameter(default=50, ge=1, le=200, description="Tenants per page."),
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[TenantRoutinesOut]:
+    """Every tenant the staff member serves (provider admins: every tenant), by name, with each routine's
+    schedule in the tenant's time zone, paused or not, last run and next run: the morning's look at how
+    the back office stands. With ``attention``, a page may hold fewer tenants than ``limit``."""
+    async with state.database.system() as session:
+        query = select(Tenant)
+        if staff.role != StaffRole.ADMIN:
+            query = query.where(Tenant.id.in_(await assigned_tenant_ids(session, staff)))
+        page = await paginate(session, query, Tenant, sorts={"name": Tenant.display_name}, sort="name",
+                              limit=limit, cursor=cursor)
+    data = []
+    for tenant in page.items:
+        async with state.database.tenant(tenant.id) as session:
+            routines = await queries.routine_statuses(session)
+        if attention and not any(_needs_attention(r) for r in routines):
+            continue
+        data.append(TenantRoutinesOut(tenant_id=tenant.id, tenant_name=tenant.display_name,
+                                      routines=[RoutineOut.model_validate(r) for r in routines]))
+    return Page[TenantRoutinesOut](data=data, next_cursor=page.next_cursor)
 
 
 @patch("/tenants/{tenant_id:uuid}/routines/{routine:str}", operation_id="staffScheduleRoutine", responses=_r())
@@ -150,5 +187,5 @@ async def retry_run(tenant_id: uuid.UUID, run_id: uuid.UUID, tenant: Tenant, dat
         return run_out(engine.run_view(run, locale=tenant.locale))
 
 
-routine_routes = [list_runs, list_routines, schedule_routine, pause_routine, resume_routine, start_run, get_run,
+routine_routes = [list_runs, routines_overview, list_routines, schedule_routine, pause_routine, resume_routine, start_run, get_run,
                   retry_run]
