@@ -14,6 +14,7 @@ import uuid
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +88,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    # Its own thread and event loop: the web test client blocks the test's loop while a request runs.
-    fake = Provider()
+@contextmanager
+def serving(app):
+    """Serve an ASGI provider stand-in (anything with a ``url`` attribute to fill in) under uvicorn on a
+    free loopback port, on its own thread and event loop, while the block runs: the web test client
+    blocks the test's loop while a request runs, and a benchmark's workers call it from other processes."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
                                            access_log=False))
     server.install_signal_handlers = lambda: None  # uvicorn < 0.29; newer ones skip it off the main thread
     thread = threading.Thread(target=server.run, daemon=True)
@@ -101,12 +103,18 @@ def provider() -> Iterator[Provider]:
         if server.started:
             break
         time.sleep(0.01)
-    fake.url = f"http://127.0.0.1:{port}"
+    app.url = f"http://127.0.0.1:{port}"
     try:
-        yield fake
+        yield app
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    with serving(Provider()) as fake:
+        yield fake
 
 
 # Short timeouts and backoff so slow-provider tests take a fraction of a second.

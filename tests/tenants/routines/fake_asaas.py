@@ -25,7 +25,6 @@ import itertools
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,10 +33,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
-
 from backoffice.tenants.routines import gateways
-from tests.connectors.conftest import FAST_HTTP, connector_settings, free_port, make_instance
+from tests.connectors.conftest import FAST_HTTP, connector_settings, make_instance
+from tests.connectors.conftest import serving as serve
 
 RECEIVED = ("RECEIVED", "CONFIRMED", "RECEIVED_IN_CASH")
 BILLING_TYPES = {"UNDEFINED", "BOLETO", "CREDIT_CARD", "PIX"}
@@ -283,23 +281,9 @@ class FakeAsaas:
 
 @contextmanager
 def serving(fake: FakeAsaas) -> Iterator[FakeAsaas]:
-    """The fake under uvicorn on a free loopback port, in its own thread and event loop."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, lifespan="off", log_level="critical",
-                                           access_log=False))
-    server.install_signal_handlers = lambda: None
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    """Run ``fake`` on a loopback port while the block runs."""
+    with serve(fake):
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(5)
 
 
 @contextmanager

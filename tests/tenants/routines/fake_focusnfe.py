@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
-
-from tests.connectors.conftest import free_port
+from tests.connectors.conftest import serving as serve
 
 REQUIRED = (("data_emissao",), ("prestador", "cnpj"), ("prestador", "inscricao_municipal"),
             ("prestador", "codigo_municipio"), ("servico", "valor_servicos"), ("servico", "iss_retido"),
@@ -214,20 +211,6 @@ class FakeFocusNfe:
 
 @contextmanager
 def serving(fake: FakeFocusNfe) -> Iterator[FakeFocusNfe]:
-    """Run ``fake`` under uvicorn on 127.0.0.1 (a free port) on its own thread while the block runs."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                                           access_log=False))
-    server.install_signal_handlers = lambda: None  # uvicorn < 0.29; newer ones skip it off the main thread
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    """Run ``fake`` on a loopback port while the block runs."""
+    with serve(fake):
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(5)
