@@ -17,40 +17,23 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.cli import main
 from backoffice.platform.settings import get_settings
-from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.routines.catalogue import CATALOGUE, ItemSpec, Monthly, Outcome, Plan, Routine
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from tests.conftest import env_for_subprocess
 from tests.platform.test_cli import _cli
 from tests.tenants.conftest import spine  # noqa: F401  (the running pipeline fixture)
+from tests.tenants.routines.scripted import registered, scripted
 
 REFUSED = "POST /v3/payments: 400 invalid_customer: CPF inválido"
-REFUSING: set[str] = set()
 
 
-async def _plan(session, run) -> Plan:
-    customers = (await session.execute(select(Customer).order_by(Customer.name))).scalars()
-    return Plan(items=[ItemSpec(key=f"customer:{c.id}", label=f"{c.name}, {run.period}", customer_id=c.id,
-                                data={"name": c.name}) for c in customers])
-
-
-async def _work(session, run, item) -> Outcome:
-    if item.data["name"] in REFUSING:
-        return Outcome.failed(REFUSED, notify=False)
-    return Outcome.done(charge=f"ch-{item.key}")
-
-
-ROUTINE = Routine(name="test_cli_billing", title={"en": "Test billing", "pt-BR": "Faturamento de teste"},
-                  item_noun={"en": "charges", "pt-BR": "cobranças"}, schedule=Monthly(day=1, hour=6),
-                  plan=_plan, work=_work)
+ROUTINE, REFUSING = scripted("test_cli_billing", refusal=REFUSED, notify=False)
 
 
 @pytest.fixture(autouse=True)
 def routine():
-    CATALOGUE[ROUTINE.name] = ROUTINE
     REFUSING.clear()
-    yield ROUTINE
-    CATALOGUE.pop(ROUTINE.name, None)
+    with registered(ROUTINE):
+        yield ROUTINE
 
 
 async def backoffice(spine, *args: str) -> Result:  # noqa: F811

@@ -8,39 +8,22 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
-from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.routines.catalogue import CATALOGUE, ItemSpec, Monthly, Outcome, Plan, Routine
 from tests.tenants.conftest import spine  # noqa: F401  (the running pipeline fixture)
+from tests.tenants.routines.scripted import registered, scripted
 from tests.web.api.conftest import bearer, make_key
 from tests.web.api.test_staff import _token, staff  # noqa: F401  (fixture)
 
 REFUSED = "CPF inválido no gateway (invalid_customer)"
-REFUSING: set[str] = set()  # customer names whose item the provider refuses
 
 
-async def _plan(session, run) -> Plan:
-    customers = (await session.execute(select(Customer).order_by(Customer.name))).scalars()
-    return Plan(items=[ItemSpec(key=f"customer:{c.id}", label=f"{c.name}, {run.period}", customer_id=c.id,
-                                data={"name": c.name}) for c in customers])
-
-
-async def _work(session, run, item) -> Outcome:
-    if item.data["name"] in REFUSING:
-        return Outcome.failed(REFUSED)
-    return Outcome.done(charge=f"ch-{item.key}")
-
-
-ROUTINE = Routine(name="test_api_billing", title={"en": "Test billing", "pt-BR": "Faturamento de teste"},
-                  item_noun={"en": "charges", "pt-BR": "cobranças"}, schedule=Monthly(day=1, hour=6),
-                  plan=_plan, work=_work)
+ROUTINE, REFUSING = scripted("test_api_billing", refusal=REFUSED)
 
 
 @pytest.fixture(autouse=True)
 def routine():
-    CATALOGUE[ROUTINE.name] = ROUTINE
     REFUSING.clear()
-    yield ROUTINE
-    CATALOGUE.pop(ROUTINE.name, None)
+    with registered(ROUTINE):
+        yield ROUTINE
 
 
 def _routine_path(tenant_id, *rest: str) -> str:

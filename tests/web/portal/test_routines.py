@@ -10,44 +10,30 @@ from datetime import UTC, datetime
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
 
 from backoffice.platform.audit.service import Actor
-from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines import engine
-from backoffice.tenants.routines.catalogue import CATALOGUE, ItemSpec, Monthly, Outcome, Plan, Routine
+from backoffice.tenants.routines.catalogue import CATALOGUE
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from backoffice.web.app import create_app
 from backoffice.web.portal.routines import describe_run
 from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the running pipeline fixture)
+from tests.tenants.routines.scripted import registered, scripted
 from tests.web.portal.conftest import Browser
 
 STAFF = Actor(type="staff", label="ana@provider.example", id="ana")
 REFUSED = "Asaas: o CPF do cliente é inválido (invalid_cpfCnpj)"
 
 
-async def _plan(session, run) -> Plan:
-    customers = (await session.execute(select(Customer).order_by(Customer.name))).scalars()
-    return Plan(items=[ItemSpec(key=f"customer:{c.id}", label=f"{c.name} — Plano Pro", customer_id=c.id,
-                                data={"name": c.name}) for c in customers])
-
-
-async def _work(session, run, item) -> Outcome:
-    if item.data["name"] == "Maria Silva":
-        return Outcome.failed(REFUSED, notify=False)
-    return Outcome.done(charge=f"ch-{item.key}")
-
-
-ROUTINE = Routine(name="test_portal_billing", title={"pt-BR": "Faturamento", "en": "Billing"},
-                  item_noun={"pt-BR": "cobranças", "en": "charges"}, schedule=Monthly(day=1, hour=6),
-                  plan=_plan, work=_work)
+ROUTINE, REFUSING = scripted("test_portal_billing", refusal=REFUSED, notify=False, label="{name} — Plano Pro",
+                             title={"pt-BR": "Faturamento", "en": "Billing"})
+REFUSING.add("Maria Silva")
 
 
 @pytest.fixture(autouse=True)
 def routine():
-    CATALOGUE[ROUTINE.name] = ROUTINE
-    yield ROUTINE
-    CATALOGUE.pop(ROUTINE.name, None)
+    with registered(ROUTINE):
+        yield ROUTINE
 
 
 def test_a_run_reads_as_a_sentence_in_each_locale():
