@@ -64,13 +64,7 @@ class Provider:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        body, headers = await read_request(scope, receive)
         self.seen.append(Seen(scope["method"], scope["path"], scope["query_string"].decode(), headers, body))
         answers = self.routes.get((scope["method"], scope["path"]))
         answer = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else Answer(404, {"errors": []})
@@ -80,6 +74,17 @@ class Provider:
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+async def read_request(scope, receive) -> tuple[bytes, dict[str, str]]:
+    """An ASGI request's whole body and its headers (names lower-cased), as a provider stand-in needs them."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    return body, {k.decode().lower(): v.decode() for k, v in scope["headers"]}
 
 
 def free_port() -> int:

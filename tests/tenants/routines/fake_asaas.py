@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 
 from backoffice.tenants.routines import gateways
 from tests.connectors.conftest import FAST_HTTP, connector_settings, make_instance
+from tests.connectors.conftest import read_request
 from tests.connectors.conftest import serving as serve
 
 RECEIVED = ("RECEIVED", "CONFIRMED", "RECEIVED_IN_CASH")
@@ -136,13 +137,7 @@ class FakeAsaas:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        raw, headers = await read_request(scope, receive)
         query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode(), keep_blank_values=True).items()}
         try:
             body = json.loads(raw) if raw else None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.connectors.conftest import read_request
 from tests.connectors.conftest import serving as serve
 
 REQUIRED = (("data_emissao",), ("prestador", "cnpj"), ("prestador", "inscricao_municipal"),
@@ -186,13 +187,7 @@ class FakeFocusNfe:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        raw, headers = await read_request(scope, receive)
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
