@@ -19,7 +19,9 @@ from backoffice.connectors.service import open_context
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.tenants.routines.engine import RoutineUnavailable
 
-# Options for the breaker-bound HTTP helper (timeouts, retries); tests shorten them.
+# What the routines open their connectors with (``open_context``'s keywords): ``settings``, whose keys
+# decrypt the connectors' secrets (default: the process's), and the HTTP helper's options (timeouts,
+# retries, breaker). Tests give their database's settings and short timeouts.
 HTTP_OPTIONS: dict[str, Any] = {}
 
 
