@@ -45,7 +45,7 @@ from backoffice.platform import clock
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines.catalogue import ItemSpec, Monthly, Outcome, Plan, Routine, register
-from backoffice.tenants.routines.engine import RoutineUnavailable
+from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
 from backoffice.tenants.routines.gateways import connector_for, context_for
 from backoffice.tenants.routines.models import RoutineRun, RunItem
 
@@ -116,7 +116,8 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
         payment = await _asaas_payment(kind, ctx, asaas_customer, contract, run.period, planned)
     except ProviderError as error:
         if error.retryable:
-            raise  # the engine tries the item again later; the breaker keeps the connector's state meanwhile
+            # The engine records the connector's failure and tries the item again later.
+            raise failing_connector(error, instance)
         _note_refusal(instance, error)
         return Outcome.failed(str(error))
     record_success(instance)

@@ -294,12 +294,30 @@ async def work_item(session: AsyncSession, item_id: uuid.UUID) -> None:
         async with session.begin_nested():
             outcome = await routine.work(session, run, item)
     except ConnectorError as error:
+        await _note_connector_failure(session, error)
         retryable = getattr(error, "retryable", False)
         if retryable and item.attempts < routine.max_attempts:
             _try_again(session, item, str(error))
             return
         outcome = Outcome.failed(str(error))
     await _settle(session, run, routine, item, outcome)
+
+
+def failing_connector(error: ConnectorError, instance: ConnectorInstance) -> ConnectorError:
+    """Mark a provider error with the connector it came from, for a routine to raise: the item's savepoint
+    rolls back whatever the routine wrote, so the engine records the connector's failure after it."""
+    error.connector_id = instance.id
+    return error
+
+
+async def _note_connector_failure(session: AsyncSession, error: ConnectorError) -> None:
+    from backoffice.connectors.service import record_failure
+
+    connector_id = getattr(error, "connector_id", None)
+    if connector_id is not None:
+        instance = await session.get(ConnectorInstance, (tenant_of(session), connector_id))
+        if instance is not None:
+            record_failure(instance, str(error))
 
 
 def _try_again(session: AsyncSession, item: RunItem, reason: str, delay: float | None = None) -> None:

@@ -44,7 +44,7 @@ from backoffice.platform import clock
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine, register
-from backoffice.tenants.routines.engine import RoutineUnavailable
+from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
 from backoffice.tenants.routines.gateways import connector_for, context_for
 from backoffice.tenants.routines.models import FindingKind, ReconciliationFinding, RoutineRun, RunItem
 
@@ -90,7 +90,7 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
         findings += await _platform_side(session, run, kind, ctx, received)
     except ProviderError as error:
         if error.retryable:
-            raise  # the engine tries the item again later
+            raise failing_connector(error, instance)  # the engine notes it and tries again later
         if error.status in CONNECTOR_FAULTS:
             record_failure(instance, error)
         else:

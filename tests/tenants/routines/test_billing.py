@@ -241,9 +241,16 @@ async def test_asaas_hiccups_are_retried_and_the_run_ends_done(spine, asaas):
     assert (run.status, run.items_done) == (RunStatus.RUNNING, 1)
     [waiting] = [i for i in items if i.status == ItemStatus.PENDING]
     assert waiting.error == "POST asaas payment: provider answered 503" and waiting.next_attempt_at is not None
+    # The connector's health keeps the failure for staff, though the item's own work was rolled back
+    # (its health is OK again: the other item's calls went through after it).
+    async with spine.database.tenant(a.id) as session:
+        [instance] = (await session.execute(select(ConnectorInstance))).scalars().all()
+        assert instance.last_error == "POST asaas payment: provider answered 503" and instance.last_error_at
     await spine.advance(seconds=15)
     run, items = await run_and_items(spine, a.id, run_id)
     assert (run.status, run.items_done, run.items_failed) == (RunStatus.SUCCEEDED, 2, 0)
+    async with spine.database.tenant(a.id) as session:
+        assert (await session.execute(select(ConnectorInstance.health))).scalar_one() == Health.OK
     assert all(len(found) == 1 for found in payments_by_reference(asaas, A_KEY).values())
     assert len(asaas.account(A_KEY).payments) == 2 and len(await charges(spine, a.id)) == 2
 
