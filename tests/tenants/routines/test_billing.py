@@ -24,8 +24,9 @@ from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.routines import billing, engine
-from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, RunStatus, Trigger
+from backoffice.tenants.routines.models import ItemStatus, RunStatus, Trigger
 from tests.tenants.routines.fake_asaas import FakeAsaas, connect, gateway_options, serving
+from tests.tenants.routines.runs import run_and_items
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")
 PERIOD = "2026-11"
@@ -54,13 +55,6 @@ async def add_contract(database, tenant_id, customer_id, *, plan="Plano Pro", pr
 async def start(spine, tenant_id, period=PERIOD) -> uuid.UUID:
     async with spine.database.tenant(tenant_id) as session:
         return (await engine.start_run(session, "billing", period=period, actor=STAFF)).id
-
-
-async def run_and_items(spine, tenant_id, run_id) -> tuple[RoutineRun, list[RunItem]]:
-    async with spine.database.tenant(tenant_id) as session:
-        run = await get_owned(session, RoutineRun, run_id)
-        items = (await session.execute(select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.label))).scalars()
-        return run, list(items)
 
 
 async def charges(spine, tenant_id) -> list[Charge]:

@@ -23,6 +23,7 @@ from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.routines import engine
 from backoffice.tenants.routines.catalogue import CATALOGUE, Daily, ItemSpec, Outcome, Plan, Routine
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, RunStatus, Trigger
+from tests.tenants.routines.runs import run_and_items
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")
 
@@ -85,13 +86,6 @@ def routine():
 async def start(spine, tenant_id, period="2026-11-02", **kwargs) -> uuid.UUID:
     async with spine.database.tenant(tenant_id) as session:
         return (await engine.start_run(session, ROUTINE.name, period=period, actor=STAFF, **kwargs)).id
-
-
-async def run_and_items(spine, tenant_id, run_id) -> tuple[RoutineRun, list[RunItem]]:
-    async with spine.database.tenant(tenant_id) as session:
-        run = await get_owned(session, RoutineRun, run_id)
-        items = (await session.execute(select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.label))).scalars().all()
-        return run, list(items)
 
 
 def key_of(tenant, index: int) -> str:

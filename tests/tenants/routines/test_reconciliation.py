@@ -18,8 +18,9 @@ from backoffice.platform.db.session import get_owned
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines import engine
-from backoffice.tenants.routines.models import FindingKind, ItemStatus, ReconciliationFinding, RoutineRun, RunItem, RunStatus
+from backoffice.tenants.routines.models import FindingKind, ItemStatus, ReconciliationFinding, RunStatus
 from tests.tenants.routines.fake_asaas import FakeAsaas, connect, gateway_options, serving
+from tests.tenants.routines.runs import run_and_items
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")
 DAY = "2026-11-01"
@@ -51,13 +52,6 @@ async def on_record(database, tenant_id, customer_id, external_id: str, cents: i
 async def start(spine, tenant_id, period=DAY) -> uuid.UUID:
     async with spine.database.tenant(tenant_id) as session:
         return (await engine.start_run(session, "reconciliation", period=period, actor=STAFF)).id
-
-
-async def run_and_items(spine, tenant_id, run_id) -> tuple[RoutineRun, list[RunItem]]:
-    async with spine.database.tenant(tenant_id) as session:
-        run = await get_owned(session, RoutineRun, run_id)
-        items = (await session.execute(select(RunItem).where(RunItem.run_id == run_id).order_by(RunItem.label))).scalars()
-        return run, list(items)
 
 
 async def findings(spine, tenant_id, **where) -> list[ReconciliationFinding]:
