@@ -1,18 +1,23 @@
 """The one intake function every source uses: validate, deduplicate on (tenant, source, external id), and
 write the event and its outbox row in one transaction. Nothing is acknowledged before it is stored.
 
+On PostgreSQL one statement writes both (a CTE: the event ``ON CONFLICT DO NOTHING RETURNING``, its outbox
+row from what was returned), and a batch goes in as ``unnest()`` arrays; the embedded SQLite mode takes a
+simpler two-statement path. The transaction stays the caller's.
+
 Customer matching is not done here but in the process step: intake stays a couple of inserts, and an
 event naming an unknown customer is still stored (then kept as unmatched for staff).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -41,6 +46,10 @@ def validate(raw: dict[str, Any] | EventIn, prefix: str = "") -> EventIn:
         data = model.model_validate(event.data).model_dump(mode="json", exclude_none=True)
     except ValidationError as error:
         raise ValidationFailed([_field_error(item, prefix, raw) for item in error.errors()]) from None
+    if event.occurred_at is not None and event.occurred_at.utcoffset() is None:
+        # A time without an offset is ambiguous (the tenant's zone? UTC?): refuse it rather than guess.
+        raise ValidationFailed(FieldError(prefix + "occurred_at",
+                                          "expected a date-time with a UTC offset, such as 2026-11-02T14:00:00Z"))
     return event.model_copy(update={"data": data})
 
 
@@ -64,13 +73,82 @@ def _row(tenant_id: uuid.UUID, event: EventIn, now) -> dict[str, Any]:
     }
 
 
+def _payload(event_id: uuid.UUID) -> str:
+    # The same text SQLAlchemy's JSON type writes for {"event_id": "<uuid>"}: the worker side reads it.
+    return json.dumps({"event_id": str(event_id)})
+
+
+# The event and its outbox row in one statement. The final SELECT reads the table as it was when the
+# statement began, so it finds an earlier duplicate but never the row inserted here: exactly one row comes
+# back, except when a concurrent transaction committed the same key meanwhile (then none: see below).
+INSERT_ONE = text("""
+WITH new_event AS (
+    INSERT INTO events (tenant_id, id, type, source, external_id, occurred_at, received_at, subject, data, status)
+    VALUES (CAST(:tenant_id AS uuid), CAST(:id AS uuid), :type, :source, :external_id,
+            CAST(:occurred_at AS timestamptz), CAST(:received_at AS timestamptz), CAST(:subject AS json),
+            CAST(:data AS json), :status)
+    ON CONFLICT (tenant_id, source, external_id) DO NOTHING
+    RETURNING id
+), new_outbox AS (
+    INSERT INTO outbox (tenant_id, id, job, payload, created_at, available_at, attempts)
+    SELECT CAST(:tenant_id AS uuid), CAST(:outbox_id AS uuid), :job, CAST(:payload AS json),
+           CAST(:received_at AS timestamptz), CAST(:received_at AS timestamptz), 0
+    FROM new_event
+)
+SELECT id, true AS created FROM new_event
+UNION ALL
+SELECT id, false FROM events
+WHERE tenant_id = CAST(:tenant_id AS uuid) AND source = :source AND external_id = :external_id
+""")
+
+# A batch as parallel arrays: one statement and one parameter set of a fixed shape, whatever the size.
+INSERT_MANY = text("""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:outbox_ids AS uuid[]), CAST(:types AS varchar[]),
+                         CAST(:sources AS varchar[]), CAST(:external_ids AS varchar[]),
+                         CAST(:occurred_ats AS timestamptz[]), CAST(:subjects AS json[]), CAST(:datas AS json[]),
+                         CAST(:payloads AS json[]))
+        AS input(id, outbox_id, type, source, external_id, occurred_at, subject, data, payload)
+), new_events AS (
+    INSERT INTO events (tenant_id, id, type, source, external_id, occurred_at, received_at, subject, data, status)
+    SELECT CAST(:tenant_id AS uuid), id, type, source, external_id, occurred_at, CAST(:now AS timestamptz),
+           subject, data, :status
+    FROM input
+    ON CONFLICT (tenant_id, source, external_id) DO NOTHING
+    RETURNING id, source, external_id
+), new_outbox AS (
+    INSERT INTO outbox (tenant_id, id, job, payload, created_at, available_at, attempts)
+    SELECT CAST(:tenant_id AS uuid), input.outbox_id, :job, input.payload, CAST(:now AS timestamptz),
+           CAST(:now AS timestamptz), 0
+    FROM new_events JOIN input ON input.id = new_events.id
+)
+SELECT id, source, external_id, true AS created FROM new_events
+UNION ALL
+SELECT events.id, events.source, events.external_id, false FROM input
+JOIN events ON events.tenant_id = CAST(:tenant_id AS uuid) AND events.source = input.source
+           AND events.external_id = input.external_id
+""")
+
+
 async def ingest(session: AsyncSession, tenant_id: uuid.UUID, raw: dict[str, Any] | EventIn) -> IntakeResult:
     """Store one event (or recognise it as a duplicate). The caller's transaction commits both rows."""
-    return (await ingest_batch(session, tenant_id, [validate(raw)]))[0]
+    event = validate(raw)
+    if session.bind.dialect.name != "postgresql":
+        return (await _ingest_portable(session, tenant_id, [event]))[0]
+    ensure_scope(session, tenant_id)
+    connection = await _connection(session)
+    row = _row(tenant_id, event, clock.now())
+    params = {**row, "subject": json.dumps(row["subject"]), "data": json.dumps(row["data"]),
+              "outbox_id": new_id(), "job": PROCESS_JOB, "payload": _payload(row["id"])}
+    found = (await connection.execute(INSERT_ONE, params)).first()
+    if found is None:  # a concurrent twin committed after this statement's snapshot: read it now
+        existing = await _existing(connection, tenant_id, [(event.source, event.external_id)])
+        return IntakeResult(existing[(event.source, event.external_id)], "duplicate")
+    return IntakeResult(found.id, "accepted" if found.created else "duplicate")
 
 
 async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list[EventIn]) -> list[IntakeResult]:
-    """Store already-validated events in two set-based statements; one result per event, in order.
+    """Store already-validated events set-based; one result per event, in order.
 
     A duplicate of an earlier event (or of another item in the same batch) returns the stored event's id.
     """
@@ -79,6 +157,69 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
         return []
     if len(events) > MAX_BATCH:
         raise ValidationFailed(FieldError("events", f"expected at most {MAX_BATCH} events per batch"))
+    if session.bind.dialect.name != "postgresql":
+        return await _ingest_portable(session, tenant_id, events)
+    now = clock.now()
+    connection = await _connection(session)
+    columns: dict[str, list[Any]] = {name: [] for name in (
+        "ids", "outbox_ids", "types", "sources", "external_ids", "occurred_ats", "subjects", "datas", "payloads")}
+    seen: set[tuple[str, str]] = set()
+    for event in events:
+        key = (event.source, event.external_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        event_id = new_id()
+        columns["ids"].append(event_id)
+        columns["outbox_ids"].append(new_id())
+        columns["types"].append(event.type)
+        columns["sources"].append(event.source)
+        columns["external_ids"].append(event.external_id)
+        columns["occurred_ats"].append(event.occurred_at or now)
+        columns["subjects"].append(
+            json.dumps(event.customer.model_dump(mode="json", exclude_none=True) if event.customer else {}))
+        columns["datas"].append(json.dumps(event.data))
+        columns["payloads"].append(_payload(event_id))
+    result = await connection.execute(INSERT_MANY, {
+        **columns, "tenant_id": tenant_id, "now": now, "status": EventStatus.PENDING.value, "job": PROCESS_JOB})
+    created: dict[tuple[str, str], uuid.UUID] = {}
+    existing: dict[tuple[str, str], uuid.UUID] = {}
+    for row in result:
+        (created if row.created else existing)[(row.source, row.external_id)] = row.id
+    missing = [key for key in seen if key not in created and key not in existing]
+    if missing:  # concurrent twins committed after the statement's snapshot
+        existing.update(await _existing(connection, tenant_id, missing))
+    return _results(events, created, existing)
+
+
+async def _connection(session: AsyncSession):
+    """The session's connection, in its transaction (tenant setting included), after any pending ORM writes."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
+    return await session.connection()
+
+
+async def _existing(connection, tenant_id: uuid.UUID, keys: list[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+    query = select(Event.id, Event.source, Event.external_id).where(
+        Event.tenant_id == tenant_id, tuple_(Event.source, Event.external_id).in_(keys))
+    return {(r.source, r.external_id): r.id for r in (await connection.execute(query)).all()}
+
+
+def _results(events: list[EventIn], created: dict, existing: dict) -> list[IntakeResult]:
+    results, reported = [], set()
+    for event in events:
+        key = (event.source, event.external_id)
+        if key in created and key not in reported:
+            results.append(IntakeResult(created[key], "accepted"))
+            reported.add(key)
+        else:
+            results.append(IntakeResult(created.get(key) or existing[key], "duplicate"))
+    return results
+
+
+async def _ingest_portable(session: AsyncSession, tenant_id: uuid.UUID, events: list[EventIn]) -> list[IntakeResult]:
+    """The embedded (SQLite) path: two set-based statements through SQLAlchemy's batched executemany."""
+    ensure_scope(session, tenant_id)
     now = clock.now()
     rows, seen = [], set()
     for event in events:
@@ -87,8 +228,6 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
             seen.add(key)
             rows.append(_row(tenant_id, event, now))
     insert = dialect_insert(session)
-    # Parameter lists (executemany) rather than .values(rows): SQLAlchemy caches one compiled statement
-    # and sends the rows as batched multi-row INSERTs ("insertmanyvalues"), RETURNING included.
     # Rows are matched back by (source, external id), so no RETURNING order is needed (asking for one
     # would fall back to a statement per row: the key has no sentinel column).
     event_table, outbox_table = Event.__table__, OutboxEntry.__table__
@@ -111,12 +250,4 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
         query = select(Event.id, Event.source, Event.external_id).where(
             Event.tenant_id == tenant_id, tuple_(Event.source, Event.external_id).in_(missing))
         existing = {(r.source, r.external_id): r.id for r in (await session.execute(query)).all()}
-    results, reported = [], set()
-    for event in events:
-        key = (event.source, event.external_id)
-        if key in created and key not in reported:
-            results.append(IntakeResult(created[key], "accepted"))
-            reported.add(key)
-        else:
-            results.append(IntakeResult(created.get(key) or existing[key], "duplicate"))
-    return results
+    return _results(events, created, existing)
