@@ -127,7 +127,9 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout. A connection the server dropped fails on
+        # its first statement instead, which invalidates the pool's older connections, and the request
+        # edges try that statement once more (platform/db/retry.py).
         connect_args={"server_settings": {"application_name": "backoffice"}},
     )
 
