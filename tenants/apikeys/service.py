@@ -15,11 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
-from backoffice.platform.db.session import TENANT_KEY, get_owned
+from backoffice.platform.db.retry import again_if_disconnected
+from backoffice.platform.db.session import TENANT_KEY, Database, get_owned
 from backoffice.platform.errors import Collector, FieldError, ValidationFailed
 from backoffice.tenants.apikeys import keys
+from backoffice.tenants.apikeys.cache import CachedKey, authenticated, forget_on_commit
 from backoffice.tenants.apikeys.models import ApiKey
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.service import ensure_active
 
 RESOURCES = (
     "customers", "contracts", "charges", "events", "notifications", "tasks", "timelines", "webhooks", "keys",
@@ -134,6 +137,7 @@ async def revoke_api_key(
     key = await get_owned(session, ApiKey, key_id)
     if key.revoked_at is None:
         key.revoked_at = clock.now()
+        forget_on_commit(session, key.key_hash)
         await session.flush()
         await record(session, actor=acting, action="api_key.revoked", target_type="api_key", target_id=key.id,
                      tenant_id=key.tenant_id, reason=reason, detail={"prefix": key.display_prefix})
@@ -156,6 +160,7 @@ async def roll_api_key(
     session.add(new.key)
     await session.flush()
     old.expires_at = min(filter(None, (old.expires_at, now + overlap)))
+    forget_on_commit(session, old.key_hash)
     old.replaced_by_id = new.key.id
     await session.flush()
     await record(session, actor=acting, action="api_key.rolled", target_type="api_key", target_id=old.id,
@@ -174,6 +179,44 @@ async def find_by_secret(system_session: AsyncSession, secret: str) -> ApiKey | 
         return None
     digest = keys.hash_key(secret)
     return (await system_session.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
+
+
+async def authenticate_key(database: Database, secret: str, ip: str | None) -> CachedKey | None:
+    """The usable key with this secret, or None; raises TenantSuspended when its company is suspended.
+
+    Served from the process's cache when it authenticated in the last few seconds (see cache.py); the
+    last use is written at most once per ``TOUCH_EVERY`` per key and process, never per request.
+    """
+    if not keys.looks_like_key(secret):
+        return None
+    now = clock.now()
+    digest = keys.hash_key(secret)
+    entry = authenticated.get(digest)
+    if entry is None:
+        async def lookup():
+            # Before the tenant is known: the system session, filtered by the hash and nothing else.
+            async with database.system() as session:
+                return (await session.execute(
+                    select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).where(ApiKey.key_hash == digest)
+                )).first()
+
+        row = await again_if_disconnected(lookup)
+        if row is None or not usable(row.ApiKey, now):
+            return None
+        key = row.ApiKey
+        ensure_active(row.Tenant)
+        if key.last_used_at is not None and key.last_used_at >= now - TOUCH_EVERY:
+            authenticated.mark_touched(key.id)
+        entry = authenticated.put(key_hash=digest, tenant_id=key.tenant_id, key_id=key.id, scopes=tuple(key.scopes),
+                                  display_prefix=key.display_prefix, rate_limit=key.rate_limit_per_minute,
+                                  expires_at=key.expires_at)
+    elif not entry.usable(now):
+        authenticated.forget(digest)
+        return None
+    if authenticated.due_for_touch(entry.key_id, TOUCH_EVERY.total_seconds()):
+        async with database.tenant(entry.tenant_id) as session:
+            await touch(session, entry.key_id, ip, now)
+    return entry
 
 
 async def touch(session: AsyncSession, key_id: uuid.UUID, ip: str | None, now: datetime) -> None:

@@ -4,6 +4,9 @@ One middleware authenticates every request of the tenant API before anything els
 checks the scope each route declares in ``opt={"scope": ...}``. A route that declares none is refused
 (fail closed), and tests/web/api/test_authorisation.py walks every route to keep it so.
 
+A key that authenticated in the last few seconds is served from the process's cache (see
+tenants/apikeys/cache.py): no database round trip per request.
+
 Every refusal of a key (absent, malformed, wrong checksum, unknown, revoked, expired) answers the same
 401 body: which of these it was would only help someone guessing keys.
 """
@@ -18,16 +21,10 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy import select
 
-from backoffice.platform import clock
 from backoffice.platform.db.session import Database
 from backoffice.platform.ratelimit import RateLimiter
-from backoffice.tenants.apikeys import keys
-from backoffice.tenants.apikeys.models import ApiKey
-from backoffice.tenants.apikeys.service import TOUCH_EVERY, allows, touch, usable
-from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.registry.service import ensure_active
+from backoffice.tenants.apikeys.service import allows, authenticate_key
 
 INVALID_KEY = "Invalid or expired API key"
 WINDOW_SECONDS = 60
@@ -60,24 +57,10 @@ def bearer(scope: Scope) -> str | None:
 
 
 async def authenticate(database: Database, secret: str | None, ip: str | None) -> ApiPrincipal:
-    if not secret or not keys.looks_like_key(secret):
+    key = await authenticate_key(database, secret, ip) if secret else None
+    if key is None:
         raise _refuse()
-    now = clock.now()
-    # Before the tenant is known: the system session, filtered by the hash and nothing else.
-    async with database.system() as session:
-        row = (await session.execute(
-            select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id)
-            .where(ApiKey.key_hash == keys.hash_key(secret))
-        )).first()
-    if row is None or not usable(row.ApiKey, now):
-        raise _refuse()
-    key, tenant = row.ApiKey, row.Tenant
-    ensure_active(tenant)
-    if key.last_used_at is None or key.last_used_at < now - TOUCH_EVERY:
-        async with database.tenant(key.tenant_id) as session:
-            await touch(session, key.id, ip, now)
-    return ApiPrincipal(key.tenant_id, key.id, tuple(key.scopes), f"api_key:{key.display_prefix}",
-                        key.rate_limit_per_minute)
+    return ApiPrincipal(key.tenant_id, key.key_id, key.scopes, f"api_key:{key.display_prefix}", key.rate_limit)
 
 
 class ApiKeyMiddleware:
