@@ -95,7 +95,8 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send_with_limits)
 
 
-def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    # Async although it awaits nothing: Litestar runs a sync guard in a worker thread, a thread hop per request.
     needed = handler.opt.get("scope")
     principal = connection.scope.get("user")
     if not isinstance(principal, ApiPrincipal) or not needed:
