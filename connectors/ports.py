@@ -35,6 +35,13 @@ class ConnectorPort:
     def settings(self) -> Settings:
         return self._settings or get_settings()
 
+    async def reaches(self, session: AsyncSession, tenant: Tenant, target: str | None) -> bool:
+        """Whether the tenant has somewhere to send this channel's messages (the embedded mode's recording
+        fallback counts)."""
+        if self.fallback is not None and self.settings.embedded:
+            return True
+        return await instance_for_channel(session, self.channel) is not None
+
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         instance = await instance_for_channel(session, self.channel)
         if instance is None:

@@ -11,10 +11,10 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage
 
 from backoffice.platform.db.session import Database, NotFound
-from backoffice.platform.outbox.service import complete_outbox_entry
+from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
-from backoffice.platform.worker.registry import REGISTRY, JobSpec
+from backoffice.platform.worker.registry import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
 NAMESPACE = "backoffice"
 
@@ -44,12 +44,29 @@ def build_broker(
 
 
 def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions) -> None:
-    options: dict[str, Any] = {"tenant_scoped": spec.tenant_scoped, "max_retries": 20, **spec.options}
+    options: dict[str, Any] = {"tenant_scoped": spec.tenant_scoped, "max_retries": 20, "batch": spec.batch,
+                               **spec.options}
     # A message with no tenant will never get one: retrying it would only delay the dead letter.
     # A row that is gone (a NotFound from the tenant door) will not come back by retrying either.
     options.setdefault("throws", (MissingTenant, NotFound))
 
-    if spec.tenant_scoped:
+    if spec.batch:
+
+        async def run(*args: Any, tenant_id: str | None = None, batch: list[dict[str, Any]] | None = None,
+                      **kwargs: Any) -> None:
+            if args:
+                raise TypeError(f"{spec.name} takes keyword arguments only (ids and tenant_id)")
+            if tenant_id is None:
+                raise MissingTenant(f"{spec.name} called without tenant_id")
+            tenant = uuid.UUID(str(tenant_id))
+            items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
+            async with _database(sessions).tenant(tenant) as session:
+                outcome: BatchOutcome = await spec.fn(session, tenant_id=tenant, items=items) or BatchOutcome()
+                done = [item.outbox_id for item in items
+                        if item.outbox_id is not None and item.outbox_id not in outcome.deferred]
+                await settle_outbox_entries(session, tenant, done, outcome.deferred)
+
+    elif spec.tenant_scoped:
 
         async def run(*args: Any, tenant_id: str | None = None, **kwargs: Any) -> None:
             if args:
@@ -76,6 +93,13 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
     dramatiq.Actor(
         run, broker=broker, actor_name=spec.name, queue_name=spec.queue, priority=0, options=options
     )
+
+
+def _batch_item(entry: dict[str, Any]) -> BatchItem:
+    payload = dict(entry)
+    outbox_id = payload.pop("outbox_id", None)
+    attempts = int(payload.pop("attempts", 1) or 1)
+    return BatchItem(payload=payload, outbox_id=uuid.UUID(str(outbox_id)) if outbox_id else None, attempts=attempts)
 
 
 def _database(sessions: DatabaseSessions) -> Database:

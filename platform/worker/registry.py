@@ -8,12 +8,21 @@ broker by accident, and tests can build a broker of their own.
 A tenant job is an ``async def job(session, *, tenant_id, **ids)``: it receives a session already
 bound to the message's tenant (committed when the job returns, rolled back when it raises). Messages
 carry ``tenant_id`` explicitly; a message without one is refused, never run under a default tenant.
+
+A *batch* job (``tenant_job(name, batch=N)``) is an ``async def job(session, *, tenant_id, items)``: the
+relay hands it up to N of one tenant's outbox rows in one message, ``items`` a list of :class:`BatchItem`.
+It does the work of all of them in one transaction (read in a few statements, decide in memory, write each
+table once) and returns a :class:`BatchOutcome` naming the items to try again later; every other item's
+outbox row is completed in the same transaction. Sent directly (not through the relay), a batch job's
+message carries one item's ids, like any job's.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 Job = Callable[..., Awaitable[Any]]
@@ -26,21 +35,48 @@ class JobSpec:
     queue: str
     tenant_scoped: bool
     options: dict[str, Any] = field(default_factory=dict)
+    batch: int | None = None  # a batch job: at most this many items per message
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One outbox row handed to a batch job: its ids (``payload``), and how many times the relay has
+    handed it out (``attempts``, 1 the first time), so the job can give up on an item that keeps failing.
+    ``outbox_id`` is None for an item sent directly rather than through the outbox."""
+
+    payload: dict[str, Any]
+    outbox_id: uuid.UUID | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Deferral:
+    retry_at: datetime
+    reason: str
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch job tells its wrapper: the items to hand out again at ``retry_at`` (their outbox rows
+    stay open, the reason kept on the row); every other item is done."""
+
+    deferred: dict[uuid.UUID, Deferral] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, JobSpec] = {}
 
 
-def _register(name: str, fn: Job, queue: str, tenant_scoped: bool, options: dict[str, Any]) -> Job:
+def _register(name: str, fn: Job, queue: str, tenant_scoped: bool, options: dict[str, Any],
+              batch: int | None = None) -> Job:
     if name in REGISTRY and REGISTRY[name].fn is not fn:
         raise RuntimeError(f"job {name!r} is declared twice")
-    REGISTRY[name] = JobSpec(name=name, fn=fn, queue=queue, tenant_scoped=tenant_scoped, options=options)
+    REGISTRY[name] = JobSpec(name=name, fn=fn, queue=queue, tenant_scoped=tenant_scoped, options=options, batch=batch)
     return fn
 
 
-def tenant_job(name: str, *, queue: str = "default", **options: Any) -> Callable[[Job], Job]:
-    """Declare a job named ``"domain.event"`` that runs inside one tenant's scope."""
-    return lambda fn: _register(name, fn, queue, True, options)
+def tenant_job(name: str, *, queue: str = "default", batch: int | None = None, **options: Any) -> Callable[[Job], Job]:
+    """Declare a job named ``"domain.event"`` that runs inside one tenant's scope (``batch``: see above)."""
+    return lambda fn: _register(name, fn, queue, True, options, batch)
 
 
 def platform_job(name: str, *, queue: str = "platform", **options: Any) -> Callable[[Job], Job]:

@@ -1,4 +1,8 @@
-"""Delivering outbound messages: retried with backoff and jitter, dead-lettered with the reason."""
+"""Delivering outbound messages: retried with backoff and jitter, dead-lettered with the reason.
+
+``effects.deliver`` is a batch job: the relay hands it up to ``BATCH`` of a tenant's messages at once; they
+are read in one statement and their outcomes written in one flush, each message sent on its own (a
+failure of one is that message's retry, never its neighbours')."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import random
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.outbox.service import add_to_outbox
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.registry import BatchItem, BatchOutcome, tenant_job
 from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError, get_port
 from backoffice.tenants.effects.service import DELIVER_JOB
@@ -30,12 +35,38 @@ def next_delay(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-@tenant_job(DELIVER_JOB, queue="deliveries", min_backoff=1_000, max_backoff=300_000)
+BATCH = 10  # sends are made one after another: a slow receiver holds at most this many back
+
+
+@tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
+async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
+    ids = []
+    for item in items:
+        try:
+            ids.append(uuid.UUID(str(item.payload["message_id"])))
+        except (KeyError, ValueError):
+            log.error("effects.deliver: outbox %s carries no valid message_id: %r", item.outbox_id, item.payload)
+    messages = {m.id: m for m in (await session.execute(
+        select(OutboundMessage).where(OutboundMessage.id.in_(ids)))).scalars()}
+    tenant = await session.get(Tenant, tenant_id)
+    for message_id in dict.fromkeys(ids):
+        message = messages.get(message_id)
+        if message is None:
+            log.error("effects.deliver: message %s of tenant %s does not exist; nothing to send", message_id, tenant_id)
+            continue
+        await _deliver(session, tenant, message)
+    return BatchOutcome()
+
+
 async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, message_id: str) -> str:
+    """Deliver one message now (the batch job's work for one item)."""
     message = await get_owned(session, OutboundMessage, uuid.UUID(message_id))
+    return await _deliver(session, await session.get(Tenant, tenant_id), message)
+
+
+async def _deliver(session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> str:
     if message.status in (DeliveryStatus.SENT, DeliveryStatus.DEAD):
         return message.status.value  # a repeat of a finished delivery changes nothing
-    tenant = await session.get(Tenant, tenant_id)
     now = clock.now()
     message.attempts += 1
     try:

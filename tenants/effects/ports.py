@@ -34,7 +34,11 @@ class Port(Protocol):
         """Deliver; return the receiver's acknowledgement; raise DeliveryError on failure.
 
         ``session`` is the delivery job's tenant-bound session: a port may read the tenant's connector
-        settings or fan out into more rows (webhook endpoints) in the same transaction."""
+        settings or fan out into more rows (webhook endpoints) in the same transaction.
+
+        A port may also define ``async def reaches(session, tenant, target) -> bool``: whether the tenant
+        has a destination for such a message at all (a process step writes none that would go nowhere);
+        a port without it always reaches."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,26 @@
-"""Running a tenant's process step for one event: the ``spine.process_event`` job.
+"""Running the tenants' process steps: the ``spine.process_event`` job, in batches.
 
-The job reloads the event, finds its customer (an unknown customer leaves the event kept as
-``unmatched`` for staff, never dropped), loads the tenant's policy and runs the handler for the event's
-type. Everything happens in the job's one transaction; a repeat finds the event processed and stops, and
-each effect is keyed by (event, step) besides. A handler that keeps failing is not retried forever: after
-``MAX_PROCESS_RETRIES`` redeliveries the event is marked ``failed`` with the reason, for staff to replay.
+The relay hands the job up to ``BATCH`` of one tenant's pending events in one message. The job works
+them as the design's arrows say, per event, but reads and writes per batch:
+
+- one statement each loads the events, the effect keys already recorded for them, their customers (by
+  our id, by a provider's id through an index, by CPF/CNPJ), and locks those customers in id order (one
+  customer's events run one at a time: a payment and a grace deadline racing on two workers would
+  otherwise both read the case "in grace"); the tenant, its policy versions, the people to tell and
+  whether each channel has somewhere to go are read once per batch;
+- each event's handler runs in memory against the ORM session; its effects (records, notifications,
+  tasks, timeline, outbound messages and their outbox rows) are collected and written when the batch
+  ends, one INSERT per table;
+- events of different customers do not read each other's rows, so a batch runs in waves of distinct
+  customers with autoflush off, flushing the domain rows (charges, payments, contracts, lifecycle) once
+  per wave; a customer's second event in a batch goes in the next wave and sees the first's rows.
+
+The batch runs under one savepoint. If any event fails, that savepoint is rolled back and the batch is
+run again with a savepoint per event, so one bad event never holds back the others: it is tried again
+later (its outbox row deferred with backoff), and after ``MAX_PROCESS_RETRIES`` retries it is marked
+``failed`` with the reason, for staff to replay. An event that was processed before is skipped (a
+redelivery changes nothing), and each effect is keyed by (event, step) besides. An unknown customer
+leaves the event ``unmatched`` for staff, never dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +28,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
@@ -20,13 +37,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.db.session import get_owned
 from backoffice.platform.documents import InvalidDocument, normalize_tax_id
 from backoffice.platform.outbox.service import add_to_outbox
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.registry import BatchItem, BatchOutcome, Deferral, tenant_job
 from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.customers.queries import (
+    customers_by_external_ids, customers_by_ids, customers_by_tax_ids, lock_customers,
+)
 from backoffice.tenants.effects.models import Channel
-from backoffice.tenants.effects.service import Rendered, StepEffects
+from backoffice.tenants.effects.ports import get_port
+from backoffice.tenants.effects.service import EffectRows, Rendered, StepEffects, recorded_keys
 from backoffice.tenants.events.catalogue import CATALOGUE
 from backoffice.tenants.events.intake import PROCESS_JOB
 from backoffice.tenants.events.models import Event, EventStatus
@@ -36,9 +56,11 @@ from backoffice.tenants.policies.templates import render
 from backoffice.tenants.processes.context import customer_url, customer_view, tenant_view
 from backoffice.tenants.processes.recipients import responsible_people
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.users.models import TenantUser
 
 log = logging.getLogger(__name__)
 MAX_PROCESS_RETRIES = 3
+BATCH = 50  # events per message: large enough that per-batch reads vanish, small enough to keep leases short
 
 Handler = Callable[["Step"], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
@@ -55,15 +77,78 @@ def handles(*types: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff before a failed event is tried again: 2 s, 4 s, 8 s, ... at most 5 minutes."""
+    return timedelta(seconds=min(300, 2 ** max(1, attempts)))
+
+
 @dataclass
-class Step:
+class Batch:
+    """What a batch of one tenant's events shares: read once, used by every event's step."""
+
     session: AsyncSession
     tenant: Tenant
+    policy_version: int
+    policy: PolicyConfig
+    recorded: set[str]
+    rows: EffectRows
+    _policies: dict[int, PolicyConfig] = field(default_factory=dict)
+    _people: dict[tuple, list[TenantUser]] = field(default_factory=dict)
+    _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
+
+    @classmethod
+    async def open(cls, session: AsyncSession, tenant_id: uuid.UUID, events: list[Event]) -> Batch:
+        tenant = await session.get(Tenant, tenant_id)
+        version, policy = await current_policy(session)
+        recorded = await recorded_keys(session, [event.id for event in events])
+        return cls(session, tenant, version, policy, recorded, EffectRows(tenant_id), {version: policy})
+
+    async def policy_of(self, version: int) -> PolicyConfig:
+        if version not in self._policies:
+            self._policies[version] = await policy_at(self.session, version)
+        return self._policies[version]
+
+    async def responsible(self, customer: Customer | None, notify) -> list[TenantUser]:
+        key = (customer.account_manager_id if customer else None, notify.primary, tuple(notify.team_user_ids),
+               notify.fallback_user_id)
+        if key not in self._people:
+            self._people[key] = await responsible_people(self.session, customer, notify)
+        return self._people[key]
+
+    async def reaches(self, channel: Channel, target: str | None) -> bool:
+        """Webhooks and platform commands are written only where they have a destination. E-mail and chat
+        always are: a message the tenant chose to send that cannot go is a dead letter staff must see."""
+        if channel not in (Channel.WEBHOOK, Channel.PLATFORM):
+            return True
+        if (channel, target) not in self._reaches:
+            port = get_port(channel)
+            check = getattr(port, "reaches", None)
+            self._reaches[(channel, target)] = True if check is None else await check(self.session, self.tenant, target)
+        return self._reaches[(channel, target)]
+
+
+@dataclass
+class Step:
+    batch: Batch
     event: Event
     customer: Customer
     effects: StepEffects
-    policy_version: int
-    policy: PolicyConfig
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.batch.session
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.batch.tenant
+
+    @property
+    def policy(self) -> PolicyConfig:
+        return self.batch.policy
+
+    @property
+    def policy_version(self) -> int:
+        return self.batch.policy_version
 
     @property
     def data(self) -> dict[str, Any]:
@@ -71,7 +156,10 @@ class Step:
 
     async def policy_of(self, version: int) -> PolicyConfig:
         """The policy a running case started under (a change applies to new cases only)."""
-        return self.policy if version == self.policy_version else await policy_at(self.session, version)
+        return await self.batch.policy_of(version)
+
+    async def responsible(self, policy: PolicyConfig | None = None) -> list[TenantUser]:
+        return await self.batch.responsible(self.customer, (policy or self.policy).notify)
 
     def base_context(self) -> dict[str, Any]:
         return {"customer": customer_view(self.customer), "tenant": tenant_view(self.tenant),
@@ -89,7 +177,7 @@ class Step:
         rendered = self.render(kind, context, policy)
         channels = policy.channels.get(kind, ["portal"])
         detail = {**context, "kind": kind, "reason": reason}
-        for person in await responsible_people(self.session, self.customer, policy.notify):
+        for person in await self.responsible(policy):
             if "portal" in channels:
                 await self.effects.notify(step, kind=kind, recipient=person, rendered=rendered, detail=detail,
                                           reason=reason)
@@ -106,76 +194,190 @@ class Step:
                 title=f"Team chat: {rendered.title}")
 
 
-async def resolve_customer(session: AsyncSession, event: Event) -> Customer | None:
+# --- finding the events' customers --------------------------------------------------------------------
+
+def _subject_keys(event: Event) -> tuple[uuid.UUID | None, tuple[str, str] | None, str | None]:
     subject = event.subject or {}
+    by_id = by_external = by_tax = None
     if subject.get("id"):
-        return await session.get(Customer, (event.tenant_id, uuid.UUID(subject["id"])))
+        try:
+            by_id = uuid.UUID(str(subject["id"]))
+        except ValueError:
+            by_id = None
     if subject.get("external_id"):
-        source = subject.get("source") or event.source
-        query = select(Customer).where(Customer.external_ids[source].as_string() == subject["external_id"])
-        found = (await session.execute(query.limit(1))).scalar_one_or_none()
-        if found:
-            return found
+        by_external = (subject.get("source") or event.source, str(subject["external_id"]))
     if subject.get("tax_id"):
         try:
-            _, number = normalize_tax_id(subject["tax_id"])
+            by_tax = normalize_tax_id(subject["tax_id"])[1]
         except InvalidDocument:
-            return None
-        return (await session.execute(select(Customer).where(Customer.tax_id == number))).scalar_one_or_none()
-    return None
+            by_tax = None
+    return by_id, by_external, by_tax
 
+
+async def resolve_customers(session: AsyncSession, events: list[Event]) -> dict[uuid.UUID, Customer | None]:
+    """Each event's customer, in at most three statements for the whole batch. An event naming its
+    customer by our id is matched by that id alone (as it always was); otherwise by the provider's id,
+    then by CPF/CNPJ."""
+    keys = {event.id: _subject_keys(event) for event in events}
+    by_id = await customers_by_ids(session, [k[0] for k in keys.values() if k[0]])
+    by_external = await customers_by_external_ids(session, [k[1] for k in keys.values() if not k[0] and k[1]])
+    by_tax = await customers_by_tax_ids(
+        session, [k[2] for k in keys.values() if not k[0] and k[2] and (not k[1] or k[1] not in by_external)])
+    found: dict[uuid.UUID, Customer | None] = {}
+    for event_id, (cid, external, tax) in keys.items():
+        if cid:
+            found[event_id] = by_id.get(cid)
+        elif external and external in by_external:
+            found[event_id] = by_external[external]
+        else:
+            found[event_id] = by_tax.get(tax) if tax else None
+    return found
+
+
+async def resolve_customer(session: AsyncSession, event: Event) -> Customer | None:
+    return (await resolve_customers(session, [event]))[event.id]
+
+
+# --- the job -------------------------------------------------------------------------------------------
 
 def _retries() -> int:
     message = CurrentMessage.get_current_message()
     return int(message.options.get("retries", 0)) if message else 0
 
 
-# Transient failures (a dropped connection, a lock timeout) retry within seconds, not dramatiq's 15 s.
-@tenant_job(PROCESS_JOB, queue="events", min_backoff=1_000, max_backoff=300_000)
-async def process_event(session: AsyncSession, *, tenant_id: uuid.UUID, event_id: str) -> str:
-    event = await get_owned(session, Event, uuid.UUID(event_id))
-    if event.status != EventStatus.PENDING:
-        return event.status.value  # processed before: a redelivery changes nothing
+@tenant_job(PROCESS_JOB, queue="events", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
+async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
+    outcome = BatchOutcome()
+    wanted: dict[uuid.UUID, BatchItem] = {}
+    for item in items:
+        try:
+            wanted.setdefault(uuid.UUID(str(item.payload["event_id"])), item)
+        except (KeyError, ValueError):
+            log.error("spine.process_event: outbox %s carries no valid event_id: %r", item.outbox_id, item.payload)
+    loaded = {event.id: event for event in (await session.execute(
+        select(Event).where(Event.id.in_(list(wanted))).execution_options(populate_existing=True))).scalars()}
+    for event_id in wanted.keys() - loaded.keys():
+        log.error("spine.process_event: event %s of tenant %s does not exist; nothing to do", event_id, tenant_id)
+    # A processed (or failed, or unmatched) event is left as it is: a redelivery changes nothing.
+    events = sorted((e for e in loaded.values() if e.status == EventStatus.PENDING), key=lambda e: (e.received_at, e.id))
+    if not events:
+        return outcome
+    batch = await Batch.open(session, tenant_id, events)
+    customers = await resolve_customers(session, events)
+    now = clock.now()
+    matched = []
+    for event in events:
+        if customers[event.id] is None:
+            event.status = EventStatus.UNMATCHED
+            event.error = f"no customer of this company matches {event.subject or 'the event'}"
+            event.processed_at = now
+        else:
+            matched.append(event)
+    await lock_customers(session, [customers[event.id].id for event in matched])
     try:
         async with session.begin_nested():
-            await _run(session, tenant_id, event)
-    except Exception as error:
+            for wave in _waves(matched, customers):
+                with session.no_autoflush:
+                    for event in wave:
+                        await _run_into(batch, event, customers[event.id], batch.rows)
+                await session.flush()
+    except Exception as first:
+        batch.rows = EffectRows(tenant_id)  # what the failed run collected was never written
+        if len(matched) == 1:
+            [event] = matched
+            await session.refresh(event)
+            await session.refresh(customers[event.id])
+            await _failed(batch, event, wanted[event.id], first, outcome)
+        else:
+            log.warning("a batch of %d events failed (%s); running each on its own", len(matched), first)
+            await _one_by_one(batch, matched, customers, wanted, outcome)
+    await batch.rows.write(session)
+    return outcome
+
+
+def _waves(events: list[Event], customers: dict[uuid.UUID, Customer | None]) -> list[list[Event]]:
+    """Split the batch into runs of events of distinct customers, in order: a customer's later event
+    goes to a later wave, after the earlier one's rows are flushed."""
+    waves: list[list[Event]] = []
+    seen: list[set[uuid.UUID]] = []
+    last_wave: dict[uuid.UUID, int] = {}
+    for event in events:
+        customer_id = customers[event.id].id
+        index = last_wave.get(customer_id, -1) + 1
+        if index == len(waves):
+            waves.append([])
+            seen.append(set())
+        waves[index].append(event)
+        seen[index].add(customer_id)
+        last_wave[customer_id] = index
+    return waves
+
+
+async def _one_by_one(batch: Batch, events: list[Event], customers: dict[uuid.UUID, Customer | None],
+                      wanted: dict[uuid.UUID, BatchItem], outcome: BatchOutcome) -> None:
+    session = batch.session
+    # The batch's savepoint rolled back: what it changed is expired. Read the events and customers anew
+    # (the customers' locks, taken before the savepoint, are still held) and the keys recorded before.
+    await session.execute(select(Event).where(Event.id.in_([e.id for e in events]))
+                          .execution_options(populate_existing=True))
+    await lock_customers(session, [c.id for c in customers.values() if c is not None])
+    batch.recorded.clear()
+    batch.recorded.update(await recorded_keys(session, [e.id for e in events]))
+    batch.rows = EffectRows(batch.tenant.id)
+    for event in events:
+        rows = EffectRows(batch.tenant.id)
+        try:
+            async with session.begin_nested():
+                await _run_into(batch, event, customers[event.id], rows)
+                await session.flush()
+        except Exception as error:
+            await session.refresh(event)
+            await session.refresh(customers[event.id])
+            await _failed(batch, event, wanted[event.id], error, outcome)
+            continue
+        batch.rows.extend(rows)
+
+
+async def _failed(batch: Batch, event: Event, item: BatchItem, error: Exception, outcome: BatchOutcome) -> None:
+    """An event whose step failed: tried again later with backoff, or marked failed for good."""
+    reason = f"{type(error).__name__}: {error}"[:2000]
+    if item.outbox_id is None:  # sent directly, not through the outbox: dramatiq's retries count
         if _retries() < MAX_PROCESS_RETRIES:
-            raise
-        log.exception("event %s failed for good", event.id)
-        event.status = EventStatus.FAILED
-        event.error = f"{type(error).__name__}: {error}"[:2000]
-        event.processed_at = clock.now()
-    return event.status.value
-
-
-async def _run(session: AsyncSession, tenant_id: uuid.UUID, event: Event) -> None:
-    now = clock.now()
-    customer = await resolve_customer(session, event)
-    if customer is None:
-        event.status = EventStatus.UNMATCHED
-        event.error = f"no customer of this company matches {event.subject or 'the event'}"
-        event.processed_at = now
+            raise error
+    elif item.attempts <= MAX_PROCESS_RETRIES:
+        log.warning("event %s failed (attempt %d), trying again later: %s", event.id, item.attempts, reason)
+        outcome.deferred[item.outbox_id] = Deferral(clock.now() + retry_delay(item.attempts), reason)
         return
-    # One customer's events are processed one at a time: a payment and a grace deadline racing on two
-    # workers would otherwise both read the case "in grace" and overwrite each other's outcome.
-    await session.refresh(customer, with_for_update=True)
+    log.error("event %s failed for good: %s", event.id, reason, exc_info=error)
+    event.status = EventStatus.FAILED
+    event.error = reason
+    event.processed_at = clock.now()
+
+
+async def _run_into(batch: Batch, event: Event, customer: Customer, rows: EffectRows) -> None:
+    effects = StepEffects(tenant=batch.tenant, event=event, customer=customer, recorded=batch.recorded, rows=rows,
+                          reaches=batch.reaches)
+    try:
+        await _run(Step(batch, event, customer, effects))
+    except BaseException:
+        effects.forget()
+        raise
+
+
+async def _run(step: Step) -> None:
+    event, customer, effects = step.event, step.customer, step.effects
     event.customer_id = customer.id
-    tenant = await session.get(Tenant, tenant_id)
-    version, policy = await current_policy(session)
-    effects = StepEffects(session, tenant=tenant, event=event, customer=customer)
     effects.timeline(f"Event: {event.type} from {event.source}", kind="event",
                      reason=CATALOGUE[event.type][1], ref={"external_id": event.external_id})
-    step = Step(session, tenant, event, customer, effects, version, policy)
     await HANDLERS[event.type](step)
-    # Tenant systems hear of every processed event; the webhook port filters by their subscriptions.
+    # Tenant systems hear of every processed event they subscribed to.
     await effects.outbound(
         "webhook", channel=Channel.WEBHOOK, target=event.type, reason=f"{event.type} processed",
         payload={"type": event.type, "event_id": str(event.id), "occurred_at": event.occurred_at.isoformat(),
                  "customer": customer_view(customer), "data": event.data},
         title=f"Webhook {event.type} to the company's systems")
     event.status = EventStatus.PROCESSED
-    event.processed_at = now
+    event.processed_at = clock.now()
 
 
 async def retry_event(session: AsyncSession, event: Event) -> None:

@@ -17,7 +17,6 @@ from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
 from backoffice.tenants.processes import dunning
 from backoffice.tenants.processes.context import charge_view, documents_view, payment_view, plan_view
 from backoffice.tenants.processes.engine import Step, handles
-from backoffice.tenants.processes.recipients import responsible_people
 from backoffice.tenants.signatures.models import Signature, SignatureStatus
 
 TRIGGER_NAMES = {"payment.cleared": "first payment cleared", "invoice.issued": "nota fiscal issued",
@@ -115,7 +114,7 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
         "task": {"title": f"Onboarding: {customer.name}", "due_date": due.date().isoformat()},
     }
     await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)
-    people = await responsible_people(step.session, customer, step.policy.notify)
+    people = await step.responsible()
     if people:
         await step.effects.task(
             "start:task", kind="onboarding", assignee=people[0], title=f"Onboarding: {customer.name}",

@@ -15,7 +15,6 @@ from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.processes.context import plan_view
 from backoffice.tenants.processes.engine import Step, handles
-from backoffice.tenants.processes.recipients import responsible_people
 
 
 @handles("subscription.canceled")
@@ -49,7 +48,7 @@ async def terminate(step: Step, *, reason: str) -> None:
     context = {**step.base_context(), "reason": reason, "plans": [plan_view(c) for c in contracts],
                "terminated_at": now.isoformat()}
     await step.tell_responsible("end:notify", kind="customer.terminated", context=context, reason=reason)
-    people = await responsible_people(step.session, customer, step.policy.notify)
+    people = await step.responsible()
     if people:
         await step.effects.task(
             "end:task", kind="offboarding", assignee=people[0], title=f"Offboarding: {customer.name}",

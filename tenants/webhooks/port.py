@@ -91,6 +91,12 @@ class SignedPost:
 
 @dataclass
 class WebhookPort(SignedPost):
+    async def reaches(self, session: AsyncSession, tenant: Tenant, event_type: str | None) -> bool:
+        """Whether any enabled endpoint of the tenant subscribes to ``event_type``: a process step writes
+        no webhook message that would go nowhere."""
+        endpoints = (await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)))).scalars()
+        return any(endpoint.subscribed(event_type or "") for endpoint in endpoints)
+
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         event_type = message.target or str(message.payload.get("type", ""))
         endpoints = (await session.execute(

@@ -1,0 +1,75 @@
+"""Reads of customers that the hot path makes: many subjects resolved in a few statements.
+
+An event names its customer by our id, by the id a provider gave it (``external_ids[source]``) or by
+CPF/CNPJ. A batch of events resolves all of its subjects with at most one statement per kind. On
+PostgreSQL the external-id lookup is ``external_ids::jsonb @> {"source": "id"}``, served by the GIN index
+of migration 0009 (``ix_customers_external_ids``); without it, a lookup scanned every customer of the
+tenant (9–10 ms with 60,000 customers, against 0.13 ms by key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import cast, func, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.tenants.customers.models import Customer
+
+
+async def customers_by_ids(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Customer]:
+    ids = set(ids)
+    if not ids:
+        return {}
+    rows = await session.execute(select(Customer).where(Customer.id.in_(ids)))
+    return {customer.id: customer for customer in rows.scalars()}
+
+
+async def customers_by_external_ids(
+    session: AsyncSession, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Customer]:
+    """``(source, external id)`` -> the customer known by it (the first one, should two claim it)."""
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return {}
+    if session.bind.dialect.name == "postgresql":
+        column = cast(Customer.external_ids, JSONB)
+        match = or_(*(column.contains({source: external_id}) for source, external_id in pairs))
+    else:
+        match = or_(*(func.json_extract(Customer.external_ids, f'$."{source}"') == external_id
+                      for source, external_id in pairs))
+    rows = await session.execute(select(Customer).where(match).order_by(Customer.created_at, Customer.id))
+    wanted = set(pairs)
+    found: dict[tuple[str, str], Customer] = {}
+    for customer in rows.scalars():
+        for source, external_id in (customer.external_ids or {}).items():
+            key = (source, str(external_id))
+            if key in wanted:
+                found.setdefault(key, customer)
+    return found
+
+
+async def customers_by_tax_ids(session: AsyncSession, numbers: Iterable[str]) -> dict[str, Customer]:
+    numbers = set(numbers)
+    if not numbers:
+        return {}
+    rows = await session.execute(select(Customer).where(Customer.tax_id.in_(numbers)))
+    return {customer.tax_id: customer for customer in rows.scalars()}
+
+
+async def lock_customers(session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
+    """Lock the customers in id order, in one statement: one customer's events are processed one at a time
+    (a payment and a grace deadline racing on two workers would otherwise both read the case "in grace"),
+    and two batches locking in the same order cannot deadlock. Reloads them: a row changed since it was
+    read is seen as it is now."""
+    ids = sorted(set(ids))
+    if not ids:
+        return
+    query = (select(Customer).where(Customer.id.in_(ids)).order_by(Customer.id).with_for_update()
+             .execution_options(populate_existing=True))
+    await session.execute(query)
+
+
+__all__ = ["customers_by_external_ids", "customers_by_ids", "customers_by_tax_ids", "lock_customers"]
