@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.db.base import new_id
+from backoffice.platform.db.base import new_id, new_ids
 from backoffice.platform.db.session import dialect_insert, ensure_scope
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.platform.outbox.models import OutboxEntry
@@ -74,8 +74,8 @@ def _row(tenant_id: uuid.UUID, event: EventIn, now) -> dict[str, Any]:
 
 
 def _payload(event_id: uuid.UUID) -> str:
-    # The same text SQLAlchemy's JSON type writes for {"event_id": "<uuid>"}: the worker side reads it.
-    return json.dumps({"event_id": str(event_id)})
+    # The text json.dumps (SQLAlchemy's JSON type) writes for {"event_id": "<uuid>"}: the worker side reads it.
+    return f'{{"event_id": "{event_id}"}}'
 
 
 # The event and its outbox row in one statement. The final SELECT reads the table as it was when the
@@ -98,32 +98,26 @@ SELECT id, false FROM events WHERE tenant_id = $1::uuid AND source = $4 AND exte
 """
 
 # A batch as parallel arrays: one statement and one parameter set of a fixed shape, whatever the size.
-INSERT_MANY = text("""
+# Only the new events come back; duplicates (rare) are looked up afterwards, so the common batch does not
+# probe the unique index a second time.
+INSERT_MANY_SQL = """
 WITH input AS (
-    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:outbox_ids AS uuid[]), CAST(:types AS varchar[]),
-                         CAST(:sources AS varchar[]), CAST(:external_ids AS varchar[]),
-                         CAST(:occurred_ats AS timestamptz[]), CAST(:subjects AS json[]), CAST(:datas AS json[]),
-                         CAST(:payloads AS json[]))
+    SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::varchar[], $8::varchar[], $9::varchar[], $10::timestamptz[],
+                         $11::json[], $12::json[], $13::json[])
         AS input(id, outbox_id, type, source, external_id, occurred_at, subject, data, payload)
 ), new_events AS (
     INSERT INTO events (tenant_id, id, type, source, external_id, occurred_at, received_at, subject, data, status)
-    SELECT CAST(:tenant_id AS uuid), id, type, source, external_id, occurred_at, CAST(:now AS timestamptz),
-           subject, data, :status
+    SELECT $1::uuid, id, type, source, external_id, occurred_at, $2::timestamptz, subject, data, $3
     FROM input
     ON CONFLICT (tenant_id, source, external_id) DO NOTHING
     RETURNING id, source, external_id
 ), new_outbox AS (
     INSERT INTO outbox (tenant_id, id, job, payload, created_at, available_at, attempts)
-    SELECT CAST(:tenant_id AS uuid), input.outbox_id, :job, input.payload, CAST(:now AS timestamptz),
-           CAST(:now AS timestamptz), 0
+    SELECT $1::uuid, input.outbox_id, $4, input.payload, $2::timestamptz, $2::timestamptz, 0
     FROM new_events JOIN input ON input.id = new_events.id
 )
-SELECT id, source, external_id, true AS created FROM new_events
-UNION ALL
-SELECT events.id, events.source, events.external_id, false FROM input
-JOIN events ON events.tenant_id = CAST(:tenant_id AS uuid) AND events.source = input.source
-           AND events.external_id = input.external_id
-""")
+SELECT id, source, external_id FROM new_events
+"""
 
 
 async def ingest(session: AsyncSession, tenant_id: uuid.UUID, raw: dict[str, Any] | EventIn) -> IntakeResult:
@@ -163,34 +157,24 @@ async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list
         return await _ingest_portable(session, tenant_id, events)
     now = clock.now()
     connection = await _connection(session)
-    columns: dict[str, list[Any]] = {name: [] for name in (
-        "ids", "outbox_ids", "types", "sources", "external_ids", "occurred_ats", "subjects", "datas", "payloads")}
-    seen: set[tuple[str, str]] = set()
+    unique: dict[tuple[str, str], EventIn] = {}
     for event in events:
-        key = (event.source, event.external_id)
-        if key in seen:
-            continue
-        seen.add(key)
-        event_id = new_id()
-        columns["ids"].append(event_id)
-        columns["outbox_ids"].append(new_id())
-        columns["types"].append(event.type)
-        columns["sources"].append(event.source)
-        columns["external_ids"].append(event.external_id)
-        columns["occurred_ats"].append(event.occurred_at or now)
-        columns["subjects"].append(
-            json.dumps(event.customer.model_dump(mode="json", exclude_none=True) if event.customer else {}))
-        columns["datas"].append(json.dumps(event.data))
-        columns["payloads"].append(_payload(event_id))
-    result = await connection.execute(INSERT_MANY, {
-        **columns, "tenant_id": tenant_id, "now": now, "status": EventStatus.PENDING.value, "job": PROCESS_JOB})
-    created: dict[tuple[str, str], uuid.UUID] = {}
-    existing: dict[tuple[str, str], uuid.UUID] = {}
-    for row in result:
-        (created if row.created else existing)[(row.source, row.external_id)] = row.id
-    missing = [key for key in seen if key not in created and key not in existing]
-    if missing:  # concurrent twins committed after the statement's snapshot
-        existing.update(await _existing(connection, tenant_id, missing))
+        unique.setdefault((event.source, event.external_id), event)
+    ids = new_ids(2 * len(unique))
+    event_ids, outbox_ids = ids[:len(unique)], ids[len(unique):]
+    batch = list(unique.values())
+    driver = (await connection.get_raw_connection()).driver_connection  # as in ingest()
+    result = await driver.fetch(
+        INSERT_MANY_SQL, tenant_id, now, EventStatus.PENDING.value, PROCESS_JOB, event_ids, outbox_ids,
+        [e.type for e in batch], [e.source for e in batch], [e.external_id for e in batch],
+        [e.occurred_at or now for e in batch],
+        [json.dumps(e.customer.model_dump(mode="json", exclude_none=True)) if e.customer else "{}" for e in batch],
+        [json.dumps(e.data) for e in batch], [_payload(i) for i in event_ids])
+    by_text = {str(i): i for i in event_ids}  # hand back plain UUIDs, not asyncpg's own type
+    created = {(row["source"], row["external_id"]): by_text[str(row["id"])] for row in result}
+    seen = unique.keys()
+    missing = [key for key in seen if key not in created]
+    existing = await _existing(connection, tenant_id, missing) if missing else {}
     return _results(events, created, existing)
 
 
