@@ -1,5 +1,7 @@
-"""The two HTTP apps the intake benchmark compares, each served by uvicorn in its own process.
+"""The HTTP apps the intake benchmarks compare, each served by uvicorn in its own process.
 
+- ``trivial``: Litestar answering without any database work: what the server and the load generator
+  alone can do on this machine (bench_intake.py's ceiling).
 - ``bare``: Litestar + a raw asyncpg pool, one INSERT per request: the floor a durable endpoint costs.
 - ``intake``: the platform's durable intake: the tenant-scoped session (RLS tenant set per transaction),
   catalogue validation, deduplication, the event and its outbox row in one transaction.
@@ -34,6 +36,17 @@ def _bare() -> Litestar:
     return Litestar([receive], on_startup=[startup])
 
 
+def _trivial() -> Litestar:
+    """The load generator's ceiling: reads the body and answers, no database."""
+
+    @post("/events", status_code=202)
+    async def receive(request: Request) -> dict:
+        await request.body()
+        return {"status": "accepted"}
+
+    return Litestar([receive])
+
+
 def _intake() -> Litestar:
     from backoffice.platform.db.session import Database
     from backoffice.platform.errors import ValidationFailed
@@ -56,4 +69,4 @@ def _intake() -> Litestar:
     return Litestar([receive])
 
 
-app = _bare() if os.environ.get("PERF_APP") == "bare" else _intake()
+app = {"bare": _bare, "trivial": _trivial}.get(os.environ.get("PERF_APP", ""), _intake)()
