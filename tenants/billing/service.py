@@ -1,4 +1,8 @@
-"""Recording what the gateway says about charges and payments (idempotent by the source's ids)."""
+"""Recording what the gateway says about charges and payments (idempotent by the source's ids).
+
+New rows get their ids when they are made, not at flush: the process steps run with autoflush off and
+flush once per batch wave, and a caller may need a new charge's id (a payment, a late-payment case)
+before that."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import new_id
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus, Payment
 from backoffice.tenants.customers.models import Customer
 
@@ -19,7 +24,7 @@ async def upsert_charge(session: AsyncSession, customer: Customer, source: str, 
     )).scalar_one_or_none()
     due = date.fromisoformat(data["due_date"]) if isinstance(data["due_date"], str) else data["due_date"]
     if charge is None:
-        charge = Charge(customer_id=customer.id, source=source, external_id=data["external_id"],
+        charge = Charge(id=new_id(), customer_id=customer.id, source=source, external_id=data["external_id"],
                         amount_cents=data["amount_cents"], due_date=due, status=ChargeStatus.PENDING,
                         created_at=clock.now())
         session.add(charge)
@@ -27,7 +32,6 @@ async def upsert_charge(session: AsyncSession, customer: Customer, source: str, 
     charge.due_date = due
     charge.description = data.get("description", charge.description)
     charge.payment_url = data.get("payment_url", charge.payment_url)
-    await session.flush()
     return charge
 
 
@@ -39,13 +43,12 @@ async def record_payment(
     )).scalar_one_or_none()
     if payment is None:
         paid_at = datetime.fromisoformat(data["paid_at"]) if isinstance(data["paid_at"], str) else data["paid_at"]
-        payment = Payment(customer_id=customer.id, charge_id=charge.id, amount_cents=data["amount_cents"],
+        payment = Payment(id=new_id(), customer_id=customer.id, charge_id=charge.id, amount_cents=data["amount_cents"],
                           method=data.get("method"), paid_at=paid_at, source=source, external_id=external_id,
                           raw=data, created_at=clock.now())
         session.add(payment)
         charge.status = ChargeStatus.PAID
         charge.paid_at = paid_at
-        await session.flush()
     return payment
 
 
@@ -69,9 +72,8 @@ async def customer_contract(session: AsyncSession, customer: Customer, external_
 async def ensure_contract(session: AsyncSession, customer: Customer, plan: dict[str, Any] | None) -> Contract | None:
     contract = await customer_contract(session, customer)
     if contract is None and plan:
-        contract = Contract(customer_id=customer.id, plan_code=plan["code"], plan_name=plan["name"],
+        contract = Contract(id=new_id(), customer_id=customer.id, plan_code=plan["code"], plan_name=plan["name"],
                             price_cents=plan["price_cents"], billing_day=plan.get("billing_day") or 1,
                             status=ContractStatus.PENDING, created_at=clock.now())
         session.add(contract)
-        await session.flush()
     return contract

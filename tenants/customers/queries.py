@@ -19,11 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.tenants.customers.models import Customer
 
 
-async def customers_by_ids(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Customer]:
+async def customers_by_ids(session: AsyncSession, ids: Iterable[uuid.UUID], *, fresh: bool = False
+                           ) -> dict[uuid.UUID, Customer]:
+    """``fresh``: overwrite what the session holds of them (after a rolled-back savepoint)."""
     ids = set(ids)
     if not ids:
         return {}
-    rows = await session.execute(select(Customer).where(Customer.id.in_(ids)))
+    query = select(Customer).where(Customer.id.in_(ids))
+    rows = await session.execute(query.execution_options(populate_existing=True) if fresh else query)
     return {customer.id: customer for customer in rows.scalars()}
 
 

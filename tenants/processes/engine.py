@@ -273,7 +273,11 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
             event.processed_at = now
         else:
             matched.append(event)
-    await lock_customers(session, [customers[event.id].id for event in matched])
+    # Ids read now: after a rolled-back savepoint the objects are expired, and reading an attribute of an
+    # expired object would be I/O outside the driver's await.
+    event_ids = [event.id for event in matched]
+    customer_ids = {event.id: customers[event.id].id for event in matched}
+    await lock_customers(session, customer_ids.values())
     try:
         async with session.begin_nested():
             for wave in _waves(matched, customers):
@@ -284,13 +288,13 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
     except Exception as first:
         batch.rows = EffectRows(tenant_id)  # what the failed run collected was never written
         if len(matched) == 1:
-            [event] = matched
-            await session.refresh(event)
-            await session.refresh(customers[event.id])
-            await _failed(batch, event, wanted[event.id], first, outcome)
+            [event_id] = event_ids
+            event = await session.get(Event, (tenant_id, event_id), populate_existing=True)
+            await session.get(Customer, (tenant_id, customer_ids[event_id]), populate_existing=True)
+            await _failed(batch, event, wanted[event_id], first, outcome)
         else:
             log.warning("a batch of %d events failed (%s); running each on its own", len(matched), first)
-            await _one_by_one(batch, matched, customers, wanted, outcome)
+            await _one_by_one(batch, event_ids, customer_ids, wanted, outcome)
     await batch.rows.write(session)
     return outcome
 
@@ -313,27 +317,29 @@ def _waves(events: list[Event], customers: dict[uuid.UUID, Customer | None]) -> 
     return waves
 
 
-async def _one_by_one(batch: Batch, events: list[Event], customers: dict[uuid.UUID, Customer | None],
+async def _one_by_one(batch: Batch, event_ids: list[uuid.UUID], customer_ids: dict[uuid.UUID, uuid.UUID],
                       wanted: dict[uuid.UUID, BatchItem], outcome: BatchOutcome) -> None:
-    session = batch.session
+    session, tenant_id = batch.session, batch.tenant.id
     # The batch's savepoint rolled back: what it changed is expired. Read the events and customers anew
     # (the customers' locks, taken before the savepoint, are still held) and the keys recorded before.
-    await session.execute(select(Event).where(Event.id.in_([e.id for e in events]))
-                          .execution_options(populate_existing=True))
-    await lock_customers(session, [c.id for c in customers.values() if c is not None])
+    events = {e.id: e for e in (await session.execute(
+        select(Event).where(Event.id.in_(event_ids)).execution_options(populate_existing=True))).scalars()}
+    customers = await customers_by_ids(session, set(customer_ids.values()), fresh=True)
     batch.recorded.clear()
-    batch.recorded.update(await recorded_keys(session, [e.id for e in events]))
-    batch.rows = EffectRows(batch.tenant.id)
-    for event in events:
-        rows = EffectRows(batch.tenant.id)
+    batch.recorded.update(await recorded_keys(session, event_ids))
+    batch.rows = EffectRows(tenant_id)
+    for event_id in event_ids:
+        event, customer = events[event_id], customers[customer_ids[event_id]]
+        rows = EffectRows(tenant_id)
         try:
             async with session.begin_nested():
-                await _run_into(batch, event, customers[event.id], rows)
+                await _run_into(batch, event, customer, rows)
                 await session.flush()
         except Exception as error:
-            await session.refresh(event)
-            await session.refresh(customers[event.id])
-            await _failed(batch, event, wanted[event.id], error, outcome)
+            event = await session.get(Event, (tenant_id, event_id), populate_existing=True)
+            customers[customer_ids[event_id]] = await session.get(
+                Customer, (tenant_id, customer_ids[event_id]), populate_existing=True)
+            await _failed(batch, event, wanted[event_id], error, outcome)
             continue
         batch.rows.extend(rows)
 
