@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -83,7 +84,8 @@ def web() -> None:
 
 
 @main.command()
-@click.option("--processes", default=1, show_default=True, help="Worker processes.")
+@click.option("--processes", default=os.cpu_count() or 1, show_default="one per CPU",
+              help="Worker processes (each runs its async jobs on one event loop, so one per core).")
 def worker(processes: int) -> None:
     """Run dramatiq workers for every job (threads per process: BACKOFFICE_WORKER_THREADS)."""
     from backoffice.platform.runtime import run_worker

@@ -129,7 +129,7 @@ class Claimed:
 
 
 async def claim(
-    database: Database, *, batch: int = 500, per_tenant_round: int = 20, per_tenant_cap: int = 100,
+    database: Database, *, batch: int = 500, per_tenant_round: int = 50, per_tenant_cap: int = 200,
     lease_seconds: float = 300.0,
 ) -> list[Claimed]:
     """Lease the next fair batch of rows and commit, so no other relay takes them within the lease."""
@@ -148,8 +148,8 @@ async def claim(
 
 
 async def relay_once(
-    database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 20,
-    per_tenant_cap: int = 100, lease_seconds: float = 300.0,
+    database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 50,
+    per_tenant_cap: int = 200, lease_seconds: float = 300.0,
 ) -> int:
     """One round: claim, commit, send. Returns how many rows were sent to the broker."""
     rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,

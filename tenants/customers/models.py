@@ -61,3 +61,22 @@ class LifecycleTransition(TenantOwned, Base):
     reason: Mapped[str] = mapped_column(String(500))
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerExternalId(TenantOwned, Base):
+    """Which customer a provider's id names: ``customers.external_ids`` as rows, kept by database triggers
+    (migration 0009) so every write of a customer keeps it true, whoever writes. An event names its customer
+    by the provider's id; this table answers a batch of such names by index, where a lookup into the JSON
+    column read every customer of the tenant. Two customers may claim one id (the earliest wins)."""
+
+    __tablename__ = "customer_external_ids"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"],
+                             ondelete="CASCADE"),
+        Index("ix_customer_external_ids_lookup", "tenant_id", "source", "external_id"),
+        Index("ix_customer_external_ids_customer", "tenant_id", "customer_id"),
+    )
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(200))

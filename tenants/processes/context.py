@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from backoffice.platform.documents import format_cnpj, format_cpf
 from backoffice.tenants.billing.models import Charge, Contract, Payment
 from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
+from backoffice.tenants.fiscal.models import FiscalDocument
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.signatures.models import Signature, SignatureStatus
+from backoffice.tenants.signatures.models import Signature
 
 
 def customer_view(customer: Customer) -> dict[str, Any]:
@@ -61,16 +58,12 @@ def payment_view(payment: Payment | None) -> dict[str, Any] | None:
             "external_id": payment.external_id}
 
 
-async def documents_view(session: AsyncSession, customer: Customer, extra: list[dict] | None = None) -> list[dict]:
+def documents_view(fiscal: list[FiscalDocument], signed: list[Signature], extra: list[dict] | None = None) -> list[dict]:
     """Every document a start notification should link: notas fiscais, signed contracts, the event's links."""
     documents: list[dict[str, Any]] = []
-    fiscal = await session.execute(select(FiscalDocument).where(
-        FiscalDocument.customer_id == customer.id, FiscalDocument.status == FiscalStatus.AUTHORIZED))
-    for doc in fiscal.scalars():
+    for doc in fiscal:
         documents.append({"kind": doc.kind, "number": doc.number, "url": doc.pdf_url, "xml_url": doc.xml_url})
-    signed = await session.execute(select(Signature).where(
-        Signature.customer_id == customer.id, Signature.status == SignatureStatus.SIGNED))
-    for sig in signed.scalars():
+    for sig in signed:
         documents.append({"kind": "contract", "number": sig.external_id, "url": sig.document_url})
     for link in extra or []:
         documents.append({"kind": link.get("kind"), "number": link.get("number"), "url": link.get("url")})

@@ -12,9 +12,9 @@ import uuid
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import new_id
 from backoffice.platform.timers.service import cancel_timers, schedule_timer
 from backoffice.tenants.billing.models import Charge, ChargeStatus
 from backoffice.tenants.billing.service import upsert_charge
@@ -62,7 +62,7 @@ def _case_context(step: Step, case: DunningCase, charge: Charge, reason: str) ->
 
 @handles("payment.overdue")
 async def on_payment_overdue(step: Step) -> None:
-    charge = await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"])
+    charge = await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"], known=step.known)
     if charge.status == ChargeStatus.PAID:
         step.effects.timeline("Overdue notice ignored: the charge is already paid", reason="payment already cleared")
         return
@@ -71,17 +71,15 @@ async def on_payment_overdue(step: Step) -> None:
         step.effects.timeline(f"Charge overdue; no grace period for a customer in {step.customer.lifecycle.value}",
                               reason="only started customers have a service to block")
         return
-    existing = (await step.session.execute(
-        select(DunningCase).where(DunningCase.charge_id == charge.id))).scalar_one_or_none()
-    if existing is not None:
+    if any(case.charge_id == charge.id for case in await step.known.cases(step.customer)):
         return
     now = clock.now()
     policy = step.policy
-    case = DunningCase(customer_id=step.customer.id, charge_id=charge.id, policy_version=step.policy_version,
+    case = DunningCase(id=new_id(), customer_id=step.customer.id, charge_id=charge.id, policy_version=step.policy_version,
                        status=CaseStatus.GRACE, deadline_at=deadline_for(now, step.tenant.timezone, policy.grace_days),
                        opened_at=now, opened_by_event_id=step.event.id)
     step.session.add(case)
-    await step.session.flush()
+    step.known.add(case)
     reason = (f"Charge of {charge.due_date.isoformat()} is overdue; policy v{step.policy_version} gives "
               f"{policy.grace_days} days of grace")
     if step.customer.lifecycle == Lifecycle.ACTIVE:
@@ -154,8 +152,8 @@ async def on_deadline_reached(step: Step) -> None:
 
 async def resolve_after_payment(step: Step, charge: Charge) -> None:
     """A payment closes the charge's case: a pending block is called off, a block is lifted."""
-    case = (await step.session.execute(select(DunningCase).where(
-        DunningCase.charge_id == charge.id, DunningCase.status.in_(OPEN)))).scalar_one_or_none()
+    cases = await step.known.cases(step.customer)
+    case = next((c for c in cases if c.charge_id == charge.id and c.status in OPEN), None)
     if case is None:
         return
     was_blocked = case.status == CaseStatus.BLOCKED
@@ -163,9 +161,7 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
     case.resolved_at = clock.now()
     await cancel_timers(step.session, step.tenant.id, key_prefix=timer_prefix(case))
     policy = await step.policy_of(case.policy_version)
-    others_open = (await step.session.execute(select(DunningCase.status).where(
-        DunningCase.customer_id == step.customer.id, DunningCase.status.in_(OPEN),
-        DunningCase.id != case.id))).scalars().all()
+    others_open = [c.status for c in cases if c.status in OPEN and c.id != case.id]
     context_reason = f"The overdue charge of {charge.due_date.isoformat()} was paid"
     if was_blocked:
         if not policy.auto_unblock:
@@ -196,10 +192,10 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
 
 @handles("payment.refunded", "payment.canceled")
 async def on_charge_withdrawn(step: Step) -> None:
-    charge = await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"])
+    charge = await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"], known=step.known)
     charge.status = ChargeStatus.REFUNDED if step.event.type == "payment.refunded" else ChargeStatus.CANCELED
-    case = (await step.session.execute(select(DunningCase).where(
-        DunningCase.charge_id == charge.id, DunningCase.status == CaseStatus.GRACE))).scalar_one_or_none()
+    case = next((c for c in await step.known.cases(step.customer)
+                 if c.charge_id == charge.id and c.status == CaseStatus.GRACE), None)
     reason = step.data.get("reason") or f"Charge {step.event.type.split('.')[1]} at {step.event.source}"
     if case is not None:
         case.status = CaseStatus.CANCELED

@@ -54,6 +54,7 @@ from backoffice.tenants.policies.schemas import PolicyConfig
 from backoffice.tenants.policies.service import current_policy, policy_at
 from backoffice.tenants.policies.templates import render
 from backoffice.tenants.processes.context import customer_url, customer_view, tenant_view
+from backoffice.tenants.processes.known import Known
 from backoffice.tenants.processes.recipients import responsible_people
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
@@ -92,6 +93,7 @@ class Batch:
     policy: PolicyConfig
     recorded: set[str]
     rows: EffectRows
+    known: Known | None = None
     _policies: dict[int, PolicyConfig] = field(default_factory=dict)
     _people: dict[tuple, list[TenantUser]] = field(default_factory=dict)
     _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
@@ -101,7 +103,7 @@ class Batch:
         tenant = await session.get(Tenant, tenant_id)
         version, policy = await current_policy(session)
         recorded = await recorded_keys(session, [event.id for event in events])
-        return cls(session, tenant, version, policy, recorded, EffectRows(tenant_id), {version: policy})
+        return cls(session, tenant, version, policy, recorded, EffectRows(tenant_id), None, {version: policy})
 
     async def policy_of(self, version: int) -> PolicyConfig:
         if version not in self._policies:
@@ -149,6 +151,10 @@ class Step:
     @property
     def policy_version(self) -> int:
         return self.batch.policy_version
+
+    @property
+    def known(self) -> Known:
+        return self.batch.known
 
     @property
     def data(self) -> dict[str, Any]:
@@ -278,6 +284,7 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
     event_ids = [event.id for event in matched]
     customer_ids = {event.id: customers[event.id].id for event in matched}
     await lock_customers(session, customer_ids.values())
+    batch.known = await Known.read(session, matched, {event.id: customers[event.id] for event in matched})
     try:
         async with session.begin_nested():
             for wave in _waves(matched, customers):
@@ -327,6 +334,7 @@ async def _one_by_one(batch: Batch, event_ids: list[uuid.UUID], customer_ids: di
     customers = await customers_by_ids(session, set(customer_ids.values()), fresh=True)
     batch.recorded.clear()
     batch.recorded.update(await recorded_keys(session, event_ids))
+    batch.known = await Known.read(session, list(events.values()), customers)
     batch.rows = EffectRows(tenant_id)
     for event_id in event_ids:
         event, customer = events[event_id], customers[customer_ids[event_id]]
@@ -339,6 +347,8 @@ async def _one_by_one(batch: Batch, event_ids: list[uuid.UUID], customer_ids: di
             event = await session.get(Event, (tenant_id, event_id), populate_existing=True)
             customers[customer_ids[event_id]] = await session.get(
                 Customer, (tenant_id, customer_ids[event_id]), populate_existing=True)
+            # What the failed step created is gone and what it changed is expired: read the batch's rows anew.
+            batch.known = await Known.read(session, list(events.values()), customers)
             await _failed(batch, event, wanted[event_id], error, outcome)
             continue
         batch.rows.extend(rows)

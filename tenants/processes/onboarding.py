@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import new_id
 from backoffice.tenants.billing.models import ContractStatus
 from backoffice.tenants.billing.service import ensure_contract, record_payment, upsert_charge
 from backoffice.tenants.customers.lifecycle import transition
@@ -25,15 +26,16 @@ TRIGGER_NAMES = {"payment.cleared": "first payment cleared", "invoice.issued": "
 
 @handles("payment.created")
 async def on_payment_created(step: Step) -> None:
-    await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"])
+    await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"], known=step.known)
 
 
 @handles("payment.cleared")
 async def on_payment_cleared(step: Step) -> None:
     data = step.data
-    charge = await upsert_charge(step.session, step.customer, step.event.source, data["charge"])
+    charge = await upsert_charge(step.session, step.customer, step.event.source, data["charge"], known=step.known)
     payment_id = data["payment"].get("external_id") or step.event.external_id
-    payment = await record_payment(step.session, step.customer, charge, step.event.source, payment_id, data["payment"])
+    payment = await record_payment(step.session, step.customer, charge, step.event.source, payment_id, data["payment"],
+                                   known=step.known)
     await start_if_trigger(step, "payment.cleared", charge=charge_view(charge), payment=payment_view(payment))
     await dunning.resolve_after_payment(step, charge)
 
@@ -48,7 +50,7 @@ async def on_invoice_issued(step: Step) -> None:
     fiscal.amount_cents = doc.get("amount_cents", fiscal.amount_cents)  # Focus NFe's status omits it; keep what was issued
     fiscal.pdf_url, fiscal.xml_url = doc.get("pdf_url"), doc.get("xml_url")
     fiscal.issued_at = datetime.fromisoformat(doc["issued_at"]) if doc.get("issued_at") else step.event.occurred_at
-    await step.session.flush()
+    step.known.add(fiscal)
     await start_if_trigger(step, "invoice.issued")
 
 
@@ -69,13 +71,13 @@ async def on_contract_signed(step: Step) -> None:
     signature = (await step.session.execute(select(Signature).where(
         Signature.source == step.event.source, Signature.external_id == data["envelope_id"]))).scalar_one_or_none()
     if signature is None:
-        signature = Signature(customer_id=step.customer.id, source=step.event.source,
+        signature = Signature(id=new_id(), customer_id=step.customer.id, source=step.event.source,
                               external_id=data["envelope_id"], created_at=clock.now())
         step.session.add(signature)
     signature.status = SignatureStatus.SIGNED
     signature.document_url = data.get("document_url")
     signature.signed_at = datetime.fromisoformat(data["signed_at"]) if data.get("signed_at") else step.event.occurred_at
-    await step.session.flush()
+    step.known.add(signature)
     await start_if_trigger(step, "contract.signed")
 
 
@@ -84,7 +86,7 @@ async def _fiscal(step: Step, doc: dict) -> FiscalDocument:
         FiscalDocument.source == step.event.source, FiscalDocument.external_id == doc["external_id"]
     ))).scalar_one_or_none()
     if fiscal is None:
-        fiscal = FiscalDocument(customer_id=step.customer.id, source=step.event.source, external_id=doc["external_id"],
+        fiscal = FiscalDocument(id=new_id(), customer_id=step.customer.id, source=step.event.source, external_id=doc["external_id"],
                                 created_at=clock.now())
         step.session.add(fiscal)
     return fiscal
@@ -102,7 +104,7 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
         return
     reason = f"{TRIGGER_NAMES[trigger].capitalize()}: this company's policy starts customers on {trigger}"
     await transition(step.session, customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
-    contract = await ensure_contract(step.session, customer, step.data.get("plan"))
+    contract = await ensure_contract(step.session, customer, step.data.get("plan"), known=step.known)
     if contract is not None and contract.status == ContractStatus.PENDING:
         contract.status = ContractStatus.ACTIVE
         contract.started_at = clock.now()
@@ -110,7 +112,8 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
     context = {
         **step.base_context(), "trigger": trigger, "plan": plan_view(contract or step.data.get("plan")),
         "charge": charge, "payment": payment, "started_at": clock.now().isoformat(),
-        "documents": await documents_view(step.session, customer, step.data.get("documents")), "reason": reason,
+        "documents": documents_view(*await step.known.documents(customer), step.data.get("documents")),
+        "reason": reason,
         "task": {"title": f"Onboarding: {customer.name}", "due_date": due.date().isoformat()},
     }
     await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)

@@ -14,7 +14,8 @@ from backoffice.tenants.processes.engine import Step, handles
 async def on_subscription_changed(step: Step) -> None:
     data = step.data
     before, after = data["before"], data["after"]
-    contract = await customer_contract(step.session, step.customer, data.get("subscription_external_id"))
+    contract = await customer_contract(step.session, step.customer, data.get("subscription_external_id"),
+                                       known=step.known)
     if contract is None:
         contract = Contract(customer_id=step.customer.id, plan_code=after["code"], plan_name=after["name"],
                             price_cents=after["price_cents"], status=ContractStatus.ACTIVE, started_at=clock.now(),

@@ -78,7 +78,8 @@ class RoundTrips:
 @pytest.mark.postgres_only
 async def test_a_batch_of_started_customers_costs_a_few_round_trips_per_event(spine):
     """Intake excluded: from the relay's hand-over to the last delivery, a started customer (notification,
-    task, timeline, provisioning command and webhook, both delivered) costs at most 10 round trips."""
+    task, timeline, provisioning command and webhook, both delivered) costs at most 4 round trips (the
+    target is 10; measured 2.2)."""
     a = spine.tenants.a
     ids = await customers(spine, a, 40)
     for n in range(40):
@@ -89,7 +90,7 @@ async def test_a_batch_of_started_customers_costs_a_few_round_trips_per_event(sp
     assert len(await rows(spine, a.id, Notification)) == 40 and len(await rows(spine, a.id, Task)) == 40
     assert len(spine.sent(Channel.PLATFORM, a.id)) == 40 and len(spine.sent(Channel.WEBHOOK, a.id)) == 40
     assert {c.lifecycle for c in await rows(spine, a.id, Customer, Customer.id.in_(ids))} == {Lifecycle.ACTIVE}
-    assert trips.count / 40 <= 10, f"{trips.count / 40:.1f} round trips per event: {trips.seen.most_common()}"
+    assert trips.count / 40 <= 4, f"{trips.count / 40:.1f} round trips per event: {trips.seen.most_common()}"
 
 
 async def test_a_crash_while_writing_a_batch_leaves_each_effect_exactly_once(spine, monkeypatch):
