@@ -8,6 +8,7 @@ that was installed before, so the demo still shows what would have been sent.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,27 +44,55 @@ class ConnectorPort:
         return await instance_for_channel(session, self.channel) is not None
 
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        [outcome] = await self.send_many(session, tenant, [message])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def send_many(self, session: AsyncSession, tenant: Tenant,
+                        messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:
+        """The instance is found and opened once for the batch, the calls made concurrently (each through
+        the instance's circuit breaker), and its health recorded once from their outcomes."""
         instance = await instance_for_channel(session, self.channel)
         if instance is None:
             if self.fallback is not None and self.settings.embedded:
-                return await self.fallback.send(session, tenant, message)
-            raise DeliveryError(f"no {self.label} connector configured for this company", retryable=False)
+                return [await self._fallback(session, tenant, m) for m in messages]
+            error = DeliveryError(f"no {self.label} connector configured for this company", retryable=False)
+            return [error for _ in messages]
         try:
             ctx = open_context(instance, self.settings, **self.http_options)
         except SecretUnreadable:
             record_failure(instance, "credentials unreadable: re-enter them (the key they were saved with is gone)")
-            raise DeliveryError(f"{self.label} connector {instance.name!r}: credentials unreadable",
-                                retryable=False) from None
+            error = DeliveryError(f"{self.label} connector {instance.name!r}: credentials unreadable", retryable=False)
+            return [error for _ in messages]
+        outcomes = await asyncio.gather(*(self._deliver_one(ctx, tenant, m) for m in messages), return_exceptions=True)
+        results: list[dict[str, Any] | BaseException] = []
+        last_failure = None
+        for outcome in outcomes:
+            if isinstance(outcome, DeliveryError):
+                last_failure = str(outcome)
+            elif isinstance(outcome, BaseException):
+                last_failure = f"{type(outcome).__name__}: {outcome}"
+            else:
+                outcome = {**outcome, "connector": instance.name}
+            results.append(outcome)
+        if last_failure is None:
+            record_success(instance)
+        else:
+            record_failure(instance, last_failure)
+        return results
+
+    async def _fallback(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> Any:
         try:
-            ack = await self.deliver(ctx, tenant, message)
-        except DeliveryError as error:
-            record_failure(instance, str(error))
-            raise
+            return await self.fallback.send(session, tenant, message)
+        except Exception as error:
+            return error
+
+    async def _deliver_one(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+        try:
+            return await self.deliver(ctx, tenant, message)
         except ConnectorError as error:
-            record_failure(instance, str(error))
             raise DeliveryError(str(error), retryable=getattr(error, "retryable", True)) from None
-        record_success(instance)
-        return {**ack, "connector": instance.name}
 
     async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         raise NotImplementedError

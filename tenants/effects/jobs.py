@@ -18,8 +18,8 @@ from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, tenant_job
-from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
-from backoffice.tenants.effects.ports import DeliveryError, get_port
+from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
+from backoffice.tenants.effects.ports import DeliveryError, get_port, send_many
 from backoffice.tenants.effects.service import DELIVER_JOB
 from backoffice.tenants.registry.models import Tenant
 
@@ -35,7 +35,7 @@ def next_delay(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-BATCH = 10  # sends are made one after another: a slow receiver holds at most this many back
+BATCH = 20  # a channel's messages in a batch are sent concurrently; a slow receiver holds back at most these
 
 
 @tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
@@ -46,45 +46,47 @@ async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: l
             ids.append(uuid.UUID(str(item.payload["message_id"])))
         except (KeyError, ValueError):
             log.error("effects.deliver: outbox %s carries no valid message_id: %r", item.outbox_id, item.payload)
-    messages = {m.id: m for m in (await session.execute(
+    found = {m.id: m for m in (await session.execute(
         select(OutboundMessage).where(OutboundMessage.id.in_(ids)))).scalars()}
+    for message_id in set(ids) - found.keys():
+        log.error("effects.deliver: message %s of tenant %s does not exist; nothing to send", message_id, tenant_id)
     tenant = await session.get(Tenant, tenant_id)
-    for message_id in dict.fromkeys(ids):
-        message = messages.get(message_id)
-        if message is None:
-            log.error("effects.deliver: message %s of tenant %s does not exist; nothing to send", message_id, tenant_id)
-            continue
-        await _deliver(session, tenant, message)
+    await _deliver_all(session, tenant, [found[i] for i in dict.fromkeys(ids) if i in found])
     return BatchOutcome()
 
 
 async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, message_id: str) -> str:
     """Deliver one message now (the batch job's work for one item)."""
     message = await get_owned(session, OutboundMessage, uuid.UUID(message_id))
-    return await _deliver(session, await session.get(Tenant, tenant_id), message)
+    await _deliver_all(session, await session.get(Tenant, tenant_id), [message])
+    return message.status.value
 
 
-async def _deliver(session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> str:
-    if message.status in (DeliveryStatus.SENT, DeliveryStatus.DEAD):
-        return message.status.value  # a repeat of a finished delivery changes nothing
-    now = clock.now()
-    message.attempts += 1
-    try:
+async def _deliver_all(session: AsyncSession, tenant: Tenant, messages: list[OutboundMessage]) -> None:
+    # A repeat of a finished delivery changes nothing.
+    due = [m for m in messages if m.status not in (DeliveryStatus.SENT, DeliveryStatus.DEAD)]
+    by_channel: dict[Channel, list[OutboundMessage]] = {}
+    for message in due:
+        by_channel.setdefault(message.channel, []).append(message)
+    for channel, group in by_channel.items():
+        for message in group:
+            message.attempts += 1
         # The receiver may see a repeat if this transaction fails after sending: the effect key travels
         # with the message (webhook-id, Idempotency-Key) so receivers can drop it.
-        ack = await get_port(message.channel).send(session, tenant, message)
-    except DeliveryError as error:
-        _failed(session, message, str(error), retryable=error.retryable)
-    except Exception as error:  # any transport failure is recorded and retried, never swallowed
-        log.warning("delivery %s failed: %s", message.effect_key, error, exc_info=True)
-        _failed(session, message, f"{type(error).__name__}: {error}", retryable=True)
-    else:
-        message.status = DeliveryStatus.SENT
-        message.sent_at = now
-        message.response = ack
-        message.last_error = None
-        message.next_attempt_at = None
-    return message.status.value
+        outcomes = await send_many(get_port(channel), session, tenant, group)
+        now = clock.now()
+        for message, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, DeliveryError):
+                _failed(session, message, str(outcome), retryable=outcome.retryable)
+            elif isinstance(outcome, BaseException):  # any transport failure is recorded and retried
+                log.warning("delivery %s failed: %s", message.effect_key, outcome, exc_info=outcome)
+                _failed(session, message, f"{type(outcome).__name__}: {outcome}", retryable=True)
+            else:
+                message.status = DeliveryStatus.SENT
+                message.sent_at = now
+                message.response = outcome
+                message.last_error = None
+                message.next_attempt_at = None
 
 
 def _failed(session: AsyncSession, message: OutboundMessage, reason: str, *, retryable: bool) -> None:

@@ -38,7 +38,26 @@ class Port(Protocol):
 
         A port may also define ``async def reaches(session, tenant, target) -> bool``: whether the tenant
         has a destination for such a message at all (a process step writes none that would go nowhere);
-        a port without it always reaches."""
+        a port without it always reaches. And ``async def send_many(session, tenant, messages)``, for a
+        delivery batch: one outcome per message, in order, each the acknowledgement or the exception
+        ``send`` would have raised (see :func:`send_many`)."""
+
+
+async def send_many(port: Port, session: AsyncSession, tenant: Tenant,
+                    messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:
+    """Deliver a batch of one channel's messages: the port's own ``send_many`` (which may read its settings
+    once and send concurrently), else ``send`` one after another. Never raises for one message's failure:
+    its exception is its outcome."""
+    many = getattr(port, "send_many", None)
+    if many is not None:
+        return await many(session, tenant, messages)
+    outcomes: list[dict[str, Any] | BaseException] = []
+    for message in messages:
+        try:
+            outcomes.append(await port.send(session, tenant, message))
+        except Exception as error:  # the message's outcome, recorded by the caller
+            outcomes.append(error)
+    return outcomes
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""``webhooks.deliver``: one attempt of one delivery; the next attempt is an outbox row, not a broker delay.
+"""``webhooks.deliver``: one attempt of each delivery of a batch; the next attempt is an outbox row, not a
+broker delay. The relay hands a tenant's deliveries over in batches; their posts go out concurrently (at
+most ``CONCURRENCY`` at a time) and their answers are recorded one by one.
 
 Schedule (delay before each attempt, ±10% jitter): 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. A longer
 ``Retry-After`` wins. 2xx succeeds; 410 Gone disables the endpoint at once; anything else (other codes,
@@ -12,23 +14,25 @@ and tests all import it through ``platform/worker/actors.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import uuid
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.security.outbound import TargetRefused
 from backoffice.platform.security.secrets import SecretUnreadable
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.registry import BatchItem, BatchOutcome, tenant_job
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from backoffice.tenants.webhooks.port import WebhookPort, current_transport
+from backoffice.tenants.webhooks.port import Answer, WebhookPort, current_transport
 from backoffice.tenants.webhooks.service import DELIVER_JOB, disable_for_failure, live_secrets, schedule
 
 log = logging.getLogger(__name__)
@@ -47,37 +51,86 @@ def delay_before(attempt: int) -> float:
     return base * random.uniform(1 - JITTER, 1 + JITTER)
 
 
-@tenant_job(DELIVER_JOB, queue="deliveries", min_backoff=1_000, max_backoff=300_000)
+BATCH = 20  # deliveries of one tenant per job, posted concurrently
+CONCURRENCY = 10  # at most this many posts of one job in flight
+
+
+@tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
+async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
+    ids = []
+    for item in items:
+        try:
+            ids.append(uuid.UUID(str(item.payload["delivery_id"])))
+        except (KeyError, ValueError):
+            log.error("webhooks.deliver: outbox %s carries no valid delivery_id: %r", item.outbox_id, item.payload)
+    found = {d.id: d for d in (await session.execute(
+        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))).scalars()}
+    for delivery_id in set(ids) - found.keys():
+        log.error("webhooks.deliver: delivery %s of tenant %s does not exist", delivery_id, tenant_id)
+    endpoint_ids = {d.endpoint_id for d in found.values()}
+    endpoints = {e.id: e for e in (await session.execute(
+        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))).scalars()} if endpoint_ids else {}
+    await _deliver_all(session, [found[i] for i in dict.fromkeys(ids) if i in found], endpoints)
+    return BatchOutcome()
+
+
 async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, delivery_id: str) -> str:
+    """Deliver one webhook now (the batch job's work for one item)."""
     delivery = await get_owned(session, WebhookDelivery, uuid.UUID(delivery_id))
-    if delivery.status in (WebhookDeliveryStatus.SUCCEEDED, WebhookDeliveryStatus.DEAD):
-        return delivery.status.value  # a repeated message changes nothing
     endpoint = await get_owned(session, WebhookEndpoint, delivery.endpoint_id)
-    if not endpoint.enabled:
-        _dead(delivery, f"endpoint disabled: {endpoint.disabled_reason}")
-        return delivery.status.value
-    now = clock.now()
-    delivery.attempts += 1
-    delivery.last_attempt_at = now
+    await _deliver_all(session, [delivery], {endpoint.id: endpoint})
+    return delivery.status.value
+
+
+async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
+                       endpoints: dict[uuid.UUID, WebhookEndpoint]) -> None:
+    """Post every due delivery concurrently, then record each answer in order (an endpoint's failure
+    counters and its disabling see the answers one by one, as if they had come one by one)."""
     transport = current_transport()
-    try:
-        secrets = live_secrets(endpoint, now, transport.effective_settings)
-    except SecretUnreadable:
-        await _failed(session, delivery, endpoint, "signing secret unreadable (its key is gone): rotate the secret",
-                      retryable=False)
-        return delivery.status.value
-    try:
-        answer = await transport.post(endpoint.url, secrets, delivery.message_id, delivery.payload)
-    except TargetRefused as error:
+    limit = asyncio.Semaphore(CONCURRENCY)
+    sends: list[tuple[WebhookDelivery, WebhookEndpoint, list[str]]] = []
+    for delivery in deliveries:
+        if delivery.status in (WebhookDeliveryStatus.SUCCEEDED, WebhookDeliveryStatus.DEAD):
+            continue  # a repeated message changes nothing
+        endpoint = endpoints[delivery.endpoint_id]
+        if not endpoint.enabled:
+            _dead(delivery, f"endpoint disabled: {endpoint.disabled_reason}")
+            continue
+        now = clock.now()
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        try:
+            secrets = live_secrets(endpoint, now, transport.effective_settings)
+        except SecretUnreadable:
+            await _failed(session, delivery, endpoint, "signing secret unreadable (its key is gone): rotate the "
+                          "secret", retryable=False)
+            continue
+        sends.append((delivery, endpoint, secrets))
+
+    async def post(delivery: WebhookDelivery, endpoint: WebhookEndpoint, secrets: list[str]) -> Answer:
+        async with limit:
+            return await transport.post(endpoint.url, secrets, delivery.message_id, delivery.payload)
+
+    answers = await asyncio.gather(*(post(*send) for send in sends), return_exceptions=True)
+    for (delivery, endpoint, _), answer in zip(sends, answers, strict=True):
+        await _record(session, delivery, endpoint, answer)
+
+
+async def _record(session: AsyncSession, delivery: WebhookDelivery, endpoint: WebhookEndpoint,
+                  answer: Answer | BaseException) -> None:
+    if isinstance(answer, TargetRefused):
         delivery.last_status_code = None
-        await _failed(session, delivery, endpoint, f"target refused: {error}", retryable=False)
-        return delivery.status.value
-    except (httpx.HTTPError, TimeoutError, OSError) as error:
+        await _failed(session, delivery, endpoint, f"target refused: {answer}", retryable=False)
+        return
+    if isinstance(answer, (httpx.HTTPError, TimeoutError, OSError)):
         delivery.last_status_code = None
-        reason = "timed out" if isinstance(error, (TimeoutError, httpx.TimeoutException)) else \
-            f"{type(error).__name__}: {error}"
+        reason = "timed out" if isinstance(answer, (TimeoutError, httpx.TimeoutException)) else \
+            f"{type(answer).__name__}: {answer}"
         await _failed(session, delivery, endpoint, reason, retryable=True)
-        return delivery.status.value
+        return
+    if isinstance(answer, BaseException):  # not a transport failure: a bug, raised as before
+        raise answer
+    now = clock.now()
     delivery.last_status_code = answer.status
     delivery.response_snippet = answer.snippet[:1000] or None
     if 200 <= answer.status < 300:
@@ -94,7 +147,6 @@ async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, delivery_id: s
     else:
         await _failed(session, delivery, endpoint, f"HTTP {answer.status}", retryable=True,
                       retry_after=answer.retry_after)
-    return delivery.status.value
 
 
 async def _failed(session: AsyncSession, delivery: WebhookDelivery, endpoint: WebhookEndpoint, reason: str, *,

@@ -98,16 +98,27 @@ class WebhookPort(SignedPost):
         return any(endpoint.subscribed(event_type or "") for endpoint in endpoints)
 
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        event_type = message.target or str(message.payload.get("type", ""))
+        [outcome] = await self.send_many(session, tenant, [message])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def send_many(self, session: AsyncSession, tenant: Tenant,
+                        messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:
+        """Fan each message out to the endpoints subscribed to its type (read once for the batch)."""
         endpoints = (await session.execute(
             select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)).order_by(WebhookEndpoint.created_at)
         )).scalars().all()
-        chosen = [endpoint for endpoint in endpoints if endpoint.subscribed(event_type)]
-        for endpoint in chosen:
-            delivery = new_delivery(session, endpoint, message_id=message.effect_key, event_type=event_type,
-                                    payload=message.payload, outbound_message_id=message.id)
-            await schedule(session, delivery)
-        return {"event_type": event_type, "endpoints": [str(endpoint.id) for endpoint in chosen]}
+        outcomes: list[dict[str, Any] | BaseException] = []
+        for message in messages:
+            event_type = message.target or str(message.payload.get("type", ""))
+            chosen = [endpoint for endpoint in endpoints if endpoint.subscribed(event_type)]
+            for endpoint in chosen:
+                delivery = new_delivery(session, endpoint, message_id=message.effect_key, event_type=event_type,
+                                        payload=message.payload, outbound_message_id=message.id)
+                await schedule(session, delivery)
+            outcomes.append({"event_type": event_type, "endpoints": [str(endpoint.id) for endpoint in chosen]})
+        return outcomes
 
 
 def current_transport() -> SignedPost:

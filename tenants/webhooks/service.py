@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import new_id
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.platform.errors import Collector, ValidationFailed, FieldError
@@ -241,7 +242,7 @@ def new_delivery(
     """A delivery and the outbox entry that sends it after this transaction commits."""
     now = clock.now()
     delivery = WebhookDelivery(
-        endpoint_id=endpoint.id, message_id=message_id, event_type=event_type,
+        tenant_id=endpoint.tenant_id, id=new_id(), endpoint_id=endpoint.id, message_id=message_id, event_type=event_type,
         payload=payload, outbound_message_id=outbound_message_id, status=WebhookDeliveryStatus.PENDING,
         attempts=0, replays=0, created_at=now, next_attempt_at=now,
     )
@@ -250,7 +251,6 @@ def new_delivery(
 
 
 async def schedule(session: AsyncSession, delivery: WebhookDelivery, at: datetime | None = None) -> None:
-    await session.flush()
     entry = add_to_outbox(session, delivery.tenant_id, DELIVER_JOB, delivery_id=str(delivery.id))
     if at is not None:
         entry.available_at = at
