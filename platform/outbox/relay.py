@@ -10,7 +10,8 @@ tenant whose leased-not-completed rows already reach ``per_tenant_cap``. The cla
 their turn within their tenant (every tenant's first row, then every tenant's second row, ...) before the
 ``batch`` limit cuts, so a tenant with 100,000 pending rows cannot push a quiet tenant out of a round.
 
-:class:`Relay` runs rounds back to back while there is work, then sleeps until PostgreSQL notifies
+:class:`Relay` runs rounds back to back while there is work (lingering ``linger`` seconds after a round
+of only a few rows, so a trickle of rows goes out in batches), then sleeps until PostgreSQL notifies
 ``backoffice_outbox`` (the AFTER INSERT trigger of migration 0002) or the poll interval passes: the
 notification is only a hint (it is lost while the listener reconnects), the poll is the floor. It runs as
 its own long-lived task rather than a scheduler tick, because a tick waits behind the other loops (a
@@ -129,7 +130,7 @@ class Claimed:
 
 
 async def claim(
-    database: Database, *, batch: int = 500, per_tenant_round: int = 50, per_tenant_cap: int = 200,
+    database: Database, *, batch: int = 500, per_tenant_round: int = 100, per_tenant_cap: int = 300,
     lease_seconds: float = 300.0,
 ) -> list[Claimed]:
     """Lease the next fair batch of rows and commit, so no other relay takes them within the lease."""
@@ -148,8 +149,8 @@ async def claim(
 
 
 async def relay_once(
-    database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 50,
-    per_tenant_cap: int = 200, lease_seconds: float = 300.0,
+    database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 100,
+    per_tenant_cap: int = 300, lease_seconds: float = 300.0,
 ) -> int:
     """One round: claim, commit, send. Returns how many rows were sent to the broker."""
     rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,
@@ -237,9 +238,15 @@ class Relay:
 
     def __init__(
         self, database: Database, broker: dramatiq.Broker, *, poll_interval: float = 0.5,
-        relisten_interval: float = 5.0, **round_options: Any,
+        relisten_interval: float = 5.0, linger: float = 0.1, trickle: int = 10, **round_options: Any,
     ) -> None:
         self.database = database
+        # After a round of fewer than ``trickle`` rows, wait ``linger`` seconds before the next: rows that
+        # arrive one at a time (webhooks, a trickle of API calls) then go out in batches instead of a job
+        # each, whose fixed cost would otherwise bound the rate the workers keep up with. A larger round
+        # (draining a backlog) goes on at once.
+        self.linger = linger
+        self.trickle = trickle
         self.broker = broker
         self.poll_interval = poll_interval
         self.relisten_interval = relisten_interval
@@ -266,7 +273,9 @@ class Relay:
                     log.exception("relay: round failed; retrying after the poll interval")
                     sent = 0
                 if sent:
-                    continue  # there may be more: no sleep while draining
+                    if sent < self.trickle and self.linger:
+                        await asyncio.sleep(self.linger)
+                    continue  # there may be more: no wait for a notification while draining
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:
