@@ -18,7 +18,7 @@ from backoffice.connectors.service import instance_for_channel, open_context, re
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
-from backoffice.tenants.effects.ports import DeliveryError, Port
+from backoffice.tenants.effects.ports import DeliveryError, Port, send_one
 from backoffice.tenants.registry.models import Tenant
 
 
@@ -44,10 +44,7 @@ class ConnectorPort:
         return await instance_for_channel(session, self.channel) is not None
 
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        [outcome] = await self.send_many(session, tenant, [message])
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return await send_one(self, session, tenant, message)
 
     async def send_many(self, session: AsyncSession, tenant: Tenant,
                         messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:

@@ -19,12 +19,14 @@ message carries one item's ids, like any job's.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+log = logging.getLogger(__name__)
 Job = Callable[..., Awaitable[Any]]
 
 
@@ -47,6 +49,18 @@ class BatchItem:
     payload: dict[str, Any]
     outbox_id: uuid.UUID | None = None
     attempts: int = 1
+
+
+def item_ids(items: list[BatchItem], key: str, job: str) -> list[uuid.UUID]:
+    """The ids named by ``key`` in a batch's items, in order; an item without a valid one is logged and
+    left out (its outbox row completes: there is nothing it could ever do)."""
+    ids = []
+    for item in items:
+        try:
+            ids.append(uuid.UUID(str(item.payload[key])))
+        except (KeyError, ValueError):
+            log.error("%s: outbox %s carries no valid %s: %r", job, item.outbox_id, key, item.payload)
+    return ids
 
 
 @dataclass(frozen=True)

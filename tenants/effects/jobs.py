@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.outbox.service import add_to_outbox
-from backoffice.platform.worker.registry import BatchItem, BatchOutcome, tenant_job
+from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError, get_port, send_many
 from backoffice.tenants.effects.service import DELIVER_JOB
@@ -40,12 +40,7 @@ BATCH = 20  # a channel's messages in a batch are sent concurrently; a slow rece
 
 @tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
 async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
-    ids = []
-    for item in items:
-        try:
-            ids.append(uuid.UUID(str(item.payload["message_id"])))
-        except (KeyError, ValueError):
-            log.error("effects.deliver: outbox %s carries no valid message_id: %r", item.outbox_id, item.payload)
+    ids = item_ids(items, "message_id", DELIVER_JOB)
     found = {m.id: m for m in (await session.execute(
         select(OutboundMessage).where(OutboundMessage.id.in_(ids)))).scalars()}
     for message_id in set(ids) - found.keys():

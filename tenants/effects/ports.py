@@ -43,6 +43,14 @@ class Port(Protocol):
         ``send`` would have raised (see :func:`send_many`)."""
 
 
+async def send_one(port: Any, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
+    """``send`` for a port whose work is done by its ``send_many``: the one outcome, raised if a failure."""
+    [outcome] = await port.send_many(session, tenant, [message])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 async def send_many(port: Port, session: AsyncSession, tenant: Tenant,
                     messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:
     """Deliver a batch of one channel's messages: the port's own ``send_many`` (which may read its settings

@@ -28,7 +28,7 @@ from backoffice.platform import clock
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.security.outbound import TargetRefused
 from backoffice.platform.security.secrets import SecretUnreadable
-from backoffice.platform.worker.registry import BatchItem, BatchOutcome, tenant_job
+from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
@@ -57,12 +57,7 @@ CONCURRENCY = 10  # at most this many posts of one job in flight
 
 @tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
 async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
-    ids = []
-    for item in items:
-        try:
-            ids.append(uuid.UUID(str(item.payload["delivery_id"])))
-        except (KeyError, ValueError):
-            log.error("webhooks.deliver: outbox %s carries no valid delivery_id: %r", item.outbox_id, item.payload)
+    ids = item_ids(items, "delivery_id", DELIVER_JOB)
     found = {d.id: d for d in (await session.execute(
         select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))).scalars()}
     for delivery_id in set(ids) - found.keys():

@@ -27,7 +27,7 @@ from backoffice.platform.security.outbound import check_target, tls_context
 from backoffice.platform.security.standard_webhooks import sign
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
-from backoffice.tenants.effects.ports import get_port
+from backoffice.tenants.effects.ports import get_port, send_one
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.webhooks.models import WebhookEndpoint
 from backoffice.tenants.webhooks.service import new_delivery, schedule
@@ -98,10 +98,7 @@ class WebhookPort(SignedPost):
         return any(endpoint.subscribed(event_type or "") for endpoint in endpoints)
 
     async def send(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        [outcome] = await self.send_many(session, tenant, [message])
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return await send_one(self, session, tenant, message)
 
     async def send_many(self, session: AsyncSession, tenant: Tenant,
                         messages: list[OutboundMessage]) -> list[dict[str, Any] | BaseException]:
