@@ -76,8 +76,8 @@ class EffectRows:
     async def write(self, session: AsyncSession) -> None:
         ensure_scope(session, self.tenant_id)  # Core inserts bypass the ORM door: the tenant is checked here
         for model in _TABLES:
-            if self.rows[model]:
-                await session.execute(insert(model), self.rows[model])
+            if self.rows[model]:  # Core executemany: the ORM's bulk path adds nothing here but its cost
+                await session.execute(insert(model.__table__), self.rows[model])
                 self.rows[model] = []
 
 
