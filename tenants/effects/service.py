@@ -37,14 +37,20 @@ from backoffice.tenants.users.models import TenantUser
 
 DELIVER_JOB = "effects.deliver"
 
-# Insert order: what a row may point at is written before it.
-_TABLES = (Effect, Notification, Task, TimelineEntry, OutboundMessage, OutboxEntry)
+# Insert order: what a row may point at is written before it. Rows of other tables (a port's fan-out)
+# go after the outbound messages and before the outbox.
+_TABLES = (Effect, Notification, Task, TimelineEntry, OutboundMessage)
 
 Reaches = Callable[[Channel, str | None], Awaitable[bool]]
+FanOuts = Callable[[Channel], Awaitable[Any]]
 
 
 async def _always(channel: Channel, target: str | None) -> bool:
     return True
+
+
+async def _none(channel: Channel) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,26 +65,32 @@ class EffectRows:
     def __init__(self, tenant_id: uuid.UUID) -> None:
         self.tenant_id = tenant_id
         self.rows: dict[type, list[dict[str, Any]]] = {model: [] for model in _TABLES}
+        self.rows[OutboxEntry] = []
 
     def add(self, model: type, **values: Any) -> uuid.UUID:
         values.setdefault("id", new_id())
         values["tenant_id"] = self.tenant_id
+        if model not in self.rows:  # a new table goes before the outbox
+            outbox = self.rows.pop(OutboxEntry)
+            self.rows[model] = []
+            self.rows[OutboxEntry] = outbox
         self.rows[model].append(values)
         return values["id"]
 
     def extend(self, other: EffectRows) -> None:
         for model, rows in other.rows.items():
-            self.rows[model].extend(rows)
+            for values in rows:
+                self.add(model, **values)
 
     def count(self, model: type) -> int:
-        return len(self.rows[model])
+        return len(self.rows.get(model, []))
 
     async def write(self, session: AsyncSession) -> None:
         ensure_scope(session, self.tenant_id)  # Core inserts bypass the ORM door: the tenant is checked here
-        for model in _TABLES:
-            if self.rows[model]:  # Core executemany: the ORM's bulk path adds nothing here but its cost
-                await session.execute(insert(model.__table__), self.rows[model])
-                self.rows[model] = []
+        for model, rows in self.rows.items():
+            if rows:  # Core executemany: the ORM's bulk path adds nothing here but its cost
+                await session.execute(insert(model.__table__), rows)
+        self.rows = {model: [] for model in self.rows}
 
 
 async def recorded_keys(session: AsyncSession, event_ids: list[uuid.UUID]) -> set[str]:
@@ -100,13 +112,14 @@ class StepEffects:
     has a destination for this tenant."""
 
     def __init__(self, *, tenant: Tenant, event: Event, customer: Customer | None, recorded: set[str],
-                 rows: EffectRows, reaches: Reaches = _always) -> None:
+                 rows: EffectRows, reaches: Reaches = _always, fan_out: FanOuts = _none) -> None:
         self.tenant = tenant
         self.event = event
         self.customer = customer
         self.recorded = recorded
         self.rows = rows
         self.reaches = reaches
+        self.fan_out = fan_out
         self.claimed: list[str] = []  # keys this step recorded (forgotten again if the step fails)
 
     def key(self, step: str, suffix: str | uuid.UUID | None = None) -> str:
@@ -185,10 +198,19 @@ class StepEffects:
         message_id = new_id()
         self._claim(key, kind=channel.value, step=step, reason=reason, ref_id=message_id)
         now = clock.now()
-        self.rows.add(OutboundMessage, id=message_id, effect_key=key, channel=channel, target=target, payload=payload,
-                      status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None, last_error=None, response={},
-                      customer_id=self._customer_id, event_id=self.event.id, created_at=now, sent_at=None)
-        outbox_row(self.rows, DELIVER_JOB, now, message_id=str(message_id))
+        message = {"id": message_id, "effect_key": key, "channel": channel, "target": target, "payload": payload,
+                   "status": DeliveryStatus.PENDING, "attempts": 0, "next_attempt_at": None, "last_error": None,
+                   "response": {}, "customer_id": self._customer_id, "event_id": self.event.id, "created_at": now,
+                   "sent_at": None}
+        fan = await self.fan_out(channel)
+        if fan is not None:
+            # The channel fans out into deliveries of its own (a webhook per subscribed endpoint), written now
+            # with their outbox rows: the message is handed over here, not by a delivery job.
+            message.update(status=DeliveryStatus.SENT, sent_at=now, response=fan.expand(self.rows, message))
+            self.rows.add(OutboundMessage, **message)
+        else:
+            self.rows.add(OutboundMessage, **message)
+            outbox_row(self.rows, DELIVER_JOB, now, message_id=str(message_id))
         self.timeline(title, reason=reason, ref={"effect_key": key, "message_id": str(message_id),
                                                  "channel": channel.value})
         return message_id

@@ -97,6 +97,7 @@ class Batch:
     _policies: dict[int, PolicyConfig] = field(default_factory=dict)
     _people: dict[tuple, list[TenantUser]] = field(default_factory=dict)
     _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
+    _fan_outs: dict[Channel, Any] = field(default_factory=dict)
 
     @classmethod
     async def open(cls, session: AsyncSession, tenant_id: uuid.UUID, events: list[Event]) -> Batch:
@@ -122,11 +123,23 @@ class Batch:
         always are: a message the tenant chose to send that cannot go is a dead letter staff must see."""
         if channel not in (Channel.WEBHOOK, Channel.PLATFORM):
             return True
+        fan = await self.fan_out(channel)
+        if fan is not None:
+            return fan.reaches(target)
         if (channel, target) not in self._reaches:
             port = get_port(channel)
             check = getattr(port, "reaches", None)
             self._reaches[(channel, target)] = True if check is None else await check(self.session, self.tenant, target)
         return self._reaches[(channel, target)]
+
+
+    async def fan_out(self, channel: Channel) -> Any:
+        """The channel's fan-out for this batch (the webhook port's endpoints, read once), or None when its
+        messages go through a delivery job."""
+        if channel not in self._fan_outs:
+            make = getattr(get_port(channel), "fan_out", None)
+            self._fan_outs[channel] = None if make is None else await make(self.session, self.tenant)
+        return self._fan_outs[channel]
 
 
 @dataclass
@@ -372,7 +385,7 @@ async def _failed(batch: Batch, event: Event, item: BatchItem, error: Exception,
 
 async def _run_into(batch: Batch, event: Event, customer: Customer, rows: EffectRows) -> None:
     effects = StepEffects(tenant=batch.tenant, event=event, customer=customer, recorded=batch.recorded, rows=rows,
-                          reaches=batch.reaches)
+                          reaches=batch.reaches, fan_out=batch.fan_out)
     try:
         await _run(Step(batch, event, customer, effects))
     except BaseException:

@@ -1,9 +1,11 @@
 """The webhook channel's port, and the signed HTTP POST it shares with the tenant-platform connector.
 
-``WebhookPort.send`` fans one ``OutboundMessage`` (one processed event) out into one ``WebhookDelivery``
-per enabled endpoint subscribed to its type, each with its own outbox entry for ``webhooks.deliver``, in
-the delivery job's transaction: either every endpoint gets its delivery or none does. Endpoints then
-retry and fail independently of each other.
+A process step fans a processed event out itself (``WebhookPort.fan_out``): one ``WebhookDelivery`` per
+enabled endpoint subscribed to its type, each with its outbox row for ``webhooks.deliver``, written with
+the step's other rows, the outbound message recorded as handed over (a delivery job less per event).
+``WebhookPort.send`` does the same for a message that reaches the port through ``effects.deliver``, in
+that job's transaction: either every endpoint gets its delivery or none does. Endpoints then retry and
+fail independently of each other.
 
 The installed port also carries the transport settings (SSRF policy, timeouts) that ``webhooks.deliver``
 uses, so a test or the embedded runtime configures both with one ``set_port``.
@@ -29,8 +31,9 @@ from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import get_port, send_one
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.webhooks.models import WebhookEndpoint
-from backoffice.tenants.webhooks.service import new_delivery, schedule
+from backoffice.tenants.effects.service import EffectRows, outbox_row
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from backoffice.tenants.webhooks.service import DELIVER_JOB, new_delivery, schedule
 
 SNIPPET = 500
 USER_AGENT = "backoffice-webhooks/1"
@@ -90,7 +93,39 @@ class SignedPost:
 
 
 @dataclass
+class WebhookFanOut:
+    """A process batch's view of the tenant's enabled endpoints (read once): whether an event type has a
+    subscriber, and the deliveries of one message, written with the batch's other rows."""
+
+    endpoints: list[WebhookEndpoint]
+
+    def reaches(self, event_type: str | None) -> bool:
+        return any(endpoint.subscribed(event_type or "") for endpoint in self.endpoints)
+
+    def expand(self, rows: EffectRows, message: dict[str, Any]) -> dict[str, Any]:
+        """One delivery and its ``webhooks.deliver`` outbox row per subscribed endpoint; returns what the
+        outbound message records as its acknowledgement (the same as ``send`` answers)."""
+        event_type = message["target"] or str(message["payload"].get("type", ""))
+        now = message["created_at"]
+        chosen = [endpoint for endpoint in self.endpoints if endpoint.subscribed(event_type)]
+        for endpoint in chosen:
+            delivery_id = rows.add(
+                WebhookDelivery, endpoint_id=endpoint.id, message_id=message["effect_key"], event_type=event_type,
+                payload=message["payload"], outbound_message_id=message["id"], status=WebhookDeliveryStatus.PENDING,
+                attempts=0, replays=0, last_status_code=None, response_snippet=None, last_error=None,
+                next_attempt_at=now, created_at=now, last_attempt_at=None, delivered_at=None)
+            outbox_row(rows, DELIVER_JOB, now, delivery_id=str(delivery_id))
+        return {"event_type": event_type, "endpoints": [str(endpoint.id) for endpoint in chosen]}
+
+
+@dataclass
 class WebhookPort(SignedPost):
+    async def fan_out(self, session: AsyncSession, tenant: Tenant) -> WebhookFanOut:
+        endpoints = (await session.execute(
+            select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True)).order_by(WebhookEndpoint.created_at)
+        )).scalars().all()
+        return WebhookFanOut(list(endpoints))
+
     async def reaches(self, session: AsyncSession, tenant: Tenant, event_type: str | None) -> bool:
         """Whether any enabled endpoint of the tenant subscribes to ``event_type``: a process step writes
         no webhook message that would go nowhere."""
