@@ -13,13 +13,14 @@ connects with the system role and must filter explicitly.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event, false, text
+from sqlalchemy import event, false, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, with_loader_criteria
@@ -29,6 +30,7 @@ from backoffice.platform.db.base import TenantOwned
 from backoffice.platform.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 TENANT_KEY = "tenant_id"
 SYSTEM_KEY = "system"
@@ -216,3 +218,12 @@ async def get_owned(session: AsyncSession, model: type[T], ident: uuid.UUID) -> 
     if row is None:
         raise NotFound(model, ident)
     return row
+
+
+async def owned_by_ids(session: AsyncSession, model: type[T], ids: list[uuid.UUID], *, job: str) -> dict[uuid.UUID, T]:
+    """Tenant-owned rows by id within the session's tenant, in one statement; an id that is missing (or
+    another tenant's: the same thing) is logged and left out. For batch jobs, whose items name rows."""
+    found = {row.id: row for row in (await session.execute(select(model).where(model.id.in_(ids)))).scalars()}
+    for ident in set(ids) - found.keys():
+        log.error("%s: %s %s does not exist for tenant %s", job, model.__name__, ident, session.info.get(TENANT_KEY))
+    return found

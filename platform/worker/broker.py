@@ -9,6 +9,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import Database, NotFound
 from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
@@ -61,10 +62,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             tenant = uuid.UUID(str(tenant_id))
             items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
             async with _database(sessions).tenant(tenant) as session:
-                outcome: BatchOutcome = await spec.fn(session, tenant_id=tenant, items=items) or BatchOutcome()
-                done = [item.outbox_id for item in items
-                        if item.outbox_id is not None and item.outbox_id not in outcome.deferred]
-                await settle_outbox_entries(session, tenant, done, outcome.deferred)
+                await run_batch(session, spec, tenant, items)
 
     elif spec.tenant_scoped:
 
@@ -93,6 +91,14 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
     dramatiq.Actor(
         run, broker=broker, actor_name=spec.name, queue_name=spec.queue, priority=0, options=options
     )
+
+
+async def run_batch(session: AsyncSession, spec: JobSpec, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
+    """A batch job's work in the caller's transaction: the job, then its outbox rows completed or deferred."""
+    outcome: BatchOutcome = await spec.fn(session, tenant_id=tenant_id, items=items) or BatchOutcome()
+    done = [item.outbox_id for item in items if item.outbox_id is not None and item.outbox_id not in outcome.deferred]
+    await settle_outbox_entries(session, tenant_id, done, outcome.deferred)
+    return outcome
 
 
 def _batch_item(entry: dict[str, Any]) -> BatchItem:

@@ -11,11 +11,10 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.db.session import get_owned
+from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
@@ -41,10 +40,7 @@ BATCH = 20  # a channel's messages in a batch are sent concurrently; a slow rece
 @tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
 async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
     ids = item_ids(items, "message_id", DELIVER_JOB)
-    found = {m.id: m for m in (await session.execute(
-        select(OutboundMessage).where(OutboundMessage.id.in_(ids)))).scalars()}
-    for message_id in set(ids) - found.keys():
-        log.error("effects.deliver: message %s of tenant %s does not exist; nothing to send", message_id, tenant_id)
+    found = await owned_by_ids(session, OutboundMessage, ids, job=DELIVER_JOB)
     tenant = await session.get(Tenant, tenant_id)
     await _deliver_all(session, tenant, [found[i] for i in dict.fromkeys(ids) if i in found])
     return BatchOutcome()

@@ -323,16 +323,13 @@ def _waves(events: list[Event], customers: dict[uuid.UUID, Customer | None]) -> 
     """Split the batch into runs of events of distinct customers, in order: a customer's later event
     goes to a later wave, after the earlier one's rows are flushed."""
     waves: list[list[Event]] = []
-    seen: list[set[uuid.UUID]] = []
     last_wave: dict[uuid.UUID, int] = {}
     for event in events:
         customer_id = customers[event.id].id
         index = last_wave.get(customer_id, -1) + 1
         if index == len(waves):
             waves.append([])
-            seen.append(set())
         waves[index].append(event)
-        seen[index].add(customer_id)
         last_wave[customer_id] = index
     return waves
 

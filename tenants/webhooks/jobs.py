@@ -21,11 +21,10 @@ import uuid
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.db.session import get_owned
+from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.security.outbound import TargetRefused
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
@@ -58,13 +57,9 @@ CONCURRENCY = 10  # at most this many posts of one job in flight
 @tenant_job(DELIVER_JOB, queue="deliveries", batch=BATCH, min_backoff=1_000, max_backoff=300_000)
 async def deliver_batch(session: AsyncSession, *, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
     ids = item_ids(items, "delivery_id", DELIVER_JOB)
-    found = {d.id: d for d in (await session.execute(
-        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))).scalars()}
-    for delivery_id in set(ids) - found.keys():
-        log.error("webhooks.deliver: delivery %s of tenant %s does not exist", delivery_id, tenant_id)
+    found = await owned_by_ids(session, WebhookDelivery, ids, job=DELIVER_JOB)
     endpoint_ids = {d.endpoint_id for d in found.values()}
-    endpoints = {e.id: e for e in (await session.execute(
-        select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))).scalars()} if endpoint_ids else {}
+    endpoints = await owned_by_ids(session, WebhookEndpoint, list(endpoint_ids), job=DELIVER_JOB)
     await _deliver_all(session, [found[i] for i in dict.fromkeys(ids) if i in found], endpoints)
     return BatchOutcome()
 

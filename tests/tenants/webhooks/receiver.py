@@ -17,7 +17,8 @@ from sqlalchemy import select
 from backoffice.platform import clock
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.models import OutboxEntry
-from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
+from backoffice.platform.outbox.service import complete_outbox_entry
+from backoffice.platform.worker.broker import run_batch
 from backoffice.platform.worker.registry import REGISTRY, BatchItem
 from backoffice.platform.security.standard_webhooks import SignatureError, verify
 
@@ -127,13 +128,9 @@ async def run_due(database: Database, *, rounds: int = 20) -> int:
             spec = REGISTRY[entry.job]
             async with database.tenant(entry.tenant_id) as session:
                 if spec.batch:  # a batch job, handed this one row as the relay would
-                    item = BatchItem(entry.payload, entry.id, entry.attempts + 1)
-                    outcome = await spec.fn(session, tenant_id=entry.tenant_id, items=[item])
-                    if entry.id in outcome.deferred:
-                        await settle_outbox_entries(session, entry.tenant_id, [], outcome.deferred)
-                        continue
+                    await run_batch(session, spec, entry.tenant_id, [BatchItem(entry.payload, entry.id, entry.attempts + 1)])
                 else:
                     await spec.fn(session, tenant_id=entry.tenant_id, **entry.payload)
-                await complete_outbox_entry(session, entry.tenant_id, entry.id)
+                    await complete_outbox_entry(session, entry.tenant_id, entry.id)
             ran += 1
     raise AssertionError("outbox rows kept coming")
