@@ -39,11 +39,15 @@ class ApiKey(TenantOwned, Base):
 
 
 class IdempotencyRecord(TenantOwned, Base):
-    """The first response to a POST with an ``Idempotency-Key``, replayed for 24 hours."""
+    """The first response to a POST with an ``Idempotency-Key``, replayed for 24 hours to the key that sent it.
+
+    The Idempotency-Key is unique per API key (``api_key_id`` is the principal): another key of the same
+    company never finds this record. One-time secrets in the answer are not stored (web/api/idempotency.py).
+    """
 
     __tablename__ = "idempotency_records"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "idempotency_key"),
+        UniqueConstraint("tenant_id", "api_key_id", "idempotency_key"),
         Index("ix_idempotency_records_expires", "tenant_id", "expires_at"),
     )
 
