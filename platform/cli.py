@@ -288,9 +288,8 @@ def keys() -> None:
 @click.option("--name", required=True, help="What uses the key (e.g. 'ERP integration').")
 @click.option("--scope", "scopes", multiple=True, required=True, help="resource:read|write; repeat for more.")
 @click.option("--expires-days", type=int, default=None, help="Lifetime in days; capped by the tenant's maximum.")
-@click.option("--test", "test_mode", is_flag=True, help="A bo_test_ key instead of bo_live_.")
 @_run_db
-async def keys_create(database, slug, name, scopes, expires_days, test_mode) -> None:
+async def keys_create(database, slug, name, scopes, expires_days) -> None:
     from backoffice.tenants.apikeys.service import create_api_key
     from backoffice.tenants.registry.service import get_tenant_by_slug
 
@@ -298,7 +297,7 @@ async def keys_create(database, slug, name, scopes, expires_days, test_mode) -> 
         tenant = await get_tenant_by_slug(session, slug)
     async with database.tenant(tenant.id) as session:
         new = await create_api_key(session, name=name, scopes=list(scopes), expires_days=expires_days,
-                                   mode="test" if test_mode else "live", acting=Actor.cli())
+                                   acting=Actor.cli())
     click.echo(f"created key {new.key.display_prefix}... ({new.key.id}) for {tenant.slug}; it is shown only once:",
                err=True)
     click.echo(new.secret)

@@ -1,7 +1,11 @@
-"""The key format: ``bo_live_`` / ``bo_test_`` + base62(32 random bytes) + base62(CRC32) checksum.
+"""The key format: ``bo_live_`` + base62(32 random bytes) + base62(CRC32) checksum.
 
 The checksum lets a secret scanner (or our own 401 path) recognise a key offline, without the database,
 and tells a typo from an unknown key. Only the SHA-256 of the whole key is stored.
+
+``bo_test_`` keys were issued once, with nothing behind the name: there is no test data, so they read and
+wrote the company's live data. They are no longer issued, and one that was is recognised here so the 401
+can say why it is refused (``retired_mode``) instead of calling it unknown.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import secrets
 import zlib
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-PREFIXES = {"live": "bo_live_", "test": "bo_test_"}
+PREFIXES = {"live": "bo_live_"}
+RETIRED_PREFIXES = {"test": "bo_test_"}
 BODY_LEN = 43  # 62**43 > 2**256
 CHECKSUM_LEN = 6  # 62**6 > 2**32
 KEY_LEN = 8 + BODY_LEN + CHECKSUM_LEN
@@ -41,7 +46,18 @@ def generate(mode: str) -> str:
 
 def looks_like_key(value: str) -> bool:
     """Prefix, length, alphabet and checksum: a real key (or a perfect forgery of its format)."""
-    if not isinstance(value, str) or len(value) != KEY_LEN or not value.startswith(tuple(PREFIXES.values())):
+    return _well_formed(value, PREFIXES)
+
+
+def retired_mode(value: str) -> str | None:
+    """The mode of a well-formed key of a mode no longer accepted (``test``), else None."""
+    if not _well_formed(value, RETIRED_PREFIXES):
+        return None
+    return next(mode for mode, prefix in RETIRED_PREFIXES.items() if value.startswith(prefix))
+
+
+def _well_formed(value: str, prefixes: dict[str, str]) -> bool:
+    if not isinstance(value, str) or len(value) != KEY_LEN or not value.startswith(tuple(prefixes.values())):
         return False
     rest = value[8:]
     if any(c not in ALPHABET for c in rest):

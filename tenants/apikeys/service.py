@@ -7,6 +7,7 @@ only; everything after that runs in the key's tenant.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,10 +45,30 @@ class NewKey:
     secret: str
 
 
-def allows(granted: list[str], needed: str) -> bool:
+class RetiredKey(Exception):
+    """A key of a mode that is no longer accepted (a ``bo_test_`` key): refused, with the reason."""
+
+
+RETIRED_TEST_KEY = (
+    "Test-mode keys (bo_test_) are retired: there is no separate test data, so they read and wrote live data. "
+    "Use a live key (bo_live_) from the company's API keys, and revoke this one."
+)
+
+
+def allows(granted: Sequence[str], needed: str) -> bool:
     """``resource:write`` includes ``resource:read``."""
     resource, _, access = needed.partition(":")
     return needed in granted or (access == "read" and f"{resource}:write" in granted)
+
+
+def _not_held(scopes: Sequence[str], within: Sequence[str] | None) -> list[str]:
+    """The scopes a key acting with ``within`` cannot hand out (None: a person, not a key: no limit)."""
+    return [] if within is None else [s for s in scopes if not allows(within, s)]
+
+
+def _more_than_held(missing: list[str]) -> str:
+    return (f"a key cannot grant scopes it does not have: {', '.join(missing)}; ask for a subset of this "
+            "key's scopes, or have a company admin create the key in the portal")
 
 
 def _scopes(value: list[str]) -> list[str]:
@@ -83,14 +104,20 @@ async def create_api_key(
     expires_days: int | None = None,
     rate_limit_per_minute: int = 600,
     acting: Actor,
+    within: Sequence[str] | None = None,
 ) -> NewKey:
+    """A new key. ``within``: the scopes of the API key asking for it, which the new key may not exceed
+    (None when a person creates it: a company admin in the portal, or the CLI)."""
     tenant_id = _tenant_id(session)
     tenant = await session.get(Tenant, tenant_id)
     errors = Collector()
     clean_name = errors.check("name", _name, name)
     clean_scopes = errors.check("scopes", _scopes, scopes)
+    if clean_scopes and (missing := _not_held(clean_scopes, within)):
+        errors.add("scopes", _more_than_held(missing))
     if mode not in keys.PREFIXES:
-        errors.add("mode", "expected live or test")
+        errors.add("mode", "expected live: test-mode keys are no longer issued (there is no separate test data, "
+                           "so they reached live data)")
     if not 1 <= rate_limit_per_minute <= 100_000:
         errors.add("rate_limit_per_minute", "expected 1-100000")
     maximum = tenant.api_key_max_days if tenant else None
@@ -145,13 +172,21 @@ async def revoke_api_key(
 
 
 async def roll_api_key(
-    session: AsyncSession, key_id: uuid.UUID, *, overlap: timedelta = DEFAULT_OVERLAP, acting: Actor
+    session: AsyncSession, key_id: uuid.UUID, *, overlap: timedelta = DEFAULT_OVERLAP, acting: Actor,
+    within: Sequence[str] | None = None,
 ) -> NewKey:
-    """A new key with the same name, scopes and lifetime; the old one keeps working for ``overlap``."""
+    """A new key with the same name, scopes and lifetime; the old one keeps working for ``overlap``.
+
+    ``within`` as for ``create_api_key``: rolling hands the rolled key's powers to whoever gets the new
+    secret, so a key may only roll keys that have no scope it lacks."""
     old = await get_owned(session, ApiKey, key_id)
     now = clock.now()
     if not usable(old, now):
         raise ValidationFailed(FieldError("key_id", "this key is revoked or expired; create a new key instead"))
+    if old.mode not in keys.PREFIXES:
+        raise ValidationFailed(FieldError("key_id", "this is a retired test-mode key; create a live key instead"))
+    if missing := _not_held(old.scopes, within):
+        raise ValidationFailed(FieldError("scopes", _more_than_held(missing)))
     if overlap < timedelta(0) or overlap > timedelta(days=7):
         raise ValidationFailed(FieldError("overlap_hours", "expected 0-168 hours"))
     lifetime = old.expires_at - old.created_at if old.expires_at else None
@@ -182,12 +217,15 @@ async def find_by_secret(system_session: AsyncSession, secret: str) -> ApiKey | 
 
 
 async def authenticate_key(database: Database, secret: str, ip: str | None) -> CachedKey | None:
-    """The usable key with this secret, or None; raises TenantSuspended when its company is suspended.
+    """The usable key with this secret, or None; raises TenantSuspended when its company is suspended, and
+    RetiredKey for a well-formed key of a retired mode (``bo_test_``), whatever the database holds.
 
     Served from the process's cache when it authenticated in the last few seconds (see cache.py); the
     last use is written at most once per ``TOUCH_EVERY`` per key and process, never per request.
     """
     if not keys.looks_like_key(secret):
+        if keys.retired_mode(secret):
+            raise RetiredKey(RETIRED_TEST_KEY)
         return None
     now = clock.now()
     digest = keys.hash_key(secret)

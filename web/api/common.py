@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 from litestar import Request
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.web.api.auth import ApiPrincipal
-from backoffice.web.api.schemas import Problem
+from backoffice.web.api.schemas import Problem, one_time_secret_fields
 
 PROBLEM_MEDIA = "application/problem+json"
 DESCRIPTIONS = {
@@ -36,12 +36,31 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
+REPLAYED = ResponseHeader(
+    name="Idempotent-Replayed", documentation_only=True, required=False, value="true",
+    description="`true` when this answer is the stored answer of an earlier request with the same key, "
+                "`Idempotency-Key` and body (kept 24 hours).")
+WITHHELD = ResponseHeader(
+    name="Idempotent-Secret-Withheld", documentation_only=True, required=False, value="secret",
+    description="On a replayed answer: the fields holding a one-time secret, answered as null (a secret is shown "
+                "once, in the first answer, and never stored).")
+
+
 def endpoint(decorator: Callable, path: str, *, scope: str, operation_id: str, errors: tuple[int, ...] = (),
              **kwargs: Any) -> Callable:
-    """A route with its scope (checked by the router's guard) and its documented problem answers."""
+    """A route with its scope (checked by the API key middleware before anything else, replays included),
+    its documented problem answers and, read from its answer's model, the one-time secrets the idempotency
+    layer must never store."""
     post = decorator.__name__ == "post"
     codes = errors + ((409, 413) if post else ())
-    return decorator(path, opt={"scope": scope}, operation_id=operation_id, responses=problems(*codes), **kwargs)
+
+    def register(fn: Callable) -> Any:
+        secrets = one_time_secret_fields(get_type_hints(fn).get("return"))
+        headers = ([REPLAYED] + ([WITHHELD] if secrets else [])) if post else []
+        return decorator(path, opt={"scope": scope, "one_time_secrets": secrets}, operation_id=operation_id,
+                         responses=problems(*codes), response_headers=headers, **kwargs)(fn)
+
+    return register
 
 
 def provide_principal(request: Request) -> ApiPrincipal:

@@ -2,13 +2,23 @@
 
 The first request with a key reserves it (committed at once, so a concurrent twin sees it and gets
 409), runs, and stores its answer; a retry with the same key and the same request replays that answer
-with ``Idempotent-Replayed: true``; the same key with another request is refused with 422. Records are
-per tenant and expire after 24 hours. A 5xx answer is not kept: the client may retry with the same key.
+with ``Idempotent-Replayed: true``; the same key with another request is refused with 422. Records
+expire after 24 hours. A 5xx answer is not kept: the client may retry with the same key.
+
+A record belongs to the API key that made it (the principal): another key of the same company, even one
+sending the same Idempotency-Key and body, never finds it and has its own request run. This layer sits
+behind ApiKeyMiddleware, which authenticates and checks the route's scope first, so a replay is only ever
+answered to a caller allowed to make the request.
+
+A one-time secret (a new API key, a webhook signing secret: the ``OneTimeSecret`` fields the route's
+answer declares, see ``endpoint()``) is never stored: the kept answer has it as null, and a replay says so
+in ``Idempotent-Secret-Withheld``. The request was done; the secret is shown once, in the first answer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 
 from litestar.exceptions import ClientException
@@ -25,6 +35,7 @@ HEADER = "Idempotency-Key"
 TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 KEPT_HEADERS = ("content-type", "location")
+WITHHELD_HEADER = "idempotent-secret-withheld"
 
 
 class PayloadTooLarge(ClientException):
@@ -116,7 +127,36 @@ class IdempotencyMiddleware:
         if status >= 500:
             await _release(database, principal, key)
         else:
-            await _complete(database, principal, key, status, b"".join(chunks), headers)
+            body, withheld = withhold_secrets(b"".join(chunks), scope["route_handler"].opt.get("one_time_secrets", ()))
+            if withheld:
+                headers[WITHHELD_HEADER] = ", ".join(withheld)
+            await _complete(database, principal, key, status, body, headers)
+
+
+def withhold_secrets(body: bytes, fields: tuple[str, ...]) -> tuple[bytes, tuple[str, ...]]:
+    """The answer as it may be stored: each one-time secret field set to null, and which ones were.
+
+    An answer of a route declaring secrets that is not a JSON object is not stored at all (empty body):
+    a body we cannot read is a body we cannot vouch for.
+    """
+    if not fields:
+        return body, ()
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return b"", ()
+    if not isinstance(document, dict):
+        return b"", ()
+    withheld = tuple(name for name in fields if document.get(name) is not None)
+    for name in withheld:
+        document[name] = None
+    return json.dumps(document, separators=(",", ":")).encode(), withheld
+
+
+def _mine(principal, key: str):
+    """The caller's own record for this Idempotency-Key (in its tenant's session): never another key's."""
+    return select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == principal.key_id,
+                                           IdempotencyRecord.idempotency_key == key)
 
 
 async def _reserve(database: Database, principal, key: str, request_hash: str, scope: Scope):
@@ -126,9 +166,7 @@ async def _reserve(database: Database, principal, key: str, request_hash: str, s
         # Expired records go on the tenant's next keyed POST (one indexed delete): no sweeper needed.
         await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
                               .execution_options(synchronize_session=False))
-        record = (await session.execute(
-            select(IdempotencyRecord).where(IdempotencyRecord.idempotency_key == key)
-        )).scalar_one_or_none()
+        record = (await session.execute(_mine(principal, key))).scalar_one_or_none()
         if record is not None:
             if record.response_status is None:
                 raise Conflict(FieldError(HEADER, "a request with this key is still in progress; retry later"))
@@ -150,9 +188,7 @@ async def _reserve(database: Database, principal, key: str, request_hash: str, s
 
 async def _complete(database: Database, principal, key: str, status: int, body: bytes, headers: dict) -> None:
     async with database.tenant(principal.tenant_id) as session:
-        record = (await session.execute(
-            select(IdempotencyRecord).where(IdempotencyRecord.idempotency_key == key)
-        )).scalar_one()
+        record = (await session.execute(_mine(principal, key))).scalar_one()
         record.response_status = status
         record.response_body = body.decode("utf-8")
         record.response_headers = headers
@@ -161,7 +197,8 @@ async def _complete(database: Database, principal, key: str, status: int, body: 
 async def _release(database: Database, principal, key: str) -> None:
     async with database.tenant(principal.tenant_id) as session:
         await session.execute(delete(IdempotencyRecord).where(
-            IdempotencyRecord.idempotency_key == key, IdempotencyRecord.response_status.is_(None)))
+            IdempotencyRecord.api_key_id == principal.key_id, IdempotencyRecord.idempotency_key == key,
+            IdempotencyRecord.response_status.is_(None)))
 
 
 async def _replay(record: IdempotencyRecord, send: Send) -> None:

@@ -1,4 +1,5 @@
-"""/api/v1/keys: a key with ``keys:write`` (a tenant admin's) manages the company's API keys."""
+"""/api/v1/keys: a key with ``keys:write`` (a tenant admin's) manages the company's API keys. It never grants
+more than it has: it creates and rolls only keys whose scopes it holds itself."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ async def list_(session: AsyncSession) -> list[ApiKeyOut]:
 
 @endpoint(post, "/", scope="keys:write", operation_id="createApiKey", status_code=201)
 async def create(data: ApiKeyIn, session: AsyncSession, principal: ApiPrincipal) -> ApiKeyCreated:
-    return _created(await create_api_key(session, **data.model_dump(), acting=principal.actor()))
+    return _created(await create_api_key(session, **data.model_dump(), acting=principal.actor(),
+                                         within=principal.scopes))
 
 
 @endpoint(get, "/{key_id:uuid}", scope="keys:read", operation_id="getApiKey", errors=(404,))
@@ -37,7 +39,8 @@ async def get_one(key_id: uuid.UUID, session: AsyncSession) -> ApiKeyOut:
 
 @endpoint(post, "/{key_id:uuid}/roll", scope="keys:write", operation_id="rollApiKey", status_code=201, errors=(404,))
 async def roll(key_id: uuid.UUID, data: ApiKeyRoll, session: AsyncSession, principal: ApiPrincipal) -> ApiKeyCreated:
-    new = await roll_api_key(session, key_id, overlap=timedelta(hours=data.overlap_hours), acting=principal.actor())
+    new = await roll_api_key(session, key_id, overlap=timedelta(hours=data.overlap_hours), acting=principal.actor(),
+                             within=principal.scopes)
     return _created(new)
 
 

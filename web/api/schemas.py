@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,32 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[FieldProblem] | None = None
+
+
+class _ShownOnce:
+    """Marks an answer's field that carries a secret shown once (see ``OneTimeSecret``)."""
+
+    def __repr__(self) -> str:
+        return "ShownOnce"
+
+
+SHOWN_ONCE = _ShownOnce()
+# A secret in an answer, shown once. The idempotency layer (web/api/idempotency.py) never stores it: a
+# replay of the request (same key, same Idempotency-Key, same body) answers it as null, with the header
+# ``Idempotent-Secret-Withheld`` naming the field. ``endpoint()`` finds these fields on the route's answer.
+OneTimeSecret = Annotated[str | None, SHOWN_ONCE]
+
+
+def one_time_secret_fields(model: Any) -> tuple[str, ...]:
+    """The ``OneTimeSecret`` fields of an answer model (none for anything that is not a model)."""
+    fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+    return tuple(name for name, info in (fields or {}).items() if SHOWN_ONCE in info.metadata)
+
+
+def replayed_secret(what: str, lost: str) -> str:
+    return (f"{what} Shown only in this answer: store it now. `null` when this answer replays an earlier "
+            "request (same key, same `Idempotency-Key`, same body; header `Idempotent-Secret-Withheld` names the "
+            f"field): the request was done, but a secret is never shown twice nor stored. {lost}")
 
 
 class Page(BaseModel, Generic[T]):
@@ -209,7 +235,7 @@ class ApiKeyIn(BaseModel):
 
     name: str = Field(max_length=100)
     scopes: list[str] = Field(max_length=len(ALL_SCOPES), description="resource:read or resource:write.")
-    mode: Literal["live", "test"] = "live"
+    mode: Literal["live"] = Field(default="live", description="Only live keys are issued.")
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -222,7 +248,7 @@ class ApiKeyRoll(BaseModel):
 class ApiKeyOut(Out):
     id: uuid.UUID
     name: str
-    mode: Literal["live", "test"]
+    mode: Literal["live", "test"] = Field(description="live; test only on a retired key, which is refused.")
     display_prefix: str
     scopes: list[str]
     rate_limit_per_minute: int
@@ -236,4 +262,5 @@ class ApiKeyOut(Out):
 
 
 class ApiKeyCreated(ApiKeyOut):
-    secret: str = Field(description="The key itself. Shown only in this answer; store it now.")
+    secret: OneTimeSecret = Field(description=replayed_secret(
+        "The key itself (bo_live_...).", "If it was lost, roll the key (POST /api/v1/keys/{key_id}/roll)."))

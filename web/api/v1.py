@@ -14,7 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from backoffice.platform.ratelimit import build_rate_limiter
 from backoffice.web.api import billing, customers, events, inbox, keys, routines, webhooks
-from backoffice.web.api.auth import ApiKeyMiddleware, require_scope
+from backoffice.web.api.auth import ApiKeyMiddleware, CredentialsInUrlMiddleware, require_scope
 from backoffice.web.api.common import provide_principal, provide_session
 from backoffice.web.api.idempotency import IdempotencyMiddleware
 from backoffice.web.api.staff.routes import staff_router
@@ -25,26 +25,34 @@ tenant_api = Router(
     "/",
     route_handlers=[customers.router, billing.router, events.router, inbox.router, keys.router, webhooks.router,
                     routines.router],
-    # Outermost first: who is calling (and their rate limit), then idempotency, then the route.
+    # Outermost first: who is calling, their rate limit and the route's scope, then idempotency (so a replay
+    # is only answered to a key that may make the request), then the route.
     middleware=[ApiKeyMiddleware, IdempotencyMiddleware],
     guards=[require_scope],
     dependencies={"principal": Provide(provide_principal, sync_to_thread=False), "session": Provide(provide_session)},
     security=[{"apiKey": []}],
 )
 
-api_router = Router("/api/v1", route_handlers=[tenant_api, staff_router], request_max_body_size=MAX_BODY)
+api_router = Router("/api/v1", route_handlers=[tenant_api, staff_router], request_max_body_size=MAX_BODY,
+                    middleware=[CredentialsInUrlMiddleware])
 
 
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Back office API",
         version="1.0.0",
-        description="The tenant API: authenticate with `Authorization: Bearer bo_live_...`. Errors are "
-                    "RFC 9457 problem details. POST accepts an `Idempotency-Key` header (replayed for 24 h).",
+        description="The tenant API: authenticate with `Authorization: Bearer bo_live_...` (a key in the URL, "
+                    "such as `?api_key=`, is refused with 400). Errors are RFC 9457 problem details.\n\n"
+                    "POST accepts an `Idempotency-Key` header: a retry by the same API key with the same key and "
+                    "body within 24 h gets the first answer again, with `Idempotent-Replayed: true`; the scope "
+                    "is checked first, and another API key never gets this key's answers. A one-time secret "
+                    "(a new API key, a webhook signing secret) is shown only in the first answer: a replay has "
+                    "it as `null` and names the field in `Idempotent-Secret-Withheld` (the object was created; "
+                    "roll or rotate if the secret was lost).",
         path="/api/v1/schema",
         render_plugins=[ScalarRenderPlugin()],
         components=Components(security_schemes={
-            "apiKey": SecurityScheme(type="http", scheme="bearer", description="An API key (bo_live_/bo_test_)."),
+            "apiKey": SecurityScheme(type="http", scheme="bearer", description="An API key (bo_live_...)."),
             "staffToken": SecurityScheme(type="http", scheme="bearer",
                                          description="A staff token (bo_staff_) from POST /api/v1/staff/tokens."),
         }),

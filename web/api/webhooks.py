@@ -18,7 +18,7 @@ from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryS
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
-from backoffice.web.api.schemas import Page
+from backoffice.web.api.schemas import OneTimeSecret, Page, replayed_secret
 
 
 class EndpointIn(BaseModel):
@@ -53,7 +53,8 @@ class EndpointOut(BaseModel):
 
 
 class EndpointCreated(EndpointOut):
-    secret: str = Field(description="The signing secret (whsec_...). Shown only in this answer.")
+    secret: OneTimeSecret = Field(description=replayed_secret(
+        "The signing secret (whsec_...).", "If it was lost, rotate it (POST .../rotate-secret)."))
 
 
 class RotateIn(BaseModel):
@@ -63,7 +64,9 @@ class RotateIn(BaseModel):
 
 
 class RotatedSecret(BaseModel):
-    secret: str = Field(description="The new signing secret, shown once; the old one signs until the overlap ends.")
+    secret: OneTimeSecret = Field(description=replayed_secret(
+        "The new signing secret (whsec_...); the old one signs until the overlap ends.",
+        "If it was lost, rotate again."))
 
 
 class DeliveryOut(BaseModel):

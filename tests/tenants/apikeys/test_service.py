@@ -27,7 +27,13 @@ def test_key_format_is_recognisable_offline():
     secret = keys.generate("live")
     assert secret.startswith("bo_live_") and len(secret) == keys.KEY_LEN
     assert keys.looks_like_key(secret)
-    assert keys.looks_like_key(keys.generate("test"))
+    # Test-mode keys are retired (they reached live data): none is made, and an old one is recognised as such.
+    with pytest.raises(KeyError):
+        keys.generate("test")
+    retired = "bo_test_" + secret[8:-keys.CHECKSUM_LEN]
+    retired += keys.checksum(retired)
+    assert not keys.looks_like_key(retired) and keys.retired_mode(retired) == "test"
+    assert keys.retired_mode(secret) is None and keys.retired_mode(retired[:-1] + "!") is None
     flipped = secret[:20] + ("A" if secret[20] != "A" else "B") + secret[21:]
     assert not keys.looks_like_key(flipped)  # the checksum catches a changed character
     assert not keys.looks_like_key(secret[:-1])
@@ -63,6 +69,22 @@ async def test_scopes_and_names_are_validated_per_field(database, tenants):
         with pytest.raises(ValidationFailed) as error:
             await create_api_key(session, name=" ", scopes=["customers:delete"], acting=ACTOR)
     assert {e.field for e in error.value.errors} == {"name", "scopes"}
+
+
+async def test_a_key_grants_only_scopes_it_holds_and_no_test_mode_key_is_made(database, tenants):
+    async with database.tenant(tenants.a.id) as session:
+        with pytest.raises(ValidationFailed) as error:
+            await create_api_key(session, name="x", scopes=["customers:read", "charges:write"], acting=ACTOR,
+                                 within=("customers:write", "keys:write"))
+        assert [e.field for e in error.value.errors] == ["scopes"] and "charges:write" in str(error.value)
+        assert "customers:read" not in str(error.value)  # write includes read: that one it may grant
+        wide = await create_api_key(session, name="wide", scopes=["charges:write"], acting=ACTOR)  # a person
+        with pytest.raises(ValidationFailed) as error:
+            await roll_api_key(session, wide.key.id, acting=ACTOR, within=("keys:write",))
+        assert error.value.errors[0].field == "scopes"
+        with pytest.raises(ValidationFailed) as error:
+            await create_api_key(session, name="t", scopes=["customers:read"], mode="test", acting=ACTOR)
+        assert [e.field for e in error.value.errors] == ["mode"]
 
 
 async def test_tenant_maximum_caps_the_expiry(database, tenants, frozen):

@@ -118,3 +118,66 @@ async def test_openapi_document_and_docs_page_are_public(client):
     assert all(op.get("operationId") and "401" in op["responses"] and "429" in op["responses"] for op in operations)
     docs = await client.get("/api/v1/schema")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+
+
+async def test_a_key_never_grants_more_than_it_has(client, database, tenants, api_keys):
+    minter = await make_key(database, tenants.a.id, scopes=["keys:write"])
+    h = bearer(minter)
+    wider = await client.post("/api/v1/keys", headers=h, json={"name": "x", "scopes": ["customers:write", "keys:read"]})
+    assert wider.status_code == 422, wider.text
+    assert [e["field"] for e in wider.json()["errors"]] == ["scopes"] and "customers:write" in wider.text
+    assert "keys:read" not in wider.json()["errors"][0]["message"].split(":", 1)[0]
+    # Rolling a key with more scopes than the caller's would hand over its powers under a new secret.
+    admin_id = (await make_objects(database, tenants.a, api_keys.a, only_key=True))["key_id"]
+    rolled = await client.post(f"/api/v1/keys/{admin_id}/roll", headers=h, json={})
+    assert rolled.status_code == 422 and rolled.json()["errors"][0]["field"] == "scopes", rolled.text
+    # Within its own scopes (write includes read) it may mint and roll.
+    narrower = await client.post("/api/v1/keys", headers=h, json={"name": "y", "scopes": ["keys:read", "keys:write"]})
+    assert narrower.status_code == 201, narrower.text
+    assert (await client.post(f"/api/v1/keys/{narrower.json()['id']}/roll", headers=h, json={})).status_code == 201
+    # A full key still mints any scope; the portal admin and the CLI are not keys and are not limited.
+    full = await client.post("/api/v1/keys", headers=bearer(api_keys.a), json={"name": "z", "scopes": list(ALL_SCOPES)})
+    assert full.status_code == 201
+
+
+def _test_mode_secret() -> str:
+    """A well-formed ``bo_test_`` key, as one issued before test keys were retired."""
+    import secrets as random
+
+    head = "bo_test_" + keys.base62(int.from_bytes(random.token_bytes(32), "big"), keys.BODY_LEN)
+    return head + keys.checksum(head)
+
+
+async def test_test_mode_keys_are_not_issued_and_old_ones_reach_nothing(client, database, tenants, api_keys):
+    """bo_test_ keys had no data of their own: they read and wrote live data. They are retired until a
+    real test mode exists."""
+    from backoffice.tenants.apikeys.models import ApiKey
+
+    secret = _test_mode_secret()
+    async with database.tenant(tenants.a.id) as session:
+        session.add(ApiKey(name="old test key", mode="test", key_hash=keys.hash_key(secret),
+                           display_prefix=keys.display_prefix(secret), scopes=list(ALL_SCOPES), created_by="admin"))
+    for method, path in (("GET", "/api/v1/customers"), ("POST", "/api/v1/customers")):
+        response = await client.request(method, path, headers=bearer(secret),
+                                        json={"name": "Test", "tax_id": "11.444.777/0001-61"})
+        assert response.status_code == 401, response.text
+        assert "bo_test_" in response.json()["title"] and "bo_live_" in response.json()["title"]
+        assert secret not in response.text
+    asked = await client.post("/api/v1/keys", headers=bearer(api_keys.a),
+                              json={"name": "t", "scopes": ["customers:read"], "mode": "test"})
+    assert asked.status_code in (400, 422) and "mode" in asked.text and "bo_test_" not in asked.text
+    schema = (await client.get("/api/v1/schema/openapi.json")).text
+    assert "bo_test_" not in schema
+
+
+async def test_a_key_in_the_query_string_is_refused_without_echoing_it(client, database, tenants, api_keys):
+    for query, name in ((f"api_key={api_keys.a}", "api_key"), (f"limit=5&token={api_keys.a}", "token"),
+                        ("access_token=abc", "access_token")):
+        for headers in ({}, bearer(api_keys.a)):
+            response = await client.get(f"/api/v1/customers?{query}", headers=headers)
+            assert response.status_code == 400, (query, response.text)
+            assert [e["field"] for e in response.json()["errors"]] == [name]
+            assert "Authorization" in response.text and api_keys.a not in response.text
+    staff = await client.get(f"/api/v1/staff/tenants?api_key={api_keys.a}")
+    assert staff.status_code == 400 and api_keys.a not in staff.text
+    assert (await client.get("/api/v1/customers?limit=5", headers=bearer(api_keys.a))).status_code == 200

@@ -93,10 +93,16 @@ async def test_a_refused_request_is_replayed_and_a_server_error_is_not_kept(clie
 async def test_a_concurrent_request_with_the_same_key_is_a_conflict(client, database, tenants, api_keys):
     # The first request holds its reservation while the second arrives: simulate the in-flight one by
     # reserving the key as the middleware does, then asking again.
+    from backoffice.tenants.apikeys.service import find_by_secret
     from backoffice.web.api.idempotency import _reserve
 
-    class Principal:
-        tenant_id, key_id = tenants.a.id, tenants.a.id
+    async with database.system() as session:
+        key_id = (await find_by_secret(session, api_keys.a)).id
+
+    class Principal:  # the reservation is the key's own: it is made by (and only blocks) that key
+        tenant_id = tenants.a.id
+
+    Principal.key_id = key_id
 
     scope = {"method": "POST", "path": "/api/v1/customers"}
     assert await _reserve(database, Principal, "in-flight", "hash", scope) is None
@@ -144,3 +150,77 @@ async def test_records_expire_after_a_day(client, database, tenants, api_keys):
     async with database.tenant(tenants.a.id) as session:
         rows = (await session.execute(select(IdempotencyRecord))).scalars().all()
     assert [r.request_hash != "" and r.response_status for r in rows] == [409]
+
+
+async def test_a_stored_answer_is_replayed_only_to_its_own_key_and_within_its_scopes(client, database, tenants,
+                                                                                      api_keys):
+    """Another key of the same company repeating a request (same Idempotency-Key, same body) never gets the
+    first key's answer: without the route's scope it is refused before any replay; with it, its own request
+    runs."""
+    body = {"name": "ERP", "scopes": ["customers:read"]}
+    first = await client.post("/api/v1/keys", headers=bearer(api_keys.a) | {"Idempotency-Key": "mint-1"}, json=body)
+    assert first.status_code == 201, first.text
+    reader = await make_key(database, tenants.a.id, scopes=["customers:read"])
+    stolen = await client.post("/api/v1/keys", headers=bearer(reader) | {"Idempotency-Key": "mint-1"}, json=body)
+    assert stolen.status_code == 403 and "keys:write" in stolen.json()["title"], stolen.text
+    assert "Idempotent-Replayed" not in stolen.headers and first.json()["id"] not in stolen.text
+    colleague = await make_key(database, tenants.a.id, scopes=["keys:write", "customers:write"])
+    own = await client.post("/api/v1/keys", headers=bearer(colleague) | {"Idempotency-Key": "mint-1"}, json=body)
+    assert own.status_code == 201 and "Idempotent-Replayed" not in own.headers, own.text
+    assert own.json()["id"] != first.json()["id"] and own.json()["secret"].startswith("bo_live_")
+
+
+async def test_one_time_secrets_are_not_stored_and_a_replay_says_they_were_withheld(client, database, tenants,
+                                                                                     api_keys):
+    from backoffice.tenants.webhooks import service as webhooks
+    from tests.web.api.conftest import ADMIN
+
+    h = bearer(api_keys.a) | {"Idempotency-Key": "mint-2"}
+    body = {"name": "ERP", "scopes": ["customers:read"]}
+    first = await client.post("/api/v1/keys", headers=h, json=body)
+    again = await client.post("/api/v1/keys", headers=h, json=body)
+    assert first.status_code == again.status_code == 201
+    secret = first.json()["secret"]
+    assert secret.startswith("bo_live_") and "Idempotent-Secret-Withheld" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true" and again.headers["Idempotent-Secret-Withheld"] == "secret"
+    assert again.json() == first.json() | {"secret": None}
+    assert (await client.get(f"/api/v1/keys/{first.json()['id']}", headers=bearer(api_keys.a))).status_code == 200
+
+    async with database.tenant(tenants.a.id) as session:
+        hook, _ = await webhooks.create_endpoint(
+            session, url="http://127.0.0.1:9/hook", acting=ADMIN,
+            settings=database.settings.model_copy(update={"allow_private_targets": True}))
+    rotate = bearer(api_keys.a) | {"Idempotency-Key": "rotate-1"}
+    rotated = await client.post(f"/api/v1/webhooks/{hook.id}/rotate-secret", headers=rotate, json={})
+    replayed = await client.post(f"/api/v1/webhooks/{hook.id}/rotate-secret", headers=rotate, json={})
+    assert rotated.status_code == replayed.status_code == 201, rotated.text
+    whsec = rotated.json()["secret"]
+    assert whsec.startswith("whsec_") and replayed.json() == {"secret": None}
+    assert replayed.headers["Idempotent-Secret-Withheld"] == "secret"
+    async with database.tenant(tenants.a.id) as session:
+        stored = " ".join(f"{r.response_body} {r.response_headers}"
+                          for r in (await session.execute(select(IdempotencyRecord))).scalars())
+    assert first.json()["id"] in stored and secret not in stored and whsec not in stored
+    assert secret[8:20] not in stored and whsec[6:20] not in stored
+
+
+def test_every_answer_with_a_secret_declares_it_one_time():
+    """A route added tomorrow that returns a secret is covered: its model's field is marked, and the
+    idempotency layer reads the mark from the route."""
+    from litestar.routes import HTTPRoute
+
+    from backoffice.web.api.schemas import one_time_secret_fields
+
+    found = {}
+    for route in create_app().routes:
+        # The staff API is outside the idempotency layer (its one secret, a staff token, is never replayed).
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/v1") or "/staff" in route.path:
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            model = handler.parsed_fn_signature.return_type.annotation
+            fields = getattr(model, "model_fields", {})
+            if any(name == "secret" or name.endswith("_secret") for name in fields):
+                found[(method, route.path)] = handler.opt.get("one_time_secrets")
+                assert handler.opt.get("one_time_secrets") == one_time_secret_fields(model) != (), (method, route.path)
+    assert {("POST", "/api/v1/keys"), ("POST", "/api/v1/webhooks"),
+            ("POST", "/api/v1/webhooks/{endpoint_id:uuid}/rotate-secret")} <= set(found)
