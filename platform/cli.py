@@ -269,7 +269,7 @@ async def users_create(database, slug, email, name, role, sso_only, password) ->
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         user = await create_tenant_user(session, email=email, name=name, role=role,
                                         password=None if sso_only else password, acting=Actor.cli())
     click.echo(f"created {user.role.value} {user.email} in {tenant.slug}")
@@ -295,7 +295,7 @@ async def keys_create(database, slug, name, scopes, expires_days) -> None:
 
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         new = await create_api_key(session, name=name, scopes=list(scopes), expires_days=expires_days,
                                    acting=Actor.cli())
     click.echo(f"created key {new.key.display_prefix}... ({new.key.id}) for {tenant.slug}; it is shown only once:",
@@ -348,7 +348,7 @@ async def routines_list(database, slug) -> None:
     from backoffice.tenants.routines.queries import routine_statuses
 
     tenant = await _tenant_named(database, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         statuses = await routine_statuses(session, locale="en")
     click.echo(f"{'ROUTINE':<22} {'STATE':<7} {'SCHEDULE':<28} {'NEXT RUN':<17} LAST RUN")
     for status in statuses:
@@ -380,7 +380,7 @@ async def routines_runs(database, slug, routine, statuses, limit) -> None:
     from backoffice.tenants.routines.queries import runs_query
 
     tenant = await _tenant_named(database, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         query = runs_query(routine=routine, statuses=[RunStatus(s) for s in statuses])
         rows = (await session.execute(query.order_by(RoutineRun.created_at.desc(), RoutineRun.id.desc())
                                       .limit(limit))).scalars().all()
@@ -446,7 +446,7 @@ async def _start_and_follow(database, slug, action, follow: bool, interval: floa
     from backoffice.tenants.routines.engine import run_view
 
     tenant = await _tenant_named(database, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         run = await action(session, tenant)
         view = run_view(run, locale="en")
     click.echo(f"queued run {view['id']}: {view['title']} for {view['period']} ({view['trigger']})")
@@ -471,7 +471,7 @@ async def _follow(database, tenant, run_id, interval: float) -> int:
     with ExitStack() as stack:
         bar = None
         while True:
-            async with database.tenant(tenant.id) as session:
+            async with database.provider(tenant.id) as session:
                 run = await get_owned(session, RoutineRun, run_id)
             view = run_view(run, locale="en")
             settled = run.items_done + run.items_failed
@@ -496,7 +496,7 @@ async def _follow(database, tenant, run_id, interval: float) -> int:
     if run.error:
         click.echo(f"error: {run.error}")
     if run.items_failed:
-        async with database.tenant(tenant.id) as session:
+        async with database.provider(tenant.id) as session:
             failed = await run_detail(session, run.id, item_status=ItemStatus.FAILED, limit=FAILED_SHOWN)
         for item in failed.items:
             click.echo(f"  failed: {item.label}: {item.error}")
@@ -516,7 +516,7 @@ async def routines_pause(database, slug, routine, reason) -> None:
     from backoffice.tenants.routines.engine import pause
 
     tenant = await _tenant_named(database, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         await pause(session, routine, actor=Actor.cli(), reason=reason)
     click.echo(f"paused {routine} for {tenant.slug}")
 
@@ -531,7 +531,7 @@ async def routines_resume(database, slug, routine, reason) -> None:
     from backoffice.tenants.routines.engine import resume
 
     tenant = await _tenant_named(database, slug)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:
         await resume(session, routine, actor=Actor.cli(), reason=reason)
     click.echo(f"resumed {routine} for {tenant.slug}")
 

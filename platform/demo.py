@@ -70,7 +70,7 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                                    reason="demo: operator mobilised on Aurora")
             tenant_ids[spec["slug"]] = tenant.id
     for spec in TENANTS:
-        async with database.tenant(tenant_ids[spec["slug"]]) as session:
+        async with database.provider(tenant_ids[spec["slug"]]) as session:
             manager = None
             for email, name, role in spec["users"]:
                 user = await create_tenant_user(session, email=email, name=name, role=role,

@@ -163,7 +163,7 @@ async def make_tenant(database: Database, slug: str, cnpj: str, customers: list[
     async with database.system() as session:
         tenant = await create_tenant(session, slug=slug, display_name=slug.title(), legal_name=f"{slug.title()} Ltda",
                                      cnpj=cnpj, acting=actor)
-    async with database.tenant(tenant.id) as session:
+    async with database.provider(tenant.id) as session:  # the provider sets the company up: a provider actor
         admin = await create_tenant_user(session, email=f"admin@{slug}.example", name=f"Admin {slug}",
                                          role="tenant_admin", password="correct-horse-battery", acting=actor)
         member = await create_tenant_user(session, email=f"member@{slug}.example", name=f"Member {slug}",

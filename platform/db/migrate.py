@@ -5,7 +5,14 @@ Role model on PostgreSQL (see README, "Tenant isolation"):
 - the app role (``BACKOFFICE_DATABASE_URL``) owns nothing, has no BYPASSRLS, and meets
   ``FORCE ROW LEVEL SECURITY`` policies keyed on ``app.tenant_id``;
 - the system role (``BACKOFFICE_SYSTEM_DATABASE_URL``) has BYPASSRLS for the relay, the scheduler and
-  the provider's cross-tenant views.
+  the provider's cross-tenant views, and is a member of the app role: the provider's work in one tenant
+  (``Database.provider``) takes the app role for its transaction, under RLS.
+
+The app role gets what a tenant's request needs and nothing else (migration 0011): DML on tenant tables
+(``protect_tenant_tables``, the one path every tenant table goes through), reading the tenant registry and
+changing its own tenant's branding columns, reading and appending its own tenant's audit entries naming
+its own principals, and EXECUTE on the functions its policies call. Provider tables (staff, assignments,
+staff tokens) go through ``protect_provider_tables``: the system role only.
 """
 
 from __future__ import annotations
@@ -78,6 +85,22 @@ END $$
 """
 
 
+# True on a connection that logged in as a BYPASSRLS role (the system role), also after it took the app
+# role with SET LOCAL ROLE; ``session_user`` cannot be changed by a non-superuser, so the app role's own
+# connections are never the provider's.
+PROVIDER_CONNECTION_FUNCTION = """
+CREATE OR REPLACE FUNCTION bo_provider_connection() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS
+$$ SELECT coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = session_user), false) $$
+"""
+
+# Functions a policy calls run as the querying role, which needs EXECUTE on them; nothing else is granted.
+POLICY_FUNCTIONS = ("bo_current_tenant()", "bo_provider_connection()")
+
+# Columns of ``tenants`` a tenant admin changes from the portal (branding); the rest is the provider's.
+TENANT_EDITABLE_COLUMNS = ("branding", "logo", "logo_content_type", "updated_at")
+
+
 def tenant_rls_sql(table: str) -> list[str]:
     """FORCE RLS with one policy: rows of the transaction's tenant, nothing when none is set."""
     return [
@@ -100,6 +123,53 @@ def protect_tenant_tables(op, settings: Settings, tables) -> None:
             op.execute(statement)
         for role in roles:
             op.execute(grant_sql(table, role, "SELECT, INSERT, UPDATE, DELETE"))
+
+
+def protect_provider_tables(op, settings: Settings, tables) -> None:
+    """For each provider table: reachable by the system role only. A table that carries ``tenant_id`` gets
+    the tenant policy too (FORCE RLS), so a grant added by mistake later would still be walled."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    app_role, system_role = role_names(settings)
+    columns = {row[0] for row in op.get_bind().exec_driver_sql(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND column_name = 'tenant_id'")}
+    for table in tables:
+        if table in columns:
+            for statement in tenant_rls_sql(table):
+                op.execute(statement)
+        op.execute(f'REVOKE ALL ON "{table}" FROM PUBLIC')
+        if app_role:
+            op.execute(f'REVOKE ALL ON "{table}" FROM "{app_role}"')
+        if system_role:
+            op.execute(grant_sql(table, system_role, "SELECT, INSERT, UPDATE, DELETE"))
+
+
+def audit_policies_sql(tenant_actor_types) -> list[str]:
+    """A tenant context reads its own entries; it appends entries for its own tenant only, and names one of
+    its own principals unless the connection is the provider's (``bo_provider_connection``)."""
+    types = ", ".join(f"'{kind}'" for kind in sorted(tenant_actor_types))
+    return [
+        "DROP POLICY IF EXISTS tenant_isolation ON audit_log",
+        "DROP POLICY IF EXISTS audit_read ON audit_log",
+        "DROP POLICY IF EXISTS audit_append ON audit_log",
+        "CREATE POLICY audit_read ON audit_log FOR SELECT USING (tenant_id = bo_current_tenant())",
+        "CREATE POLICY audit_append ON audit_log FOR INSERT WITH CHECK (tenant_id = bo_current_tenant() "
+        f"AND (actor_type IN ({types}) OR bo_provider_connection()))",
+    ]
+
+
+def lock_down_functions_sql(roles) -> list[str]:
+    """EXECUTE on this schema's functions only where a policy needs it, now and for functions to come.
+    Trigger functions need no EXECUTE grant: PostgreSQL checks it when the trigger is created, not fired."""
+    statements = [
+        "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
+    ]
+    for role in roles:
+        statements.append(f'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM "{role}"')
+        statements += [f'GRANT EXECUTE ON FUNCTION {function} TO "{role}"' for function in POLICY_FUNCTIONS]
+    return statements
 
 
 def grant_sql(table: str, role: str, privileges: str) -> str:

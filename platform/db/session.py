@@ -7,8 +7,15 @@ for another tenant is refused), and on PostgreSQL every transaction starts with
 pooled connection never carries one tenant into the next request), under which Row-Level Security
 policies filter again. A session with no tenant sees no tenant-owned rows at all: closed when unset.
 
+``Database.provider(tenant_id)`` is the same tenant door for work the provider does in one tenant (staff,
+the CLI, the workers' jobs): it connects as the system role and takes the app role for each transaction
+(``set_config('role', ..., true)``, i.e. ``SET LOCAL ROLE``), so Row-Level Security still walls it into the
+tenant, while the audit log knows the connection is the provider's and accepts provider actors (staff, CLI,
+the platform) from it. A tenant's own request (``Database.tenant``) may record only the tenant's principals.
+
 ``Database.system()`` is the cross-tenant door for the relay, the scheduler and provider-wide views; it
-connects with the system role and must filter explicitly.
+connects with the system role and must filter explicitly. Provider tables (staff, their assignments and
+tokens) are reachable through it only.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 
 TENANT_KEY = "tenant_id"
 SYSTEM_KEY = "system"
+# Set on provider sessions: the role each of their transactions takes (the app role's name).
+PROVIDER_KEY = "provider_role"
 
 
 class NotFound(LookupError):
@@ -90,10 +99,13 @@ def _set_tenant_guc(session: Session, transaction, connection) -> None:
         return
     tenant_id = session.info.get(TENANT_KEY)
     # Always set it, empty when unset: policies treat '' as no tenant (closed).
-    connection.execute(
-        text("SELECT set_config('app.tenant_id', :tenant, true)"),
-        {"tenant": str(tenant_id) if tenant_id else ""},
-    )
+    tenant = str(tenant_id) if tenant_id else ""
+    role = session.info.get(PROVIDER_KEY)
+    if role:  # one round trip for both; both end with the transaction
+        connection.execute(text("SELECT set_config('app.tenant_id', :tenant, true), set_config('role', :role, true)"),
+                           {"tenant": tenant, "role": role})
+    else:
+        connection.execute(text("SELECT set_config('app.tenant_id', :tenant, true)"), {"tenant": tenant})
 
 
 def ensure_sqlite_dir(url: str) -> None:
@@ -151,6 +163,7 @@ class Database:
         self._system_sessions = async_sessionmaker(
             self.system_engine, sync_session_class=ScopedSession, expire_on_commit=False
         )
+        self._app_role = make_url(settings.database_url).username or ""
 
     @property
     def dialect(self) -> str:
@@ -160,6 +173,19 @@ class Database:
         if not isinstance(tenant_id, uuid.UUID):
             raise TypeError("tenant_id must be a UUID")
         return self._app_sessions(info={TENANT_KEY: tenant_id})
+
+    def provider_session(self, tenant_id: uuid.UUID) -> AsyncSession:
+        """The tenant door on the system role's connection, under the app role's privileges and RLS."""
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TypeError("tenant_id must be a UUID")
+        info: dict[str, Any] = {TENANT_KEY: tenant_id}
+        if self.system_engine.dialect.name == "postgresql":
+            if not self._app_role:
+                raise RuntimeError("BACKOFFICE_DATABASE_URL names no role: a provider session cannot take it")
+            info[PROVIDER_KEY] = self._app_role
+        else:
+            info[PROVIDER_KEY] = True
+        return self._system_sessions(info=info)
 
     def anonymous_session(self) -> AsyncSession:
         """App role, no tenant: sees platform tables only (tenant resolution, staff log-in)."""
@@ -172,6 +198,12 @@ class Database:
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
         """A unit of work for one tenant: commits on success, rolls back on any error."""
         async with self.tenant_session(tenant_id) as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def provider(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A unit of work the provider (staff, the CLI, a worker's job) does in one tenant's data."""
+        async with self.provider_session(tenant_id) as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -57,7 +57,7 @@ async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DIS
                 routine_work.append((row, reason))
     # The routine's bookkeeping runs in the tenant's own session, as the job would have.
     for row, reason in routine_work:
-        async with database.tenant(row.tenant_id) as session:
+        async with database.provider(row.tenant_id) as session:
             if row.job == routines.ITEM_JOB:
                 await routines.give_up_item(session, row.tenant_id, uuid.UUID(row.payload["item_id"]), reason)
             else:

@@ -61,7 +61,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
                 raise MissingTenant(f"{spec.name} called without tenant_id")
             tenant = uuid.UUID(str(tenant_id))
             items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
-            async with _database(sessions).tenant(tenant) as session:
+            async with _database(sessions).provider(tenant) as session:
                 await run_batch(session, spec, tenant, items)
 
     elif spec.tenant_scoped:
@@ -74,7 +74,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             tenant = uuid.UUID(str(tenant_id))
             # Work handed over by the relay carries its outbox row; completing it commits with the job.
             outbox_id = kwargs.pop("outbox_id", None)
-            async with _database(sessions).tenant(tenant) as session:
+            async with _database(sessions).provider(tenant) as session:
                 await spec.fn(session, tenant_id=tenant, **kwargs)
                 if outbox_id is not None:
                     await complete_outbox_entry(session, tenant, uuid.UUID(str(outbox_id)))

@@ -145,7 +145,7 @@ async def make_instance(database: Database, tenant_id: uuid.UUID, kind: str, con
                         name: str | None = None) -> uuid.UUID:
     from backoffice.connectors.service import create_instance
 
-    async with database.tenant(tenant_id) as session:
+    async with database.provider(tenant_id) as session:
         instance = await create_instance(session, kind=kind, name=name or kind, config=config, acting=ACTOR,
                                          settings=connector_settings(database))
         return instance.id

@@ -187,12 +187,12 @@ async def test_inactive_staff_may_act_nowhere(database, tenants):
 # --- tenant users ---------------------------------------------------------------------------------
 
 async def test_tenant_user_email_is_unique_within_a_tenant_only(database, tenants):
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         with pytest.raises(Conflict) as raised:
             await create_tenant_user(session, email="ADMIN@alfa.example", name="Dup", role="tenant_member",
                                      password=PASSWORD, acting=ACTOR)
     assert [e.field for e in raised.value.errors] == ["email"]
-    async with database.tenant(tenants.b.id) as session:
+    async with database.provider(tenants.b.id) as session:
         user = await create_tenant_user(session, email="admin@alfa.example", name="Same address, other company",
                                         role="tenant_member", password=None, acting=ACTOR)
     assert (user.tenant_id, user.password_hash) == (tenants.b.id, None)

@@ -73,7 +73,7 @@ class Spine:
             return await session.get(Customer, (tenant_id, customer_id))
 
     async def set_policy(self, tenant_id: uuid.UUID, **changes: Any) -> int:
-        async with self.database.tenant(tenant_id) as session:
+        async with self.database.provider(tenant_id) as session:
             version, _ = await update_policy(session, changes=changes, acting=Actor.system("tests"), reason="test")
         return version
 

@@ -15,7 +15,7 @@ from backoffice.tenants.policies.models import PolicyVersion
 from backoffice.tenants.policies.schemas import NOTIFICATION_KINDS, PolicyConfig
 from backoffice.tenants.policies.service import current_policy, policy_at, policy_history, update_policy
 
-ADMIN = Actor(type="user", label="admin@alfa.example", id="u-1")
+ADMIN = Actor(type="tenant_user", label="admin@alfa.example", id="u-1")
 
 
 async def _audit(database, tenant_id) -> list[AuditEntry]:
@@ -48,7 +48,7 @@ async def test_each_update_is_a_new_audited_version(database, tenants):
     async with database.tenant(tenants.a.id) as session:
         first = await update_policy(session, changes={"grace_days": 10, "reminder_offsets_days": [1, 7]},
                                     acting=ADMIN, reason="Clientes pedem mais prazo")
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:  # the CLI is the provider's
         second = await update_policy(session, changes={"start_trigger": "invoice.issued", "auto_block": False},
                                      acting=Actor.cli(), reason=None)
         version, config = await current_policy(session)
@@ -65,7 +65,7 @@ async def test_each_update_is_a_new_audited_version(database, tenants):
 
     entries = await _audit(database, tenants.a.id)
     assert [(e.actor_type, e.actor_id, e.actor_label, e.reason) for e in entries] == [
-        ("user", "u-1", "admin@alfa.example", "Clientes pedem mais prazo"),
+        ("tenant_user", "u-1", "admin@alfa.example", "Clientes pedem mais prazo"),
         ("cli", None, Actor.cli().label, None),
     ]
     assert entries[0].target_type == "policy" and entries[0].target_id == str(history[1].id)

@@ -53,7 +53,7 @@ async def add_contract(database, tenant_id, customer_id, *, plan="Plano Pro", pr
 
 
 async def start(spine, tenant_id, period=PERIOD) -> uuid.UUID:
-    async with spine.database.tenant(tenant_id) as session:
+    async with spine.database.provider(tenant_id) as session:
         return (await engine.start_run(session, "billing", period=period, actor=STAFF)).id
 
 
@@ -212,7 +212,7 @@ async def test_an_asaas_refusal_fails_the_item_in_asaas_words_and_tells_the_fron
 
     # Fixed at Asaas's end (or the customer's CPF corrected): retrying the failed item bills Maria.
     asaas.account(A_KEY).refused_tax_ids.clear()
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         retry_id = (await engine.retry_failed(session, run_id, actor=STAFF, reason="CPF corrected")).id
     await spine.settle()
     retry, [item] = await run_and_items(spine, a.id, retry_id)

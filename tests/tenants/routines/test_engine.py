@@ -84,7 +84,7 @@ def routine():
 
 
 async def start(spine, tenant_id, period="2026-11-02", **kwargs) -> uuid.UUID:
-    async with spine.database.tenant(tenant_id) as session:
+    async with spine.database.provider(tenant_id) as session:
         return (await engine.start_run(session, ROUTINE.name, period=period, actor=STAFF, **kwargs)).id
 
 
@@ -134,14 +134,14 @@ async def test_retrying_a_run_takes_only_its_failed_items_as_a_new_run(spine):
     PROVIDER.script[key_of(a, 1)] = ["refuse", "ok"]
     first = await start(spine, a.id)
     await spine.settle()
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         retry = await engine.retry_failed(session, first, actor=STAFF, reason="customer record fixed")
         retry_id = retry.id
     await spine.settle()
     run, items = await run_and_items(spine, a.id, retry_id)
     assert (run.trigger, run.parent_run_id, run.period, run.status) == (Trigger.RETRY, first, "2026-11-02", RunStatus.SUCCEEDED)
     assert [(i.customer_id, i.status) for i in items] == [(a.customer_ids[1], ItemStatus.DONE)]
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         with pytest.raises(Conflict, match="no failed items"):
             await engine.retry_failed(session, retry_id, actor=STAFF)
     async with spine.database.system() as session:
@@ -171,7 +171,7 @@ async def test_pausing_holds_the_pending_items_and_resuming_finishes_the_run(spi
     PROVIDER.script[key_of(a, 0)] = ["hiccup", "ok"]
     run_id = await start(spine, a.id)
     await spine.settle()
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         await engine.pause(session, ROUTINE.name, actor=STAFF, reason="gateway maintenance tonight")
         with pytest.raises(Conflict, match="paused"):
             await engine.start_run(session, ROUTINE.name, period="2026-11-09", actor=STAFF)
@@ -179,7 +179,7 @@ async def test_pausing_holds_the_pending_items_and_resuming_finishes_the_run(spi
     run, items = await run_and_items(spine, a.id, run_id)
     assert run.status == RunStatus.PAUSED
     assert [i.status for i in items if i.customer_id == a.customer_ids[0]] == [ItemStatus.PENDING]
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         await engine.resume(session, ROUTINE.name, actor=STAFF)
     await spine.settle()
     run, _ = await run_and_items(spine, a.id, run_id)
@@ -208,7 +208,7 @@ async def test_another_tenant_cannot_see_or_touch_a_run(spine):
     a, b = spine.tenants.a, spine.tenants.b
     run_id = await start(spine, a.id)
     await spine.settle()
-    async with spine.database.tenant(b.id) as session:
+    async with spine.database.provider(b.id) as session:
         with pytest.raises(NotFound):
             await get_owned(session, RoutineRun, run_id)
         with pytest.raises(NotFound):
@@ -244,9 +244,9 @@ async def test_a_large_run_does_not_hold_back_a_small_tenants_run(spine):
     CATALOGUE[BULK.name] = BULK
     SIZES.update({a.id: 300, b.id: 3})
     try:
-        async with spine.database.tenant(a.id) as session:
+        async with spine.database.provider(a.id) as session:
             big = (await engine.start_run(session, BULK.name, period="2026-11-02", actor=STAFF)).id
-        async with spine.database.tenant(b.id) as session:
+        async with spine.database.provider(b.id) as session:
             small = (await engine.start_run(session, BULK.name, period="2026-11-02", actor=STAFF)).id
         for _ in range(10):
             await relay_once(spine.database, spine.broker, per_tenant_round=20)

@@ -52,7 +52,7 @@ def focus() -> Iterator[tuple[FakeFocusNfe, FakeFocusNfe]]:
 
 async def equip(spine, tenant_id: uuid.UUID, fake: FakeFocusNfe, **config) -> None:
     # Sealed with the process's settings: the workers open connectors with them (gateways.context_for).
-    async with spine.database.tenant(tenant_id) as session:
+    async with spine.database.provider(tenant_id) as session:
         await create_instance(session, kind="focusnfe", name="Focus NFe", acting=STAFF, settings=get_settings(),
                               config={"base_url": fake.url, "token": fake.token, **config})
 
@@ -78,7 +78,7 @@ async def paid(spine, tenant_id: uuid.UUID, customer_id: uuid.UUID, cents: int, 
 
 
 async def start(spine, tenant_id: uuid.UUID, period: str = PERIOD) -> uuid.UUID:
-    async with spine.database.tenant(tenant_id) as session:
+    async with spine.database.provider(tenant_id) as session:
         return (await engine.start_run(session, "invoices", period=period, actor=STAFF)).id
 
 
@@ -196,7 +196,7 @@ async def test_a_rejected_nota_fails_its_item_tells_the_front_office_once_and_a_
 
     # The tax regime is fixed at the city hall; staff retry the failed item: a new ref, a new nota.
     fake.forgive(a.customer_ids[0])
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         retry_id = (await engine.retry_failed(session, run_id, actor=STAFF, reason="regime fixed")).id
     await spine.settle()
     fake.process()
@@ -304,7 +304,7 @@ async def test_a_nota_processing_past_48_hours_fails_its_item_and_a_retry_follow
         notes = (await session.execute(select(Notification).where(Notification.kind == "routine.item_failed"))).scalars().all()
     assert notes and all(ref in n.body for n in notes)
 
-    async with spine.database.tenant(a.id) as session:
+    async with spine.database.provider(a.id) as session:
         retry_id = (await engine.retry_failed(session, run_id, actor=STAFF)).id
     await spine.settle()
     fake.process()
@@ -363,7 +363,7 @@ async def test_tenant_bs_run_never_touches_tenant_as_payments_documents_or_focus
 
 
 async def test_the_issuing_configuration_is_checked_field_by_field(database, tenants):
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         with pytest.raises(ValidationFailed) as refused:
             await create_instance(session, kind="focusnfe", name="Focus NFe", acting=STAFF, settings=get_settings(),
                                   config={"token": "t", "prestador_cnpj": "11.222.333/0001-80",

@@ -50,7 +50,7 @@ async def on_record(database, tenant_id, customer_id, external_id: str, cents: i
 
 
 async def start(spine, tenant_id, period=DAY) -> uuid.UUID:
-    async with spine.database.tenant(tenant_id) as session:
+    async with spine.database.provider(tenant_id) as session:
         return (await engine.start_run(session, "reconciliation", period=period, actor=STAFF)).id
 
 

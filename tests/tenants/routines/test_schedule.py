@@ -134,11 +134,11 @@ async def test_the_daily_sweep_runs_once_per_local_day_at_six_and_catches_up(dat
 async def test_a_paused_tenant_is_not_swept_and_runs_again_once_resumed(database, tenants, frozen):
     for tenant in (tenants.a, tenants.b):
         await _charge(database, tenant, date(2026, 11, 1), "due-nov-1")
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         await engine.pause(session, DUNNING_SWEEP.name, actor=STAFF, reason="client migrating gateways")
     assert await start_scheduled(database, DUNNING_SWEEP) == [tenants.b.id]
     assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.PENDING
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         await engine.resume(session, DUNNING_SWEEP.name, actor=STAFF)
     assert await start_scheduled(database, DUNNING_SWEEP) == [tenants.a.id]
     assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.OVERDUE

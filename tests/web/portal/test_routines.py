@@ -67,12 +67,12 @@ async def test_the_front_office_reads_its_routines_and_a_runs_failures(spine, da
     a, b = spine.tenants.a, spine.tenants.b
     for name, tax_id in (("Padaria Estrela", "04.252.011/0001-10"), ("Oficina Sul", "11.444.777/0001-61")):
         await new_customer(database, a.id, a.admin_id, name=name, tax_id=tax_id)
-    async with database.tenant(a.id) as session:
+    async with database.provider(a.id) as session:
         finished = await engine.start_run(session, ROUTINE.name, period="2026-11", actor=STAFF)
-    async with database.tenant(b.id) as session:
+    async with database.provider(b.id) as session:
         theirs = await engine.start_run(session, ROUTINE.name, period="2026-11", actor=STAFF)
     await spine.settle()
-    async with database.tenant(a.id) as session:
+    async with database.provider(a.id) as session:
         # A run under way, as the workers leave it halfway; and the routine paused by the back office.
         session.add(RoutineRun(routine=ROUTINE.name, period="2026-10", trigger=Trigger.RETRY, status=RunStatus.RUNNING,
                                requested_by=STAFF.label, items_total=40, items_done=12, items_failed=1, summary={}))

@@ -36,7 +36,7 @@ async def list_kinds(staff: Staff) -> list[ConnectorKindOut]:
 
 @get("/tenants/{tenant_id:uuid}/connectors", operation_id="staffListConnectors", responses=problems(*ERRORS))
 async def list_connectors(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> list[ConnectorOut]:
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         return [_out(instance) for instance in await service.list_instances(session)]
 
 
@@ -44,7 +44,7 @@ async def list_connectors(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, st
       responses=problems(*ERRORS, 409))
 async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: ConnectorIn, staff: Staff,
                            state: State) -> ConnectorOut:
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         instance = await service.create_instance(session, kind=data.kind, name=data.name, config=data.config,
                                                  enabled=data.enabled, acting=actor(staff), reason=data.reason,
                                                  settings=state.settings)
@@ -55,7 +55,7 @@ async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: Connector
      responses=problems(*ERRORS))
 async def get_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, staff: Staff,
                         state: State) -> ConnectorOut:
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         return _out(await service.get_instance(session, connector_id))
 
 
@@ -63,7 +63,7 @@ async def get_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: T
        responses=problems(*ERRORS, 409))
 async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, data: ConnectorPatch,
                            staff: Staff, state: State) -> ConnectorOut:
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         instance = await service.get_instance(session, connector_id)
         if data.name is not None or data.config is not None:
             instance = await service.update_instance(session, connector_id, acting=actor(staff), config=data.config,

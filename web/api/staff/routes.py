@@ -127,7 +127,7 @@ async def set_branding(tenant_id: uuid.UUID, tenant: Tenant, data: BrandingIn, s
 
 @get("/tenants/{tenant_id:uuid}/policy", operation_id="staffGetPolicy", responses=_r())
 async def get_policy(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> PolicyOut:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         version, config = await current_policy(session)
     return PolicyOut(version=version, config=config.model_dump(mode="json"))
 
@@ -136,7 +136,7 @@ async def get_policy(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: 
 async def patch_policy(
     tenant_id: uuid.UUID, tenant: Tenant, data: PolicyPatch, staff: Staff, state: State,
 ) -> PolicyOut:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         version, config = await update_policy(session, changes=data.changes, acting=actor(staff), reason=data.reason)
     return PolicyOut(version=version, config=config.model_dump(mode="json"))
 
@@ -145,7 +145,7 @@ async def patch_policy(
 async def get_policy_history(
     tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
 ) -> list[PolicyVersionOut]:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         return [PolicyVersionOut.model_validate(v) for v in await policy_history(session)]
 
 
@@ -187,7 +187,7 @@ async def _staff_named(session, email: str) -> Staff:
 @get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=_r())
 async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
                     limit: int = Parameter(default=100, ge=1, le=200)) -> list[EventOut]:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         rows = (await session.execute(select(Event).where(Event.status == EventStatus.UNMATCHED)
                                       .order_by(Event.received_at.desc()).limit(limit))).scalars()
         return [EventOut.model_validate(e) for e in rows]
@@ -197,7 +197,7 @@ async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: S
 async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
                        limit: int = Parameter(default=100, ge=1, le=200)) -> DeadLettersOut:
     """Failed events and dead (or failing) outbound messages, newest first."""
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         events = (await session.execute(select(Event).where(Event.status == EventStatus.FAILED)
                                         .order_by(Event.received_at.desc()).limit(limit))).scalars()
         messages = (await session.execute(
@@ -211,7 +211,7 @@ async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state
 @post("/tenants/{tenant_id:uuid}/events/{event_id:uuid}/retry", operation_id="staffRetryEvent", status_code=202,
       responses=_r())
 async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff: Staff, state: State) -> EventOut:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         event = await get_owned(session, Event, event_id)
         if event.status not in (EventStatus.UNMATCHED, EventStatus.FAILED):
             raise ValidationFailed(FieldError("event_id", f"the event is {event.status.value}; only unmatched or "
@@ -228,7 +228,7 @@ async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff
 async def replay_message(
     tenant_id: uuid.UUID, tenant: Tenant, message_id: uuid.UUID, staff: Staff, state: State,
 ) -> DeadMessageOut:
-    async with state.database.tenant(tenant_id) as session:
+    async with state.database.provider(tenant_id) as session:
         message = await get_owned(session, OutboundMessage, message_id)
         if message.status not in (DeliveryStatus.DEAD, DeliveryStatus.FAILED):
             raise ValidationFailed(FieldError("message_id", f"the message is {message.status.value}; only dead or "

@@ -76,7 +76,7 @@ async def list_runs(
 @get("/tenants/{tenant_id:uuid}/routines", operation_id="staffListRoutines", responses=_r())
 async def list_routines(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> list[RoutineOut]:
     """Each routine of the tenant: schedule in the tenant's time zone, paused (by whom, why), last and next run."""
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         return [RoutineOut.model_validate(entry) for entry in await queries.routine_statuses(session)]
 
 
@@ -107,7 +107,7 @@ async def routines_overview(
                               limit=limit, cursor=cursor)
     data = []
     for tenant in page.items:
-        async with state.database.tenant(tenant.id) as session:
+        async with state.database.provider(tenant.id) as session:
             routines = await queries.routine_statuses(session)
         if attention and not any(_needs_attention(r) for r in routines):
             continue
@@ -121,7 +121,7 @@ async def schedule_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, d
                            state: State) -> RoutineOut:
     """Move the routine's local hour (and day of the month, for monthly routines); null resets to the catalogue's."""
     name = routine_or_404(routine).name
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         current = await engine.setting_for(session, name)
         given = data.model_fields_set
         hour = data.hour if "hour" in given else (current.hour if current else None)
@@ -136,7 +136,7 @@ async def pause_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data
                         state: State) -> RoutineOut:
     """No scheduled run starts and a running one's pending items wait, until resumed."""
     name = routine_or_404(routine).name
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         await engine.pause(session, name, actor=actor(staff), reason=data.reason)
         return RoutineOut.model_validate(await queries.routine_status(session, name))
 
@@ -147,7 +147,7 @@ async def resume_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, dat
                          state: State) -> RoutineOut:
     """The routine runs again; the runs it held go on from their pending items."""
     name = routine_or_404(routine).name
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         await engine.resume(session, name, actor=actor(staff), reason=data.reason)
         return RoutineOut.model_validate(await queries.routine_status(session, name))
 
@@ -159,7 +159,7 @@ async def start_run(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: St
     """Queue a run (default: the current period). 409 while a run of the same period is under way or the
     routine is paused; 422 naming `period` when it does not fit the routine's schedule."""
     name = routine_or_404(routine).name
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         run = await engine.start_run(session, name, period=data.period, actor=actor(staff), reason=data.reason)
         return run_out(engine.run_view(run, locale=tenant.locale))
 
@@ -171,7 +171,7 @@ async def get_run(
     items_limit: int = Parameter(default=queries.ITEMS_SHOWN, ge=1, le=queries.ITEMS_MAX),
 ) -> StaffRunDetailOut:
     """The run with its items, failed first (and a reconciliation run's findings)."""
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         detail = await queries.run_detail(session, run_id, item_status=item_status, limit=items_limit)
         return detail_out(engine.run_view(detail.run, locale=tenant.locale), detail,
                           [engine.item_view(item) for item in detail.items], tenant.display_name)
@@ -182,7 +182,7 @@ async def get_run(
 async def retry_run(tenant_id: uuid.UUID, run_id: uuid.UUID, tenant: Tenant, data: ReasonIn, staff: Staff,
                     state: State) -> RunOut:
     """A new run of the same routine and period over the failed items of a finished run."""
-    async with state.database.tenant(tenant.id) as session:
+    async with state.database.provider(tenant.id) as session:
         run = await engine.retry_failed(session, run_id, actor=actor(staff), reason=data.reason)
         return run_out(engine.run_view(run, locale=tenant.locale))
 
