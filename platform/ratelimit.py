@@ -1,15 +1,25 @@
-"""Fixed-window rate limits: in Redis when the platform has one, in process in the embedded mode.
+"""Rate limits: in Redis when the platform has one, in process in the embedded mode (one process).
 
-Keys are namespaced and carry the tenant (``{namespace}:rl:{tenant}:{what}:{window}``), so two tenants
-never share a budget and a flush of one tenant's keys is a prefix away.
+Two kinds. ``hit`` counts requests in fixed windows (an API key's budget per minute). ``attempt`` counts
+attempts in a sliding window (log-ins, reset mails): what counts is how many happened in the last
+``window`` seconds, so a refusal ends as soon as the oldest counted attempt is old enough, never at a
+boundary an attacker can wait for and then double up across. A refused attempt is not counted (the set
+stays at most ``limit`` long and a blocked guesser cannot stretch the block), and an attempt that turned
+out fine can be taken back (``undo``/``forget``).
+
+Keys are namespaced and carry the tenant (``{namespace}:rl:{tenant}:{what}:{window}``,
+``{namespace}:attempts:{tenant}:{what}``), so two tenants never share a budget and a flush of one tenant's
+keys is a prefix away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from backoffice.platform.settings import Settings
@@ -34,10 +44,38 @@ class Decision:
         return headers
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt in a sliding window: counted when allowed, not counted when refused."""
+
+    allowed: bool
+    retry_after: int  # seconds until a refused attempt would be allowed; 0 when allowed
+    key: str
+    member: str = ""
+
+
 class RateLimiter(Protocol):
     async def hit(self, tenant: str, what: str, *, limit: int, window: int) -> Decision: ...
 
+    async def attempt(self, tenant: str, what: str, *, limit: int, window: int) -> Attempt: ...
+
+    async def undo(self, attempt: Attempt) -> None: ...
+
+    async def forget(self, tenant: str, what: str) -> None: ...
+
     async def close(self) -> None: ...
+
+
+def _attempts_key(namespace: str, tenant: str, what: str) -> str:
+    return f"{namespace}:attempts:{tenant}:{what}"
+
+
+def _member(now: float) -> str:
+    return f"{now:.6f}:{secrets.token_hex(4)}"
+
+
+def _retry_after(oldest: float, window: int, now: float) -> int:
+    return max(1, math.ceil(oldest + window - now))
 
 
 def _window(window: int, now: float) -> tuple[int, int]:
@@ -52,6 +90,7 @@ class MemoryRateLimiter:
         self.namespace = namespace
         self._clock = clock
         self._counts: dict[str, int] = {}
+        self._attempts: dict[str, tuple[int, dict[str, float]]] = {}  # key -> (window, member -> time)
         self._lock = threading.Lock()
 
     def key(self, tenant: str, what: str, start: int) -> str:
@@ -66,6 +105,31 @@ class MemoryRateLimiter:
                 self._counts = {k: v for k, v in self._counts.items() if k.endswith(suffix)}
             count = self._counts[key] = self._counts.get(key, 0) + 1
         return Decision(count <= limit, limit, max(0, limit - count), reset)
+
+    async def attempt(self, tenant: str, what: str, *, limit: int, window: int) -> Attempt:
+        now, key = self._clock(), _attempts_key(self.namespace, tenant, what)
+        with self._lock:
+            if len(self._attempts) > 10_000:  # drop keys whose every attempt has left its window
+                self._attempts = {k: (w, e) for k, (w, e) in self._attempts.items()
+                                  if any(t > now - w for t in e.values())}
+            _, entries = self._attempts.setdefault(key, (window, {}))
+            for member, at in list(entries.items()):
+                if at <= now - window:
+                    del entries[member]
+            if len(entries) >= limit:
+                return Attempt(False, _retry_after(min(entries.values()), window, now), key)
+            member = _member(now)
+            entries[member] = now
+        return Attempt(True, 0, key, member)
+
+    async def undo(self, attempt: Attempt) -> None:
+        with self._lock:
+            if attempt.member and attempt.key in self._attempts:
+                self._attempts[attempt.key][1].pop(attempt.member, None)
+
+    async def forget(self, tenant: str, what: str) -> None:
+        with self._lock:
+            self._attempts.pop(_attempts_key(self.namespace, tenant, what), None)
 
     async def close(self) -> None:
         return None
@@ -93,6 +157,31 @@ class RedisRateLimiter:
             count, _ = await pipe.execute()
         return Decision(count <= limit, limit, max(0, limit - count), reset)
 
+    async def attempt(self, tenant: str, what: str, *, limit: int, window: int) -> Attempt:
+        """A sorted set of attempt times. Add first, then count, in one transaction: of any number of
+        concurrent attempts at most ``limit`` are admitted (one that finds itself over the limit takes
+        itself out again), so a burst of parallel guesses cannot slip in between a count and an add."""
+        now, key = self._clock(), _attempts_key(self.namespace, tenant, what)
+        member = _member(now)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now - window)
+            pipe.zadd(key, {member: now})
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+            pipe.expire(key, window + 1)
+            _, _, count, oldest, _ = await pipe.execute()
+        if count <= limit:
+            return Attempt(True, 0, key, member)
+        await self._redis.zrem(key, member)
+        return Attempt(False, _retry_after(oldest[0][1] if oldest else now, window, now), key)
+
+    async def undo(self, attempt: Attempt) -> None:
+        if attempt.member:
+            await self._redis.zrem(attempt.key, attempt.member)
+
+    async def forget(self, tenant: str, what: str) -> None:
+        await self._redis.delete(_attempts_key(self.namespace, tenant, what))
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -101,3 +190,71 @@ def build_rate_limiter(settings: Settings, namespace: str = NAMESPACE) -> RateLi
     if settings.redis_url:
         return RedisRateLimiter(settings.redis_url, namespace)
     return MemoryRateLimiter(namespace)
+
+
+# --- log-in throttling ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    per_account: int
+    per_address: int
+    window: int  # seconds, sliding
+
+
+# Password log-ins (portal and staff): ten failures per account in any 15 minutes is plenty for a person
+# who mistypes and far too few to guess a password; an address gets more, since an office shares one.
+LOG_IN = AttemptLimits(per_account=10, per_address=30, window=15 * 60)
+# Password-reset mails: a few per account (no mail-bombing), a few dozen per address.
+RESET_REQUEST = AttemptLimits(per_account=5, per_address=30, window=15 * 60)
+
+
+def account_key(identifier: str) -> str:
+    """The account as a throttle knows it: normalised as the log-in looks it up (trimmed, lower case), hashed
+    so that neither a huge value nor the e-mail itself ends up in a Redis key."""
+    normalised = identifier.strip().lower().encode("utf-8", "surrogatepass")
+    return hashlib.sha256(normalised).hexdigest()[:32]
+
+
+@dataclass
+class Gate:
+    """An attempt counted against an account and an address (or refused, and then counted against neither)."""
+
+    allowed: bool
+    retry_after: int
+    _limiter: RateLimiter | None = field(default=None, repr=False)
+    _account: Attempt | None = field(default=None, repr=False)
+    _address: Attempt | None = field(default=None, repr=False)
+    _tenant: str = ""
+    _account_what: str = ""
+
+    async def succeeded(self) -> None:
+        """The credentials were right: the account's earlier failures are forgotten (they were mistakes of
+        someone who knows the password) and this attempt does not count against the address."""
+        if self._limiter is None:
+            return
+        await self._limiter.forget(self._tenant, self._account_what)
+        if self._address is not None:
+            await self._limiter.undo(self._address)
+
+
+async def gate(limiter: RateLimiter, tenant: str, kind: str, *, account: str, address: str,
+               limits: AttemptLimits) -> Gate:
+    """Count one attempt of ``kind`` (``login``, ``reset``...) by this account and from this address, both
+    in sliding windows. Refused when either budget is spent, whether or not the account exists (the same
+    answer for both, so the throttle tells nothing about who has an account). An attacker who keeps
+    failing against one account holds it at its limit only while they keep going: every refusal ends
+    ``window`` seconds after the failure it waits on, and a completed password reset forgets the count."""
+    account_what = f"{kind}:account:{account_key(account)}"
+    by_account = await limiter.attempt(tenant, account_what, limit=limits.per_account, window=limits.window)
+    if not by_account.allowed:
+        return Gate(False, by_account.retry_after)
+    by_address = await limiter.attempt(tenant, f"{kind}:address:{address}", limit=limits.per_address,
+                                       window=limits.window)
+    if not by_address.allowed:
+        await limiter.undo(by_account)
+        return Gate(False, by_address.retry_after)
+    return Gate(True, 0, limiter, by_account, by_address, tenant, account_what)
+
+
+async def forget_account(limiter: RateLimiter, tenant: str, kind: str, account: str) -> None:
+    await limiter.forget(tenant, f"{kind}:account:{account_key(account)}")

@@ -23,12 +23,17 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
+def server_options(settings: Settings) -> dict:
+    """uvicorn's options for every process that serves the app. Its proxy-header handling stays off: left on,
+    its default believes X-Forwarded-For from loopback. The app applies BACKOFFICE_TRUSTED_PROXIES itself
+    (``web/clients.py``), so the rule is the same under uvicorn, in the embedded process and in the tests."""
+    return {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
+            "proxy_headers": False}
+
+
 def run_web(settings: Settings) -> None:
     configure_logging(settings)
-    uvicorn.run(
-        "backoffice.web.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-        log_level=settings.log_level.lower(), proxy_headers=True,
-    )
+    uvicorn.run("backoffice.web.app:app_from_env", factory=True, **server_options(settings))
 
 
 def run_worker(settings: Settings, processes: int) -> None:
@@ -117,4 +122,4 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
         await asyncio.to_thread(worker.stop)
 
     app = create_app(settings, broker=broker, on_startup=[start], on_shutdown=[stop])
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    uvicorn.run(app, **server_options(settings))

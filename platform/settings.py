@@ -6,6 +6,7 @@ Production sets the PostgreSQL and Redis URLs. Per-tenant options never live her
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import sys
 from functools import lru_cache
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
                               description="Comma-separated Fernet keys for secrets at rest; the first encrypts.")
     allow_private_targets: bool = Field(default=False,
                                         description="Allow outbound requests to private/loopback addresses.")
+    trusted_proxies: str = Field(default="", description=(
+        "Comma-separated addresses or CIDR networks of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none (the connecting address is the client)."))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("database_url", "system_database_url", "migration_database_url")
@@ -60,6 +64,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("expected memory:// or a redis:// URL")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        try:
+            return ",".join(str(ipaddress.ip_network(item)) for item in items)
+        except ValueError:
+            raise ValueError("expected comma-separated IP addresses or CIDR networks, like 10.0.0.0/8,::1") from None
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -86,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
+
+    @property
+    def trusted_proxy_networks(self) -> list[str]:
+        return [item for item in self.trusted_proxies.split(",") if item]
 
     def effective_secret_key(self) -> str:
         """The configured key, or in embedded mode one generated once and kept in the data dir."""

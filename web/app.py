@@ -19,10 +19,11 @@ from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
 from backoffice.web.health import healthz, readyz
+from backoffice.web.clients import trusted_proxy_middleware
 from backoffice.web.hooks import receive_hook
-from backoffice.web.portal import portal_lifespan, portal_router
+from backoffice.web.portal import portal_router
 from backoffice.web.portal.hosts import TenantHostApp
-from backoffice.web.portal.sessions import csrf_config, session_config, session_store
+from backoffice.web.portal.sessions import csrf_config, same_origin_middleware, session_config, session_store
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -56,9 +57,12 @@ def create_app(
     return TenantHostApp(
         route_handlers=[healthz, readyz, api_router, receive_hook, portal_router,
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
-        lifespan=[lifespan, api_lifespan, portal_lifespan],
+        lifespan=[lifespan, api_lifespan],
         stores={"portal_sessions": session_store(settings)},
-        middleware=[session_config(settings).middleware],
+        # Outermost first: the client's real address and scheme (web/clients.py), then the portal's
+        # Origin/Referer check (sessions.py); the CSRF token check sits inside, around each route.
+        middleware=[trusted_proxy_middleware(settings), same_origin_middleware(settings),
+                    session_config(settings).middleware],
         csrf_config=csrf_config(settings),
         on_startup=on_startup or [],
         on_shutdown=on_shutdown or [],

@@ -1,12 +1,16 @@
-"""Rate limits count per tenant and key within a window, in Redis and in process alike."""
+"""Rate limits count per tenant and key within a window, in Redis and in process alike; log-in attempts in
+sliding windows, per account and per address."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
-from backoffice.platform.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from backoffice.platform.ratelimit import (
+    AttemptLimits, MemoryRateLimiter, RedisRateLimiter, account_key, gate,
+)
 
 
 class Clock:
@@ -46,3 +50,66 @@ async def test_limit_per_tenant_and_key_and_window(limiter_and_clock):
 def test_keys_carry_the_namespace_and_tenant():
     limiter = MemoryRateLimiter(namespace="ns")
     assert limiter.key("t1", "k1", 60) == "ns:rl:t1:k1:60"
+
+
+async def test_attempts_slide_and_a_refused_attempt_is_not_counted(limiter_and_clock):
+    limiter, clock = limiter_and_clock
+    allowed = []
+    for _ in range(3):
+        allowed.append(await limiter.attempt("tenant-a", "login:x", limit=3, window=60))
+        clock.now += 10
+    refused = await limiter.attempt("tenant-a", "login:x", limit=3, window=60)
+    assert [a.allowed for a in allowed] == [True, True, True] and not refused.allowed
+    assert refused.retry_after == 30  # the first attempt (30 s ago) leaves the window in 30 s
+    # Hammering while refused does not stretch the refusal: refused attempts are not counted.
+    for _ in range(20):
+        assert not (await limiter.attempt("tenant-a", "login:x", limit=3, window=60)).allowed
+    clock.now += 30
+    # Sliding, not fixed: only the oldest has left, so exactly one more fits; no boundary resets all three.
+    assert (await limiter.attempt("tenant-a", "login:x", limit=3, window=60)).allowed
+    assert not (await limiter.attempt("tenant-a", "login:x", limit=3, window=60)).allowed
+    # Other tenants and other keys have their own windows.
+    assert (await limiter.attempt("tenant-b", "login:x", limit=3, window=60)).allowed
+    # undo takes one attempt back; forget clears the key.
+    await limiter.undo(allowed[-1])
+    assert (await limiter.attempt("tenant-a", "login:x", limit=3, window=60)).allowed
+    await limiter.forget("tenant-a", "login:x")
+    assert all([(await limiter.attempt("tenant-a", "login:x", limit=3, window=60)).allowed for _ in range(3)])
+
+
+async def test_a_burst_of_parallel_attempts_admits_no_more_than_the_limit(limiter_and_clock):
+    limiter, _ = limiter_and_clock
+    results = await asyncio.gather(*[limiter.attempt("t", "login:burst", limit=5, window=60) for _ in range(40)])
+    assert sum(a.allowed for a in results) == 5
+
+
+async def test_an_account_is_throttled_from_any_address_and_an_address_across_accounts(limiter_and_clock):
+    limiter, clock = limiter_and_clock
+    limits = AttemptLimits(per_account=3, per_address=5, window=900)
+    # One account from many addresses: the account's budget holds, and its spelling does not matter.
+    spellings = ["Ana@X.example", " ana@x.example", "ana@x.example ", "ANA@x.example"]
+    gates = [await gate(limiter, "t", "login", account=e, address=f"203.0.113.{i}", limits=limits)
+             for i, e in enumerate(spellings)]
+    assert [g.allowed for g in gates] == [True, True, True, False] and gates[-1].retry_after > 0
+    # Another account of the same tenant, and the same account on another tenant, are not held back.
+    assert (await gate(limiter, "t", "login", account="bia@x.example", address="203.0.113.9", limits=limits)).allowed
+    assert (await gate(limiter, "u", "login", account="ana@x.example", address="203.0.113.9", limits=limits)).allowed
+    # One address across many accounts (password spraying): the address's budget holds.
+    spray = [await gate(limiter, "t", "login", account=f"user{i}@x.example", address="198.51.100.1", limits=limits)
+             for i in range(6)]
+    assert [g.allowed for g in spray] == [True] * 5 + [False]
+    # A refusal by address counts nothing against the account it named.
+    assert (await gate(limiter, "t", "login", account="user5@x.example", address="198.51.100.2", limits=limits)).allowed
+    # A success forgets the account's failures; 15 minutes later the blocked account is free by itself too.
+    ok = await gate(limiter, "t", "login", account="bia@x.example", address="203.0.113.9", limits=limits)
+    await ok.succeeded()
+    assert all([(await gate(limiter, "t", "login", account="bia@x.example", address=f"192.0.2.{i}",
+                            limits=limits)).allowed for i in range(3)])
+    clock.now += 900
+    assert (await gate(limiter, "t", "login", account="ana@x.example", address="192.0.2.50", limits=limits)).allowed
+
+
+def test_account_keys_are_normalised_and_hashed():
+    assert account_key(" Ana@X.example ") == account_key("ana@x.example") != account_key("ana@y.example")
+    assert "ana" not in account_key("ana@x.example") and len(account_key("a" * 100_000)) == 32
+    assert account_key("\ud800@x.example")  # an unpaired surrogate is an input, not a crash

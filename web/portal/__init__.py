@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from litestar import Litestar, Request, Response, Router
+from litestar import Request, Response, Router
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from markupsafe import escape
@@ -58,15 +55,4 @@ portal_router = Router(
     include_in_schema=False,
 )
 
-__all__ = ["portal_lifespan", "portal_router"]
-
-
-@asynccontextmanager
-async def portal_lifespan(app: Litestar) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        limiters = getattr(app.state, "portal_limiters", None)
-        if limiters is not None:
-            await limiters.account.close()
-            await limiters.address.close()
+__all__ = ["portal_router"]

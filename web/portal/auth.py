@@ -22,18 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.ratelimit import LOG_IN, RESET_REQUEST, forget_account, gate
 from backoffice.platform.security.passwords import verify_password
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantRole, TenantUser
 from backoffice.tenants.users.resets import request_password_reset, reset_password, valid_reset
+from backoffice.web.clients import client_address
 from backoffice.web.portal.render import base_path, page, translations, pick_locale
-from backoffice.web.portal.sessions import ROTATE, RateLimiter
+from backoffice.web.portal.sessions import ROTATE
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
-
-LOGIN_LIMIT_PER_ACCOUNT = 5
-LOGIN_LIMIT_PER_ADDRESS = 20
-LOGIN_WINDOW = 15 * 60
 
 
 class LoginRequired(Exception):
@@ -54,22 +52,6 @@ class PortalUser:
     @property
     def actor(self) -> Actor:
         return Actor(type="tenant_user", label=self.email, id=str(self.id))
-
-
-@dataclass
-class Limiters:
-    account: RateLimiter
-    address: RateLimiter
-
-
-def limiters(state: State) -> Limiters:
-    if getattr(state, "portal_limiters", None) is None:
-        settings = state.settings
-        state.portal_limiters = Limiters(
-            RateLimiter(settings, limit=LOGIN_LIMIT_PER_ACCOUNT, window=LOGIN_WINDOW, name="login-account"),
-            RateLimiter(settings, limit=LOGIN_LIMIT_PER_ADDRESS, window=LOGIN_WINDOW, name="login-address"),
-        )
-    return state.portal_limiters
 
 
 async def provide_user(request: Request, tenant: Tenant, db: AsyncSession) -> PortalUser:
@@ -99,10 +81,6 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def _sso_offered(db: AsyncSession) -> bool:
     from backoffice.tenants.users.oidc import get_oidc_settings
 
@@ -129,28 +107,29 @@ async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state
     email = str(data.get("email", "")).strip().lower()
     password = str(data.get("password", ""))
     target = _safe_next(str(data.get("next") or "/"))
-    limits = limiters(state)
-    account_key, address_key = f"{tenant.id}:{email}", f"{tenant.id}:{_client_address(request)}"
-    if not (await limits.account.allowed(account_key) and await limits.address.allowed(address_key)):
-        return page(request, tenant, "portal/login.html", status_code=429, email=email, next=target,
-                    error=_("Too many attempts. Wait 15 minutes and try again, or reset your password."))
+    # Counted before the password is checked, so parallel guesses cannot outrun the count (ratelimit.py).
+    attempt = await gate(state.rate_limiter, str(tenant.id), "login", account=email,
+                         address=client_address(request), limits=LOG_IN)
+    if not attempt.allowed:
+        refused = page(request, tenant, "portal/login.html", status_code=429, email=email, next=target,
+                       error=_("Too many attempts. Wait 15 minutes and try again, or reset your password."))
+        refused.headers["Retry-After"] = str(attempt.retry_after)
+        return refused
     # A NUL or an overlong value cannot be an account's e-mail; PostgreSQL would refuse it as a query value.
     plausible = "\x00" not in email and len(email) <= 254
     user = (await db.execute(select(TenantUser).where(TenantUser.email == email))).scalar_one_or_none() \
         if plausible else None
     ok = verify_password(user.password_hash if user else None, password) and user is not None and user.active
     if not ok:
-        await limits.account.hit(account_key)
-        await limits.address.hit(address_key)
         return page(request, tenant, "portal/login.html", status_code=400, email=email, next=target,
                     error=_("E-mail or password is not correct."), field="password")
-    await limits.account.reset(account_key)
+    await attempt.succeeded()
     before = request.session if request.scope.get("session") else {}
     kept = {"locale": before["locale"]} if before.get("tenant_id") == str(tenant.id) and "locale" in before else {}
     request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), **kept, ROTATE: True})
     await record(db, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)), action="user.logged_in",
                  target_type="tenant_user", target_id=user.id, tenant_id=tenant.id,
-                 detail={"method": "password", "address": _client_address(request)})
+                 detail={"method": "password", "address": client_address(request)})
     return Redirect(f"{base_path(request, tenant)}{target if target != '/' else '/dashboard'}", status_code=303)
 
 
@@ -168,15 +147,17 @@ async def forgot_form(request: Request, tenant: Tenant) -> Response:
 @post("/password/forgot", name="portal:forgot_submit")
 async def forgot_submit(request: Request, tenant: Tenant, db: AsyncSession, state: State, data: Form) -> Response:
     email = str(data.get("email", ""))
-    limits = limiters(state)
-    # The same answer whether or not the address has an account; the limit keeps the form from mail-bombing.
-    if await limits.account.hit(f"{tenant.id}:reset:{email.strip().lower()}"):
+    # The same answer whether or not the address has an account, and whether or not the limit (which keeps
+    # the form from mail-bombing one mailbox, or many from one address) held the mail back.
+    attempt = await gate(state.rate_limiter, str(tenant.id), "reset", account=email,
+                         address=client_address(request), limits=RESET_REQUEST)
+    if attempt.allowed:
         base_url = state.settings.base_url or str(request.base_url).rstrip("/")
         prefix = base_path(request, tenant)
         await request_password_reset(
             db, email=email, tenant_name=tenant.display_name,
             link_for=lambda token: f"{base_url}{prefix}/password/reset/{token}",
-            acting=Actor(type="anonymous", label=f"password reset form ({_client_address(request)})"),
+            acting=Actor(type="anonymous", label=f"password reset form ({client_address(request)})"),
         )
     return page(request, tenant, "portal/forgot.html", sent=True)
 
@@ -189,18 +170,21 @@ async def reset_form(request: Request, tenant: Tenant, db: AsyncSession, token: 
 
 
 @post("/password/reset/{token:str}", name="portal:reset_submit")
-async def reset_submit(request: Request, tenant: Tenant, db: AsyncSession, token: str, data: Form) -> Response:
+async def reset_submit(request: Request, tenant: Tenant, db: AsyncSession, state: State, token: str,
+                       data: Form) -> Response:
     password = str(data.get("password", ""))
     if password != str(data.get("password_confirm", "")):
         _ = translations(pick_locale(request, tenant)).gettext
         return page(request, tenant, "portal/reset.html", token=token, status_code=400, field="password_confirm",
                     error=_("The two passwords differ."))
     try:
-        await reset_password(db, token=token, password=password)
+        user = await reset_password(db, token=token, password=password)
     except ValidationFailed as error:
         first = error.errors[0]
         return page(request, tenant, "portal/reset.html", token=token, invalid=first.field == "token",
                     status_code=410 if first.field == "token" else 400, field=first.field, error=first.message)
+    # Whoever owns the mailbox set a new password: failures against the old one no longer hold the account.
+    await forget_account(state.rate_limiter, str(tenant.id), "login", user.email)
     request.clear_session()
     return Redirect(f"{base_path(request, tenant)}/login?reset=1", status_code=303)
 

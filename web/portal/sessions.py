@@ -1,27 +1,32 @@
-"""Server-side portal sessions bound to a tenant, the per-tenant host name, and log-in rate limits.
+"""Server-side portal sessions bound to a tenant, the per-tenant host name, and the portal's CSRF defences.
 
 The cookie holds only a random id. The store key is ``<tenant slug>:<id>``, so the same cookie presented
 on another tenant's portal finds nothing there (and the session also records its tenant id, which every
-portal page checks). The id is replaced at log-in and log-out (no fixation). Redis holds sessions and
-rate-limit counters when ``BACKOFFICE_REDIS_URL`` is set; the embedded mode keeps sessions in files under
-the data dir and counters in memory (one process).
+portal page checks). The id is replaced at log-in and log-out (no fixation). Redis holds sessions when
+``BACKOFFICE_REDIS_URL`` is set; the embedded mode keeps them in files under the data dir. Log-in
+throttling lives in ``platform/ratelimit.py``.
+
+CSRF has two layers: the synchronizer token (Litestar's CSRF middleware, a form field or the
+``x-csrftoken`` header) and :class:`SameOriginMiddleware` (the request's Origin, or Referer, must be ours).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.stores.base import Store
 from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
-from litestar.types import Empty, Message, ScopeSession
+from litestar.types import ASGIApp, Empty, Message, Receive, Scope, ScopeSession, Send
 from litestar.utils.dataclass import extract_dataclass_items
 
 from backoffice.platform.settings import Settings
@@ -106,57 +111,6 @@ def session_store(settings: Settings) -> Store:
     return FileStore(settings.data_dir / "portal-sessions", create_directories=True)
 
 
-class RateLimiter:
-    """Fixed-window counters: ``hit(key)`` counts an attempt and says whether it is still allowed."""
-
-    def __init__(self, settings: Settings, *, limit: int, window: int, name: str) -> None:
-        self.limit, self.window, self.name = limit, window, name
-        self._redis = None
-        if settings.redis_url:
-            from redis.asyncio import Redis
-
-            self._redis = Redis.from_url(settings.redis_url)
-        self._memory: dict[str, tuple[float, int]] = {}
-
-    def _key(self, key: str) -> str:
-        return f"backoffice:ratelimit:{self.name}:{key}"
-
-    async def count(self, key: str) -> int:
-        if self._redis is not None:
-            value = await self._redis.get(self._key(key))
-            return int(value or 0)
-        started, count = self._memory.get(key, (0.0, 0))
-        return count if time.monotonic() - started < self.window else 0
-
-    async def hit(self, key: str) -> bool:
-        if self._redis is not None:
-            full = self._key(key)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(full)
-                pipe.expire(full, self.window, nx=True)
-                count, _ = await pipe.execute()
-            return int(count) <= self.limit
-        now = time.monotonic()
-        started, count = self._memory.get(key, (now, 0))
-        if now - started >= self.window:
-            started, count = now, 0
-        self._memory[key] = (started, count + 1)
-        return count + 1 <= self.limit
-
-    async def allowed(self, key: str) -> bool:
-        return await self.count(key) < self.limit
-
-    async def reset(self, key: str) -> None:
-        if self._redis is not None:
-            await self._redis.delete(self._key(key))
-        else:
-            self._memory.pop(key, None)
-
-    async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-
-
 def platform_hosts(settings: Settings) -> set[str]:
     hosts = {"localhost", "127.0.0.1", settings.host}
     if settings.base_url:
@@ -169,3 +123,80 @@ def request_host(scope) -> str:
         if name == b"host":
             return value.decode("latin-1").rsplit(":", 1)[0].strip().lower() if not value.startswith(b"[") else ""
     return ""
+
+
+# --- Origin / Referer check (CSRF, second layer) ---------------------------------------------------
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_NOT_PORTAL = re.compile("|".join(NOT_PORTAL))
+Origin = tuple[str, str, int]
+
+
+def _origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an absolute http(s) URL, default ports filled in; None for anything else."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def own_origins(scope: Scope, settings: Settings) -> set[Origin]:
+    """Where this request was addressed: its Host with the scheme it arrived on (``X-Forwarded-Proto`` counts
+    only from a trusted proxy, see ``web/clients.py``), or https when the platform is served over TLS
+    (``BACKOFFICE_BASE_URL`` is https); and the platform's own public origin. The Host covers the platform
+    host and every tenant's custom host alike; a browser making a forged request sets it to the target,
+    which the attacker's page cannot change."""
+    origins: set[Origin | None] = {_origin(settings.base_url)} if settings.base_url else set()
+    host = _header(scope, b"host") or ""
+    if host and not any(c in host for c in "/\\@?#"):
+        schemes = {scope.get("scheme", "http")} | ({"https"} if secure_cookies(settings) else set())
+        origins.update(_origin(f"{scheme}://{host}") for scheme in schemes)
+    return {origin for origin in origins if origin is not None}
+
+
+class SameOriginMiddleware:
+    """Refuses (403) a state-changing portal request that a browser says came from another site.
+
+    The rule, for every method but GET/HEAD/OPTIONS/TRACE on the portal's paths (everything but the
+    bearer-authenticated API, webhook intake, probes and static files, which carry no browser session):
+    - ``Origin`` present: it must be one of :func:`own_origins`. ``Origin: null`` (sandboxed frames,
+      privacy-sensitive redirects) is not ours either, so it is refused.
+    - no ``Origin`` but a ``Referer``: the Referer's origin must be one of ours.
+    - neither: allowed, and logged. OWASP's CSRF cheat sheet ("Verifying origin with standard headers")
+      recommends blocking such requests or else logging and monitoring them; the token stays required on
+      every one of them, and the only clients that send neither are not browsers (every current browser
+      sends Origin on a POST), so blocking would refuse scripts and older agents and protect no one.
+    This is defence in depth behind the token, not a replacement: it stops a forged post even where a
+    token leaked. It depends on the portal's ``Referrer-Policy: same-origin`` (``render.py``): under
+    ``no-referrer`` a browser sends ``Origin: null`` on same-origin posts, which this would refuse.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and not _NOT_PORTAL.match(scope["path"]):
+            origin, referer = _header(scope, b"origin"), _header(scope, b"referer")
+            source = origin if origin is not None else referer
+            if source is None:
+                log.info("unsafe portal request without Origin or Referer: %s %s", scope["method"], scope["path"])
+            elif _origin(source) not in own_origins(scope, self.settings):
+                raise PermissionDeniedException(detail="Cross-origin request refused")
+        await self.app(scope, receive, send)
+
+
+def same_origin_middleware(settings: Settings) -> DefineMiddleware:
+    return DefineMiddleware(SameOriginMiddleware, settings=settings)

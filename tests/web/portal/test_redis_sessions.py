@@ -6,6 +6,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from backoffice.platform.ratelimit import account_key
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import Browser
 
@@ -18,8 +19,12 @@ async def test_sessions_and_rate_limits_in_redis_carry_the_tenant(database, tena
         async with AsyncTestClient(app=create_app(settings)) as client:
             browser = Browser(client)
             assert (await browser.login("/alfa", "member@alfa.example", "wrong-password!")).status_code == 400
-            assert await redis.get(f"backoffice:ratelimit:login-account:{tenants.a.id}:member@alfa.example") == b"1"
+            # The account's failures, a sliding window in a sorted set, keyed by tenant and the hashed account.
+            account = f"backoffice:attempts:{tenants.a.id}:login:account:{account_key('member@alfa.example')}"
+            assert await redis.zcard(account) == 1
+            assert await redis.zcard(f"backoffice:attempts:{tenants.a.id}:login:address:testclient") == 1
             assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+            assert not await redis.exists(account)  # a successful log-in forgets the account's failures
             session_id = client.cookies.get("bo_session")
             assert await redis.exists(f"backoffice:portal:sessions:alfa:{session_id}")
             assert not await redis.exists(f"backoffice:portal:sessions:beta:{session_id}")

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import record
 from backoffice.platform.db.session import get_owned
+from backoffice.platform.ratelimit import LOG_IN, gate
 from backoffice.platform.staff.models import Staff, StaffRole
 from backoffice.platform.staff.service import assign_staff, assigned_tenant_ids, get_staff_by_email, unassign_staff
 from backoffice.platform.staff.tokens import InvalidCredentials, issue_token
@@ -31,6 +32,7 @@ from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
 from backoffice.web.api.schemas import EventOut
 from backoffice.web.api.staff.connectors import connector_routes
+from backoffice.web.clients import client_address
 from backoffice.web.api.staff.routines import routine_routes
 from backoffice.web.api.staff.auth import (
     StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
@@ -40,7 +42,6 @@ from backoffice.web.api.staff.schemas import (
     PolicyVersionOut, Reason, SuspendIn, TenantIn, TenantOut, TokenIn, TokenOut,
 )
 
-LOGIN_LIMIT, LOGIN_WINDOW = 10, 300
 STAFF_ERRORS = (400, 401, 403, 404, 422)
 
 
@@ -53,17 +54,18 @@ def _r(*extra: int):
 @post("/tokens", opt={"public": True}, operation_id="staffCreateToken", status_code=201, responses=_r(429),
       security=[])
 async def create_token(data: TokenIn, request: Request, state: State) -> TokenOut:
-    client = request.client.host if request.client else "unknown"
-    for what in (f"login:email:{data.email.strip().lower()}", f"login:ip:{client}"):
-        decision = await state.rate_limiter.hit("platform", what, limit=LOGIN_LIMIT, window=LOGIN_WINDOW)
-        if not decision.allowed:
-            raise TooManyRequestsException(detail="Too many log-in attempts; wait and retry",
-                                           headers=decision.headers())
+    # Throttled by account and by address, in sliding windows, before the password is checked (ratelimit.py).
+    attempt = await gate(state.rate_limiter, "platform", "staff-login", account=data.email,
+                         address=client_address(request), limits=LOG_IN)
+    if not attempt.allowed:
+        raise TooManyRequestsException(detail="Too many log-in attempts; wait and retry",
+                                       headers={"Retry-After": str(attempt.retry_after)})
     try:
         async with state.database.system() as session:
             issued = await issue_token(session, email=data.email, password=data.password)
     except InvalidCredentials:
         raise NotAuthorizedException(detail="Wrong e-mail or password") from None
+    await attempt.succeeded()
     return TokenOut(token=issued.token, expires_at=issued.expires_at)
 
 
