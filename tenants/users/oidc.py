@@ -46,11 +46,16 @@ async def get_oidc_settings(session: AsyncSession) -> OidcSettings | None:
     return (await session.execute(select(OidcSettings))).scalar_one_or_none()
 
 
-def _issuer(value: str) -> str:
+def _issuer(value: str, *, allow_http: bool) -> str:
+    """https only: discovery, keys and the token exchange (with the client secret) all start from the issuer.
+    Plain http only where BACKOFFICE_ALLOW_PRIVATE_TARGETS is on (tests and local development, whose
+    provider is a local server), the same switch that lets webhook URLs be http."""
     value = (value or "").strip().rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
         raise ValueError("expected the provider's issuer URL, like https://login.example.com")
+    if parts.scheme != "https" and not allow_http:
+        raise ValueError("expected an https URL: the provider's keys and tokens must not travel in clear")
     return value
 
 
@@ -69,7 +74,7 @@ async def save_oidc_settings(
     """Create or change the tenant's SSO; an empty ``client_secret`` keeps the stored one."""
     current = await get_oidc_settings(session)
     errors = Collector()
-    clean_issuer = errors.check("issuer", _issuer, issuer)
+    clean_issuer = errors.check("issuer", lambda v: _issuer(v, allow_http=settings.allow_private_targets), issuer)
     domains = errors.check("allowed_domains", _domains, allowed_domains)
     if not (client_id or "").strip():
         errors.add("client_id", "expected the client id the provider gave this company")

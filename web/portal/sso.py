@@ -30,12 +30,14 @@ from backoffice.platform.security import secrets
 from backoffice.platform.security.outbound import TargetRefused, check_target
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.oidc import OidcSettings, SsoRefused, admit_sso_user, get_oidc_settings, save_oidc_settings
+from backoffice.web.clients import client_address
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
 from backoffice.web.portal.sessions import ROTATE
 
 log = logging.getLogger(__name__)
 HTTP_TIMEOUT = 10.0
+SSO_STARTS_PER_ADDRESS, SSO_START_WINDOW = 30, 15 * 60
 FLOW_KEY = "oidc_flow"
 
 
@@ -63,6 +65,8 @@ async def _discover(issuer: str, settings) -> dict:
     for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(document.get(key), str):
             raise SsoRefused(f"the provider's discovery document has no {key}")
+        if not document[key].startswith("https://") and not settings.allow_private_targets:  # as the issuer
+            raise SsoRefused(f"the provider's {key} is not https")
         await _outbound(document[key], settings)
     return document
 
@@ -78,6 +82,11 @@ async def sso_start(request: Request, tenant: Tenant, db: AsyncSession, state: S
     config = await get_oidc_settings(db)
     if config is None or not config.enabled:
         return _refused(request, tenant, "this company has no single sign-on", status_code=404)
+    # Each start fetches the provider's discovery document and stores a session: not for free, so per address.
+    started = await state.rate_limiter.attempt(str(tenant.id), f"sso-start:address:{client_address(request)}",
+                                               limit=SSO_STARTS_PER_ADDRESS, window=SSO_START_WINDOW)
+    if not started.allowed:
+        return _refused(request, tenant, "too many sign-on attempts from this address; wait and try again", 429)
     try:
         discovery = await _discover(config.issuer, state.settings)
     except (httpx.HTTPError, ValueError, SsoRefused) as error:

@@ -105,3 +105,28 @@ async def test_sso_refuses_other_domains_wrong_issuer_and_foreign_state(database
     assert "someone@gmail.com" not in emails and "sso.user@alfa.example" not in emails
     async with database.tenant(tenants.b.id) as session:
         assert (await session.execute(select(OidcSettings))).first() is None
+
+
+async def test_an_http_issuer_is_refused_at_save_outside_tests(database, tenants):
+    form = {"issuer": "http://login.example.com", "client_id": "portal", "client_secret": "s3cret",
+            "allowed_domains": "alfa.example", "enabled": "on"}
+    async with AsyncTestClient(app=create_app(database.settings)) as client:
+        admin = Browser(client)
+        assert (await admin.login("/alfa", "admin@alfa.example")).status_code == 303
+        refused = await admin.post_form("/alfa/admin/sso", "/alfa/admin/sso", form)
+        assert refused.status_code == 422
+        assert "issuer: expected an https URL" in refused.text
+    async with database.tenant(tenants.a.id) as session:
+        assert (await session.execute(select(OidcSettings))).first() is None
+
+
+async def test_sso_starts_are_limited_per_address(database, tenants, provider):
+    from backoffice.web.portal.sso import SSO_STARTS_PER_ADDRESS
+
+    await _configure(database, provider)
+    async with AsyncTestClient(app=create_app(_settings(database))) as client:
+        browser = Browser(client)
+        # Each start fetches the provider's discovery document and writes a session.
+        starts = [await browser.get("/alfa/sso/start") for _ in range(SSO_STARTS_PER_ADDRESS + 1)]
+        assert {s.status_code for s in starts[:-1]} == {303} and starts[-1].status_code == 429
+        assert (await browser.get("/beta/login")).status_code == 200  # the rest of the portal is untouched
