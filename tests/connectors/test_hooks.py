@@ -179,7 +179,7 @@ async def test_another_tenants_instance_unknown_tenant_and_suspended_tenant(data
     assert crossed.status_code == unknown_tenant.status_code == unknown_instance.status_code == 404
     outbound_only = await make_instance(database, a.id, "chat", {"webhook_url": "https://chat.example/hook"})
     assert (await post(web, a.slug, outbound_only, asaas_hook())).status_code == 404
-    async with database.tenant(a.id) as session:
+    async with database.provider(a.id) as session:
         await set_enabled(session, hook_id, False, acting=ACTOR)
     disabled = await post(web, a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
     assert disabled.status_code == 404

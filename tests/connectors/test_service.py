@@ -22,7 +22,7 @@ TOKEN = "hook-token-zyx987"
 
 
 async def _asaas(database, tenant_id, **extra):
-    async with database.tenant(tenant_id) as session:
+    async with database.provider(tenant_id) as session:
         return await create_instance(session, kind="asaas", name="Asaas principal", acting=ACTOR,
                                      config={"api_key": API_KEY, "webhook_token": TOKEN, **extra},
                                      settings=connector_settings(database))
@@ -51,7 +51,7 @@ async def test_secrets_are_encrypted_at_rest_redacted_when_shown_and_never_logge
 async def test_update_keeps_secrets_left_out_and_every_change_is_audited(database, tenants):
     created = await _asaas(database, tenants.a.id)
     settings = connector_settings(database)
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         await update_instance(session, created.id, config={"base_url": "https://sandbox.asaas.com", "api_key": None},
                               acting=ACTOR, settings=settings)
         await update_instance(session, created.id, config={"webhook_token": "new-token-1234"}, acting=ACTOR,
@@ -68,7 +68,7 @@ async def test_update_keeps_secrets_left_out_and_every_change_is_audited(databas
 
 
 async def test_invalid_config_names_the_field_without_echoing_values(database, tenants):
-    async with database.tenant(tenants.a.id) as session:
+    async with database.provider(tenants.a.id) as session:
         with pytest.raises(ValidationFailed) as refused:
             await create_instance(session, kind="asaas", name="x", config={"api_key": API_KEY, "surprise": 1},
                                   acting=ACTOR, settings=connector_settings(database))
@@ -89,7 +89,7 @@ async def test_names_are_unique_per_tenant_only(database, tenants):
 
 async def test_another_tenants_instance_cannot_be_read_changed_or_disabled(database, tenants):
     created = await _asaas(database, tenants.a.id)
-    async with database.tenant(tenants.b.id) as session:
+    async with database.provider(tenants.b.id) as session:
         with pytest.raises(NotFound):
             await get_instance(session, created.id)
         with pytest.raises(NotFound):
@@ -116,7 +116,7 @@ SECRETS_BY_KIND = [
 
 async def test_every_kinds_secret_is_encrypted_and_redacted(database, tenants):
     for kind, config, secret in SECRETS_BY_KIND:
-        async with database.tenant(tenants.a.id) as session:
+        async with database.provider(tenants.a.id) as session:
             created = await create_instance(session, kind=kind, name=kind, config=config, acting=ACTOR,
                                             settings=connector_settings(database))
         assert secret not in json.dumps(created.config) and secret not in json.dumps(describe(created)), kind

@@ -126,7 +126,7 @@ async def run_due(database: Database, *, rounds: int = 20) -> int:
             return ran
         for entry in due:
             spec = REGISTRY[entry.job]
-            async with database.tenant(entry.tenant_id) as session:
+            async with database.provider(entry.tenant_id) as session:  # as the worker runs it
                 if spec.batch:  # a batch job, handed this one row as the relay would
                     await run_batch(session, spec, entry.tenant_id, [BatchItem(entry.payload, entry.id, entry.attempts + 1)])
                 else:
