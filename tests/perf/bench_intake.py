@@ -211,7 +211,7 @@ async def bench_batches(database: Database, tenant: uuid.UUID, batches: int) -> 
 
 
 async def make_key(database: Database, tenant: uuid.UUID) -> str:
-    async with database.tenant(tenant) as session:
+    async with database.provider(tenant) as session:
         new = await create_api_key(session, name="bench", scopes=["events:write"], acting=Actor.system("bench"))
     # Far above any rate this machine reaches: the per-key limit is still counted in Redis on every request.
     await owner_sql(f"UPDATE api_keys SET rate_limit_per_minute = 1000000000 WHERE id = '{new.key.id}'")

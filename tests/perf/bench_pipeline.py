@@ -91,7 +91,7 @@ async def connect_company(database: Database, tenant_id: uuid.UUID, receiver: st
 
     settings = get_settings().model_copy(update={"allow_private_targets": True})  # the receiver is on loopback
     actor = Actor.system("bench")
-    async with database.tenant(tenant_id) as session:
+    async with database.provider(tenant_id) as session:
         await create_endpoint(session, url=f"{receiver}/webhooks", event_types=None, acting=actor, settings=settings)
         await create_instance(session, kind="tenant_platform", name="Plataforma", acting=actor, settings=settings,
                               config={"url": f"{receiver}/platform", "secret": "whsec_" + "cGVyZi1zZWNyZXQtMTIzNDU2Nzg5MA=="})

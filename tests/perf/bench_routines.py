@@ -77,7 +77,7 @@ async def setup(fake: FakeAsaas, large: int, small: int, small_tenants: int) -> 
     database = Database(get_settings())
     for name, tenant_id in ids.items():
         fake.account(f"key-{name}")
-        async with database.tenant(tenant_id) as session:
+        async with database.provider(tenant_id) as session:
             await create_instance(session, kind="asaas", name="Asaas", acting=ACTOR, config={
                 "base_url": fake.url, "api_key": f"key-{name}", "webhook_token": f"hook-{name}"})
     await database.dispose()
@@ -85,7 +85,7 @@ async def setup(fake: FakeAsaas, large: int, small: int, small_tenants: int) -> 
 
 
 async def start(database: Database, tenant_id: uuid.UUID, period: str) -> uuid.UUID:
-    async with database.tenant(tenant_id) as session:
+    async with database.provider(tenant_id) as session:
         return (await engine.start_run(session, "billing", period=period, actor=ACTOR)).id
 
 
