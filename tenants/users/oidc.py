@@ -20,6 +20,7 @@ from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.base import Base, TenantOwned
 from backoffice.platform.errors import Collector
 from backoffice.platform.security import secrets
+from backoffice.platform.security.outbound import TargetRefused, check_target
 from backoffice.platform.settings import Settings
 from backoffice.tenants.users.models import TenantRole, TenantUser
 from backoffice.tenants.users.service import create_tenant_user
@@ -75,6 +76,11 @@ async def save_oidc_settings(
     current = await get_oidc_settings(session)
     errors = Collector()
     clean_issuer = errors.check("issuer", lambda v: _issuer(v, allow_http=settings.allow_private_targets), issuer)
+    if clean_issuer:
+        try:  # the one outbound check, at save time (and again whenever the platform connects)
+            await check_target(clean_issuer, settings)
+        except TargetRefused as refused:
+            errors.add("issuer", str(refused))
     domains = errors.check("allowed_domains", _domains, allowed_domains)
     if not (client_id or "").strip():
         errors.add("client_id", "expected the client id the provider gave this company")

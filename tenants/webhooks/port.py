@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.platform.security.outbound import check_target, tls_context
+from backoffice.platform.security.outbound import CheckedTransport, check_url_shape
 from backoffice.platform.security.standard_webhooks import sign
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
@@ -63,7 +63,7 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
 
 @dataclass
 class SignedPost:
-    """POST a JSON body signed per Standard Webhooks; the target is checked against SSRF at send time.
+    """POST a JSON body signed per Standard Webhooks; the target's address is checked at connect time.
 
     Raises ``TargetRefused`` for a refused target and httpx/timeout errors for transport failures; any
     HTTP answer (2xx or not) is returned for the caller to judge."""
@@ -77,15 +77,16 @@ class SignedPost:
         return self.settings or get_settings()
 
     async def post(self, url: str, secrets: list[str], message_id: str, payload: dict[str, Any]) -> Answer:
-        await check_target(url, self.effective_settings)
+        check_url_shape(url)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         now = clock.now()
         headers = {**sign(secrets, message_id, body, timestamp=int(now.timestamp())),
                    "content-type": "application/json", "user-agent": USER_AGENT}
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
-        # No redirects: a 3xx to an internal address would walk around the SSRF check.
+        # No redirects: a 3xx to an internal address would walk around the SSRF check. The transport resolves
+        # the host, checks the address and connects to that address (no DNS rebinding in between).
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                     verify=tls_context()) as client:
+                                     transport=CheckedTransport(self.effective_settings)) as client:
             async with asyncio.timeout(self.total_timeout):
                 response = await client.post(url, content=body, headers=headers)
         return Answer(response.status_code, response.text[:SNIPPET],

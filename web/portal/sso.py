@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.security import secrets
-from backoffice.platform.security.outbound import TargetRefused, check_target
+from backoffice.platform.security.outbound import CheckedTransport, TargetRefused, check_target
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.oidc import OidcSettings, SsoRefused, admit_sso_user, get_oidc_settings, save_oidc_settings
 from backoffice.web.clients import client_address
@@ -47,7 +47,8 @@ def _callback_url(request: Request, tenant: Tenant, state: State) -> str:
 
 
 async def _outbound(url: str, settings) -> None:
-    """The provider's URLs are tenant input: never let them reach the platform's private network."""
+    """The provider's URLs are tenant input: never let them reach the platform's private network (checked
+    here, and again by each client's CheckedTransport when it connects)."""
     try:
         await check_target(url, settings)
     except TargetRefused as refused:
@@ -56,7 +57,7 @@ async def _outbound(url: str, settings) -> None:
 
 async def _discover(issuer: str, settings) -> dict:
     await _outbound(f"{issuer}/.well-known/openid-configuration", settings)
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=CheckedTransport(settings), trust_env=False) as client:
         response = await client.get(f"{issuer}/.well-known/openid-configuration")
         response.raise_for_status()
         document = response.json()
@@ -104,8 +105,8 @@ async def sso_start(request: Request, tenant: Tenant, db: AsyncSession, state: S
     return Redirect(f"{discovery['authorization_endpoint']}?{query}", status_code=303)
 
 
-async def _verified_claims(config: OidcSettings, discovery: dict, id_token: str, nonce: str) -> dict:
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+async def _verified_claims(config: OidcSettings, discovery: dict, id_token: str, nonce: str, settings) -> dict:
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, transport=CheckedTransport(settings), trust_env=False) as client:
         response = await client.get(discovery["jwks_uri"])
         response.raise_for_status()
         keys = KeySet.import_key_set(response.json())
@@ -140,14 +141,15 @@ async def sso_callback(request: Request, tenant: Tenant, db: AsyncSession, state
         discovery = await _discover(config.issuer, state.settings)
         client = AsyncOAuth2Client(client_id=config.client_id,
                                    client_secret=secrets.decrypt(config.client_secret_encrypted, state.settings),
-                                   token_endpoint_auth_method="client_secret_post", timeout=HTTP_TIMEOUT)
+                                   token_endpoint_auth_method="client_secret_post", timeout=HTTP_TIMEOUT,
+                                   transport=CheckedTransport(state.settings), trust_env=False)
         async with client:
             token = await client.fetch_token(discovery["token_endpoint"], code=code,
                                              redirect_uri=_callback_url(request, tenant, state),
                                              code_verifier=flow["verifier"])
         if "id_token" not in token:
             raise SsoRefused("the provider gave no ID token")
-        claims = await _verified_claims(config, discovery, token["id_token"], flow["nonce"])
+        claims = await _verified_claims(config, discovery, token["id_token"], flow["nonce"], state.settings)
         user = await admit_sso_user(db, config, claims)
     except SsoRefused as refused:
         return _refused(request, tenant, str(refused))
