@@ -11,6 +11,10 @@
 - Lists are paginated with ``offset``/``limit`` (at most 100) and answer ``hasMore``; ``each`` follows
   every page.
 - A refusal is ``{"errors": [{"code": ..., "description": ...}]}``; errors carry Asaas's descriptions.
+- Hosts: production ``api.asaas.com``, sandbox ``api-sandbox.asaas.com`` (and the older
+  ``sandbox.asaas.com``, whose base URL is ``https://sandbox.asaas.com/api``); any other host only by a
+  provider admin's override. Ids are prefixed (``pay_``, ``cus_``, ``sub_``) letters, digits and ``_``
+  (Asaas's 2026 format adds ``_<digit>_`` after the prefix); an id that is not goes nowhere.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from backoffice.connectors.common import brazil_day, cents, json_body, need, same
+from backoffice.connectors.common import brazil_day, cents, json_body, need, same, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import (
-    ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, VerificationFailed, register,
+    ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed, register,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,11 @@ CONFIRMS: dict[str, set[str] | None] = {
 }
 
 
-class AsaasConfig(KindConfig):
+HOSTS = frozenset({"api.asaas.com", "api-sandbox.asaas.com", "sandbox.asaas.com"})
+PAYMENT_ID = re.compile(r"pay_[A-Za-z0-9_]{1,64}")
+
+
+class AsaasConfig(ProviderConfig):
     base_url: HttpUrl = Field(default=HttpUrl("https://api.asaas.com"))
     api_key: SecretStr
     webhook_token: SecretStr
@@ -68,6 +76,8 @@ class Asaas(ConnectorKind):
     title = "Asaas (payments)"
     config_model = AsaasConfig
     inbound = True
+    hosts = HOSTS
+    url_fields = ("base_url",)
 
     def _url(self, ctx: Context, path: str) -> str:
         return str(ctx.config.base_url).rstrip("/") + path
@@ -77,8 +87,9 @@ class Asaas(ConnectorKind):
 
     async def fetch_payment(self, ctx: Context, payment_id: str) -> dict[str, Any] | None:
         """The payment as Asaas has it now; None when Asaas no longer knows it (404)."""
+        path = "/v3/payments/" + segment(payment_id, PAYMENT_ID, "payment.id", "an Asaas payment id (pay_...)")
         try:
-            response = await ctx.http.request("GET", self._url(ctx, f"/v3/payments/{payment_id}"),
+            response = await ctx.http.request("GET", self._url(ctx, path),
                                               headers=self._headers(ctx), label="GET asaas payment")
         except ProviderError as error:
             if error.status == 404:

@@ -2,8 +2,8 @@
 compatible mode): ``POST <webhook url>`` with ``{"text": ...}``.
 
 The webhook URL is the credential (anyone holding it can post), so it is a secret field: encrypted at
-rest, redacted when shown, and never put in an error message. It is checked against private and
-loopback addresses at send time (``platform/security/outbound.check_target``).
+rest, redacted when shown, and never put in an error message. Its address is checked when saved and
+again when each message is sent (``platform/security/outbound``, through the connector HTTP client).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import SecretStr, field_validator
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
 from backoffice.connectors.registry import ConnectorKind, KindConfig, register
-from backoffice.platform.security.outbound import TargetRefused, check_target, check_url_shape
+from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
 from backoffice.tenants.registry.models import Tenant
@@ -40,6 +40,7 @@ class Chat(ConnectorKind):
     title = "Team chat (Slack-compatible incoming webhook)"
     config_model = ChatConfig
     channel = Channel.CHAT
+    url_fields = ("webhook_url",)
 
 
 class ChatPort(ConnectorPort):
@@ -51,10 +52,6 @@ class ChatPort(ConnectorPort):
         if not text:
             raise DeliveryError("payload.text: missing", retryable=False)
         url = ctx.config.webhook_url.get_secret_value()
-        try:
-            await check_target(url, ctx.settings)
-        except TargetRefused as error:
-            raise DeliveryError(f"chat webhook refused: {error}", retryable=False) from None
         try:
             response = await ctx.http.request("POST", url, json={"text": text}, label="POST chat webhook")
         except ProviderError as error:

@@ -40,6 +40,9 @@ class Clicksign(ConnectorKind):
     title = "Clicksign (e-signature)"
     config_model = ClicksignConfig
     inbound = True
+    # Clicksign's API hosts (production, sandbox): receiving needs no call, and any call added later can
+    # reach only these.
+    hosts = frozenset({"app.clicksign.com", "sandbox.clicksign.com"})
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         given = request.header("content-hmac") or ""

@@ -1,12 +1,14 @@
-"""Small helpers the provider kinds share: JSON bodies, money, time, constant-time comparison."""
+"""Small helpers the provider kinds share: JSON bodies, money, time, constant-time comparison, ids in paths."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from backoffice.connectors.registry import InboundRequest, MalformedPayload
@@ -70,3 +72,11 @@ def same(given: str | None, expected: str) -> bool:
     if not given:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def segment(value: Any, shape: re.Pattern[str], field: str, expected: str) -> str:
+    """A provider id checked against its documented shape and escaped as one path segment: an id is never
+    allowed to walk to another path (``../../v3/customers?x=``) with the tenant's credentials."""
+    if not isinstance(value, str) or not shape.fullmatch(value):
+        raise MalformedPayload(f"{field}: expected {expected}")
+    return quote(value, safe="")

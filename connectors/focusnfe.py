@@ -12,6 +12,10 @@ Customer matching: the refs this connector creates are ``<customer uuid hex>-<su
 :func:`make_ref`), so a hook names the customer without the nota having to carry our ids; a nota that
 carries the tomador's CPF/CNPJ is matched by it otherwise.
 
+Hosts: production ``api.focusnfe.com.br``, homologation ``homologacao.focusnfe.com.br``; any other host
+only by a provider admin's override. A ref goes into a path only when it has the documented shape
+(letters, digits, ``-`` and ``_``), escaped as one segment.
+
 Issuing (the invoices routine) also needs the prestador as the city hall knows it and the service code:
 optional configuration fields, so an instance that only receives hooks stays valid without them
 (:func:`missing_for_issuing` names what an issuing tenant still has to fill in).
@@ -30,17 +34,22 @@ from urllib.parse import urljoin
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
-from backoffice.connectors.common import cents, json_body, need
+from backoffice.connectors.common import cents, json_body, need, segment
 from backoffice.connectors.http import ProviderError, json_of
-from backoffice.connectors.registry import ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, register
+from backoffice.connectors.registry import (
+    ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, register,
+)
 from backoffice.platform.documents import InvalidDocument, normalize_cnpj
 
 log = logging.getLogger(__name__)
-REF = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+REF = re.compile(r"[A-Za-z0-9_-]{1,100}")  # used with fullmatch: "$" would let a final newline through
 OUR_REF = re.compile(r"^([0-9a-f]{32})-")
 
 
-class FocusNfeConfig(KindConfig):
+HOSTS = frozenset({"api.focusnfe.com.br", "homologacao.focusnfe.com.br"})
+
+
+class FocusNfeConfig(ProviderConfig):
     base_url: HttpUrl = Field(default=HttpUrl("https://api.focusnfe.com.br"))
     token: SecretStr
     # The prestador (this company, as its city hall registers it) and the service it invoices: needed to
@@ -114,7 +123,7 @@ def nfse_body(config: FocusNfeConfig, *, issued_at: datetime, tomador_kind: str,
 
 def make_ref(customer_id: uuid.UUID, suffix: str) -> str:
     ref = f"{customer_id.hex}-{suffix}"
-    if not REF.match(ref):
+    if not REF.fullmatch(ref):
         raise ValueError("ref: expected letters, digits, '-' or '_' (at most 100)")
     return ref
 
@@ -125,6 +134,8 @@ class FocusNfe(ConnectorKind):
     title = "Focus NFe (NFS-e)"
     config_model = FocusNfeConfig
     inbound = True
+    hosts = HOSTS
+    url_fields = ("base_url",)
 
     def _url(self, ctx: Context, path: str) -> str:
         return str(ctx.config.base_url).rstrip("/") + path
@@ -134,7 +145,7 @@ class FocusNfe(ConnectorKind):
 
     async def issue(self, ctx: Context, ref: str, nfse: dict[str, Any]) -> dict[str, Any]:
         """Send a nota for issuing. Retried on timeouts and 5xx: the ref makes a repeat harmless."""
-        if not REF.match(ref):
+        if not REF.fullmatch(ref):
             raise ValueError("ref: expected letters, digits, '-' or '_' (at most 100)")
         response = await ctx.http.request("POST", self._url(ctx, "/v2/nfse"), params={"ref": ref}, json=nfse,
                                           auth=self._auth(ctx), repeatable=True,
@@ -159,8 +170,9 @@ class FocusNfe(ConnectorKind):
                                 status=error.status) from None
 
     async def status(self, ctx: Context, ref: str) -> dict[str, Any] | None:
+        path = "/v2/nfse/" + segment(ref, REF, "ref", "letters, digits, '-' or '_' (at most 100)")
         try:
-            response = await ctx.http.request("GET", self._url(ctx, f"/v2/nfse/{ref}"), auth=self._auth(ctx),
+            response = await ctx.http.request("GET", self._url(ctx, path), auth=self._auth(ctx),
                                               label="GET focusnfe nfse")
         except ProviderError as error:
             if error.status == 404:
@@ -171,7 +183,7 @@ class FocusNfe(ConnectorKind):
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         hint = json_body(request)
         ref = need(hint, "ref")
-        if not isinstance(ref, str) or not REF.match(ref):
+        if not isinstance(ref, str) or not REF.fullmatch(ref):
             raise MalformedPayload("ref: expected letters, digits, '-' or '_'")
         nota = await self.status(ctx, ref)
         if nota is None:

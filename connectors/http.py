@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from backoffice.connectors.registry import ConnectorError
-from backoffice.platform.security.outbound import tls_context
+from backoffice.platform.security.outbound import CheckedTransport, TargetRefused
 from backoffice.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ class CircuitOpen(ProviderError):
         super().__init__(message, retryable=True)
 
 
-def client(timeout: float = 10.0, **kwargs: Any) -> httpx.AsyncClient:
+def client(timeout: float = 10.0, settings: Settings | None = None, **kwargs: Any) -> httpx.AsyncClient:
     """The one way connectors get an httpx client: bounded timeouts, no redirects followed (a redirect to
-    another host must not carry our credentials), a recognisable user agent, the shared TLS context."""
-    kwargs.setdefault("verify", tls_context())
+    another host must not carry our credentials), a recognisable user agent, and the checked transport
+    (``platform/security/outbound``: every connection goes to a resolved address that passed the SSRF
+    check, with the shared TLS context)."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), follow_redirects=False,
-        headers={"User-Agent": USER_AGENT}, **kwargs)
+        headers={"User-Agent": USER_AGENT}, transport=CheckedTransport(settings), trust_env=False, **kwargs)
 
 
 # --- circuit breaker state ------------------------------------------------------------------------------
@@ -178,9 +179,12 @@ class Http:
     """Calls for one connector instance, through its breaker."""
 
     def __init__(self, breaker: CircuitBreaker, *, timeout: float = 10.0, retries: int = 2,
-                 backoff: float = 0.25, max_backoff: float = 4.0) -> None:
+                 backoff: float = 0.25, max_backoff: float = 4.0, settings: Settings | None = None,
+                 hosts: frozenset[str] | None = None) -> None:
         self.breaker, self.timeout, self.retries = breaker, timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
+        self.settings = settings
+        self.hosts = hosts  # the only hosts this instance may call (a provider's documented ones), or any
 
     @classmethod
     def for_instance(cls, settings: Settings, tenant_id: uuid.UUID, instance_id: uuid.UUID, **kwargs: Any) -> Http:
@@ -188,6 +192,7 @@ class Http:
         cooldown = kwargs.pop("cooldown", 30.0)
         breaker = CircuitBreaker(breaker_store(settings), circuit_key(tenant_id, instance_id),
                                  threshold=threshold, cooldown=cooldown)
+        kwargs.setdefault("settings", settings)
         return cls(breaker, **kwargs)
 
     def delay(self, attempt: int) -> float:
@@ -209,14 +214,21 @@ class Http:
         if repeatable is None:
             repeatable = method in IDEMPOTENT_METHODS or idempotency_key is not None
         attempts = 1 + (self.retries if repeatable else 0)
+        host = httpx.URL(url).host
+        if self.hosts is not None and host not in self.hosts:
+            raise ProviderError(f"{label}: {host} is not one of this connector's hosts ({', '.join(sorted(self.hosts))})",
+                                retryable=False)
         await self.breaker.before()
         problem = ""
-        async with client(self.timeout) as http:
+        async with client(self.timeout, self.settings) as http:
             for attempt in range(attempts):
                 if attempt:
                     await asyncio.sleep(self.delay(attempt - 1))
                 try:
                     response = await http.request(method, url, headers=headers, **kwargs)
+                except TargetRefused as refused:
+                    # The address is not a provider's: nothing to retry and no verdict on the provider's health.
+                    raise ProviderError(f"{label}: target refused: {refused}", retryable=False) from None
                 except httpx.TimeoutException:
                     problem = f"{label}: no answer within {self.timeout:g} s"
                     continue

@@ -7,7 +7,8 @@ a repeat (a retry after a lost answer). The acknowledgement (status and a snippe
 the ``OutboundMessage``. A 4xx other than 408/429 means the platform refused the command: dead at once
 with its answer (staff replay it from the console once fixed); 408, 429, 5xx, timeouts and unreachable
 hosts are retried by ``effects.deliver`` with backoff. Calls go through the instance's circuit breaker
-(``connectors/http.py``) and the target is checked against private addresses at send time.
+(``connectors/http.py``), whose transport checks the target's address at connect time (and the URL was
+checked when saved).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
 from backoffice.connectors.registry import ConnectorKind, KindConfig, register
 from backoffice.platform import clock
-from backoffice.platform.security.outbound import TargetRefused, check_target, check_url_shape
+from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.platform.security.standard_webhooks import PREFIX, sign
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
@@ -59,6 +60,7 @@ class TenantPlatform(ConnectorKind):
     title = "The company's platform (block, unblock, provision, deprovision)"
     config_model = PlatformHttpConfig
     channel = Channel.PLATFORM
+    url_fields = ("url",)
 
 
 def command_body(message: OutboundMessage) -> dict[str, Any]:
@@ -78,10 +80,6 @@ class PlatformPort(ConnectorPort):
         if command not in COMMANDS:
             raise DeliveryError(f"payload.command: expected one of {', '.join(COMMANDS)}", retryable=False)
         url = ctx.config.url
-        try:
-            await check_target(url, ctx.settings)
-        except TargetRefused as error:
-            raise DeliveryError(f"platform endpoint refused: {error}", retryable=False) from None
         body = json.dumps(command_body(message), separators=(",", ":"), ensure_ascii=False).encode()
         headers = {**sign([ctx.config.secret.get_secret_value()], message.effect_key, body,
                           timestamp=int(clock.now().timestamp())),

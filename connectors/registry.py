@@ -17,13 +17,16 @@ built-in kind so a process that needs the registry imports that one module.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import types
 import typing
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from backoffice.platform.settings import Settings
 
@@ -44,10 +47,35 @@ class UnknownKind(LookupError):
     pass
 
 
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
 class KindConfig(BaseModel):
     """Base of every kind's configuration: unknown keys are refused, strings stripped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProviderConfig(KindConfig):
+    """Base of a provider API's configuration. Its URLs must be on the kind's documented ``hosts``, or on
+    ``host_override``: one more host a provider admin allowed for this instance (an audited action,
+    ``connectors/service.set_host_override``; the ``config`` of a create or an update cannot set it)."""
+
+    host_override: str | None = Field(default=None, max_length=253)
+
+    @field_validator("host_override")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.lower().rstrip(".")
+        try:
+            return str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            pass
+        if not HOST_NAME.fullmatch(host):
+            raise ValueError("expected a host name or address alone, like api.example.com (no scheme, port or path)")
+        return host
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,28 @@ class ConnectorKind:
     config_model: ClassVar[type[KindConfig]]
     channel: ClassVar[Any] = None  # tenants.effects.models.Channel delivered by this kind's port, if any
     inbound: ClassVar[bool] = False
+    # The provider's documented API hosts: the instance's URLs may name only these (or the admin's
+    # ``host_override``). Empty for kinds whose address is the tenant's own (SMTP, chat, its platform).
+    hosts: ClassVar[frozenset[str]] = frozenset()
+    url_fields: ClassVar[tuple[str, ...]] = ()  # config fields holding a URL the platform sends requests to
+
+    def targets(self, config: Any) -> dict[str, tuple[str, int]]:
+        """Every address the instance's configuration makes the platform connect to: field -> (host, port)."""
+        found = {}
+        for name in self.url_fields:
+            value = getattr(config, name, None)
+            if value is None:
+                continue
+            url = urlsplit(value.get_secret_value() if isinstance(value, SecretStr) else str(value))
+            found[name] = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+        return found
+
+    def allowed_hosts(self, config: Any) -> frozenset[str] | None:
+        """The hosts the instance may call (None: any host that passes the address check)."""
+        if not self.hosts:
+            return None
+        override = getattr(config, "host_override", None)
+        return self.hosts | {override} if override else self.hosts
 
     @property
     def source(self) -> str:

@@ -2,6 +2,10 @@
 
 Secrets are encrypted field by field (the kind's ``SecretStr`` fields) with ``platform/security/secrets``
 before they reach the row, decrypted only into the typed config a kind works with, and shown redacted.
+Every address a configuration names (``ConnectorKind.targets``) is checked when saved: a provider kind's
+URLs must be on the provider's documented hosts (or the instance's ``host_override``, which only
+:func:`set_host_override` changes: callers let provider admins alone reach it), and every host must pass
+the outbound address check (``platform/security/outbound``), which runs again at each connection.
 Services flush; the caller's transaction commits.
 """
 
@@ -20,6 +24,7 @@ from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.platform.security import secrets
+from backoffice.platform.security.outbound import TargetRefused, check_host
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.connectors.registry import UnknownKind, get_kind, kinds, secret_fields
@@ -45,13 +50,32 @@ def _kind(name: str):
         raise ValidationFailed(FieldError("kind", str(error))) from None
 
 
-def _seal(kind_name: str, values: dict[str, Any], settings: Settings) -> dict[str, Any]:
+async def _check_targets(kind, model: Any, settings: Settings) -> None:
+    """The configuration's addresses: on the provider's hosts (or the override), and public."""
+    allowed = kind.allowed_hosts(model)
+    errors: list[FieldError] = []
+    for field, (host, port) in kind.targets(model).items():
+        if allowed is not None and host not in allowed:
+            errors.append(FieldError(f"config.{field}", (
+                f"{host} is not one of {kind.title}'s hosts ({', '.join(sorted(kind.hosts))}); "
+                "a provider admin can allow another host for this connector (host_override)")))
+            continue
+        try:
+            await check_host(host, port, settings)
+        except TargetRefused as refused:
+            errors.append(FieldError(f"config.{field}", str(refused)))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+async def _seal(kind_name: str, values: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Validate plaintext config and return what the row stores (secret fields encrypted)."""
     kind = _kind(kind_name)
     try:
         model = kind.config_model.model_validate(values)
     except ValidationError as error:
         raise _config_errors(error) from None
+    await _check_targets(kind, model, settings)
     stored = model.model_dump(mode="json")
     for field in secret_fields(kind.config_model):
         value = getattr(model, field)
@@ -97,13 +121,27 @@ async def _name_taken(session: AsyncSession, name: str, but: uuid.UUID | None = 
     return (await session.execute(query.limit(1))).first() is not None
 
 
+HOST_OVERRIDE = "host_override"
+
+
+def _no_override_in(config: dict[str, Any] | None) -> None:
+    if config and HOST_OVERRIDE in config:
+        raise ValidationFailed(FieldError(f"config.{HOST_OVERRIDE}",
+                                          "set by a provider admin as host_override, not within config"))
+
+
 async def create_instance(session: AsyncSession, *, kind: str, name: str, config: dict[str, Any], acting: Actor,
                           enabled: bool = True, settings: Settings | None = None,
-                          reason: str | None = None) -> ConnectorInstance:
-    """Configure a new connector for the session's tenant."""
+                          reason: str | None = None, host_override: str | None = None) -> ConnectorInstance:
+    """Configure a new connector for the session's tenant. ``host_override`` (a provider admin's
+    decision: the caller checks the role) lets a provider kind use one host outside the provider's own,
+    and is audited as its own action."""
     settings = settings or get_settings()
     name = _name(name)
-    stored = _seal(kind, config, settings)
+    _no_override_in(config)
+    if host_override and not _kind(kind).hosts:
+        raise ValidationFailed(FieldError(HOST_OVERRIDE, f"{_kind(kind).title} has no provider host list to extend"))
+    stored = await _seal(kind, {**config, HOST_OVERRIDE: host_override} if host_override else config, settings)
     if await _name_taken(session, name):
         raise Conflict(FieldError("name", f"a connector named {name!r} exists already"))
     instance = ConnectorInstance(kind=kind, name=name, enabled=enabled, config=stored, health=Health.UNKNOWN)
@@ -112,7 +150,47 @@ async def create_instance(session: AsyncSession, *, kind: str, name: str, config
     await record(session, actor=acting, action="connector.create", target_type="connector",
                  target_id=instance.id, tenant_id=instance.tenant_id, reason=reason,
                  detail={"kind": kind, "name": name, "enabled": enabled, "config": describe(instance)["config"]})
+    if host_override:
+        await _record_override(session, instance, acting, None, instance.config[HOST_OVERRIDE], reason)
     return instance
+
+
+async def _record_override(session: AsyncSession, instance: ConnectorInstance, acting: Actor, before: str | None,
+                           after: str | None, reason: str | None) -> None:
+    await record(session, actor=acting, action="connector.host_override", target_type="connector",
+                 target_id=instance.id, tenant_id=instance.tenant_id, reason=reason,
+                 detail={"kind": instance.kind, "name": instance.name, "before": before, "after": after,
+                         "documented_hosts": sorted(get_kind(instance.kind).hosts)})
+
+
+async def set_host_override(session: AsyncSession, instance_id: uuid.UUID, host: str | None, *, acting: Actor,
+                            settings: Settings | None = None, reason: str | None = None) -> ConnectorInstance:
+    """Allow (or, with None, stop allowing) one host outside the provider's documented ones for this
+    instance: for a provider's regional endpoint or a proxy the provider admin vouches for. Only provider
+    admins may do this (the caller checks the role); the address check still applies to the host."""
+    settings = settings or get_settings()
+    instance = await get_owned(session, ConnectorInstance, instance_id)
+    kind = get_kind(instance.kind)
+    if not kind.hosts:
+        raise ValidationFailed(FieldError(HOST_OVERRIDE, f"{kind.title} has no provider host list to extend"))
+    before = instance.config.get(HOST_OVERRIDE)
+    current = _plain(load_config(instance, settings))
+    current[HOST_OVERRIDE] = host or None
+    try:
+        instance.config = await _seal(instance.kind, current, settings)
+    except ValidationFailed as failure:
+        raise ValidationFailed([FieldError(HOST_OVERRIDE if e.field == f"config.{HOST_OVERRIDE}" else e.field,
+                                           e.message) for e in failure.errors]) from None
+    after = instance.config.get(HOST_OVERRIDE)
+    if after != before:
+        await session.flush()
+        await _record_override(session, instance, acting, before, after, reason)
+    return instance
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    return {key: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for key, value in config.model_dump().items()}
 
 
 async def update_instance(session: AsyncSession, instance_id: uuid.UUID, *, acting: Actor,
@@ -129,17 +207,16 @@ async def update_instance(session: AsyncSession, instance_id: uuid.UUID, *, acti
             raise Conflict(FieldError("name", f"a connector named {name!r} exists already"))
         instance.name = name
         changed.append("name")
+    _no_override_in(config)
     if config:
         current = load_config(instance, settings)
         hidden = secret_fields(current.__class__)
-        merged: dict[str, Any] = {}
-        for key, value in current.model_dump().items():
-            merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        merged = _plain(current)
         for key, value in config.items():
             if key in hidden and value is None:
                 continue
             merged[key] = value
-        instance.config = _seal(instance.kind, merged, settings)
+        instance.config = await _seal(instance.kind, merged, settings)
         changed += sorted(config)
     await session.flush()
     await record(session, actor=acting, action="connector.update", target_type="connector", target_id=instance.id,
@@ -197,5 +274,7 @@ def open_context(instance: ConnectorInstance, settings: Settings | None = None, 
     from backoffice.connectors.registry import Context
 
     settings = settings or get_settings()
-    return Context(tenant_id=instance.tenant_id, instance_id=instance.id, config=load_config(instance, settings),
+    config = load_config(instance, settings)
+    http_options.setdefault("hosts", get_kind(instance.kind).allowed_hosts(config))
+    return Context(tenant_id=instance.tenant_id, instance_id=instance.id, config=config,
                    settings=settings, http=Http.for_instance(settings, instance.tenant_id, instance.id, **http_options))

@@ -5,6 +5,10 @@ refused if the server cannot), ``tls`` (implicit TLS, port 465) or ``none`` (a r
 network; credentials are then sent in the clear, so use it only there). Messages are
 multipart/alternative: the text as written, and an HTML part with the same text escaped.
 
+The server's address is checked when saved and at every connection: the host is resolved once, the
+address checked (``platform/security/outbound``) and the connection opened to it, with the host name kept
+for TLS (SNI and certificate).
+
 Failures: a 4xx reply or a connection problem is temporary (retried by the delivery job); a 5xx reply
 (bad credentials, recipient refused, message rejected) is permanent and dead-letters with the reply.
 """
@@ -21,6 +25,8 @@ from pydantic import Field, SecretStr
 
 from backoffice.connectors.ports import ConnectorPort
 from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.platform.security.outbound import TargetRefused, Unresolvable, open_socket
+from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
 from backoffice.tenants.registry.models import Tenant
@@ -50,6 +56,9 @@ class Smtp(ConnectorKind):
     config_model = SmtpConfig
     channel = Channel.EMAIL
 
+    def targets(self, config: SmtpConfig) -> dict[str, tuple[str, int]]:
+        return {"host": (config.host, config.port)}
+
 
 def html_part(text: str) -> str:
     paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n")]
@@ -77,12 +86,22 @@ def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: st
     return message
 
 
-async def send_message(config: SmtpConfig, message: EmailMessage) -> str:
+async def send_message(config: SmtpConfig, message: EmailMessage, settings: Settings | None = None) -> str:
     """Send through the configured server; returns the server's final reply."""
     password = config.password.get_secret_value() if config.password else None
     try:
+        sock = await open_socket(config.host, config.port, settings, timeout=config.timeout_seconds)
+    except Unresolvable as error:
+        raise DeliveryError(f"SMTP server {config.host}: {error}", retryable=True) from None
+    except TargetRefused as error:
+        raise DeliveryError(f"SMTP server refused: {error}", retryable=False) from None
+    except OSError as error:
+        raise DeliveryError(f"SMTP server {config.host}:{config.port} unreachable ({error})", retryable=True) from None
+    try:
+        # The socket is connected to the checked address; hostname stays the configured name for TLS. The
+        # transport made on it owns it from here (asyncio closes it with the transport, or on failure).
         _, reply = await aiosmtplib.send(
-            message, hostname=config.host, port=config.port, username=config.username or None,
+            message, hostname=config.host, sock=sock, username=config.username or None,
             password=password if config.username else None,
             use_tls=config.security == "tls", start_tls=config.security == "starttls",
             validate_certs=config.verify_certificate, timeout=config.timeout_seconds)
@@ -106,5 +125,5 @@ class SmtpPort(ConnectorPort):
 
     async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         email = build_message(ctx.config, message.payload, effect_key=message.effect_key)
-        reply = await send_message(ctx.config, email)
+        reply = await send_message(ctx.config, email, ctx.settings)
         return {"smtp": reply[:300], "message_id": email["Message-ID"]}

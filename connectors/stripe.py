@@ -63,6 +63,7 @@ class Stripe(ConnectorKind):
     title = "Stripe (card payments)"
     config_model = StripeConfig
     inbound = True
+    hosts = frozenset({"api.stripe.com"})  # receiving needs no call; any call added later can reach only this
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         verify(request.header("stripe-signature"), request.body, ctx.config.webhook_secret.get_secret_value(),

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -26,6 +27,7 @@ from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
 
 ACTOR = Actor.system("tests")
+PROVIDER_ADMIN = Actor(type="staff", label="admin@provider.example")
 
 
 @dataclass
@@ -143,9 +145,15 @@ async def web(database: Database) -> AsyncIterator[AsyncTestClient]:
 
 async def make_instance(database: Database, tenant_id: uuid.UUID, kind: str, config: dict[str, Any],
                         name: str | None = None) -> uuid.UUID:
+    """A connector as staff would configure it. A provider kind pointed at a local stand-in gets the stand-in's
+    host allowed the way production allows any other host: a provider admin's audited ``host_override``."""
+    from backoffice.connectors.registry import get_kind
     from backoffice.connectors.service import create_instance
 
+    host = urlsplit(str(config.get("base_url", ""))).hostname
+    override = host if get_kind(kind).hosts and host and host not in get_kind(kind).hosts else None
     async with database.provider(tenant_id) as session:
-        instance = await create_instance(session, kind=kind, name=name or kind, config=config, acting=ACTOR,
+        instance = await create_instance(session, kind=kind, name=name or kind, config=config,
+                                         acting=PROVIDER_ADMIN if override else ACTOR, host_override=override,
                                          settings=connector_settings(database))
         return instance.id

@@ -78,6 +78,22 @@ async def test_asaas_payment_received_is_stored_from_the_refetched_payment(datab
     assert await events(database, tenants.b.id) == []
 
 
+async def test_asaas_hook_with_a_path_in_the_payment_id_calls_nothing_and_says_why(database, tenants, provider, web):
+    """The re-fetch builds its path from the hook's payment id: one shaped like a path must not make the
+    platform call another Asaas endpoint with the tenant's key."""
+    a = tenants.a
+    hook_id = await asaas(database, provider, a.id)
+    provider.on("GET", "/v3/customers", Answer(200, {"data": [{"id": "cus_secret"}], "hasMore": False}))
+    for hostile in ("../../v3/customers?x=", "pay_1/../../customers", "..%2f..%2fv3%2fcustomers"):
+        response = await post(web, a.slug, hook_id, asaas_hook(payment=hostile), {"asaas-access-token": TOKEN})
+        assert response.status_code == 400, response.text
+        assert "payment.id: expected an Asaas payment id" in response.json()["detail"]
+    assert provider.seen == []  # no other path was called, nor any path at all
+    assert await events(database, a.id) == []
+    stored = await instance(database, a.id, hook_id)
+    assert stored.health == Health.FAILING and "payment.id" in stored.last_error
+
+
 async def test_asaas_duplicate_is_acknowledged_once(database, tenants, provider, web):
     a = tenants.a
     hook_id = await asaas(database, provider, a.id)

@@ -11,6 +11,7 @@ import pytest
 from backoffice.connectors.http import (
     CircuitBreaker, CircuitOpen, Http, MemoryStore, ProviderError, RedisStore, circuit_key,
 )
+from backoffice.platform.settings import get_settings
 from tests.connectors.conftest import Answer
 
 
@@ -18,7 +19,9 @@ def http(store=None, tenant=None, instance=None, **kw) -> Http:
     key = circuit_key(tenant or uuid.uuid4(), instance or uuid.uuid4())
     breaker = CircuitBreaker(store or MemoryStore(), key, threshold=kw.pop("threshold", 3),
                              cooldown=kw.pop("cooldown", 0.3))
-    return Http(breaker, timeout=kw.pop("timeout", 0.5), retries=kw.pop("retries", 2), backoff=0.01)
+    # The provider stand-in listens on loopback, which only BACKOFFICE_ALLOW_PRIVATE_TARGETS lets a client reach.
+    return Http(breaker, timeout=kw.pop("timeout", 0.5), retries=kw.pop("retries", 2), backoff=0.01,
+                settings=get_settings().model_copy(update={"allow_private_targets": True}))
 
 
 async def test_idempotent_calls_retry_through_500s_and_posts_without_a_key_do_not(provider):

@@ -11,9 +11,12 @@ from backoffice.connectors.asaas import Asaas
 from backoffice.connectors.focusnfe import FocusNfe, make_ref, poll
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.service import get_instance, open_context
+from backoffice.connectors.common import segment
+from backoffice.connectors.registry import MalformedPayload
+from backoffice.connectors.service import create_instance, get_instance, open_context
 from backoffice.tenants.events.models import Event
-from tests.connectors.conftest import FAST_HTTP, Answer, connector_settings, make_instance
+from tests.connectors.conftest import FAST_HTTP, PROVIDER_ADMIN, Answer, connector_settings, make_instance
+from tests.platform.security.test_outbound import dns  # noqa: F401  (plays DNS for the check)
 
 
 async def _context(database, tenant_id, kind, config):
@@ -78,3 +81,77 @@ async def test_focusnfe_polling_stores_the_same_event_as_the_hook_once(database,
         ("invoice.issued", f"{ref}:autorizado", "77")]
     async with database.tenant(tenants.b.id) as session:
         assert (await session.execute(select(Event))).all() == []
+
+
+# --- where calls may go ---------------------------------------------------------------------------------
+
+async def test_a_host_that_resolves_inward_after_the_save_is_refused_at_connect_time(database, tenants, provider, dns):
+    """Saved with strict settings while the name pointed at a public address; it now resolves to the loopback
+    address the stand-in listens on. The call is refused there, and the tenant's key goes nowhere."""
+    port = int(provider.url.rsplit(":", 1)[1])
+    strict = database.settings.model_copy(update={"allow_private_targets": False})
+    dns["asaas-proxy.example.com"] = ["200.147.67.142"]
+    async with database.provider(tenants.a.id) as session:
+        instance = await create_instance(
+            session, kind="asaas", name="asaas", acting=PROVIDER_ADMIN, settings=strict,
+            host_override="asaas-proxy.example.com",
+            config={"base_url": f"http://asaas-proxy.example.com:{port}", "api_key": "$aact_key", "webhook_token": "t"})
+    provider.on("GET", "/v3/payments/pay_1", Answer(200, {"id": "pay_1"}))
+    dns["asaas-proxy.example.com"] = ["127.0.0.1"]
+    with pytest.raises(ProviderError) as refused:
+        await Asaas().fetch_payment(open_context(instance, strict, **FAST_HTTP), "pay_1")
+    assert not refused.value.retryable and "asaas-proxy.example.com resolves to 127.0.0.1" in str(refused.value)
+    assert provider.seen == []
+    # The same call with private targets allowed does reach the stand-in: the refusal above was the check's.
+    assert await Asaas().fetch_payment(open_context(instance, connector_settings(database), **FAST_HTTP),
+                                       "pay_1") == {"id": "pay_1"}
+
+
+async def test_a_provider_connector_calls_only_its_providers_hosts(database, tenants, provider):
+    """A row changed behind the service's back (or an override withdrawn) still cannot send the key elsewhere."""
+    instance, _ = await _context(database, tenants.a.id, "asaas",
+                                 {"base_url": provider.url, "api_key": "k", "webhook_token": "t"})
+    instance.config = {**instance.config, "host_override": None}
+    with pytest.raises(ProviderError, match="127.0.0.1 is not one of this connector's hosts") as refused:
+        await Asaas().fetch_payment(open_context(instance, connector_settings(database), **FAST_HTTP), "pay_1")
+    assert not refused.value.retryable and provider.seen == []
+
+
+async def test_an_smtp_server_that_resolves_inward_is_refused_at_connect_time(database, dns):
+    from email.message import EmailMessage
+
+    from backoffice.connectors.smtp import SmtpConfig, send_message
+    from backoffice.tenants.effects.ports import DeliveryError
+
+    dns["smtp.example.com"] = ["169.254.169.254"]
+    config = SmtpConfig(host="smtp.example.com", port=587, sender_address="no-reply@example.com")
+    with pytest.raises(DeliveryError, match="smtp.example.com resolves to 169.254.169.254") as refused:
+        await send_message(config, EmailMessage(), database.settings.model_copy(update={"allow_private_targets": False}))
+    assert not refused.value.retryable
+
+
+# --- ids in paths ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("hostile", ["../../v3/customers?x=", "pay_1/../../customers", "pay_1?limit=100", "pay_1#",
+                                     "pay_%2e%2e", "pay_1\n", "cus_1", "", None, 42])
+async def test_an_asaas_payment_id_out_of_shape_is_never_put_in_a_path(database, tenants, provider, hostile):
+    _, ctx = await _context(database, tenants.a.id, "asaas",
+                            {"base_url": provider.url, "api_key": "k", "webhook_token": "t"})
+    with pytest.raises(MalformedPayload, match="payment.id: expected an Asaas payment id"):
+        await Asaas().fetch_payment(ctx, hostile)
+    assert provider.seen == []
+
+
+@pytest.mark.parametrize("hostile", ["../nfe/1", "a/b", "a?b=c", "ref\n", "x" * 101, ""])
+async def test_a_focusnfe_ref_out_of_shape_is_never_put_in_a_path(database, tenants, provider, hostile):
+    _, ctx = await _context(database, tenants.a.id, "focusnfe", {"base_url": provider.url, "token": "tok"})
+    with pytest.raises(MalformedPayload, match="ref: expected"):
+        await FocusNfe().status(ctx, hostile)
+    assert provider.seen == []
+
+
+def test_ids_are_escaped_as_one_path_segment():
+    import re
+
+    assert segment("pay_1", re.compile(r".+"), "id", "anything") == "pay_1"
+    assert segment("a/../b?c#d", re.compile(r".+"), "id", "anything") == "a%2F..%2Fb%3Fc%23d"

@@ -227,4 +227,4 @@ async def test_chat_webhook_on_a_private_address_is_refused_without_the_setting(
         from backoffice.tenants.effects.ports import DeliveryError
         with pytest.raises(DeliveryError) as refused:
             await strict.send(session, tenant, message)
-    assert not refused.value.retryable and "private or loopback" in str(refused.value)
+    assert not refused.value.retryable and "not a public address" in str(refused.value)

@@ -26,6 +26,7 @@ from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, 
 from tests.tenants.routines.fake_focusnfe import FakeFocusNfe, serving
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")
+PROVIDER_ADMIN = Actor(type="staff", label="staff:admin@provider.test", id="admin")
 PERIOD = "2026-11-02"  # the spine's clock starts on 2026-11-02, 12:00 in São Paulo
 ISSUING = {"prestador_cnpj": "11.222.333/0001-81", "inscricao_municipal": "12345", "codigo_municipio": "3550308",
            "item_lista_servico": "0107", "codigo_tributario_municipio": "620910000", "aliquota": "2.5",
@@ -51,10 +52,13 @@ def focus() -> Iterator[tuple[FakeFocusNfe, FakeFocusNfe]]:
 
 
 async def equip(spine, tenant_id: uuid.UUID, fake: FakeFocusNfe, **config) -> None:
-    # Sealed with the process's settings: the workers open connectors with them (gateways.context_for).
+    # Sealed with the process's settings: the workers open connectors with them (gateways.context_for). The
+    # fake listens on loopback: private targets allowed, and its host allowed by a provider admin's override.
+    settings = get_settings().model_copy(update={"allow_private_targets": True})
+    gateways.HTTP_OPTIONS["settings"] = settings
     async with spine.database.provider(tenant_id) as session:
-        await create_instance(session, kind="focusnfe", name="Focus NFe", acting=STAFF, settings=get_settings(),
-                              config={"base_url": fake.url, "token": fake.token, **config})
+        await create_instance(session, kind="focusnfe", name="Focus NFe", acting=PROVIDER_ADMIN, settings=settings,
+                              config={"base_url": fake.url, "token": fake.token, **config}, host_override="127.0.0.1")
 
 
 async def paid(spine, tenant_id: uuid.UUID, customer_id: uuid.UUID, cents: int, on: date, *, charge: bool = True,

@@ -1,6 +1,7 @@
 """/api/v1/staff/tenants/{id}/connectors: provider staff configure each tenant's connector instances
 (payment gateway, fiscal issuer, e-signature, the tenant's platform, e-mail, chat). Secrets go in once and
-come back redacted; every change is an audited action by the staff member."""
+come back redacted; every change is an audited action by the staff member. A provider connector's URLs
+stay on the provider's documented hosts; only a provider admin may allow one more (``host_override``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from backoffice.connectors.registry import kinds, secret_fields
 from backoffice.platform.staff.models import Staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
-from backoffice.web.api.staff.auth import actor
+from backoffice.web.api.staff.auth import actor, require_admin
 from backoffice.web.api.staff.schemas import ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch
 
 ERRORS = (400, 401, 403, 404, 422)
@@ -29,7 +30,7 @@ async def list_kinds(staff: Staff) -> list[ConnectorKindOut]:
     return [
         ConnectorKindOut(name=kind.name, title=kind.title, inbound=bool(getattr(kind, "inbound", False)),
                          channel=getattr(kind.channel, "value", None),
-                         secret_fields=sorted(secret_fields(kind.config_model)))
+                         secret_fields=sorted(secret_fields(kind.config_model)), hosts=sorted(kind.hosts))
         for kind in sorted(kinds().values(), key=lambda k: k.name)
     ]
 
@@ -45,9 +46,11 @@ async def list_connectors(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, st
 async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: ConnectorIn, staff: Staff,
                            state: State) -> ConnectorOut:
     async with state.database.provider(tenant.id) as session:
+        if data.host_override is not None:
+            require_admin(staff)  # an operator keeps to the provider's documented hosts
         instance = await service.create_instance(session, kind=data.kind, name=data.name, config=data.config,
                                                  enabled=data.enabled, acting=actor(staff), reason=data.reason,
-                                                 settings=state.settings)
+                                                 settings=state.settings, host_override=data.host_override or None)
         return _out(instance)
 
 
@@ -65,6 +68,10 @@ async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant
                            staff: Staff, state: State) -> ConnectorOut:
     async with state.database.provider(tenant.id) as session:
         instance = await service.get_instance(session, connector_id)
+        if "host_override" in data.model_fields_set:
+            require_admin(staff)  # an operator keeps to the provider's documented hosts
+            instance = await service.set_host_override(session, connector_id, data.host_override or None,
+                                                       acting=actor(staff), settings=state.settings, reason=data.reason)
         if data.name is not None or data.config is not None:
             instance = await service.update_instance(session, connector_id, acting=actor(staff), config=data.config,
                                                      name=data.name, settings=state.settings, reason=data.reason)

@@ -131,6 +131,9 @@ class ConnectorIn(Strict):
     config: dict[str, Any] = Field(description="The kind's settings; secret fields are encrypted at rest.")
     enabled: bool = True
     reason: str | None = Field(default=None, max_length=1000)
+    host_override: str | None = Field(default=None, max_length=253, description=(
+        "Provider admins only: one host outside the provider's documented ones this connector may call "
+        "(audited)."))
 
 
 class ConnectorPatch(Strict):
@@ -138,6 +141,9 @@ class ConnectorPatch(Strict):
     config: dict[str, Any] | None = Field(default=None, description="Fields to change; a secret left out is kept.")
     enabled: bool | None = None
     reason: str | None = Field(default=None, max_length=1000)
+    host_override: str | None = Field(default=None, max_length=253, description=(
+        "Provider admins only: one host outside the provider's documented ones this connector may call, "
+        "or null to withdraw it (audited)."))
 
 
 class ConnectorOut(BaseModel):
@@ -158,3 +164,4 @@ class ConnectorKindOut(BaseModel):
     inbound: bool
     channel: str | None
     secret_fields: list[str]
+    hosts: list[str] = Field(description="The provider's documented API hosts (empty: the tenant's own address).")
