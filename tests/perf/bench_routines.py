@@ -31,7 +31,8 @@ from sqlalchemy import select
 from tests.perf.bench_spine import DB, PY, REDIS, RESULTS, ROOT, admin, env, owner_sql, processes
 
 SECRETS_KEY = Fernet.generate_key().decode()
-os.environ.update(env(BACKOFFICE_SECRETS_KEYS=SECRETS_KEY))
+# The fake Asaas listens on loopback: private targets allowed here and in the worker processes.
+os.environ.update(env(BACKOFFICE_SECRETS_KEYS=SECRETS_KEY, BACKOFFICE_ALLOW_PRIVATE_TARGETS="true"))
 
 from backoffice.platform.audit.service import Actor  # noqa: E402
 from backoffice.platform.db.migrate import upgrade  # noqa: E402
@@ -78,7 +79,7 @@ async def setup(fake: FakeAsaas, large: int, small: int, small_tenants: int) -> 
     for name, tenant_id in ids.items():
         fake.account(f"key-{name}")
         async with database.provider(tenant_id) as session:
-            await create_instance(session, kind="asaas", name="Asaas", acting=ACTOR, config={
+            await create_instance(session, kind="asaas", name="Asaas", acting=ACTOR, host_override="127.0.0.1", config={
                 "base_url": fake.url, "api_key": f"key-{name}", "webhook_token": f"hook-{name}"})
     await database.dispose()
     return ids
@@ -126,7 +127,7 @@ async def main() -> None:
         database = Database(get_settings())
         worker = [PY, "-m", "dramatiq", "backoffice.platform.worker.entry", "--processes", "1", "--threads", "8"]
         scheduler = [PY, "-m", "backoffice.platform.cli", "scheduler"]
-        extra = {"BACKOFFICE_SECRETS_KEYS": SECRETS_KEY}
+        extra = {"BACKOFFICE_SECRETS_KEYS": SECRETS_KEY, "BACKOFFICE_ALLOW_PRIVATE_TARGETS": "true"}
         with processes(worker, scheduler, extra_env=extra):
             await asyncio.sleep(4)
             # 1. A small tenant alone (the baseline), twice: the first warms the worker up.
