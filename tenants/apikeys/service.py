@@ -181,10 +181,10 @@ async def roll_api_key(
     secret, so a key may only roll keys that have no scope it lacks."""
     old = await get_owned(session, ApiKey, key_id)
     now = clock.now()
-    if not usable(old, now):
-        raise ValidationFailed(FieldError("key_id", "this key is revoked or expired; create a new key instead"))
     if old.mode not in keys.PREFIXES:
         raise ValidationFailed(FieldError("key_id", "this is a retired test-mode key; create a live key instead"))
+    if not usable(old, now):
+        raise ValidationFailed(FieldError("key_id", "this key is revoked or expired; create a new key instead"))
     if missing := _not_held(old.scopes, within):
         raise ValidationFailed(FieldError("scopes", _more_than_held(missing)))
     if overlap < timedelta(0) or overlap > timedelta(days=7):
@@ -205,7 +205,9 @@ async def roll_api_key(
 
 
 def usable(key: ApiKey, now: datetime) -> bool:
-    return key.revoked_at is None and (key.expires_at is None or key.expires_at > now)
+    """Not revoked, not expired, and of a mode still issued (a retired ``test`` key is never usable)."""
+    return (key.mode in keys.PREFIXES and key.revoked_at is None
+            and (key.expires_at is None or key.expires_at > now))
 
 
 async def find_by_secret(system_session: AsyncSession, secret: str) -> ApiKey | None:

@@ -85,6 +85,15 @@ async def test_a_key_grants_only_scopes_it_holds_and_no_test_mode_key_is_made(da
         with pytest.raises(ValidationFailed) as error:
             await create_api_key(session, name="t", scopes=["customers:read"], mode="test", acting=ACTOR)
         assert [e.field for e in error.value.errors] == ["mode"]
+        # One issued before: never usable (the portal lists it as inactive), and rolling it is refused.
+        old = ApiKey(name="old", mode="test", key_hash="0" * 64, display_prefix="bo_test_abcdef",
+                     scopes=["customers:read"], created_by="admin")
+        session.add(old)
+        await session.flush()
+        assert not usable(old, clock.now())
+        with pytest.raises(ValidationFailed) as error:
+            await roll_api_key(session, old.id, acting=ACTOR)
+        assert error.value.errors[0].field == "key_id" and "test-mode" in str(error.value)
 
 
 async def test_tenant_maximum_caps_the_expiry(database, tenants, frozen):
