@@ -27,6 +27,13 @@ class Conflict(ValidationFailed):
     status = 409
 
 
+class InputRefused(ValidationFailed):
+    """Input that breaks the rule every input obeys (``platform/input_rules.py``): malformed, not merely
+    unacceptable, so a 400 like any request that does not parse; nothing was read or written."""
+
+    status = 400
+
+
 class Collector:
     """Gathers every field problem of one input before refusing it, so the user fixes all at once."""
 

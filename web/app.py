@@ -21,6 +21,7 @@ from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
 from backoffice.web.health import healthz, readyz
 from backoffice.web.clients import trusted_proxy_middleware
 from backoffice.web.hooks import receive_hook
+from backoffice.web.input_rules import InputRuleMiddleware
 from backoffice.web.portal import portal_router
 from backoffice.web.portal.hosts import TenantHostApp
 from backoffice.web.portal.sessions import csrf_config, same_origin_middleware, session_config, session_store
@@ -59,9 +60,10 @@ def create_app(
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
         lifespan=[lifespan, api_lifespan],
         stores={"portal_sessions": session_store(settings)},
-        # Outermost first: the client's real address and scheme (web/clients.py), then the portal's
-        # Origin/Referer check (sessions.py); the CSRF token check sits inside, around each route.
-        middleware=[trusted_proxy_middleware(settings), same_origin_middleware(settings),
+        # Outermost first: the client's real address and scheme (web/clients.py), the input rule (no NUL,
+        # bounded text, nesting and numbers: web/input_rules.py) before anything reads the request, then the
+        # portal's Origin/Referer check (sessions.py); the CSRF token check sits inside, around each route.
+        middleware=[trusted_proxy_middleware(settings), InputRuleMiddleware, same_origin_middleware(settings),
                     session_config(settings).middleware],
         csrf_config=csrf_config(settings),
         on_startup=on_startup or [],

@@ -3,7 +3,9 @@
 Order of work, so that nothing is acknowledged before it is stored and nothing unverified is stored:
 1. the tenant (unknown 404, suspended refused) and its instance (another tenant's id is 404, like a
    missing one; so is a disabled instance or a kind that receives no webhooks);
-2. the body, at most ``MAX_BODY`` bytes (413 beyond);
+2. the body, at most ``MAX_BODY`` bytes (413 beyond), must be JSON obeying the input rule
+   (``platform/input_rules.py``: no NUL, bounded nesting and numbers), else 400 naming the field, before
+   any provider code parses it;
 3. the kind verifies and normalises, outside any database transaction (it may re-fetch the object from
    the provider's API, and a transaction must not wait on the network): 401 when not authentic, 400
    when malformed, 503 when the provider's API cannot confirm it now (the provider retries);
@@ -29,6 +31,7 @@ from backoffice.connectors.registry import InboundRequest, MalformedPayload, Ver
 from backoffice.connectors.service import open_context, record_failure, record_success
 from backoffice.platform.db.session import Database, NotFound, get_owned
 from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.input_rules import parse_json
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.tenants.events.intake import ingest_batch, validate
 from backoffice.web.errors import problem
@@ -83,13 +86,19 @@ async def receive_hook(tenant_slug: str, instance_id: uuid.UUID, request: Reques
     inbound = InboundRequest(headers={k.lower(): v for k, v in request.headers.items()}, body=body,
                              query=dict(request.query_params))
     try:
+        parse_json(body)  # every inbound kind reads JSON: the rule holds before provider code parses it
         raw_events = await kind.receive(ctx, inbound)
         events = [validate(raw, prefix=f"events[{n}].") for n, raw in enumerate(raw_events)]
     except VerificationFailed as error:
         log.warning("hook %s/%s refused: %s", tenant.slug, instance_id, error)
         await _note_failure(database, tenant.id, instance_id, f"webhook refused: {error}")
         return problem(401, "Unauthorized", str(error))
-    except (MalformedPayload, ValidationFailed) as error:
+    except ValidationFailed as error:
+        log.warning("hook %s/%s malformed: %s", tenant.slug, instance_id, error)
+        await _note_failure(database, tenant.id, instance_id, f"webhook malformed: {error}")
+        return problem(400, "Malformed webhook", str(error),
+                       errors=[{"field": e.field, "message": e.message} for e in error.errors])
+    except MalformedPayload as error:
         log.warning("hook %s/%s malformed: %s", tenant.slug, instance_id, error)
         await _note_failure(database, tenant.id, instance_id, f"webhook malformed: {error}")
         return problem(400, "Malformed webhook", str(error))

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id, new_ids
 from backoffice.platform.db.session import dialect_insert, ensure_scope
-from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.platform.errors import FieldError, InputRefused, ValidationFailed
+from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.tenants.events.catalogue import CATALOGUE, EventIn
 from backoffice.tenants.events.models import Event, EventStatus
@@ -39,7 +40,15 @@ class IntakeResult:
 
 
 def validate(raw: dict[str, Any] | EventIn, prefix: str = "") -> EventIn:
-    """Parse one event; every problem is reported with its field path (``data.charge.amount_cents``)."""
+    """Parse one event; every problem is reported with its field path (``data.charge.amount_cents``).
+
+    Whatever its source, an event obeys the input rule (no NUL or unpaired surrogate in any text, bounded
+    nesting and numbers): PostgreSQL's ``json`` column would store a ``\u0000`` and the process step, which
+    writes such text to other columns, could never complete.
+    """
+    whole = raw.model_dump(mode="json", exclude_none=True) if isinstance(raw, EventIn) else raw
+    if problems := value_problems(whole, field=prefix.removesuffix("."), root=prefix.removesuffix(".") or "event"):
+        raise InputRefused(problems)
     try:
         event = raw if isinstance(raw, EventIn) else EventIn.model_validate(raw)
         model, _ = CATALOGUE[event.type]

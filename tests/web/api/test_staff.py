@@ -152,8 +152,10 @@ async def test_unmatched_events_are_listed_and_retried(client, database, tenants
     assert dead == {"events": [], "messages": []}
 
 
-async def test_a_nul_byte_in_the_email_is_a_wrong_log_in_not_a_server_error(client, staff):
-    # PostgreSQL refuses NUL in text: this must be answered like any other wrong credential.
+async def test_a_nul_byte_in_the_email_is_refused_not_a_server_error(client, staff):
+    # PostgreSQL refuses NUL in text. The input rule refuses it at the edge, for its shape alone (so the
+    # answer says nothing about which accounts exist), naming the field.
     response = await client.post("/api/v1/staff/tokens", json={"email": "admin\x00@provider.example",
                                                                "password": PASSWORD})
-    assert response.status_code == 401
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["email"]
