@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.documents import InvalidDocument, normalize_tax_id
+from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, Deferral, tenant_job
 from backoffice.tenants.customers.models import Customer
@@ -279,11 +280,12 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
         log.error("spine.process_event: event %s of tenant %s does not exist; nothing to do", event_id, tenant_id)
     # A processed (or failed, or unmatched) event is left as it is: a redelivery changes nothing.
     events = sorted((e for e in loaded.values() if e.status == EventStatus.PENDING), key=lambda e: (e.received_at, e.id))
+    now = clock.now()
+    events = [event for event in events if not _refused(event, now)]
     if not events:
         return outcome
     batch = await Batch.open(session, tenant_id, events)
     customers = await resolve_customers(session, events)
-    now = clock.now()
     matched = []
     for event in events:
         if customers[event.id] is None:
@@ -317,6 +319,21 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
             await _one_by_one(batch, event_ids, customer_ids, wanted, outcome)
     await batch.rows.write(session)
     return outcome
+
+
+def _refused(event: Event, now) -> bool:
+    """An event stored before intake applied the input rule (a NUL in its data, kept by the ``json``
+    column) can never be processed: every statement writing that text fails, and with it the whole batch,
+    at every retry. It is dead-lettered (``failed``, with the reason) before the batch runs."""
+    problems = value_problems({"external_id": event.external_id, "subject": event.subject, "data": event.data},
+                              root="event")
+    if not problems:
+        return False
+    event.status = EventStatus.FAILED
+    event.error = ("refused by the input rule: " + "; ".join(f"{p.field}: {p.message}" for p in problems))[:2000]
+    event.processed_at = now
+    log.error("event %s failed for good: %s", event.id, event.error)
+    return True
 
 
 def _waves(events: list[Event], customers: dict[uuid.UUID, Customer | None]) -> list[list[Event]]:
