@@ -8,6 +8,7 @@ Every function works on the session's tenant (the tenant-scoped session filters 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -112,7 +113,9 @@ async def _validated(session: AsyncSession, merged: dict[str, Any], reason: str 
         config = PolicyConfig.model_validate(merged)
     except ValidationError as error:
         raise ValidationFailed(problems + field_errors(error)) from None
-    problems += validate_overrides(config.templates)
+    # Validation trial-renders every template: in a worker thread, never on the event loop (a slow
+    # template would stall every request this process serves). The sandbox bounds the thread's time.
+    problems += await asyncio.to_thread(validate_overrides, config.templates)
     problems += await _unknown_users(session, config)
     if problems:
         raise ValidationFailed(problems)

@@ -13,8 +13,11 @@ Tenant templates are untrusted code. They run in Jinja2's ``SandboxedEnvironment
 underscore attributes, so no way to Python internals), with ``StrictUndefined`` (a misspelt variable
 fails instead of printing nothing), and :func:`validate_override` refuses, before anything is saved:
 syntax errors, variables and fields outside the kind's context, private attributes, method calls,
-macros/includes/imports and loops nested more than two deep. With a short filter allow-list and capped
-``*``/``**``, this keeps a template from becoming a CPU or memory bomb on the shared workers.
+macros/includes/imports and loops nested more than two deep. The environment is ``sandbox``'s
+``BoundedSandbox``: every operator, filter, concatenation and loop has a bounded cost, and a render has
+a budget of time, iterations and output, so no template is a CPU or memory bomb on the shared workers.
+Validation trial-renders the template, so callers on an event loop run :func:`validate_overrides` in a
+worker thread (``policies.service`` does).
 
 Formatting: ``money`` ("R$ 1.234,56" / "R$1,234.56"), ``date`` and ``datetime`` (in the tenant's time
 zone: "05/03/2026", "05/03/2026 às 09:00" / "Mar 5, 2026", "Mar 5, 2026, 9:00 AM"), ``tax_id``
@@ -61,8 +64,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
 from importlib import resources
@@ -72,10 +76,12 @@ from zoneinfo import ZoneInfo
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.defaults import DEFAULT_FILTERS
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from backoffice.platform.documents import format_cnpj, format_cpf
 from backoffice.platform.errors import FieldError
+from backoffice.tenants.policies.sandbox import (
+    OUTPUT_MAX, RENDER_SECONDS, BoundedSandbox, bounded_filter, bounded_render, count_output,
+)
 from backoffice.tenants.policies.schemas import DEFAULT_LOCALE, LOCALES, TEMPLATE_KINDS, TITLE_MAX
 
 log = logging.getLogger(__name__)
@@ -131,9 +137,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 LISTS: dict[str, tuple[str, ...]] = {"documents": _DOCUMENT, "plans": _PLAN}
 
 DEFAULT_TZ = "America/Sao_Paulo"
-OUTPUT_MAX = 100_000  # characters of rendered body; far above any real message
-SEQUENCE_MAX = 10_000  # longest string or list a template may build with "*"
 MAX_LOOP_DEPTH = 2
+VALIDATION_SECONDS = 2.0  # trial renders of all of one policy's templates together
 SAFE_FILTERS = (
     "abs", "capitalize", "count", "d", "default", "first", "int", "join", "last", "length", "lower",
     "round", "string", "title", "trim", "truncate", "upper", "wordcount",
@@ -144,6 +149,7 @@ SAFE_FILTERS = (
 class Rendered:
     title: str
     body: str
+    problem: str | None = None  # why the tenant's override was not used, when it failed
 
 
 class TemplateRejected(ValueError):
@@ -254,19 +260,7 @@ def label(code: str | None, locale: str | None) -> str:
 
 # --- the sandbox -----------------------------------------------------------------------------------
 
-class _Sandbox(SandboxedEnvironment):
-    # Intercepting also stops the compiler from constant-folding `'a' * 10**9` at parse time.
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**" and isinstance(right, int) and abs(right) > 100:
-            raise SecurityError("exponent too large")
-        if operator == "*":
-            seq, times = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
-            if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > SEQUENCE_MAX:
-                raise SecurityError("result too large")
-        return super().call_binop(context, operator, left, right)
-
+class _Sandbox(BoundedSandbox):
     def preprocess(self, source, name=None, filename=None):
         return super().preprocess(_standalone_tags(source), name, filename)
 
@@ -283,6 +277,7 @@ def _standalone_tags(source: str) -> str:
 
 
 def _finalize(value: Any) -> Any:
+    count_output(value)
     return "" if value is None else value
 
 
@@ -291,6 +286,7 @@ def _make_env() -> _Sandbox:
     env.globals.clear()  # no range(), lipsum(), namespace(): nothing a message needs, each a way to loop
     env.filters = {name: DEFAULT_FILTERS[name] for name in SAFE_FILTERS}
     env.filters.update(money=_money, date=_date, datetime=_datetime, tax_id=format_tax_id, label=_label)
+    env.filters = {name: bounded_filter(name, func) for name, func in env.filters.items()}
     return env
 
 
@@ -354,7 +350,10 @@ def render(kind: str, locale: str, context: Mapping[str, Any], overrides: Mappin
     """The title and body of one message; a tenant override that fails at runtime falls back to the default.
 
     The fallback matters more than the override: a notification about a blocked customer must reach the
-    front office even if the tenant's wording references something this case lacks.
+    front office even if the tenant's wording references something this case lacks, or a template saved
+    before a sandbox rule existed now breaks it. Why the override was not used is in ``Rendered.problem``,
+    for the caller to record. Each message has one render budget (see ``sandbox``): a hostile override
+    stops within ``RENDER_SECONDS`` and the default gets a budget of its own.
     """
     if kind not in CONTEXT:
         raise KeyError(f"unknown template kind {kind!r}")
@@ -367,9 +366,22 @@ def render(kind: str, locale: str, context: Mapping[str, Any], overrides: Mappin
     if override is not None:
         try:
             return _render_pair(override, values)
-        except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
+        except _RENDER_ERRORS as error:
+            problem = f"the company's {kind} ({locale}) template failed, the default wording was used: {_why(error)}"
             log.warning("tenant template %s/%s failed, using the default: %s", kind, locale, error)
+            return replace(_render_pair(default_source(kind, locale), values), problem=problem)
     return _render_pair(default_source(kind, locale), values)
+
+
+# What a tenant's template can raise at runtime: the sandbox's refusals are TemplateErrors; RecursionError
+# comes from compiling a deeply nested expression saved before validation refused those.
+_RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, RecursionError)
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "expressions nested too deeply"
+    return str(error)[:300]
 
 
 def prepare_context(kind: str, locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,62 +417,78 @@ def _override(overrides: Mapping | None, kind: str, locale: str) -> tuple[str, s
 
 
 def _render_pair(source: tuple[str, str], values: dict[str, Any]) -> Rendered:
-    title = " ".join(_render_text(source[0], values).split())
+    with bounded_render():
+        title = " ".join(_render_text(source[0], values).split())
+        body = _render_text(source[1], values)
     if len(title) > TITLE_MAX:
         title = title[: TITLE_MAX - 1].rstrip() + "…"
-    body = _render_text(source[1], values)
     body = "\n".join(line.rstrip() for line in body.strip().splitlines())
     return Rendered(title=title, body=re.sub(r"\n{3,}", "\n\n", body))
 
 
 def _render_text(source: str, values: dict[str, Any]) -> str:
+    template = _compiled(source)
     parts, size = [], 0
-    for chunk in _compiled(source).generate(values):
-        size += len(chunk)
-        if size > OUTPUT_MAX:
-            raise SecurityError("the rendered text is too long")
-        parts.append(chunk)
+    with bounded_render():
+        for chunk in template.generate(values):
+            size += len(chunk)  # literal text too: the printed values are counted by the sandbox
+            if size > OUTPUT_MAX:
+                raise SecurityError("the rendered text is too long")
+            parts.append(chunk)
     return "".join(parts)
 
 
 # --- validating tenant templates -------------------------------------------------------------------
 
 def validate_overrides(templates: Mapping[str, Mapping[str, Any]]) -> list[FieldError]:
-    """Every problem of a policy's template overrides, each named by its path in the policy."""
+    """Every problem of a policy's template overrides, each named by its path in the policy.
+
+    Trial-renders every template: on an event loop, call it in a worker thread. All of a policy's
+    templates together get ``VALIDATION_SECONDS``, so two dozen slow ones cannot hold a thread for long.
+    """
+    deadline = time.monotonic() + VALIDATION_SECONDS
     problems: list[FieldError] = []
     for kind, by_locale in templates.items():
         for locale, override in by_locale.items():
-            problems += validate_override(kind, locale, override)
+            problems += validate_override(kind, locale, override, deadline=deadline)
     return problems
 
 
-def validate_override(kind: str, locale: str, override: Any) -> list[FieldError]:
+def validate_override(kind: str, locale: str, override: Any, *, deadline: float | None = None) -> list[FieldError]:
     title, body = _override({kind: {locale: override}}, kind, locale)
     problems = []
     for part, source in (("title", title), ("body", body)):
+        seconds = RENDER_SECONDS if deadline is None else min(RENDER_SECONDS, deadline - time.monotonic())
         try:
-            check_template(kind, locale, source)
+            if seconds <= 0:
+                raise TemplateRejected("not checked: the policy's other templates took too long to render")
+            check_template(kind, locale, source, seconds=seconds)
         except TemplateRejected as error:
             problems.append(FieldError(f"templates.{kind}.{locale}.{part}", str(error)))
     return problems
 
 
-def check_template(kind: str, locale: str, source: str) -> None:
+def check_template(kind: str, locale: str, source: str, *, seconds: float = RENDER_SECONDS) -> None:
     """Compile, inspect and trial-render one template source; raise TemplateRejected saying why."""
     try:
         tree = ENV.parse(source)
         _compiled(source)  # also resolves filters: an unknown one is refused here
     except TemplateSyntaxError as error:
         raise TemplateRejected(f"line {error.lineno}: {error.message}") from None
+    except RecursionError:
+        raise TemplateRejected("expressions are nested too deeply") from None
+    except ValueError:  # the lexer met a number literal longer than Python converts (4,300 digits)
+        raise TemplateRejected("not allowed: a number with more digits than any message needs") from None
     _inspect(kind, tree)
     try:
-        _render_text(source, prepare_context(kind, locale, sample_context(kind)))
+        with bounded_render(seconds):
+            _render_text(source, prepare_context(kind, locale, sample_context(kind)))
     except SecurityError as error:
         raise TemplateRejected(f"not allowed: {error}") from None
     except UndefinedError as error:
         raise TemplateRejected(f"unknown variable or field: {error}") from None
-    except (TemplateError, TypeError, ValueError, ArithmeticError) as error:
-        raise TemplateRejected(f"fails with the sample {kind} case: {error}") from None
+    except _RENDER_ERRORS as error:
+        raise TemplateRejected(f"fails with the sample {kind} case: {_why(error)}") from None
 
 
 def _inspect(kind: str, tree: nodes.Template) -> None:

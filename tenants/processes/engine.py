@@ -149,6 +149,7 @@ class Step:
     event: Event
     customer: Customer
     effects: StepEffects
+    _template_problems: set[str] = field(default_factory=set)
 
     @property
     def session(self) -> AsyncSession:
@@ -188,6 +189,10 @@ class Step:
     def render(self, kind: str, context: dict[str, Any], policy: PolicyConfig | None = None) -> Rendered:
         overrides = (policy or self.policy).templates
         rendered = render(kind, self.tenant.locale, context, overrides)
+        if rendered.problem and rendered.problem not in self._template_problems:
+            # The message still goes out, in the default wording; the case says why, once per step.
+            self._template_problems.add(rendered.problem)
+            self.effects.timeline(rendered.problem[:300], reason=rendered.problem)
         return Rendered(rendered.title, rendered.body)
 
     async def tell_responsible(self, step: str, *, kind: str, context: dict[str, Any], reason: str,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pytest
 from jinja2.exceptions import SecurityError
 
-from backoffice.tenants.policies import templates
+from backoffice.tenants.policies import sandbox, templates
 from backoffice.tenants.policies.schemas import EMAIL_KINDS, NOTIFICATION_KINDS, TEMPLATE_KINDS, PolicyConfig
 from backoffice.tenants.policies.templates import (
     TemplateRejected, check_template, format_date, format_datetime, format_money, format_tax_id, label, render,
@@ -184,7 +185,9 @@ def test_an_override_that_fails_at_runtime_falls_back_to_the_default(caplog):
     case = realistic_case("dunning.resolved", CUSTOMERS["cpf"][0], "America/Sao_Paulo") | {"payment": None}
     with caplog.at_level(logging.WARNING):
         rendered = render("dunning.resolved", "pt-BR", case, {"dunning.resolved": {"pt-BR": override}})
-    assert rendered == render("dunning.resolved", "pt-BR", case)
+    default = render("dunning.resolved", "pt-BR", case)
+    assert (rendered.title, rendered.body) == (default.title, default.body) and default.problem is None
+    assert "dunning.resolved (pt-BR) template failed" in rendered.problem and "money expects" in rendered.problem
     assert "dunning.resolved/pt-BR failed" in caplog.text
 
 
@@ -241,6 +244,73 @@ def test_templates_that_could_harm_or_break_are_refused(source, words):
     with pytest.raises(TemplateRejected) as refused:
         check_template("customer.started", "pt-BR", source)
     assert words in str(refused.value)
+
+
+_TEXT = "{% set s = 'a' * 10000 %}"
+_SLOW = ("{% set s = 'ab ' * 3000 %}{% set t = [s,s,s,s,s,s,s,s,s,s,s]|join %}"
+         "{% for c in s[:1000] %}{{ t|wordcount }}{% endfor %}")
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    # One expression that ran for minutes in C (three of them: 0.3 s), where no timer can stop it.
+    ("{{ (((9**99)**99)**99)**99 % 7 }}", "exponent too large"),
+    ("{{ ((9**99)**99)**99 % 7 }}", "exponent too large"),
+    ("{{ 2 ** 300 }}", "exponent too large"),
+    ("{{ (2 ** 200) * (2 ** 200) }}", "number too large"),
+    ("{{ '%.999999999d' % 1 }}", "formatting text with %"),
+    (_TEXT + "{{ s ~ s }}", "too large"),
+    (_TEXT + "{% set s = s + s %}{{ s|length }}", "too large"),
+    ("{% set s = 'a' * 9000 %}{{ ([s] * 10000)|join }}", "too large"),
+    ("{% set s = 'a' * 9000 %}{{ [s, s, s, s, s, s, s, s, s, s, s, s]|string }}", "the string filter was given more"),
+    ("{{ ([1] * 3000)|join('x' * 10000) }}", "the join filter was given more"),
+    ("{{ 1|round(1000000000, 'ceil') }}", "round to at most 15 digits"),
+    # Text captured by a block never reaches the output stream, and is counted all the same.
+    (_TEXT + "{% set t %}" + "{{ s }}" * 11 + "{% endset %}{{ t|length }}", "the rendered text is too long"),
+    (_TEXT + "{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}", "loops may run at most 1000 times"),
+    (_SLOW, "takes longer than 0.5 s"),
+    ("{{ " + "9" * 5000 + " }}", "more digits than any message needs"),
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "nested too deeply"),
+])
+def test_templates_with_an_unbounded_cost_are_refused_fast(source, words):
+    started = time.monotonic()
+    with pytest.raises(TemplateRejected) as refused:
+        check_template("customer.started", "pt-BR", source)
+    assert words in str(refused.value)
+    assert time.monotonic() - started < sandbox.RENDER_SECONDS + 0.5
+
+
+def test_bounded_arithmetic_and_loops_still_work():
+    source = ("{{ 2 ** 255 > 0 }} {{ (charge.amount_cents * 3)|money }} {{ 2 ** -2 }} {{ 10 // 3 }} {{ 10 % 3 }} "
+              "{% for d in documents %}{{ loop.index }}/{{ loop.length }} {{ d.kind|label ~ ' ' ~ d.number }}"
+              "{% endfor %} {{ 'ab' * 3 }} {{ [1, 2] + [3] }}")
+    check_template("customer.started", "pt-BR", source)
+    case = realistic_case("customer.started", CUSTOMERS["cnpj"][0], "America/Sao_Paulo")
+    body = render("customer.started", "pt-BR", case,
+                  {"customer.started": {"pt-BR": {"title": "t", "body": source}}}).body
+    assert body == "True R$ 3.703,68 0.25 3 1 1/1 NFS-e 2026/000123 ababab [1, 2, 3]"
+
+
+def test_a_hostile_template_already_stored_falls_back_fast_and_says_why():
+    # Saved before these rules existed: the worker renders the default wording and reports the reason.
+    case = realistic_case("dunning.resolved", CUSTOMERS["cpf"][0], "America/Sao_Paulo")
+    for source in ("{{ (((9**99)**99)**99)**99 % 7 }}", _SLOW):
+        started = time.monotonic()
+        rendered = render("dunning.resolved", "pt-BR", case,
+                          {"dunning.resolved": {"pt-BR": {"title": "t", "body": source}}})
+        assert time.monotonic() - started < sandbox.RENDER_SECONDS + 0.5
+        assert rendered.body == render("dunning.resolved", "pt-BR", case).body
+        assert "template failed, the default wording was used" in rendered.problem
+
+
+def test_the_time_cap_spans_title_and_body_and_renders_do_not_share_budgets():
+    with sandbox.bounded_render(0.0):
+        with pytest.raises(SecurityError, match="takes longer"):
+            templates.ENV.from_string("{{ 1 + 1 }}").render()
+    # Each render has its own budget: a thousand iterations in one does not eat into the next.
+    loop = "{% for c in s %}{% endfor %}"
+    for _ in range(3):
+        with sandbox.bounded_render():
+            templates.ENV.from_string(loop).render(s="x" * 1000)
 
 
 def test_validation_names_the_override_path():
