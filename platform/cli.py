@@ -536,5 +536,56 @@ async def routines_resume(database, slug, routine, reason) -> None:
     click.echo(f"resumed {routine} for {tenant.slug}")
 
 
+# --- secrets at rest ------------------------------------------------------------------------------
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """Secrets at rest: make a key, re-encrypt every stored secret under the newest key."""
+
+
+@secrets_group.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new key for BACKOFFICE_SECRETS_KEYS (put it first; keep the old ones after it)."""
+    from backoffice.platform.security.secrets import new_key
+
+    click.echo(new_key())
+
+
+def _secret_columns() -> list:
+    """Every column where a domain keeps encrypted values (each domain declares its own)."""
+    from backoffice.connectors.service import SECRET_COLUMN as connectors
+    from backoffice.tenants.users.oidc import SECRET_COLUMN as sso
+    from backoffice.tenants.webhooks.service import SECRET_COLUMN as webhooks
+
+    return [connectors, webhooks, sso]
+
+
+@secrets_group.command("rotate")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="Rows read, re-encrypted and written back per transaction.")
+@_run_db
+async def secrets_rotate(database, batch_size) -> None:
+    """Re-encrypt every stored secret, in every tenant, under the first key of BACKOFFICE_SECRETS_KEYS.
+
+    Safe to run again (values already under that key are left alone). Afterwards the older keys can be
+    removed from BACKOFFICE_SECRETS_KEYS.
+    """
+    from backoffice.platform.security.secrets import count_secret_rows, rotate_all
+
+    columns = _secret_columns()
+    total = await count_secret_rows(database, columns)
+    with click.progressbar(length=total, label="Re-encrypting secrets", file=sys.stderr) as bar:
+        report = await rotate_all(database, columns, acting=Actor.cli(), batch_size=batch_size, progress=bar.update)
+    for label, rows in report.rows.items():
+        click.echo(f"{label}: {rows} rows read, {report.resealed[label]} re-encrypted")
+    if report.unreadable:
+        for where in report.unreadable:
+            click.echo(f"error: no listed key decrypts {where}", err=True)
+        click.echo("error: keep the key these were written with in BACKOFFICE_SECRETS_KEYS, or set them again",
+                   err=True)
+        sys.exit(1)
+    click.echo("done: every secret is under the newest key; older keys can be removed from BACKOFFICE_SECRETS_KEYS")
+
+
 if __name__ == "__main__":
     main()

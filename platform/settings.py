@@ -6,6 +6,7 @@ Production sets the PostgreSQL and Redis URLs. Per-tenant options never live her
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 import sys
@@ -17,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "BACKOFFICE_"
+SECRETS_KEY_HOWTO = "make one with `backoffice secrets new-key`"
 
 
 class SettingsError(Exception):
@@ -42,8 +44,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the web server binds.")
     base_url: str = Field(default="", description="Public URL of the platform (links in e-mails).")
     worker_threads: int = Field(default=4, ge=1, le=64, description="dramatiq worker threads per process.")
-    secrets_keys: str = Field(default="", repr=False,
-                              description="Comma-separated Fernet keys for secrets at rest; the first encrypts.")
+    secrets_keys: str = Field(default="", repr=False, description=(
+        "Comma-separated Fernet keys for secrets at rest; the first encrypts, all decrypt. The same in every "
+        "process; required outside the embedded mode (make one with `backoffice secrets new-key`)."))
     allow_private_targets: bool = Field(default=False,
                                         description="Allow outbound requests to private/loopback addresses.")
     trusted_proxies: str = Field(default="", description=(
@@ -64,6 +67,19 @@ class Settings(BaseSettings):
         if value and not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("expected memory:// or a redis:// URL")
         return value
+
+    @field_validator("secrets_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        keys = [key.strip() for key in value.split(",") if key.strip()]
+        for key in keys:
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(f"expected comma-separated Fernet keys (44 characters each); {SECRETS_KEY_HOWTO}")
+        return ",".join(keys)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -90,6 +106,10 @@ class Settings(BaseSettings):
             raise ValueError("secret_key: expected at least 32 characters")
         if not self.secret_key and not self.embedded:
             raise ValueError("secret_key: required outside the embedded mode (32+ random characters)")
+        if not self.secrets_keys and not self.embedded:
+            # A key made per process would leave each container unable to read the others' secrets.
+            raise ValueError(f"secrets_keys: required outside the embedded mode, the same in every process; "
+                             f"{SECRETS_KEY_HOWTO}")
         return self
 
     @property
@@ -118,7 +138,7 @@ class Settings(BaseSettings):
 
 # Never echoed back in an error: keys, and URLs (which may carry a password: redis://:pw@host).
 SECRET_FIELDS = frozenset(
-    {"secret_key", "database_url", "system_database_url", "migration_database_url", "broker_url", "redis_url"}
+    {"secret_key", "secrets_keys", "database_url", "system_database_url", "migration_database_url", "broker_url", "redis_url"}
 )
 
 

@@ -27,6 +27,7 @@ from tests import services
 RUN_ID = uuid.uuid4().hex[:8]
 APP_ROLE, SYSTEM_ROLE = "backoffice_app", "backoffice_system"
 SECRET = "test-secret-key-" + "x" * 32
+SECRETS_KEYS = "YmFja29mZmljZS10ZXN0cy1zZWNyZXRzLWtleS0zMmI="  # a Fernet key: required on PostgreSQL
 
 
 def pytest_collection_modifyitems(config, items):
@@ -93,7 +94,7 @@ def backend(request, tmp_root) -> Backend:
             database_url=pg_url(name, APP_ROLE),
             system_database_url=pg_url(name, SYSTEM_ROLE),
             migration_database_url=pg_url(name, services.PG_ADMIN_USER),
-            broker_url="memory://", secret_key=SECRET, data_dir=tmp_root / "pg", db_pool_size=5,
+            broker_url="memory://", secret_key=SECRET, secrets_keys=SECRETS_KEYS, data_dir=tmp_root / "pg", db_pool_size=5,
         )
         upgrade(settings)
         request.addfinalizer(lambda: asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
@@ -206,6 +207,8 @@ def env_for_subprocess(settings: Settings) -> dict[str, str]:
     })
     if settings.secret_key:
         env["BACKOFFICE_SECRET_KEY"] = settings.secret_key
+    if settings.secrets_keys:
+        env["BACKOFFICE_SECRETS_KEYS"] = settings.secrets_keys
     return env
 
 

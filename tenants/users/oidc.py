@@ -122,3 +122,8 @@ async def admit_sso_user(session: AsyncSession, config: OidcSettings, claims: di
     return user
 
 
+
+
+# The SSO client secret, for ``secrets.rotate_all``.
+SECRET_COLUMN = secrets.SecretColumn("SSO client secrets", OidcSettings.__table__, "client_secret_encrypted",
+                                     lambda row, one: one(row["client_secret_encrypted"]))

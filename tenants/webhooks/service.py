@@ -7,6 +7,7 @@ Secrets are shown once (on creation and rotation) and stored encrypted. The deli
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -391,3 +392,11 @@ async def _audit(session: AsyncSession, endpoint: WebhookEndpoint, acting: Actor
                  reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
     await record(session, actor=acting, action=action, target_type="webhook_endpoint", target_id=endpoint.id,
                  tenant_id=endpoint.tenant_id, reason=reason, detail=detail)
+
+
+def _reseal_secrets(row: Mapping[str, Any], one: Callable[[str], str]) -> list[dict[str, Any]]:
+    return [{**entry, "secret": one(entry["secret"])} for entry in row["secrets"] or []]
+
+
+# Every endpoint's signing secrets (also those still in a rotation's overlap), for ``secrets.rotate_all``.
+SECRET_COLUMN = vault.SecretColumn("webhook signing secrets", WebhookEndpoint.__table__, "secrets", _reseal_secrets)

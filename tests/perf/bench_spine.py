@@ -45,6 +45,7 @@ def env(**extra: str) -> dict[str, str]:
         "BACKOFFICE_MIGRATION_DATABASE_URL": PG.format(user="postgres", db=DB),
         "BACKOFFICE_BROKER_URL": REDIS,
         "BACKOFFICE_SECRET_KEY": "perf-" + "k" * 40,
+        "BACKOFFICE_SECRETS_KEYS": "YmFja29mZmljZS1wZXJmLXNlY3JldHMta2V5LTMyYnk=",  # any Fernet key, the same in every process
         "BACKOFFICE_WORKER_THREADS": "8",
         "BACKOFFICE_LOG_LEVEL": "WARNING",
         "BACKOFFICE_DATA_DIR": "/tmp/bo-perf",

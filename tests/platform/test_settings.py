@@ -14,6 +14,7 @@ from backoffice.platform.settings import SettingsError, load_settings
 
 BACKOFFICE_CLI = Path(sys.executable).with_name("backoffice")
 GOOD_KEY = "k" * 40
+FERNET_KEY = "YmFja29mZmljZS10ZXN0cy1zZWNyZXRzLWtleS0zMmI="  # 32 bytes, url-safe base64
 
 
 @pytest.fixture
@@ -97,12 +98,46 @@ def test_postgresql_without_a_secret_key_is_refused(env):
 
 
 def test_production_settings_fill_their_dependent_defaults(env):
-    env(DATABASE_URL="postgresql+asyncpg://app@db/bo", SECRET_KEY=GOOD_KEY, BROKER_URL="redis://cache:6379/0")
+    env(DATABASE_URL="postgresql+asyncpg://app@db/bo", SECRET_KEY=GOOD_KEY, BROKER_URL="redis://cache:6379/0",
+        SECRETS_KEYS=FERNET_KEY)
     settings = load_settings()
     assert settings.is_postgres and not settings.embedded
     assert settings.system_database_url == settings.migration_database_url == settings.database_url
     assert settings.redis_url == "redis://cache:6379/0"
     assert settings.effective_secret_key() == GOOD_KEY
+
+
+def test_postgresql_without_a_secrets_key_is_refused(env, tmp_path):
+    # Each process would make its own key in its own data dir: two containers could not read each
+    # other's connector secrets.
+    env(DATABASE_URL="postgresql+asyncpg://app:hunter2@db/bo", SECRET_KEY=GOOD_KEY)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "BACKOFFICE_SECRETS_KEYS:" in message and "required outside the embedded mode" in message
+    assert "backoffice secrets new-key" in message and "hunter2" not in message
+    assert not (tmp_path / ".backoffice").exists()
+
+
+@pytest.mark.parametrize("keys", ["not-a-key", f"{FERNET_KEY},short", "k" * 44])
+def test_secrets_keys_must_be_fernet_keys_and_are_never_echoed(env, keys):
+    env(SECRETS_KEYS=keys)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert "BACKOFFICE_SECRETS_KEYS:" in str(raised.value) and "Fernet" in str(raised.value)
+    assert keys not in str(raised.value)
+
+
+def test_processes_refuse_to_start_on_postgresql_without_a_secrets_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKOFFICE_")}
+    env.update({"BACKOFFICE_DATABASE_URL": "postgresql+asyncpg://app@127.0.0.1:1/bo",
+                "BACKOFFICE_SECRET_KEY": GOOD_KEY})
+    result = subprocess.run([str(BACKOFFICE_CLI), "worker"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "BACKOFFICE_SECRETS_KEYS" in result.stderr and "backoffice secrets new-key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".backoffice").exists()
 
 
 def test_cli_with_an_invalid_setting_exits_2_naming_the_variable(tmp_path):

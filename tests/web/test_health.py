@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from backoffice.platform.settings import Settings
 from backoffice.web.app import create_app
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SECRETS_KEYS
 
 
 def _closed_port() -> int:
@@ -46,7 +46,7 @@ async def test_readyz_is_ready_with_a_real_database_and_broker(database, tenants
 async def test_readyz_is_503_naming_the_database_when_it_is_down(redis_available, tmp_path):
     settings = Settings(
         database_url=f"postgresql+asyncpg://backoffice_app:hunter2@127.0.0.1:{_closed_port()}/backoffice",
-        broker_url=redis_available, secret_key=SECRET, data_dir=tmp_path,
+        broker_url=redis_available, secret_key=SECRET, secrets_keys=SECRETS_KEYS, data_dir=tmp_path,
     )
     async with AsyncTestClient(app=create_app(settings)) as client:
         response = await client.get("/readyz")

@@ -16,7 +16,7 @@ from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import get_tenant_by_slug, reactivate_tenant, suspend_tenant
 from backoffice.platform.settings import Settings
 from backoffice.web.app import create_app
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SECRETS_KEYS
 
 ACTOR = Actor(type="staff", label="pat@provider.example")
 ALFA_PRIMARY = "#6d28d9"
@@ -101,7 +101,7 @@ async def test_an_unexpected_failure_is_a_logged_500_problem_not_an_empty_page(c
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     settings = Settings(database_url=f"postgresql+asyncpg://app:hunter2@127.0.0.1:{closed}/bo", secret_key=SECRET,
-                        data_dir=tmp_path)
+                        secrets_keys=SECRETS_KEYS, data_dir=tmp_path)
     with caplog.at_level(logging.ERROR, logger="backoffice.web"):
         async with AsyncTestClient(app=create_app(settings)) as client:
             response = await client.get("/alfa/", headers=HTML)
