@@ -4,12 +4,14 @@ from backoffice.platform.audit.models import AuditEntry
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform.db.base import Base
 from backoffice.platform.staff.models import Assignment, Staff
+from backoffice.platform.staff.second_factor import StaffRecoveryCode, StaffSecondFactor
 from backoffice.platform.staff.tokens import StaffToken
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.timers.models import Timer
 from backoffice.tenants.apikeys.models import ApiKey, IdempotencyRecord
 from backoffice.tenants.billing.models import Charge, Contract, Payment
 from backoffice.tenants.customers.models import Customer, LifecycleTransition
+from backoffice.tenants.deadletters.models import Replay
 from backoffice.tenants.dunning.models import DunningCase
 from backoffice.tenants.effects.models import Effect, OutboundMessage
 from backoffice.tenants.events.models import Event
@@ -32,6 +34,6 @@ __all__ = [
     "ConnectorInstance",
     "ApiKey", "IdempotencyRecord", "Assignment", "AuditEntry", "Charge", "Contract", "Customer", "DunningCase", "Effect", "Event",
     "FiscalDocument", "LifecycleTransition", "Notification", "OutboundMessage", "OutboxEntry", "Payment",
-    "OidcSettings", "PasswordReset", "PolicyVersion", "ReconciliationFinding", "RoutineRun", "RoutineSetting", "RunItem", "Signature", "Staff", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
+    "OidcSettings", "PasswordReset", "PolicyVersion", "ReconciliationFinding", "Replay", "RoutineRun", "RoutineSetting", "RunItem", "Signature", "Staff", "StaffRecoveryCode", "StaffSecondFactor", "StaffToken", "Task", "Tenant", "TenantUser", "TimelineEntry", "Timer",
     "WebhookDelivery", "WebhookEndpoint", "metadata",
 ]
