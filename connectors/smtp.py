@@ -16,8 +16,11 @@ Failures: a 4xx reply or a connection problem is temporary (retried by the deliv
 from __future__ import annotations
 
 import html
+from email.generator import BytesGenerator
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.policy import SMTP
+from email.utils import formataddr, getaddresses, make_msgid
+from io import BytesIO
 from typing import Annotated, Any, Literal
 
 import aiosmtplib
@@ -66,11 +69,41 @@ def html_part(text: str) -> str:
     return f"<!doctype html><html><body style=\"font-family: sans-serif\">{body}</body></html>"
 
 
+class _PlatformHeadersUnfolded(type(SMTP)):
+    """RFC 5322 SMTP policy, except that the headers the platform makes itself (identities: Message-ID,
+    X-Backoffice-Effect; the MIME headers) are written on one line whatever their length. The standard
+    policy folds at 78 characters, and a token with no space in it is then RFC 2047-encoded over several
+    lines: the receiver read ``=?utf-8?q?...`` or a leading space instead of the effect key its dedup
+    compares. Our values are ASCII tokens of at most 200 characters, far inside the 998-character line
+    limit. Only the headers that carry a tenant's or a person's text (Subject, the display names in
+    From/To/Cc/Reply-To) are folded, as RFC 2047 requires of non-ASCII text (encoded words of at most 75
+    characters). The body is kept 7-bit (quoted-printable or base64 where needed): no server needs 8BITMIME."""
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in TEXT_HEADERS:
+            return super().fold_binary(name, value)
+        line = f"{name}: {value}"
+        if not line.isascii() or len(line) > 998:
+            raise DeliveryError(f"header {name}: must be ASCII within 998 characters", retryable=False)
+        return (line + self.linesep).encode("ascii")
+
+
+TEXT_HEADERS = frozenset({"subject", "from", "to", "cc", "reply-to"})
+POLICY = _PlatformHeadersUnfolded(linesep="\r\n", cte_type="7bit")
+
+
+def flatten(message: EmailMessage) -> bytes:
+    """The message's bytes as the server receives them (aiosmtplib would flatten with the folding policy)."""
+    out = BytesIO()
+    BytesGenerator(out, policy=POLICY).flatten(message)
+    return out.getvalue()
+
+
 def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: str | None = None) -> EmailMessage:
     for field in ("to", "subject", "text"):
         if not payload.get(field):
             raise DeliveryError(f"payload.{field}: missing", retryable=False)
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = formataddr((config.sender_name or "", str(config.sender_address)))
     message["To"] = formataddr((payload.get("to_name") or "", payload["to"]))
     message["Subject"] = payload["subject"]
@@ -100,8 +133,10 @@ async def send_message(config: SmtpConfig, message: EmailMessage, settings: Sett
     try:
         # The socket is connected to the checked address; hostname stays the configured name for TLS. The
         # transport made on it owns it from here (asyncio closes it with the transport, or on failure).
+        recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
         _, reply = await aiosmtplib.send(
-            message, hostname=config.host, sock=sock, username=config.username or None,
+            flatten(message), sender=str(config.sender_address), recipients=recipients, hostname=config.host,
+            sock=sock, username=config.username or None,
             password=password if config.username else None,
             use_tls=config.security == "tls", start_tls=config.security == "starttls",
             validate_certs=config.verify_certificate, timeout=config.timeout_seconds)
