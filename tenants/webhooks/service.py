@@ -342,6 +342,12 @@ async def replay_window(
     return deliveries
 
 
+async def requeue(session: AsyncSession, delivery: WebhookDelivery) -> None:
+    """Send again with a fresh schedule, for a replay that audits itself (``tenants/deadletters``); the caller
+    has checked the endpoint is enabled."""
+    await _replay(session, delivery)
+
+
 async def _replay(session: AsyncSession, delivery: WebhookDelivery) -> None:
     now = clock.now()
     delivery.status = WebhookDeliveryStatus.PENDING
