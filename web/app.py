@@ -20,6 +20,8 @@ from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
 from backoffice.web.health import healthz, readyz
 from backoffice.web.clients import trusted_proxy_middleware
+from backoffice.web.console import build_console_router
+from backoffice.web.console.session import STAFF_STORE, staff_store
 from backoffice.web.hooks import receive_hook
 from backoffice.web.input_rules import InputRuleMiddleware
 from backoffice.web.portal import portal_router
@@ -57,9 +59,10 @@ def create_app(
     # TenantHostApp: a Litestar that serves a tenant's portal at / on the tenant's own host name.
     return TenantHostApp(
         route_handlers=[healthz, readyz, api_router, receive_hook, portal_router,
+                        build_console_router(settings),
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
         lifespan=[lifespan, api_lifespan],
-        stores={"portal_sessions": session_store(settings)},
+        stores={"portal_sessions": session_store(settings), STAFF_STORE: staff_store(settings)},
         # Outermost first: the client's real address and scheme (web/clients.py), the input rule (no NUL,
         # bounded text, nesting and numbers: web/input_rules.py) before anything reads the request, then the
         # portal's Origin/Referer check (sessions.py); the CSRF token check sits inside, around each route.

@@ -94,7 +94,8 @@ def secure_cookies(settings: Settings) -> bool:
 def session_config(settings: Settings) -> TenantSessionConfig:
     return TenantSessionConfig(
         key=SESSION_COOKIE, store="portal_sessions", max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
-        secure=secure_cookies(settings), exclude=NOT_PORTAL, renew_on_access=True,
+        # The staff console (/staff, a reserved slug) has its own session: web/console/session.py.
+        secure=secure_cookies(settings), exclude=[*NOT_PORTAL, "^/staff(/|$)"], renew_on_access=True,
     )
 
 
