@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned
-from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.tenants.tasks.models import Task, TaskStatus
 
 
@@ -50,15 +50,27 @@ async def tick_checklist_item(session: AsyncSession, task_id: uuid.UUID, index: 
     return task
 
 
-async def complete_task(session: AsyncSession, task_id: uuid.UUID, *, acting: Actor) -> Task:
+class UntickedItems(Conflict):
+    """Completing a task whose checklist still has open items needs the person to say so."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+        super().__init__(FieldError("checklist", f"{len(items)} checklist item(s) not ticked: " + "; ".join(items)))
+
+
+async def complete_task(session: AsyncSession, task_id: uuid.UUID, *, acting: Actor,
+                        unticked_confirmed: bool = False) -> Task:
+    """Complete the task; with items still unticked only when the person confirmed it (the audit keeps which)."""
     task = await get_owned(session, Task, task_id)
     if task.status == TaskStatus.DONE:
         return task
     _open(task)
+    pending = [str(item.get("item")) for item in task.checklist or [] if not item.get("done")]
+    if pending and not unticked_confirmed:
+        raise UntickedItems(pending)
     task.status = TaskStatus.DONE
     task.completed_at = clock.now()
     await session.flush()
-    pending = [item.get("item") for item in task.checklist or [] if not item.get("done")]
     await record(session, actor=acting, action="task.completed", target_type="task", target_id=task.id,
                  tenant_id=task.tenant_id, detail={"unticked_items": pending})
     return task

@@ -87,22 +87,29 @@ async def notification_read(request: Request, tenant: Tenant, user: PortalUser, 
 
 
 @get("/tasks", name="portal:tasks")
-async def task_list(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, scope: str = "mine",
+async def task_list(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, whose: str = "mine",
                     status: str = "open") -> Response:
+    # The filter is "whose", not "scope": Litestar hands a parameter named scope the ASGI scope itself.
     wanted = None if status == "all" else TaskStatus(status) if status in TaskStatus._value2member_map_ else TaskStatus.OPEN
-    items = await tasks.list_tasks(db, assignee_id=user.id if scope != "all" else None, status=wanted)
+    items = await tasks.list_tasks(db, assignee_id=user.id if whose != "all" else None, status=wanted)
     people = {u.id: u.name for u in (await db.execute(select(TenantUser))).scalars()}
-    return page(request, tenant, "portal/tasks.html", user=user, items=items, scope=scope, status=status,
+    return page(request, tenant, "portal/tasks.html", user=user, items=items, whose=whose, status=status,
                 people=people, section="tasks", unread=await notifications.unread_count(db, user.id))
 
 
 @get("/tasks/{task_id:str}", name="portal:task")
 async def task_detail(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, task_id: str) -> Response:
-    task = await get_owned(db, Task, _uuid(task_id))
+    return await _task_page(request, tenant, user, db, _uuid(task_id))
+
+
+async def _task_page(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, task_id: uuid.UUID, *,
+                     unticked: list[str] | None = None, status_code: int = 200) -> Response:
+    task = await get_owned(db, Task, task_id)
     customer = await db.get(Customer, (tenant.id, task.customer_id)) if task.customer_id else None
     assignee = await db.get(TenantUser, (tenant.id, task.assignee_id))
     return page(request, tenant, "portal/task.html", user=user, task=task, customer=customer, assignee=assignee,
-                section="tasks", unread=await notifications.unread_count(db, user.id))
+                unticked=unticked, status_code=status_code, section="tasks",
+                unread=await notifications.unread_count(db, user.id))
 
 
 @post("/tasks/{task_id:str}/checklist/{index:int}", name="portal:task_tick")
@@ -113,8 +120,14 @@ async def task_tick(request: Request, tenant: Tenant, user: PortalUser, db: Asyn
 
 
 @post("/tasks/{task_id:str}/complete", name="portal:task_complete")
-async def task_complete(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, task_id: str) -> Response:
-    await tasks.complete_task(db, _uuid(task_id), acting=user.actor)
+async def task_complete(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, task_id: str,
+                        data: Form) -> Response:
+    try:
+        await tasks.complete_task(db, _uuid(task_id), acting=user.actor,
+                                  unticked_confirmed=data.get("unticked_confirmed") == "1")
+    except tasks.UntickedItems as open_items:  # ask first: which items are open, complete anyway or go back
+        return await _task_page(request, tenant, user, db, _uuid(task_id), unticked=open_items.items,
+                                status_code=409)
     return _back(request, tenant, f"/tasks/{task_id}")
 
 

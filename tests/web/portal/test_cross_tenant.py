@@ -15,7 +15,7 @@ from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import Browser, add_case
 
-GET_PAGES = ["/dashboard", "/inbox", "/inbox/poll", "/tasks", "/tasks?scope=all", "/customers", "/admin/users",
+GET_PAGES = ["/dashboard", "/inbox", "/inbox/poll", "/tasks", "/tasks?whose=all", "/customers", "/admin/users",
              "/admin/branding", "/admin/notifications", "/admin/sso", "/admin/api-keys", "/admin/webhooks"]
 
 
@@ -64,7 +64,7 @@ async def test_another_tenants_ids_are_404_on_ones_own_portal(browser: Browser, 
     assert (await browser.get(f"/alfa/inbox/{a_notification}")).status_code == 200
     customers = await browser.get("/alfa/customers")
     assert "João Pereira" not in customers.text and "Casa do Pão" in customers.text
-    tasks = await browser.get("/alfa/tasks?scope=all")
+    tasks = await browser.get("/alfa/tasks?whose=all")
     assert "Tarefa Cliente novo" in tasks.text and str(b_task) not in tasks.text
 
 

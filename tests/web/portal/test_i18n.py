@@ -11,6 +11,7 @@ from backoffice.web.portal.render import LOCALE_DIR, TEMPLATES, translations
 
 ROOT = Path(__file__).resolve().parents[3]
 CALL = re.compile(r"""\b_\((["'])(.+?)\1""")
+PLURAL = re.compile(r"""\bngettext\((["'])(.+?)\1,\s*(["'])(.+?)\3""")
 
 
 def _used() -> set[str]:
@@ -26,5 +27,9 @@ def test_every_portal_string_is_translated_to_pt_br():
     assert len(used) > 50
     missing = sorted(used - translated)
     assert not missing, f"add to web/locale/pt_BR/LC_MESSAGES/messages.po: {missing}"
+    plurals = {(m.group(2), m.group(4)) for path in TEMPLATES.rglob("*.html") for m in PLURAL.finditer(path.read_text())}
+    translated_plurals = {message.id for message in catalog
+                          if isinstance(message.id, tuple) and all(message.string)}
+    assert not plurals - translated_plurals, f"add the plural forms: {sorted(plurals - translated_plurals)}"
     assert translations("pt-BR").gettext("Log in") == "Entrar"
     assert translations("en").gettext("Log in") == "Log in"

@@ -60,12 +60,16 @@ async def test_a_front_office_day_on_a_real_case(spine, database, tenants):  # n
         assert read.status_code == 303
         assert (await browser.get("/alfa/inbox/poll")).json() == {"unread": 0, "latest": []}
 
-        # The onboarding task: tick an item, then complete it.
+        # The onboarding task: tick an item, then complete it; the items left open are named and confirmed.
         page = await browser.get(f"/alfa/tasks/{task.id}")
         assert page.status_code == 200 and task.checklist[0]["item"] in page.text
         tick = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/checklist/0", {"done": "1"})
         assert tick.status_code == 303
-        done = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/complete", {})
+        assert len(task.checklist) > 1
+        asked = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/complete", {})
+        assert asked.status_code == 409 and task.checklist[1]["item"] in asked.text
+        done = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/complete",
+                                       {"unticked_confirmed": "1"})
         assert done.status_code == 303
         assert "Concluída" in (await browser.get(f"/alfa/tasks/{task.id}")).text
 
@@ -126,3 +130,37 @@ async def test_an_anonymous_visitor_picks_english_and_keeps_it_after_log_in(brow
     assert (await browser.get("/alfa/dashboard")).status_code == 303  # a language is not a log-in
     assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
     assert 'lang="en"' in (await browser.get("/alfa/dashboard")).text
+
+
+async def test_everyones_tasks_filter_shows_the_other_peoples_tasks(browser: Browser, tenants, database):
+    from tests.web.portal.conftest import add_case
+
+    a = tenants.a
+    await add_case(database, a.id, a.member_id, a.customer_ids[0], title="Do membro")
+    assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
+    mine = await browser.get("/alfa/tasks")
+    assert "Tarefa Do membro" not in mine.text
+    everyone = await browser.get("/alfa/tasks?whose=all")
+    assert everyone.status_code == 200 and "Tarefa Do membro" in everyone.text
+    assert '<option value="all" selected' in everyone.text
+
+
+async def test_completing_a_task_with_unticked_items_asks_first(browser: Browser, tenants, database):
+    from tests.web.portal.conftest import add_case
+
+    a = tenants.a
+    _, task_id = await add_case(database, a.id, a.member_id, a.customer_ids[0], title="Checklist aberto")
+    assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+    page = f"/alfa/tasks/{task_id}"
+    asked = await browser.post_form(page, f"{page}/complete", {})
+    assert asked.status_code == 409
+    assert "1 item do checklist não foi marcado" in asked.text and "Ligar" in asked.text
+    assert "Concluir mesmo assim" in asked.text
+    async with database.tenant(a.id) as session:
+        assert (await session.get(Task, (a.id, task_id))).status == TaskStatus.OPEN
+    done = await browser.post_form(page, f"{page}/complete", {"unticked_confirmed": "1"})
+    assert done.status_code == 303
+    async with database.tenant(a.id) as session:
+        assert (await session.get(Task, (a.id, task_id))).status == TaskStatus.DONE
+        entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "task.completed"))).scalar_one()
+        assert entry.detail["unticked_items"] == ["Ligar"]
