@@ -42,7 +42,11 @@ FLOW_KEY = "oidc_flow"
 
 
 def _callback_url(request: Request, tenant: Tenant, state: State) -> str:
-    root = (state.settings.base_url or str(request.base_url)).rstrip("/")
+    """The absolute URL the identity provider sends the user back to (shown to the admin to register it).
+
+    On the tenant's own host name that host is the root; on the platform's, the configured base URL."""
+    on_own_host = request.scope.get("backoffice.host_tenant") == tenant.slug
+    root = (str(request.base_url) if on_own_host else state.settings.base_url or str(request.base_url)).rstrip("/")
     return f"{root}{base_path(request, tenant)}/sso/callback"
 
 
@@ -164,10 +168,10 @@ async def sso_callback(request: Request, tenant: Tenant, db: AsyncSession, state
 
 
 @get("/admin/sso", name="portal:admin_sso")
-async def sso_settings(request: Request, tenant: Tenant, admin: PortalUser, db: AsyncSession) -> Response:
+async def sso_settings(request: Request, tenant: Tenant, admin: PortalUser, db: AsyncSession, state: State) -> Response:
     config = await get_oidc_settings(db)
     return page(request, tenant, "portal/admin/sso.html", user=admin, config=config, errors=[], form={},
-                section="admin")
+                callback=_callback_url(request, tenant, state), section="admin")
 
 
 @post("/admin/sso", name="portal:admin_sso_save")
@@ -182,6 +186,7 @@ async def sso_settings_save(request: Request, tenant: Tenant, admin: PortalUser,
     except ValidationFailed as failure:
         return page(request, tenant, "portal/admin/sso.html", status_code=failure.status, user=admin,
                     config=await get_oidc_settings(db), errors=failure.errors,
+                    callback=_callback_url(request, tenant, state),
                     form={k: v for k, v in data.items() if k != "client_secret"}, section="admin")
     return Redirect(f"{base_path(request, tenant)}/admin/sso", status_code=303)
 

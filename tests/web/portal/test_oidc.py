@@ -37,6 +37,10 @@ async def _configure(database, provider: Provider, domains: str = "alfa.example"
             "issuer": provider.issuer, "client_id": provider.client_id, "client_secret": provider.client_secret,
             "allowed_domains": domains, "enabled": "on"})
         assert saved.status_code == 303
+        # The page shows the whole callback URL to paste into the identity provider, not a relative path.
+        shown = await admin.get("/alfa/admin/sso")
+        callback = str(client.base_url).rstrip("/") + "/alfa/sso/callback"
+        assert callback.startswith("http") and f'<code id="sso-callback">{callback}</code>' in shown.text
 
 
 async def _through_provider(browser: Browser, base: str = "/alfa") -> tuple[str, httpx.Response]:
