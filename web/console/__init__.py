@@ -19,6 +19,7 @@ from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.settings import Settings
 from backoffice.web.console import overview, signin
+from backoffice.web.console import tenant_work
 from backoffice.web.console.door import provide_console_tenant
 from backoffice.web.console.render import render
 from backoffice.web.console.session import StaffLoginRequired, login_redirect, provide_staff, staff_session_config
@@ -29,6 +30,7 @@ from backoffice.web.errors import not_found, validation_failed
 MODULES = [
     signin,
     overview,
+    tenant_work,
 ]
 
 

@@ -1,0 +1,282 @@
+"""The staff console's cross-tenant overview: per tenant, what is waiting, what is broken, who is at risk.
+
+Read through ``Database.system()`` (the provider's cross-tenant door), so every statement filters by tenant
+explicitly: the tenants the staff member serves, as a subquery (``served``: every tenant for a provider
+admin, the active assignments for an operator). One set-based statement per panel, grouped by tenant,
+whatever the number of tenants; the chart reads only the tenants on the page. ``tests/perf/bench_console.py``
+times each of them with 10,000 tenants, and migration 0017 gives the panels the partial indexes they scan.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Select, and_, func, literal, select, text, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform.staff.models import Assignment
+from backoffice.tenants.billing.models import Charge, ChargeStatus
+from backoffice.tenants.customers.models import Customer, Lifecycle
+from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
+from backoffice.tenants.events.models import Event, EventStatus
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.models import RoutineRun, RoutineSetting, RunStatus
+from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.tenants.timeline.service import NOTE_KINDS
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
+
+CHART_DAYS = 14
+FEEDBACK_DAYS = 14
+# A routine needs attention when its latest run (within this window) failed or only partly succeeded.
+ROUTINE_WINDOW = timedelta(days=35)
+
+# The statuses the panels read, written out in the SQL (not bound) so the planner can match them with the
+# partial indexes of migration 0017, whose predicates are the same text.
+OPEN_EVENTS = text("events.status IN ('pending', 'unmatched', 'failed')")
+DEAD_MESSAGES = text("outbound_messages.status = 'dead'")
+DEAD_WEBHOOKS = text("webhook_deliveries.status = 'dead'")
+AT_RISK = text("customers.lifecycle IN ('in_grace', 'blocked')")
+OVERDUE = text("charges.status = 'overdue'")
+
+
+def served_ids(staff_id: uuid.UUID, *, all_tenants: bool) -> Select:
+    """The tenants a staff member serves, as a subquery (admins: every tenant; operators: assigned now)."""
+    if all_tenants:
+        return select(Tenant.id)
+    return select(Assignment.tenant_id).where(Assignment.staff_id == staff_id, Assignment.ended_at.is_(None))
+
+
+def _within(column, served: Select | None, only: list[uuid.UUID] | None):
+    """The explicit tenant filter every statement carries: served (None: every tenant), and, for a page's
+    refresh, only these ids."""
+    conditions = []
+    if served is not None:
+        conditions.append(column.in_(served))
+    if only is not None:
+        conditions.append(column.in_(only))
+    return and_(*conditions) if conditions else literal(True)
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    id: uuid.UUID
+    slug: str
+    display_name: str
+    status: str
+
+
+async def tenant_rows(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
+                      ) -> list[TenantRow]:
+    query = select(Tenant.id, Tenant.slug, Tenant.display_name, Tenant.status).where(_within(Tenant.id, served, only))
+    return [TenantRow(r.id, r.slug, r.display_name, str(getattr(r.status, "value", r.status)))
+            for r in await session.execute(query.order_by(Tenant.display_name))]
+
+
+@dataclass
+class Backlog:
+    waiting: int = 0
+    oldest_waiting_at: datetime | None = None
+    unmatched: int = 0
+    failed: int = 0
+
+
+async def event_backlog(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
+                        ) -> dict[uuid.UUID, Backlog]:
+    """Events waiting for their step (and the oldest one's arrival), unmatched, failed for good."""
+    pending = Event.status == EventStatus.PENDING
+    query = (
+        select(Event.tenant_id, func.count().filter(pending), func.min(Event.received_at).filter(pending),
+               func.count().filter(Event.status == EventStatus.UNMATCHED),
+               func.count().filter(Event.status == EventStatus.FAILED))
+        .where(OPEN_EVENTS, _within(Event.tenant_id, served, only)).group_by(Event.tenant_id)
+    )
+    return {row[0]: Backlog(row[1], row[2], row[3], row[4]) for row in await session.execute(query)}
+
+
+async def dead_deliveries(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
+                          ) -> dict[uuid.UUID, int]:
+    """Deliveries that gave up (e-mails, platform commands, chat, webhooks): the dead letters besides the
+    failed events, which ``event_backlog`` counts."""
+    messages = select(OutboundMessage.tenant_id.label("tenant_id")).where(
+        DEAD_MESSAGES, _within(OutboundMessage.tenant_id, served, only))
+    webhooks = select(WebhookDelivery.tenant_id.label("tenant_id")).where(
+        DEAD_WEBHOOKS, _within(WebhookDelivery.tenant_id, served, only))
+    both = union_all(messages, webhooks).subquery()
+    query = select(both.c.tenant_id, func.count()).group_by(both.c.tenant_id)
+    return {row[0]: row[1] for row in await session.execute(query)}
+
+
+async def customers_at_risk(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
+                            ) -> dict[uuid.UUID, tuple[int, int]]:
+    """(in grace, blocked) customers per tenant."""
+    query = (
+        select(Customer.tenant_id, func.count().filter(Customer.lifecycle == Lifecycle.IN_GRACE),
+               func.count().filter(Customer.lifecycle == Lifecycle.BLOCKED))
+        .where(AT_RISK, _within(Customer.tenant_id, served, only)).group_by(Customer.tenant_id)
+    )
+    return {row[0]: (row[1], row[2]) for row in await session.execute(query)}
+
+
+async def overdue_amounts(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
+                          ) -> dict[uuid.UUID, tuple[int, int]]:
+    """(overdue charges, their amount in cents) per tenant."""
+    query = (
+        select(Charge.tenant_id, func.count(), func.coalesce(func.sum(Charge.amount_cents), 0))
+        .where(OVERDUE, _within(Charge.tenant_id, served, only)).group_by(Charge.tenant_id)
+    )
+    return {row[0]: (row[1], int(row[2])) for row in await session.execute(query)}
+
+
+async def routines_needing_attention(session: AsyncSession, served: Select | None, now: datetime,
+                                     only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
+    """Routines whose latest run failed or partly failed, plus routines paused for the tenant."""
+    ranked = (
+        select(RoutineRun.tenant_id, RoutineRun.status,
+               func.row_number().over(partition_by=(RoutineRun.tenant_id, RoutineRun.routine),
+                                      order_by=RoutineRun.created_at.desc()).label("rank"))
+        .where(RoutineRun.created_at >= now - ROUTINE_WINDOW, _within(RoutineRun.tenant_id, served, only))
+        .subquery()
+    )
+    failing = select(ranked.c.tenant_id.label("tenant_id")).where(
+        ranked.c.rank == 1, ranked.c.status.in_([RunStatus.FAILED.value, RunStatus.PARTIAL.value]))
+    paused = select(RoutineSetting.tenant_id.label("tenant_id")).where(
+        RoutineSetting.paused.is_(True), _within(RoutineSetting.tenant_id, served, only))
+    both = union_all(failing, paused).subquery()
+    query = select(both.c.tenant_id, func.count()).group_by(both.c.tenant_id)
+    return {row[0]: row[1] for row in await session.execute(query)}
+
+
+def feedback_query(served: Select | None, now: datetime, only: list[uuid.UUID] | None = None) -> Select:
+    """Front-office notes and feedback not yet taken in by staff: until the feedback inbox keeps a read
+    state, the entries of the last ``FEEDBACK_DAYS`` days. Rows of (tenant_id, count)."""
+    return (
+        select(TimelineEntry.tenant_id, func.count())
+        .where(TimelineEntry.kind.in_(NOTE_KINDS), TimelineEntry.at >= now - timedelta(days=FEEDBACK_DAYS),
+               _within(TimelineEntry.tenant_id, served, only))
+        .group_by(TimelineEntry.tenant_id)
+    )
+
+
+async def unread_feedback(session: AsyncSession, served: Select | None, now: datetime,
+                          only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
+    return {row[0]: row[1] for row in await session.execute(feedback_query(served, now, only))}
+
+
+@dataclass
+class Day:
+    day: date
+    events: int = 0
+    failures: int = 0
+
+
+@dataclass
+class Activity:
+    days: list[Day] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(d.events for d in self.days)
+
+    @property
+    def failures(self) -> int:
+        return sum(d.failures for d in self.days)
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+async def activity(session: AsyncSession, tenant_ids: list[uuid.UUID], now: datetime,
+                   days: int = CHART_DAYS) -> dict[uuid.UUID, Activity]:
+    """Events received and failures (events failed, deliveries dead) per UTC day over the last ``days`` days,
+    for the given tenants (a page of the overview: callers pass ids they already filtered by ``served``)."""
+    first = (now - timedelta(days=days - 1)).date()
+    since = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
+    if not tenant_ids:
+        return {}
+    received = (
+        select(Event.tenant_id.label("tenant_id"), func.date(Event.received_at).label("day"),
+               func.count().label("events"), func.count().filter(Event.status == EventStatus.FAILED).label("failures"))
+        .where(Event.tenant_id.in_(tenant_ids), Event.received_at >= since)
+        .group_by(Event.tenant_id, func.date(Event.received_at))
+    )
+    dead = (
+        select(OutboundMessage.tenant_id.label("tenant_id"), func.date(OutboundMessage.created_at).label("day"),
+               literal(0).label("events"), func.count().label("failures"))
+        .where(OutboundMessage.tenant_id.in_(tenant_ids), OutboundMessage.created_at >= since, DEAD_MESSAGES)
+        .group_by(OutboundMessage.tenant_id, func.date(OutboundMessage.created_at))
+    )
+    rows = await session.execute(union_all(received, dead))
+    counts: dict[uuid.UUID, dict[date, Day]] = defaultdict(dict)
+    for tenant_id, day, n_events, n_failures in rows:
+        key = _as_date(day)
+        entry = counts[tenant_id].setdefault(key, Day(key))
+        entry.events += n_events
+        entry.failures += n_failures
+    calendar = [first + timedelta(days=n) for n in range(days)]
+    return {tid: Activity([counts.get(tid, {}).get(d, Day(d)) for d in calendar]) for tid in tenant_ids}
+
+
+# --- the overview's lines ---------------------------------------------------------------------------
+
+@dataclass
+class Line:
+    """One tenant's line of the overview (connectors are merged in by the caller: they sit a layer above)."""
+
+    tenant: TenantRow
+    backlog: Backlog
+    dead_deliveries: int = 0
+    in_grace: int = 0
+    blocked: int = 0
+    overdue_charges: int = 0
+    overdue_cents: int = 0
+    routines: int = 0
+    feedback: int = 0
+    connectors_failing: int = 0
+    circuits_open: int = 0
+    connector_error: str | None = None
+    activity: Activity | None = None
+
+    @property
+    def dead_letters(self) -> int:
+        return self.backlog.failed + self.dead_deliveries
+
+    def waiting_age(self, now: datetime) -> timedelta | None:
+        oldest = self.backlog.oldest_waiting_at
+        return now - oldest if oldest and self.backlog.waiting else None
+
+    def severity(self, now: datetime) -> float:
+        """Worst first: broken things (dead letters, failing connectors, failed routines) before things that
+        wait, then customers at risk and money overdue, then feedback."""
+        age = self.waiting_age(now)
+        minutes = age.total_seconds() / 60 if age else 0.0
+        return (1000 * (self.connectors_failing + self.circuits_open) + 100 * self.dead_letters
+                + 100 * self.routines + 10 * self.backlog.unmatched + min(minutes, 1440) + self.backlog.waiting / 10
+                + 5 * self.blocked + 2 * self.in_grace + self.overdue_cents / 1_000_000 + self.feedback)
+
+
+async def lines(session: AsyncSession, served: Select | None, now: datetime,
+                only: list[uuid.UUID] | None = None) -> list[Line]:
+    """Every panel for the served tenants (or only the given ones), one statement each, merged per tenant."""
+    tenants = await tenant_rows(session, served, only)
+    backlog = await event_backlog(session, served, only)
+    dead = await dead_deliveries(session, served, only)
+    risk = await customers_at_risk(session, served, only)
+    overdue = await overdue_amounts(session, served, only)
+    routines = await routines_needing_attention(session, served, now, only)
+    feedback = await unread_feedback(session, served, now, only)
+    result = []
+    for tenant in tenants:
+        grace, blocked = risk.get(tenant.id, (0, 0))
+        charges, cents = overdue.get(tenant.id, (0, 0))
+        result.append(Line(tenant, backlog.get(tenant.id) or Backlog(), dead.get(tenant.id, 0), grace, blocked,
+                           charges, cents, routines.get(tenant.id, 0), feedback.get(tenant.id, 0)))
+    return result
+
+
+__all__ = ["Activity", "Backlog", "Day", "Line", "TenantRow", "activity", "customers_at_risk", "dead_deliveries",
+           "event_backlog", "feedback_query", "lines", "overdue_amounts", "routines_needing_attention",
+           "served_ids", "tenant_rows", "unread_feedback"]
