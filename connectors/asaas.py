@@ -30,7 +30,8 @@ from pydantic import Field, HttpUrl, SecretStr
 from backoffice.connectors.common import brazil_day, cents, json_body, need, same, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import (
-    ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed, register,
+    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
+    register,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,17 @@ class Asaas(ConnectorKind):
 
     def _headers(self, ctx: Context) -> dict[str, str]:
         return {"access_token": ctx.config.api_key.get_secret_value(), "Content-Type": "application/json"}
+
+    async def check(self, ctx: Context) -> CheckResult:
+        """Asaas's account data (GET /v3/myAccount/commercialInfo/): a read any valid key may make."""
+        label = "GET asaas myAccount/commercialInfo"
+        response = await ctx.http.request("GET", self._url(ctx, "/v3/myAccount/commercialInfo/"),
+                                          headers=self._headers(ctx), label=label)
+        body = json_of(response, label)
+        name = body.get("companyName") or body.get("name") or "?"
+        document = body.get("cpfCnpj")
+        return CheckResult(True, str(response.status_code),
+                           f"Asaas account: {name}" + (f" ({document})" if document else ""))
 
     async def fetch_payment(self, ctx: Context, payment_id: str) -> dict[str, Any] | None:
         """The payment as Asaas has it now; None when Asaas no longer knows it (404)."""

@@ -14,7 +14,7 @@ from pydantic import SecretStr, field_validator
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig, register
 from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
@@ -41,6 +41,14 @@ class Chat(ConnectorKind):
     config_model = ChatConfig
     channel = Channel.CHAT
     url_fields = ("webhook_url",)
+    TEST_TEXT = "Teste de conexão do back office. / Back-office connection test."
+
+    async def check(self, ctx) -> CheckResult:
+        """An incoming webhook has nothing to read: the test posts one short message, as chat tools'
+        own "send test message" buttons do."""
+        response = await ctx.http.request("POST", ctx.config.webhook_url.get_secret_value(),
+                                          json={"text": self.TEST_TEXT}, label="POST chat webhook")
+        return CheckResult(True, str(response.status_code), f"the chat accepted a test message: {response.text[:200]}")
 
 
 class ChatPort(ConnectorPort):

@@ -37,7 +37,7 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 from backoffice.connectors.common import cents, json_body, need, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import (
-    ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, register,
+    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, register,
 )
 from backoffice.platform.documents import InvalidDocument, normalize_cnpj
 
@@ -47,6 +47,7 @@ OUR_REF = re.compile(r"^([0-9a-f]{32})-")
 
 
 HOSTS = frozenset({"api.focusnfe.com.br", "homologacao.focusnfe.com.br"})
+PROBE_REF = "backoffice-connection-test"  # never issued: a connection test asks for it and expects 404
 
 
 class FocusNfeConfig(ProviderConfig):
@@ -179,6 +180,18 @@ class FocusNfe(ConnectorKind):
                 return None
             raise
         return json_of(response, "GET focusnfe nfse")
+
+    async def check(self, ctx: Context) -> CheckResult:
+        """Ask for a nota by a reference we never use (GET /v2/nfse/{ref}): Focus NFe answers 404
+        ``nao_encontrado`` to a token it accepts and 401/403 to one it does not, and nothing is issued."""
+        try:
+            await self.status(ctx, PROBE_REF)
+        except ProviderError as error:
+            if error.status in (401, 403):
+                raise ProviderError(f"Focus NFe refused the token: {refusal(error)}", retryable=False,
+                                    status=error.status) from None
+            raise
+        return CheckResult(True, "404", "Focus NFe accepted the token (no nota has the probe reference, as expected)")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         hint = json_body(request)

@@ -8,19 +8,21 @@ the ``OutboundMessage``. A 4xx other than 408/429 means the platform refused the
 with its answer (staff replay it from the console once fixed); 408, 429, 5xx, timeouts and unreachable
 hosts are retried by ``effects.deliver`` with backoff. Calls go through the instance's circuit breaker
 (``connectors/http.py``), whose transport checks the target's address at connect time (and the URL was
-checked when saved).
+checked when saved). The console's connection test sends ``{"command": "ping"}``, signed the same way, which
+a platform acknowledges with any 2xx and acts on nothing.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from pydantic import SecretStr, field_validator
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig, register
 from backoffice.platform import clock
 from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.platform.security.standard_webhooks import PREFIX, sign
@@ -61,6 +63,21 @@ class TenantPlatform(ConnectorKind):
     config_model = PlatformHttpConfig
     channel = Channel.PLATFORM
     url_fields = ("url",)
+
+    async def check(self, ctx) -> CheckResult:
+        """A signed ``{"command": "ping"}`` to the platform's URL, which acts on nothing: a 2xx proves the
+        address answers and the secret is the one it verifies with."""
+        effect_key = f"ping:{uuid.uuid4()}"
+        body = json.dumps({"id": effect_key, "command": "ping", "reason": "connection test", "customer": None,
+                           "data": {}, "sent_at": clock.now().isoformat()}, separators=(",", ":")).encode()
+        headers = {**sign([ctx.config.secret.get_secret_value()], effect_key, body,
+                          timestamp=int(clock.now().timestamp())), "content-type": "application/json"}
+        response = await ctx.http.request("POST", ctx.config.url, content=body, headers=headers,
+                                          label="POST platform ping")
+        if not 200 <= response.status_code < 300:
+            raise ProviderError(f"POST platform ping: answered {response.status_code} (redirects are not followed)",
+                                retryable=False, status=response.status_code)
+        return CheckResult(True, str(response.status_code), f"the platform answered: {response.text[:SNIPPET]}")
 
 
 def command_body(message: OutboundMessage) -> dict[str, Any]:

@@ -91,6 +91,16 @@ class InboundRequest:
         return self.headers.get(name.lower())
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What a connection test found: whether the provider accepted us, its answer's status (an HTTP status,
+    an SMTP reply code) and a message to show. ``ok`` is None when the kind has nothing to call."""
+
+    ok: bool | None
+    status: str
+    message: str
+
+
 @dataclass
 class Context:
     """What a kind's code gets to work with for one instance: the decrypted, typed configuration and the
@@ -138,6 +148,11 @@ class ConnectorKind:
     def source(self) -> str:
         """The canonical events' ``source`` and the key of ``Customer.external_ids`` for this provider."""
         return self.name
+
+    async def check(self, ctx: Context) -> CheckResult:
+        """One cheap, documented read that proves the provider is reachable and accepts the credentials
+        (``connectors/checks.py``); raises ProviderError (or ConnectorError) when it does not."""
+        return CheckResult(None, "-", f"{self.title} only receives webhooks here: there is no call to test")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         """Verify and normalise one inbound request; raise VerificationFailed or MalformedPayload."""

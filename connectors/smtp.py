@@ -27,7 +27,7 @@ import aiosmtplib
 from pydantic import Field, SecretStr
 
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import ConnectorKind, KindConfig, register
+from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig, register
 from backoffice.platform.security.outbound import TargetRefused, Unresolvable, open_socket
 from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
@@ -61,6 +61,42 @@ class Smtp(ConnectorKind):
 
     def targets(self, config: SmtpConfig) -> dict[str, tuple[str, int]]:
         return {"host": (config.host, config.port)}
+
+    async def check(self, ctx) -> CheckResult:
+        """Connect, secure the connection as configured, log in when a user is set, NOOP and QUIT: the
+        server's own replies, and no message sent."""
+        return await check_server(ctx.config, ctx.settings)
+
+
+async def check_server(config: SmtpConfig, settings: Settings | None = None) -> CheckResult:
+    from backoffice.connectors.registry import ConnectorError
+
+    try:
+        sock = await open_socket(config.host, config.port, settings, timeout=config.timeout_seconds)
+    except (Unresolvable, TargetRefused) as error:
+        raise ConnectorError(f"SMTP server {config.host}: {error}") from None
+    except OSError as error:
+        raise ConnectorError(f"SMTP server {config.host}:{config.port} unreachable ({error})") from None
+    smtp = aiosmtplib.SMTP(hostname=config.host, sock=sock, use_tls=config.security == "tls",
+                           start_tls=config.security == "starttls", validate_certs=config.verify_certificate,
+                           timeout=config.timeout_seconds)
+    try:
+        await smtp.connect()
+        if config.username:
+            password = config.password.get_secret_value() if config.password else ""
+            await smtp.login(config.username, password)
+        reply = await smtp.noop()
+        await smtp.quit()
+    except aiosmtplib.SMTPResponseException as error:
+        smtp.close()
+        raise ConnectorError(f"SMTP server answered {error.code} {error.message}") from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        smtp.close()
+        raise ConnectorError(f"SMTP server {config.host}:{config.port} unreachable or dropped the connection "
+                             f"({type(error).__name__}: {error})") from None
+    secured = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}[config.security]
+    who = f", logged in as {config.username}" if config.username else ""
+    return CheckResult(True, str(reply.code), f"{config.host}:{config.port} answered ({secured}{who}): {reply.message}")
 
 
 def html_part(text: str) -> str:

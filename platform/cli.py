@@ -167,6 +167,82 @@ async def tenants_reactivate(database, slug, reason) -> None:
     click.echo(f"reactivated {tenant.slug}")
 
 
+@tenants.command("set")
+@click.argument("slug")
+@click.option("--timezone", default=None, help="An IANA time zone, e.g. America/Sao_Paulo.")
+@click.option("--locale", default=None, type=click.Choice(["pt-BR", "en"]))
+@click.option("--key-max-days", default=None, help="Longest API key lifetime in days; 'none' for no maximum.")
+@click.option("--rate-limit", default=None, help="Most requests a minute an API key may get; 'none' for the default.")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def tenants_set(database, slug, timezone, locale, key_max_days, rate_limit, reason) -> None:
+    """Change a company's settings (each change audited with its value before and after)."""
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.registry.settings import change_settings
+
+    given = {"timezone": timezone, "locale": locale, "api_key_max_days": key_max_days,
+             "api_rate_limit_per_minute": rate_limit}
+    changes = {key: (None if value == "none" else value) for key, value in given.items() if value is not None}
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        tenant = await change_settings(session, tenant.id, changes, acting=Actor.cli(), reason=reason)
+    click.echo(f"{tenant.slug}: time zone {tenant.timezone}, locale {tenant.locale}, key lifetime "
+               f"{tenant.api_key_max_days or 'no maximum'}, key rate {tenant.api_rate_limit_per_minute or 'default'}")
+
+
+@tenants.command("host")
+@click.argument("slug")
+@click.argument("host")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def tenants_host(database, slug, host, reason) -> None:
+    """Ask for a custom host: prints the DNS TXT record the client publishes before `verify-host`."""
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.registry.settings import request_custom_host, verification_record
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        tenant = await request_custom_host(session, tenant.id, host, settings=database.settings, acting=Actor.cli(),
+                                           reason=reason)
+    proof = verification_record(tenant)
+    if proof is None:
+        click.echo(f"{tenant.slug} is served on {tenant.custom_host} already")
+        return
+    click.echo(f"publish this DNS record, then run: backoffice tenants verify-host {tenant.slug}")
+    click.echo(f"{proof['name']} TXT \"{proof['value']}\"")
+
+
+@tenants.command("verify-host")
+@click.argument("slug")
+@_run_db
+async def tenants_verify_host(database, slug) -> None:
+    """Look the TXT record up; once it holds the token, the portal is served on the host."""
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.registry.settings import verify_custom_host
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        tenant = await verify_custom_host(session, tenant.id, settings=database.settings, acting=Actor.cli())
+    click.echo(f"verified: {tenant.slug}'s portal is served on {tenant.custom_host}")
+
+
+@tenants.command("remove-host")
+@click.argument("slug")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def tenants_remove_host(database, slug, reason) -> None:
+    """Stop serving the portal on its custom host (the path address remains)."""
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.registry.settings import remove_custom_host
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        await remove_custom_host(session, tenant.id, acting=Actor.cli(), reason=reason)
+    click.echo(f"{tenant.slug} has no custom host")
+
+
 # --- staff ----------------------------------------------------------------------------------------
 
 @main.group()

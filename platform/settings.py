@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         "process; required outside the embedded mode (make one with `backoffice secrets new-key`)."))
     allow_private_targets: bool = Field(default=False,
                                         description="Allow outbound requests to private/loopback addresses.")
+    dns_nameserver: str = Field(default="", description=(
+        "The DNS server (address, or address:port) custom-host verification asks for the client's TXT "
+        "record; empty: the system's resolvers."))
     trusted_proxies: str = Field(default="", description=(
         "Comma-separated addresses or CIDR networks of the reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; empty: none (the connecting address is the client)."))
@@ -80,6 +83,26 @@ class Settings(BaseSettings):
             if not valid:
                 raise ValueError(f"expected comma-separated Fernet keys (44 characters each); {SECRETS_KEY_HOWTO}")
         return ",".join(keys)
+
+    @field_validator("dns_nameserver")
+    @classmethod
+    def _nameserver(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        address, port = value, "53"
+        if value.startswith("[") and "]:" in value:
+            address, _, port = value[1:].partition("]:")
+        elif value.count(":") == 1:
+            address, _, port = value.partition(":")
+        try:
+            ipaddress.ip_address(address)
+            valid = port.isdigit() and 1 <= int(port) <= 65535
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("expected an IP address, or address:port, like 10.0.0.2 or 127.0.0.1:5353")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -95,6 +95,9 @@ def _tenant_id(session: AsyncSession) -> uuid.UUID:
     return tenant_id
 
 
+DEFAULT_RATE = 600  # requests a minute, when neither the key nor its company says otherwise
+
+
 async def create_api_key(
     session: AsyncSession,
     *,
@@ -102,7 +105,7 @@ async def create_api_key(
     scopes: list[str],
     mode: str = "live",
     expires_days: int | None = None,
-    rate_limit_per_minute: int = 600,
+    rate_limit_per_minute: int | None = None,
     acting: Actor,
     within: Sequence[str] | None = None,
 ) -> NewKey:
@@ -118,8 +121,14 @@ async def create_api_key(
     if mode not in keys.PREFIXES:
         errors.add("mode", "expected live: test-mode keys are no longer issued (there is no separate test data, "
                            "so they reached live data)")
+    # The tenant's cap (set by the provider) is also a new key's rate when none is asked for.
+    cap = tenant.api_rate_limit_per_minute if tenant else None
+    if rate_limit_per_minute is None:
+        rate_limit_per_minute = cap or DEFAULT_RATE
     if not 1 <= rate_limit_per_minute <= 100_000:
         errors.add("rate_limit_per_minute", "expected 1-100000")
+    elif cap is not None and rate_limit_per_minute > cap:
+        errors.add("rate_limit_per_minute", f"this company allows keys of at most {cap} requests a minute")
     maximum = tenant.api_key_max_days if tenant else None
     if expires_days is not None and expires_days < 1:
         errors.add("expires_days", "expected a positive number of days")

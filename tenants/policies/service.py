@@ -22,8 +22,10 @@ from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import TENANT_KEY, NotFound
 from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.tenants.policies.models import PolicyVersion
-from backoffice.tenants.policies.schemas import PolicyConfig, field_errors
-from backoffice.tenants.policies.templates import validate_overrides
+from backoffice.tenants.policies.schemas import LOCALES, TEMPLATE_KINDS, PolicyConfig, TemplateOverride, field_errors
+from backoffice.tenants.policies.templates import (
+    Rendered, render, sample_context, validate_override, validate_overrides,
+)
 from backoffice.tenants.users.models import TenantUser
 
 REASON_MAX = 500  # policy_versions.reason
@@ -153,3 +155,30 @@ def _audit_detail(version: int, changed: list[str], before: dict[str, Any], afte
         if isinstance(before[key], scalar) and isinstance(after[key], scalar)
     }
     return {"version": version, "changed": changed, "values": values}
+
+
+def _preview(kind: str, locale: str, title: str, body: str, tenant: dict[str, Any] | None):
+    override = {"title": title, "body": body}
+    try:
+        TemplateOverride.model_validate(override)
+    except ValidationError as error:
+        return None, [FieldError(f"templates.{kind}.{locale}.{e.field}", e.message) for e in field_errors(error)]
+    problems = validate_override(kind, locale, override)
+    if problems:
+        return None, problems
+    context = sample_context(kind)
+    if tenant:
+        context["tenant"] = {**context["tenant"], **tenant}
+    return render(kind, locale, context, {kind: {locale: override}}), []
+
+
+async def preview_template(kind: str, locale: str, *, title: str, body: str,
+                           tenant: dict[str, Any] | None = None) -> tuple[Rendered | None, list[FieldError]]:
+    """A template as it would read, rendered with the sample case of its kind (``defaults/samples.json``),
+    the company's name and time zone in place of the sample's; or the problems that would refuse it when
+    saved, named by path. Checked and rendered in a worker thread, as saving does: the sandbox bounds it."""
+    if kind not in TEMPLATE_KINDS:
+        return None, [FieldError("kind", f"expected one of {', '.join(TEMPLATE_KINDS)}")]
+    if locale not in LOCALES:
+        return None, [FieldError("locale", f"expected one of {', '.join(LOCALES)}")]
+    return await asyncio.to_thread(_preview, kind, locale, title or "", body or "", tenant)

@@ -37,7 +37,16 @@ class Tenant(PlatformOwned, Base):
     branding: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     logo: Mapped[bytes | None] = mapped_column(LargeBinary)
     logo_content_type: Mapped[str | None] = mapped_column(String(32))
+    # The host routing serves the portal on; set only once the client proved they hold it (a DNS TXT
+    # record, ``tenants/registry/settings.py``), or by an earlier revision's direct setting.
     custom_host: Mapped[str | None] = mapped_column(String(253), unique=True)
+    pending_host: Mapped[str | None] = mapped_column(String(253))
+    host_token: Mapped[str | None] = mapped_column(String(64))
+    host_verified_at: Mapped[datetime | None] = mapped_column()
+    # The console's onboarding steps already saved (``tenants/registry/onboarding.py``).
+    onboarding_steps: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The most requests a minute a key may be given, and a new key's rate; None: 600 and no cap.
+    api_rate_limit_per_minute: Mapped[int | None] = mapped_column()
     # The longest lifetime an API key of this tenant may have; None: no maximum (keys may never expire).
     api_key_max_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

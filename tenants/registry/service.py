@@ -149,7 +149,8 @@ async def suspend_tenant(session: AsyncSession, tenant: Tenant, *, reason: str, 
     tenant.suspended_reason = reason.strip()
     await session.flush()
     await record(session, actor=acting, action="tenant.suspended", target_type="tenant",
-                 target_id=tenant.id, tenant_id=tenant.id, reason=reason)
+                 target_id=tenant.id, tenant_id=tenant.id, reason=reason,
+                 detail={"before": TenantStatus.ACTIVE.value, "after": TenantStatus.SUSPENDED.value})
     return tenant
 
 
@@ -160,7 +161,8 @@ async def reactivate_tenant(session: AsyncSession, tenant: Tenant, *, reason: st
     tenant.suspended_reason = None
     await session.flush()
     await record(session, actor=acting, action="tenant.reactivated", target_type="tenant",
-                 target_id=tenant.id, tenant_id=tenant.id, reason=reason)
+                 target_id=tenant.id, tenant_id=tenant.id, reason=reason,
+                 detail={"before": TenantStatus.SUSPENDED.value, "after": TenantStatus.ACTIVE.value})
     return tenant
 
 
@@ -185,6 +187,7 @@ async def update_branding(session: AsyncSession, tenant_id, *, colours: dict[str
     content_type = errors.check("logo", sniff_logo, logo) if logo is not None else None
     errors.raise_if_any()
     changed = []
+    before = validate_colours(tenant.branding)
     if new_colours is not None and validate_colours(new_colours) != validate_colours(tenant.branding):
         tenant.branding = validate_colours(new_colours)
         changed.append("colours")
@@ -195,6 +198,7 @@ async def update_branding(session: AsyncSession, tenant_id, *, colours: dict[str
         return tenant
     await session.flush()
     await record(session, actor=acting, action="tenant.branding_changed", target_type="tenant", target_id=tenant.id,
-                 tenant_id=tenant.id, detail={"changed": changed, "colours": tenant.branding,
+                 tenant_id=tenant.id, detail={"changed": changed, "colours": tenant.branding, "before": before,
+                                              "after": tenant.branding,
                                               "logo_bytes": len(logo) if logo is not None else None})
     return tenant

@@ -1,4 +1,5 @@
-"""One-time password-reset links: the token is e-mailed, only its hash is stored; 30 minutes, single use."""
+"""One-time password links: the token is e-mailed, only its hash is stored; single use. A reset link lasts
+30 minutes; an invitation (a new user's first password, same page and token) a week."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from backoffice.platform.security.passwords import check_password_strength, hash
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.service import DELIVER_JOB
 from backoffice.tenants.users.models import TenantUser
+from backoffice.tenants.users.service import create_tenant_user
 
 RESET_TTL = timedelta(minutes=30)
+INVITATION_TTL = timedelta(days=7)
 
 
 class PasswordReset(TenantOwned, Base):
@@ -58,25 +61,52 @@ async def request_password_reset(
     )).scalar_one_or_none()
     if user is None:
         return None
+    reset = await _email_link(
+        session, user, RESET_TTL, link_for, kind="password.reset", effect="password-reset",
+        subject=f"{tenant_name}: redefinição de senha / password reset",
+        text=lambda link: (f"Olá, {user.name}.\n\nPara definir uma nova senha, abra este link em até 30 minutos:\n"
+                           f"{link}\n\nTo set a new password, open this link within 30 minutes:\n{link}\n\n"
+                           "Se você não pediu, ignore esta mensagem. / If you did not ask, ignore this message."))
+    await record(session, actor=acting, action="user.password_reset_requested", target_type="tenant_user",
+                 target_id=user.id, tenant_id=user.tenant_id)
+    return reset
+
+
+async def _email_link(session: AsyncSession, user: TenantUser, ttl: timedelta, link_for, *, kind: str, effect: str,
+                      subject: str, text) -> PasswordReset:
+    """A one-time token for ``user`` (only its hash kept) and the e-mail carrying its link, through the outbox."""
     token = secrets.token_urlsafe(32)
     now = clock.now()
-    reset = PasswordReset(user_id=user.id, token_hash=_hash(token), created_at=now, expires_at=now + RESET_TTL)
+    reset = PasswordReset(user_id=user.id, token_hash=_hash(token), created_at=now, expires_at=now + ttl)
     session.add(reset)
     await session.flush()
     link = link_for(token)
     message = OutboundMessage(
-        effect_key=f"password-reset:{reset.id}", channel=Channel.EMAIL, target=user.email, created_at=now,
-        payload={"kind": "password.reset", "to": user.email, "to_name": user.name,
-                 "subject": f"{tenant_name}: redefinição de senha / password reset",
-                 "text": (f"Olá, {user.name}.\n\nPara definir uma nova senha, abra este link em até 30 minutos:\n"
-                          f"{link}\n\nTo set a new password, open this link within 30 minutes:\n{link}\n\n"
-                          "Se você não pediu, ignore esta mensagem. / If you did not ask, ignore this message.")},
+        effect_key=f"{effect}:{reset.id}", channel=Channel.EMAIL, target=user.email, created_at=now,
+        payload={"kind": kind, "to": user.email, "to_name": user.name, "subject": subject, "text": text(link)},
     )
     session.add(message)
     await session.flush()
     add_to_outbox(session, user.tenant_id, DELIVER_JOB, message_id=str(message.id))
-    await record(session, actor=acting, action="user.password_reset_requested", target_type="tenant_user",
-                 target_id=user.id, tenant_id=user.tenant_id)
+    return reset
+
+
+async def invite_user(session: AsyncSession, user: TenantUser, *, link_for, tenant_name: str,
+                      acting: Actor) -> PasswordReset:
+    """E-mail a new user (made without a password) the link to set one: the reset page and token, valid
+    for a week. Inviting again sends a new link; the older ones stay valid until used or expired."""
+    if user.password_hash is not None:
+        raise ValidationFailed(FieldError("email", "this user has a password already; they can reset it"))
+    days = INVITATION_TTL.days
+    reset = await _email_link(
+        session, user, INVITATION_TTL, link_for, kind="user.invitation", effect="invitation",
+        subject=f"{tenant_name}: convite para o portal / portal invitation",
+        text=lambda link: (f"Olá, {user.name}.\n\nVocê foi convidado(a) para o portal de {tenant_name}. Para "
+                           f"definir sua senha, abra este link em até {days} dias:\n{link}\n\n"
+                           f"You are invited to {tenant_name}'s portal. To set your password, open this link "
+                           f"within {days} days:\n{link}"))
+    await record(session, actor=acting, action="user.invited", target_type="tenant_user", target_id=user.id,
+                 tenant_id=user.tenant_id, detail={"email": user.email, "expires_at": reset.expires_at.isoformat()})
     return reset
 
 
@@ -115,4 +145,13 @@ async def reset_password(session: AsyncSession, *, token: str, password: str) ->
     await session.flush()
     await record(session, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)),
                  action="user.password_reset", target_type="tenant_user", target_id=user.id, tenant_id=user.tenant_id)
+    return user
+
+
+async def invite_new_user(session: AsyncSession, *, email: str, name: str, role: str, link_for, tenant_name: str,
+                          acting: Actor) -> TenantUser:
+    """A new user of the session's tenant, with no password yet, e-mailed the link to set one (the first
+    tenant admin, when the provider onboards a company)."""
+    user = await create_tenant_user(session, email=email, name=name, role=role, password=None, acting=acting)
+    await invite_user(session, user, link_for=link_for, tenant_name=tenant_name, acting=acting)
     return user

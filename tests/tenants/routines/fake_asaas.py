@@ -12,6 +12,7 @@ test can check that a run touched only its tenant's account. It follows the docu
   ``paymentDate[le]``), ``GET /v3/payments/{id}`` (404 when unknown);
 - lists paginate with ``offset``/``limit`` and answer ``object``, ``hasMore``, ``totalCount``, ``limit``,
   ``offset``, ``data``. Pages are capped at ``page_cap`` (Asaas caps at 100) so tests follow pages;
+- ``GET /v3/myAccount/commercialInfo/``: the account's company data (what a connection test reads);
 - an unknown query parameter is a 400 here (Asaas ignores it silently, which would hide a typo of ours).
 
 Switches: ``fail`` answers some requests with a 5xx and does nothing; ``cut_after_create`` creates the next
@@ -60,6 +61,8 @@ class Account:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused_tax_ids: set[str] = field(default_factory=set)
+    company_name: str = "Empresa de Teste Ltda"  # GET /v3/myAccount/commercialInfo/
+    cpf_cnpj: str = "11222333000181"
 
 
 @dataclass
@@ -182,6 +185,9 @@ class FakeAsaas:
             return self._create_payment(account, call.body or {})
         if route == ("GET", "/v3/payments"):
             return self._list_payments(account, call.query)
+        if route == ("GET", "/v3/myAccount/commercialInfo/"):
+            return 200, {"object": "commercialInfo", "personType": "JURIDICA", "companyName": account.company_name,
+                         "name": account.company_name, "cpfCnpj": account.cpf_cnpj, "email": "financeiro@example.com"}
         match = PAYMENT_PATH.match(call.path)
         if call.method == "GET" and match:
             payment = account.payments.get(match.group(1))

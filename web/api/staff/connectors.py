@@ -11,12 +11,15 @@ from litestar import get, patch, post
 from litestar.datastructures import State
 
 from backoffice.connectors import service
+from backoffice.connectors.checks import check_connection
 from backoffice.connectors.registry import kinds, secret_fields
 from backoffice.platform.staff.models import Staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
 from backoffice.web.api.staff.auth import actor, require_admin
-from backoffice.web.api.staff.schemas import ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch
+from backoffice.web.api.staff.schemas import (
+    ConnectionCheckOut, ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch,
+)
 
 ERRORS = (400, 401, 403, 404, 422)
 
@@ -81,4 +84,15 @@ async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant
         return _out(instance)
 
 
-connector_routes = [list_kinds, list_connectors, create_connector, get_connector, update_connector]
+@post("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}/test", operation_id="staffTestConnector",
+      status_code=200, responses=problems(*ERRORS))
+async def test_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, staff: Staff,
+                         state: State) -> ConnectionCheckOut:
+    """Call the provider (a cheap documented read) and answer what it said; a refusal is ``ok: false``."""
+    async with state.database.provider(tenant.id) as session:
+        result = await check_connection(session, connector_id, acting=actor(staff), settings=state.settings,
+                                        http_options=getattr(state, "connector_http_options", None))
+    return ConnectionCheckOut(ok=result.ok, status=result.status, message=result.message)
+
+
+connector_routes = [list_kinds, list_connectors, create_connector, get_connector, update_connector, test_connector]

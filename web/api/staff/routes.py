@@ -27,7 +27,10 @@ from backoffice.tenants.policies.service import current_policy, policy_history, 
 from backoffice.tenants.processes.engine import retry_event
 from backoffice.tenants.registry.branding import validate_colours
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.registry.service import create_tenant, reactivate_tenant, suspend_tenant
+from backoffice.tenants.registry.service import create_tenant, reactivate_tenant, suspend_tenant, update_branding
+from backoffice.tenants.registry.settings import (
+    change_settings, remove_custom_host, request_custom_host, verification_record, verify_custom_host,
+)
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
 from backoffice.web.api.schemas import EventOut
@@ -39,7 +42,7 @@ from backoffice.web.api.staff.auth import (
 )
 from backoffice.web.api.staff.schemas import (
     AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadLettersOut, DeadMessageOut, PolicyOut, PolicyPatch,
-    PolicyVersionOut, Reason, SuspendIn, TenantIn, TenantOut, TokenIn, TokenOut,
+    PolicyVersionOut, Reason, SuspendIn, CustomHostIn, TenantIn, TenantOut, TenantSettingsPatch, TokenIn, TokenOut,
 )
 
 STAFF_ERRORS = (400, 401, 403, 404, 422)
@@ -77,7 +80,7 @@ async def list_tenants(staff: Staff, state: State) -> list[TenantOut]:
         query = select(Tenant).order_by(Tenant.slug)
         if staff.role != StaffRole.ADMIN:
             query = query.where(Tenant.id.in_(await assigned_tenant_ids(session, staff)))
-        return [TenantOut.model_validate(t) for t in (await session.execute(query)).scalars()]
+        return [_tenant_out(t) for t in (await session.execute(query)).scalars()]
 
 
 @post("/tenants", operation_id="staffCreateTenant", status_code=201, responses=_r(409))
@@ -85,12 +88,12 @@ async def create(data: TenantIn, staff: Staff, state: State) -> TenantOut:
     require_admin(staff)
     async with state.database.system() as session:
         tenant = await create_tenant(session, **data.model_dump(), acting=actor(staff))
-    return TenantOut.model_validate(tenant)
+    return _tenant_out(tenant)
 
 
 @get("/tenants/{tenant_id:uuid}", operation_id="staffGetTenant", responses=_r())
 async def get_tenant(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> TenantOut:
-    return TenantOut.model_validate(tenant)
+    return _tenant_out(tenant)
 
 
 @post("/tenants/{tenant_id:uuid}/suspend", operation_id="staffSuspendTenant", status_code=200, responses=_r())
@@ -98,7 +101,7 @@ async def suspend(tenant_id: uuid.UUID, tenant: Tenant, data: SuspendIn, staff: 
     async with state.database.system() as session:
         tenant = await suspend_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
                                       acting=actor(staff))
-    return TenantOut.model_validate(tenant)
+    return _tenant_out(tenant)
 
 
 @post("/tenants/{tenant_id:uuid}/reactivate", operation_id="staffReactivateTenant", status_code=200,
@@ -107,22 +110,58 @@ async def reactivate(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: 
     async with state.database.system() as session:
         tenant = await reactivate_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
                                          acting=actor(staff))
-    return TenantOut.model_validate(tenant)
+    return _tenant_out(tenant)
 
 
 @put("/tenants/{tenant_id:uuid}/branding", operation_id="staffSetBranding", responses=_r())
 async def set_branding(tenant_id: uuid.UUID, tenant: Tenant, data: BrandingIn, staff: Staff, state: State) -> TenantOut:
     try:
-        colours = validate_colours(data.colours)
+        colours = validate_colours(data.colours)  # the whole set: keys left out go back to the defaults
     except ValueError as error:
         raise ValidationFailed(FieldError("colours", str(error))) from None
     async with state.database.system() as session:
-        tenant = await session.get(Tenant, tenant_id)
-        tenant.branding = colours
-        await session.flush()
-        await record(session, actor=actor(staff), action="tenant.branding_changed", target_type="tenant",
-                     target_id=tenant.id, tenant_id=tenant.id, detail={"colours": colours})
-    return TenantOut.model_validate(tenant)
+        tenant = await update_branding(session, tenant_id, colours=colours, acting=actor(staff))
+    return _tenant_out(tenant)
+
+
+@patch("/tenants/{tenant_id:uuid}/settings", operation_id="staffChangeTenantSettings", responses=_r())
+async def change_tenant_settings(tenant_id: uuid.UUID, tenant: Tenant, data: TenantSettingsPatch, staff: Staff,
+                                 state: State) -> TenantOut:
+    """Only the fields sent change (``null`` clears a limit); each change is its own audit entry."""
+    changes = data.model_dump(exclude_unset=True, exclude={"reason"})
+    async with state.database.system() as session:
+        tenant = await change_settings(session, tenant_id, changes, acting=actor(staff), reason=data.reason)
+    return _tenant_out(tenant)
+
+
+@put("/tenants/{tenant_id:uuid}/custom-host", operation_id="staffRequestCustomHost", responses=_r(409))
+async def put_custom_host(tenant_id: uuid.UUID, tenant: Tenant, data: CustomHostIn, staff: Staff,
+                          state: State) -> TenantOut:
+    """The host waits for the TXT record named in ``host_verification``; the host in use keeps routing."""
+    async with state.database.system() as session:
+        tenant = await request_custom_host(session, tenant_id, data.host, settings=state.settings,
+                                           acting=actor(staff), reason=data.reason)
+    return _tenant_out(tenant)
+
+
+@post("/tenants/{tenant_id:uuid}/custom-host/verify", operation_id="staffVerifyCustomHost", status_code=200,
+      responses=_r(409))
+async def verify_host(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> TenantOut:
+    async with state.database.system() as session:
+        tenant = await verify_custom_host(session, tenant_id, settings=state.settings, acting=actor(staff))
+    return _tenant_out(tenant)
+
+
+@post("/tenants/{tenant_id:uuid}/custom-host/remove", operation_id="staffRemoveCustomHost", status_code=200,
+      responses=_r())
+async def remove_host(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: Staff, state: State) -> TenantOut:
+    async with state.database.system() as session:
+        tenant = await remove_custom_host(session, tenant_id, acting=actor(staff), reason=data.reason)
+    return _tenant_out(tenant)
+
+
+def _tenant_out(tenant: Tenant) -> TenantOut:
+    return TenantOut.model_validate(tenant).model_copy(update={"host_verification": verification_record(tenant)})
 
 
 # --- policies -------------------------------------------------------------------------------------
@@ -277,7 +316,8 @@ async def audit_log(
 
 staff_router = Router(
     "/staff",
-    route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding, get_policy,
+    route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding,
+                    change_tenant_settings, put_custom_host, verify_host, remove_host, get_policy,
                     patch_policy, get_policy_history, mobilise, demobilise, unmatched, dead_letters, retry,
                     replay_message, audit_log, *connector_routes, *routine_routes],
     middleware=[StaffTokenMiddleware],

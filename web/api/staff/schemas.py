@@ -48,7 +48,32 @@ class TenantOut(Out):
     locale: str
     branding: dict[str, Any]
     api_key_max_days: int | None
+    api_rate_limit_per_minute: int | None
+    custom_host: str | None = Field(description="The host the portal is served on (verified).")
+    pending_host: str | None = Field(description="A host waiting for its DNS TXT proof.")
+    host_verification: dict[str, str] | None = Field(
+        default=None, description="The TXT record the client publishes for the pending host (name, type, value).")
     created_at: datetime
+
+
+class TenantSettingsPatch(Strict):
+    timezone: str | None = Field(default=None, max_length=64, description="An IANA time zone.")
+    locale: str | None = Field(default=None, max_length=16, description="pt-BR or en.")
+    api_key_max_days: int | None = Field(default=None, description="Longest API key lifetime; null: no maximum.")
+    api_rate_limit_per_minute: int | None = Field(
+        default=None, description="Most requests a minute a key may be given (and a new key's rate); null: 600, no cap.")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CustomHostIn(Strict):
+    host: str = Field(max_length=253, description="The host name; routing uses it once its DNS TXT proof is seen.")
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ConnectionCheckOut(BaseModel):
+    ok: bool | None = Field(description="null: the kind has nothing to call (it only receives webhooks).")
+    status: str = Field(description="The provider's answer: an HTTP status, an SMTP reply code, or what failed.")
+    message: str
 
 
 class Reason(Strict):
@@ -83,7 +108,20 @@ class PolicyVersionOut(Out):
 
 class AssignmentIn(Strict):
     staff_email: str = Field(max_length=254)
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: str = Field(max_length=1000, description="Why; required, kept in the audit log.")
+    hand_over_to: str | None = Field(default=None, max_length=254, description=(
+        "Demobilise only: the e-mail of a staff member serving the tenant who takes the person's open routine "
+        "work in the same action."))
+
+
+class HandOverIn(Strict):
+    from_staff_email: str = Field(max_length=254)
+    to_staff_email: str = Field(max_length=254, description="Must serve the tenant (mobilised on it, or an admin).")
+    reason: str = Field(max_length=1000, description="Why; required, kept in the audit log.")
+
+
+class HandOverOut(BaseModel):
+    moved: dict[str, list[uuid.UUID]] = Field(description="The ids moved, by kind of work (routine_runs).")
 
 
 class AssignmentOut(Out):
