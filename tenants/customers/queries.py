@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.tenants.customers.models import Customer, CustomerExternalId
+from backoffice.tenants.customers.models import Customer, CustomerExternalId, Lifecycle
 
 
 async def customers_by_ids(session: AsyncSession, ids: Iterable[uuid.UUID], *, fresh: bool = False
@@ -67,4 +67,32 @@ async def lock_customers(session: AsyncSession, ids: Iterable[uuid.UUID]) -> Non
     await session.execute(query)
 
 
-__all__ = ["customers_by_external_ids", "customers_by_ids", "customers_by_tax_ids", "lock_customers"]
+SEARCH_MAX = 200
+
+
+def customer_search_query(q: str = "", stage: str = "") -> Select:
+    """Customers whose name or e-mail contains the text, or whose CPF/CNPJ contains its digits, in a stage;
+    through a tenant's session, that tenant's only. The caller orders and pages."""
+    query = select(Customer)
+    if stage in Lifecycle._value2member_map_:
+        query = query.where(Customer.lifecycle == Lifecycle(stage))
+    term = (q or "").replace("\x00", "").strip()[:SEARCH_MAX]
+    if term:
+        like = f"%{term.lower()}%"
+        conditions = [func.lower(Customer.name).like(like), func.lower(Customer.email).like(like)]
+        digits = "".join(ch for ch in term if ch.isalnum()).upper()
+        if digits:
+            conditions.append(Customer.tax_id.like(f"%{digits}%"))
+        query = query.where(or_(*conditions))
+    return query
+
+
+async def count_by_lifecycle(session: AsyncSession) -> dict[str, int]:
+    """How many customers the tenant has in each stage, in one statement."""
+    rows = await session.execute(select(Customer.lifecycle, func.count()).group_by(Customer.lifecycle))
+    found = {(stage.value if isinstance(stage, Lifecycle) else str(stage)): count for stage, count in rows.all()}
+    return {stage.value: int(found.get(stage.value, 0)) for stage in Lifecycle}
+
+
+__all__ = ["count_by_lifecycle", "customer_search_query", "customers_by_external_ids", "customers_by_ids",
+           "customers_by_tax_ids", "lock_customers"]

@@ -88,6 +88,16 @@ async def webhook_deliveries_of(session: AsyncSession, message_ids: set[uuid.UUI
     return found
 
 
+async def customer_deliveries(session: AsyncSession, customer_id: uuid.UUID) -> dict[uuid.UUID, dict[str, Any]]:
+    """The delivery details of each outbound effect of a customer (its timeline's ``ref["message_id"]``):
+    the message, and for a webhook message the endpoint deliveries it fanned out into. Two statements."""
+    messages = list((await session.execute(
+        select(OutboundMessage).where(OutboundMessage.customer_id == customer_id)
+        .order_by(OutboundMessage.created_at.desc()).limit(1000))).scalars())
+    webhooks = await webhook_deliveries_of(session, {m.id for m in messages if m.channel == Channel.WEBHOOK})
+    return {m.id: {"message": m, "webhooks": webhooks.get(m.id, [])} for m in messages}
+
+
 # --- counts (one statement) -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ async def replay_outcome(session: AsyncSession, replay_id: uuid.UUID, *, offset:
 
 
 __all__ = [
-    "CHANNELS", "STATUSES", "DeadLetterCounts", "ItemOutcome", "ReplayOutcome", "counts", "dead_messages_query",
+    "CHANNELS", "STATUSES", "DeadLetterCounts", "ItemOutcome", "ReplayOutcome", "counts", "customer_deliveries", "dead_messages_query",
     "dead_webhooks_query", "endpoint_urls", "failed_events_query", "get_replay", "messages_query", "replay_outcome",
     "replays_query", "unmatched_events_query", "webhook_deliveries_of", "webhook_deliveries_query",
 ]
