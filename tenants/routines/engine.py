@@ -168,6 +168,21 @@ async def active_run(session: AsyncSession, routine: str, period: str) -> Routin
     ).limit(1))).scalar_one_or_none()
 
 
+def _staff_id(actor: Actor) -> uuid.UUID | None:
+    """A run a staff member starts is theirs to follow up until handed over."""
+    if actor.type != "staff" or not actor.id:
+        return None
+    try:
+        return uuid.UUID(actor.id)
+    except ValueError:
+        return None
+
+
+async def _has_connector(session: AsyncSession, kinds: tuple[str, ...]) -> bool:
+    query = select(ConnectorInstance.id).where(ConnectorInstance.kind.in_(kinds), ConnectorInstance.enabled.is_(True))
+    return (await session.execute(query.limit(1))).first() is not None
+
+
 async def start_run(session: AsyncSession, name: str, *, period: str | None = None, actor: Actor,
                     trigger: Trigger = Trigger.MANUAL, reason: str | None = None,
                     parent: RoutineRun | None = None) -> RoutineRun:
@@ -182,13 +197,19 @@ async def start_run(session: AsyncSession, name: str, *, period: str | None = No
     setting = await setting_for(session, routine.name)
     if setting is not None and setting.paused:
         raise Conflict(FieldError("routine", f"{routine.name} is paused for this company; resume it first"))
+    if routine.requires and not await _has_connector(session, routine.requires):
+        # Refused at the door, with the reason, rather than a run that fails a moment later (the plan step
+        # still checks: a connector can be disabled between the start and the plan).
+        raise Conflict(FieldError("routine", f"{routine.name} needs an enabled {' or '.join(routine.requires)} "
+                                             "connector and this company has none; configure one first"))
     running = await active_run(session, routine.name, period)
     if running is not None:
         raise Conflict(FieldError("period", f"a run of {routine.name} for {period} is already {running.status.value} "
                                             f"(run {running.id})"))
     now = clock.now()
     run = RoutineRun(routine=routine.name, period=period, trigger=trigger, status=RunStatus.QUEUED,
-                     parent_run_id=parent.id if parent else None, requested_by=actor.label[:200], items_total=0,
+                     parent_run_id=parent.id if parent else None, requested_by=actor.label[:200],
+                     handled_by=_staff_id(actor), items_total=0,
                      items_done=0, items_failed=0, summary={}, created_at=now, updated_at=now)
     session.add(run)
     try:

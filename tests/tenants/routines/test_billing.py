@@ -19,12 +19,13 @@ from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import get_owned
+from backoffice.platform.errors import Conflict
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.routines import billing, engine
-from backoffice.tenants.routines.models import ItemStatus, RunStatus, Trigger
+from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunStatus, Trigger
 from tests.tenants.routines.fake_asaas import FakeAsaas, connect, gateway_options, serving
 from tests.tenants.routines.runs import run_and_items
 
@@ -277,14 +278,16 @@ async def test_each_tenant_bills_its_own_customers_through_its_own_connector_onl
             assert [c.external_id for c in (await session.execute(select(Charge))).scalars()] == [payment["id"]]
 
 
-async def test_a_tenant_without_a_payment_gateway_gets_a_failed_run_saying_so(spine, asaas):
+async def test_a_billing_run_for_a_tenant_without_a_payment_gateway_is_refused_saying_why(spine, asaas):
     a = spine.tenants.a
     await add_contract(spine.database, a.id, a.customer_ids[0])
-    run_id = await start(spine, a.id)
+    with pytest.raises(Conflict) as refused:
+        await start(spine, a.id)
+    assert refused.value.errors[0].field == "routine"
+    assert "needs an enabled asaas connector and this company has none" in refused.value.errors[0].message
     await spine.settle()
-    run, items = await run_and_items(spine, a.id, run_id)
-    assert (run.status, items) == (RunStatus.FAILED, [])
-    assert run.error == "no payment gateway connector configured for this company (asaas)"
+    async with spine.database.tenant(a.id) as session:
+        assert (await session.execute(select(RoutineRun))).first() is None
     assert asaas.calls() == []
 
 

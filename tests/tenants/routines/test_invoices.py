@@ -15,7 +15,7 @@ from sqlalchemy import select
 from backoffice.connectors.focusnfe import FocusNfe
 from backoffice.connectors.service import create_instance
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.errors import Conflict, ValidationFailed
 from backoffice.platform.settings import get_settings
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.events.models import Event
@@ -318,18 +318,17 @@ async def test_a_nota_processing_past_48_hours_fails_its_item_and_a_retry_follow
     assert list(fake.notas) == [ref] and len(fake.posts(ref)) == 2 and fake.notas[ref].sent == 1
 
 
-async def test_a_tenant_without_a_focus_nfe_or_its_prestador_data_gets_a_failed_run_that_says_why(spine, focus):
+async def test_a_tenant_without_a_focus_nfe_is_refused_and_one_without_prestador_data_gets_a_failed_run_saying_why(spine, focus):
     a, b = spine.tenants.a, spine.tenants.b
     fake, _ = focus
     await paid(spine, a.id, a.customer_ids[0], 19990, date(2026, 10, 30))
     await equip(spine, b.id, fake, prestador_cnpj="34.028.316/0001-03")  # hooks only: no issuing data
     await paid(spine, b.id, b.customer_ids[0], 5000, date(2026, 11, 1))
-    run_a, run_b = await start(spine, a.id), await start(spine, b.id)
+    with pytest.raises(Conflict, match="needs an enabled focusnfe connector and this company has none"):
+        await start(spine, a.id)
+    run_b = await start(spine, b.id)
     await spine.settle()
-    failed_a, _ = await run_and_items(spine, a.id, run_a)
     failed_b, _ = await run_and_items(spine, b.id, run_b)
-    assert (failed_a.status, failed_a.error) == (
-        RunStatus.FAILED, "no fiscal issuer connector configured for this company (focusnfe)")
     assert (failed_b.status, failed_b.error) == (
         RunStatus.FAILED, ("connector 'Focus NFe' cannot issue notas yet: fill in inscricao_municipal, "
                            "codigo_municipio, item_lista_servico in its configuration"))

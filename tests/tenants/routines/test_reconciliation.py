@@ -14,6 +14,7 @@ from sqlalchemy import select
 from backoffice.connectors.common import brazil_day
 from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.platform.audit.service import Actor
+from backoffice.platform.errors import Conflict
 from backoffice.platform.db.session import get_owned
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
@@ -220,13 +221,17 @@ async def test_a_tenant_without_asaas_gets_a_failed_run_and_another_tenants_find
     await spine.settle()
     async with spine.database.tenant(b.id) as session:
         assert (await session.execute(select(ReconciliationFinding))).first() is None
+    assert asaas.calls(token=B_KEY) == []
+    # Disabled between the start and the plan: the run fails saying why; a new start is refused at once.
+    run_id = await start(spine, b.id)
+    async with spine.database.tenant(b.id) as session:
         instance = (await session.execute(select(ConnectorInstance))).scalar_one()
         instance.enabled = False
-    assert asaas.calls(token=B_KEY) == []
-    run_id = await start(spine, b.id)
     await spine.settle()
     run, items = await run_and_items(spine, b.id, run_id)
     assert (run.status, items, run.error) == (
         RunStatus.FAILED, [], "no payment gateway connector configured for this company (asaas)")
+    with pytest.raises(Conflict, match="needs an enabled asaas connector"):
+        await start(spine, b.id)
     assert Counter(f.kind.value for f in await findings(spine, a.id)) == Counter(
         {"matched": 2, "unrecorded": 1, "amount_mismatch": 1, "unknown": 1, "missing": 3})
