@@ -269,7 +269,7 @@ async def staff_create(database, email, name, role, password) -> None:
 @staff.command("assign")
 @click.argument("email")
 @click.argument("slug")
-@click.option("--reason", default=None)
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
 @_run_db
 async def staff_assign(database, email, slug, reason) -> None:
     """Mobilise a staff member on a tenant."""
@@ -286,18 +286,44 @@ async def staff_assign(database, email, slug, reason) -> None:
 @staff.command("unassign")
 @click.argument("email")
 @click.argument("slug")
-@click.option("--reason", default=None)
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@click.option("--hand-over-to", default=None, help="E-mail of someone serving the tenant who takes the open work.")
 @_run_db
-async def staff_unassign(database, email, slug, reason) -> None:
-    """Demobilise a staff member from a tenant."""
+async def staff_unassign(database, email, slug, reason, hand_over_to) -> None:
+    """Demobilise a staff member from a tenant (optionally handing their open routine work over first)."""
     from backoffice.platform.staff.service import get_staff_by_email, unassign_staff
     from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.routines.handover import OPEN_WORK
 
     async with database.system() as session:
         member = await get_staff_by_email(session, email)
         tenant = await get_tenant_by_slug(session, slug)
-        await unassign_staff(session, staff=member, tenant=tenant, acting=Actor.cli(), reason=reason)
+        receiver = await get_staff_by_email(session, hand_over_to) if hand_over_to else None
+        await unassign_staff(session, staff=member, tenant=tenant, acting=Actor.cli(), reason=reason,
+                             hand_over_to=receiver, work=OPEN_WORK)
     click.echo(f"{member.email} no longer serves {tenant.slug}")
+
+
+@staff.command("handover")
+@click.argument("email")
+@click.argument("slug")
+@click.option("--to", "to_email", required=True, help="E-mail of someone serving the tenant.")
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@_run_db
+async def staff_handover(database, email, slug, to_email, reason) -> None:
+    """Hand a staff member's open routine work on a tenant (the runs they follow up) to someone else."""
+    from backoffice.platform.staff.service import get_staff_by_email, hand_over
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.routines.handover import OPEN_WORK
+
+    async with database.system() as session:
+        member = await get_staff_by_email(session, email)
+        receiver = await get_staff_by_email(session, to_email)
+        tenant = await get_tenant_by_slug(session, slug)
+        moved = await hand_over(session, tenant=tenant, from_staff=member, to_staff=receiver, acting=Actor.cli(),
+                                reason=reason, work=OPEN_WORK)
+    counts = ", ".join(f"{len(ids)} {kind}" for kind, ids in moved.items())
+    click.echo(f"{member.email} handed {counts} on {tenant.slug} to {receiver.email}")
 
 
 @staff.command("list")

@@ -18,7 +18,10 @@ from backoffice.platform.db.base import Base, PlatformOwned, new_id, utcnow
 
 class AuditEntry(PlatformOwned, Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_tenant_time", "tenant_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_audit_log_tenant_time", "tenant_id", "occurred_at"),
+        Index("ix_audit_log_time", "occurred_at", "id"),  # newest first across tenants (migration 0015)
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=new_id)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)

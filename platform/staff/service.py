@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +37,32 @@ def _role(value: str) -> StaffRole:
 
 class StaffNotFound(LookupError):
     pass
+
+
+REASON_MAX = 1000
+
+
+def require_reason(value: str | None) -> str:
+    """Every change to who serves a tenant says why: the audit log keeps it."""
+    value = (value or "").strip()
+    if not value:
+        raise ValidationFailed(FieldError("reason", "expected why (kept in the audit log)"))
+    if "\x00" in value or len(value) > REASON_MAX:
+        raise ValidationFailed(FieldError("reason", f"expected at most {REASON_MAX} characters of text"))
+    return value
+
+
+class OpenWork(Protocol):
+    """A kind of work a staff member holds in a tenant (the routine runs they follow up, ...), which a hand-over
+    moves to someone else. The domains that hold such work implement it (``tenants/``); the edges that call
+    :func:`hand_over` and :func:`unassign_staff` pass them in, so this layer names no domain above it."""
+
+    kind: str
+
+    async def hand_over(self, session: AsyncSession, *, tenant_id: uuid.UUID, from_staff_id: uuid.UUID,
+                        to_staff_id: uuid.UUID) -> list[uuid.UUID]:
+        """Moves the open work in one statement; answers the ids moved."""
+        ...
 
 
 async def create_staff(
@@ -81,9 +109,10 @@ async def active_assignment(session: AsyncSession, staff_id: uuid.UUID, tenant_i
 
 
 async def assign_staff(
-    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str | None = None
+    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str
 ) -> Assignment:
     """Mobilise: the staff member may act on the tenant from now on. Idempotent."""
+    reason = require_reason(reason)
     existing = await active_assignment(session, staff.id, tenant.id)
     if existing:
         return existing
@@ -99,12 +128,19 @@ async def assign_staff(
 
 
 async def unassign_staff(
-    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str | None = None
+    session: AsyncSession, *, staff: Staff, tenant: Tenant, acting: Actor, reason: str,
+    hand_over_to: Staff | None = None, work: Sequence[OpenWork] = (),
 ) -> Assignment:
-    """Demobilise: access ends now; the assignment stays as history."""
+    """Demobilise: access ends now (the next request for the tenant is refused, whatever session it comes
+    from: every door checks the assignment per request); the assignment stays as history. With
+    ``hand_over_to``, the person's open work in the tenant moves to them first, in the same transaction."""
+    reason = require_reason(reason)
     active = list((await session.execute(_active(staff.id, tenant.id).order_by(Assignment.started_at))).scalars())
     if not active:
         raise ValidationFailed(FieldError("staff", f"{staff.email} is not assigned to {tenant.slug}"))
+    if hand_over_to is not None:
+        await hand_over(session, tenant=tenant, from_staff=staff, to_staff=hand_over_to, acting=acting,
+                        reason=reason, work=work)
     ended_at = utcnow()
     for assignment in active:  # all of them: a duplicate left active would keep the access open
         assignment.ended_at = ended_at
@@ -112,6 +148,30 @@ async def unassign_staff(
     await record(session, actor=acting, action="staff.unassigned", target_type="staff", target_id=staff.id,
                  tenant_id=tenant.id, reason=reason, detail={"email": staff.email})
     return active[0]
+
+
+async def hand_over(
+    session: AsyncSession, *, tenant: Tenant, from_staff: Staff, to_staff: Staff, acting: Actor, reason: str,
+    work: Sequence[OpenWork],
+) -> dict[str, list[uuid.UUID]]:
+    """Move ``from_staff``'s open work in the tenant to ``to_staff`` in one action; the receiver must serve
+    the tenant (an operator mobilised on it, or an admin). Audited with the ids moved; answers them by kind."""
+    reason = require_reason(reason)
+    if to_staff.id == from_staff.id:
+        raise ValidationFailed(FieldError("to_staff", "expected someone else to hand the work to"))
+    if not await can_act_on(session, to_staff, tenant.id):
+        raise ValidationFailed(FieldError("to_staff", f"{to_staff.email} does not serve {tenant.slug}; "
+                                                      "mobilise them first"))
+    moved: dict[str, list[uuid.UUID]] = {}
+    for kind in work:
+        moved[kind.kind] = await kind.hand_over(session, tenant_id=tenant.id, from_staff_id=from_staff.id,
+                                                to_staff_id=to_staff.id)
+    await record(session, actor=acting, action="staff.handed_over", target_type="staff", target_id=from_staff.id,
+                 tenant_id=tenant.id, reason=reason,
+                 detail={"from": from_staff.email, "to": to_staff.email, "to_id": str(to_staff.id),
+                         **{kind: {"count": len(ids), "ids": [str(i) for i in ids[:200]]}
+                            for kind, ids in moved.items()}})
+    return moved
 
 
 async def can_act_on(session: AsyncSession, staff: Staff, tenant_id: uuid.UUID) -> bool:

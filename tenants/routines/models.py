@@ -60,6 +60,8 @@ class RoutineRun(TenantOwned, Base):
               postgresql_where=text("\"trigger\" = 'schedule'"), sqlite_where=text("\"trigger\" = 'schedule'")),
         Index("ix_routine_runs_recent", "tenant_id", "routine", "created_at"),
         Index("ix_routine_runs_status", "status", "created_at"),
+        Index("ix_routine_runs_handler", "handled_by", "tenant_id", postgresql_where=text("handled_by IS NOT NULL"),
+              sqlite_where=text("handled_by IS NOT NULL")),
     )
 
     routine: Mapped[str] = mapped_column(String(32))
@@ -68,6 +70,9 @@ class RoutineRun(TenantOwned, Base):
     status: Mapped[RunStatus] = mapped_column(str_enum(RunStatus, 16), default=RunStatus.QUEUED)
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # the run whose failed items a retry takes
     requested_by: Mapped[str] = mapped_column(String(200))  # actor label: system:scheduler, staff:ana@...
+    # The staff member who follows the run up (its progress, its failed items): who started it, until a
+    # hand-over moves it (platform/staff/service.py hand_over). None for the scheduler's and the CLI's runs.
+    handled_by: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     items_total: Mapped[int] = mapped_column(Integer, default=0)
     items_done: Mapped[int] = mapped_column(Integer, default=0)
     items_failed: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,10 +12,12 @@ from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.tenants.timeline.models import FeedbackItem, FeedbackState, TimelineEntry
 
 NOTE_MAX = 4000
 NOTE_KINDS = ("note", "feedback")
+# The timeline kind of a staff member's answer to a note: front-office users cannot record it themselves.
+REPLY_KIND = "reply"
 
 
 async def timeline(session: AsyncSession, customer_id: uuid.UUID, *, limit: int = 300) -> list[TimelineEntry]:
@@ -29,13 +31,7 @@ async def add_note(session: AsyncSession, customer_id: uuid.UUID, *, text: str, 
     """A note or feedback on the customer's timeline, where the back office reads it."""
     customer = await get_owned(session, Customer, customer_id)
     text = (text or "").strip()
-    problems = []
-    if not text:
-        problems.append(FieldError("text", "expected the note's text"))
-    elif "\x00" in text:
-        problems.append(FieldError("text", "contains a NUL character"))
-    elif len(text) > NOTE_MAX:
-        problems.append(FieldError("text", f"expected at most {NOTE_MAX} characters"))
+    problems = _text_problems(text)
     if label not in NOTE_KINDS:
         problems.append(FieldError("label", f"expected one of {', '.join(NOTE_KINDS)}"))
     if problems:
@@ -45,6 +41,68 @@ async def add_note(session: AsyncSession, customer_id: uuid.UUID, *, text: str, 
                           author_id=author_id, ref={"label": label, "author": acting.label})
     session.add(entry)
     await session.flush()
+    # The staff's feedback inbox reads its own narrow row, written with the note.
+    session.add(FeedbackItem(id=entry.id, entry_id=entry.id, customer_id=customer.id, kind=label, recorded_at=entry.at,
+                             state=FeedbackState.UNREAD, replies=0))
+    await session.flush()
     await record(session, actor=acting, action="timeline.note_added", target_type="customer", target_id=customer.id,
                  tenant_id=customer.tenant_id, detail={"entry_id": str(entry.id), "label": label})
+    return entry
+
+
+def _text_problems(text: str) -> list[FieldError]:
+    if not text:
+        return [FieldError("text", "expected the note's text")]
+    if "\x00" in text:
+        return [FieldError("text", "contains a NUL character")]
+    if len(text) > NOTE_MAX:
+        return [FieldError("text", f"expected at most {NOTE_MAX} characters")]
+    return []
+
+
+def _state(value: str) -> FeedbackState:
+    try:
+        return FeedbackState(value)
+    except ValueError:
+        raise ValidationFailed(FieldError("state", f"expected one of {', '.join(s.value for s in FeedbackState)}")) \
+            from None
+
+
+async def mark_feedback(session: AsyncSession, item_id: uuid.UUID, *, state: str, acting: Actor) -> FeedbackItem:
+    """A staff member marks a feedback item unread, read or acknowledged (through ``Database.provider``)."""
+    new_state = _state(state)
+    item = await get_owned(session, FeedbackItem, item_id)
+    if item.state == new_state:
+        return item
+    before = item.state
+    item.state, item.state_changed_at, item.state_changed_by = new_state, clock.now(), acting.label[:254]
+    await session.flush()
+    await record(session, actor=acting, action=f"feedback.{new_state.value}", target_type="feedback_item",
+                 target_id=item.id, tenant_id=item.tenant_id,
+                 detail={"from": before.value, "customer_id": str(item.customer_id)})
+    return item
+
+
+async def reply_to_feedback(session: AsyncSession, item_id: uuid.UUID, *, text: str, author_name: str,
+                            acting: Actor) -> TimelineEntry:
+    """A staff member's answer: a ``reply`` entry on the customer's timeline, where the front office reads
+    it on the customer's page; the item counts as acknowledged."""
+    item = await get_owned(session, FeedbackItem, item_id)
+    text = (text or "").strip()
+    problems = _text_problems(text)
+    if problems:
+        raise ValidationFailed(problems)
+    now = clock.now()
+    entry = TimelineEntry(customer_id=item.customer_id, at=now, kind=REPLY_KIND, title=text.splitlines()[0][:300],
+                          reason=text, ref={"label": "staff_reply", "author": author_name[:200],
+                                            "in_reply_to": str(item.entry_id)})
+    session.add(entry)
+    item.replies += 1
+    item.last_reply_at = now
+    if item.state != FeedbackState.ACKNOWLEDGED:
+        item.state, item.state_changed_at, item.state_changed_by = FeedbackState.ACKNOWLEDGED, now, acting.label[:254]
+    await session.flush()
+    await record(session, actor=acting, action="feedback.replied", target_type="feedback_item", target_id=item.id,
+                 tenant_id=item.tenant_id, detail={"reply_entry_id": str(entry.id),
+                                                   "customer_id": str(item.customer_id)})
     return entry

@@ -151,7 +151,7 @@ async def test_assignments_decide_where_an_operator_may_act_and_are_audited(data
         assert await can_act_on(session, operator, alfa.id) is False
 
         first = await assign_staff(session, staff=operator, tenant=alfa, acting=ACTOR, reason="month-end close")
-        again = await assign_staff(session, staff=operator, tenant=alfa, acting=ACTOR)
+        again = await assign_staff(session, staff=operator, tenant=alfa, acting=ACTOR, reason="double click")
         assert again.id == first.id
         assert (await can_act_on(session, operator, alfa.id), await can_act_on(session, operator, beta.id)) == (
             True, False)
@@ -162,7 +162,7 @@ async def test_assignments_decide_where_an_operator_may_act_and_are_audited(data
         await unassign_staff(session, staff=operator, tenant=alfa, acting=ACTOR, reason="close done")
         assert await can_act_on(session, operator, alfa.id) is False
         with pytest.raises(ValidationFailed) as raised:
-            await unassign_staff(session, staff=operator, tenant=alfa, acting=ACTOR)
+            await unassign_staff(session, staff=operator, tenant=alfa, acting=ACTOR, reason="again")
         assert [e.field for e in raised.value.errors] == ["staff"]
 
     # The assignment stays as history, ended; being mobilised again starts a new one.
@@ -215,7 +215,7 @@ async def test_two_concurrent_assignments_do_not_lock_the_operator_out(database,
     async def mobilise():
         async with database.system() as session:
             staff, alfa = await load(session)
-            return await assign_staff(session, staff=staff, tenant=alfa, acting=ACTOR)
+            return await assign_staff(session, staff=staff, tenant=alfa, acting=ACTOR, reason="month-end close")
 
     # Both see no active assignment; the database lets one insert win and the other returns it.
     first, second = await asyncio.gather(mobilise(), mobilise())
@@ -227,5 +227,5 @@ async def test_two_concurrent_assignments_do_not_lock_the_operator_out(database,
     async with database.system() as session:
         staff, alfa = await load(session)
         assert await can_act_on(session, staff, alfa.id) is True
-        await unassign_staff(session, staff=staff, tenant=alfa, acting=ACTOR)
+        await unassign_staff(session, staff=staff, tenant=alfa, acting=ACTOR, reason="close done")
         assert await can_act_on(session, staff, alfa.id) is False
