@@ -73,8 +73,8 @@ async def test_a_run_a_staff_member_starts_is_theirs_to_follow_up(database, tena
     people = await _people(database, tenants)
     otto = Actor(type="staff", label="otto@provider.example", id=str(people["otto"]))
     async with database.provider(tenants.a.id) as session:
-        run = await engine.start_run(session, "billing", period="2026-11", actor=otto)
-        by_cli = await engine.start_run(session, "billing", period="2026-10", actor=Actor.cli())
+        run = await engine.start_run(session, "dunning_sweep", period="2026-11-20", actor=otto)
+        by_cli = await engine.start_run(session, "dunning_sweep", period="2026-11-19", actor=Actor.cli())
     assert (run.handled_by, by_cli.handled_by) == (people["otto"], None)
 
 
