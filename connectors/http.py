@@ -9,6 +9,11 @@ half-opens: one trial call goes through; success closes it, failure opens it aga
 Redis when ``BACKOFFICE_REDIS_URL`` is set (shared by every worker process), else in this process.
 Its key always carries the tenant: ``bo:circuit:{tenant_id}:{instance_id}``.
 
+The breaker is bookkeeping, and bookkeeping never decides a call's outcome: when its Redis cannot be
+reached (before the call, or after the provider answered) the error is logged with the connector's kind
+and tenant and the call goes on (fail open). An answer the provider gave stands, so a delivered command
+is never sent again because Redis restarted; while Redis is away the breaker simply does not count.
+
 Error messages name the call by a label, never by its URL or headers: a chat webhook's URL is itself the
 credential.
 """
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from backoffice.connectors.registry import ConnectorError
+from backoffice.platform.availability import REDIS_ERRORS, redis_client
 from backoffice.platform.security.outbound import CheckedTransport, TargetRefused
 from backoffice.platform.settings import Settings
 
@@ -103,12 +109,10 @@ class RedisStore:
         self.url = url
 
     def _client(self):
-        import redis.asyncio as redis
-
         per_loop = self._clients.setdefault(asyncio.get_running_loop(), {})
         client = per_loop.get(self.url)
         if client is None:
-            client = per_loop[self.url] = redis.from_url(self.url)
+            client = per_loop[self.url] = redis_client(self.url)
         return client
 
     async def get(self, key: str) -> CircuitState:
@@ -180,20 +184,32 @@ class Http:
 
     def __init__(self, breaker: CircuitBreaker, *, timeout: float = 10.0, retries: int = 2,
                  backoff: float = 0.25, max_backoff: float = 4.0, settings: Settings | None = None,
-                 hosts: frozenset[str] | None = None) -> None:
+                 hosts: frozenset[str] | None = None, who: str = "connector") -> None:
         self.breaker, self.timeout, self.retries = breaker, timeout, retries
+        self.who = who  # for logs: the connector's kind and tenant, never a URL or a credential
         self.backoff, self.max_backoff = backoff, max_backoff
         self.settings = settings
         self.hosts = hosts  # the only hosts this instance may call (a provider's documented ones), or any
 
     @classmethod
-    def for_instance(cls, settings: Settings, tenant_id: uuid.UUID, instance_id: uuid.UUID, **kwargs: Any) -> Http:
+    def for_instance(cls, settings: Settings, tenant_id: uuid.UUID, instance_id: uuid.UUID, *, kind: str = "connector",
+                     **kwargs: Any) -> Http:
         threshold = kwargs.pop("threshold", 5)
         cooldown = kwargs.pop("cooldown", 30.0)
         breaker = CircuitBreaker(breaker_store(settings), circuit_key(tenant_id, instance_id),
                                  threshold=threshold, cooldown=cooldown)
         kwargs.setdefault("settings", settings)
+        kwargs.setdefault("who", f"{kind} instance {instance_id} of tenant {tenant_id}")
         return cls(breaker, **kwargs)
+
+    async def _bookkeeping(self, step: str, operation) -> None:
+        """Run a breaker step; a Redis that cannot be reached is logged and passed over (fail open).
+        ``CircuitOpen`` is a decision, not a failure of the bookkeeping: it is raised as always."""
+        try:
+            await operation()
+        except REDIS_ERRORS as error:
+            log.warning("circuit bookkeeping (%s) skipped for %s: Redis unavailable (%s); the call goes on",
+                        step, self.who, type(error).__name__)
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random, so retries spread out."""
@@ -218,7 +234,7 @@ class Http:
         if self.hosts is not None and host not in self.hosts:
             raise ProviderError(f"{label}: {host} is not one of this connector's hosts ({', '.join(sorted(self.hosts))})",
                                 retryable=False)
-        await self.breaker.before()
+        await self._bookkeeping("before", self.breaker.before)
         problem = ""
         async with client(self.timeout, self.settings) as http:
             for attempt in range(attempts):
@@ -238,12 +254,13 @@ class Http:
                 if response.status_code >= 500 or response.status_code == 429:
                     problem = f"{label}: provider answered {response.status_code}"
                     continue
-                await self.breaker.success()  # the provider is up, even when it refuses this call
+                # The provider is up, even when it refuses this call. From here the answer stands.
+                await self._bookkeeping("success", self.breaker.success)
                 if response.status_code >= 400:
                     raise ProviderError(f"{label}: provider refused with {response.status_code}: "
                                         f"{_excerpt(response)}", retryable=False, status=response.status_code)
                 return response
-        await self.breaker.failure()
+        await self._bookkeeping("failure", self.breaker.failure)
         raise ProviderError(problem, retryable=True)
 
 

@@ -277,8 +277,8 @@ def open_context(instance: ConnectorInstance, settings: Settings | None = None, 
     settings = settings or get_settings()
     config = load_config(instance, settings)
     http_options.setdefault("hosts", get_kind(instance.kind).allowed_hosts(config))
-    return Context(tenant_id=instance.tenant_id, instance_id=instance.id, config=config,
-                   settings=settings, http=Http.for_instance(settings, instance.tenant_id, instance.id, **http_options))
+    http = Http.for_instance(settings, instance.tenant_id, instance.id, kind=instance.kind, **http_options)
+    return Context(tenant_id=instance.tenant_id, instance_id=instance.id, config=config, settings=settings, http=http)
 
 
 def _reseal_config(row: Mapping[str, Any], one: Callable[[str], str]) -> dict[str, Any]:

@@ -10,11 +10,19 @@ out fine can be taken back (``undo``/``forget``).
 Keys are namespaced and carry the tenant (``{namespace}:rl:{tenant}:{what}:{window}``,
 ``{namespace}:attempts:{tenant}:{what}``), so two tenants never share a budget and a flush of one tenant's
 keys is a prefix away.
+
+When Redis cannot be reached, each caller decides (see the README's "Faults and outages"): the API's
+per-key budget fails open (``hit`` raises; the API middleware logs and lets the authenticated request
+through: intake must not stop for a counter), a log-in or reset throttle fails closed (the error reaches
+the app's handler, which answers 503 with Retry-After: no password guessing without a count), and the
+clean-up after a log-in that succeeded (``Gate.succeeded``, ``forget_account``) fails open: the outcome
+is already decided, the count only stays until its window ends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import secrets
 import threading
@@ -22,9 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from backoffice.platform.availability import REDIS_ERRORS, redis_client
 from backoffice.platform.settings import Settings
 
 NAMESPACE = "backoffice"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -139,11 +149,9 @@ class RedisRateLimiter:
     """Shared by every web process: INCR on a per-window key that expires with its window."""
 
     def __init__(self, url: str, namespace: str = NAMESPACE, clock=time.time) -> None:
-        import redis.asyncio as redis
-
         self.namespace = namespace
         self._clock = clock
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis_client(url)
 
     def key(self, tenant: str, what: str, start: int) -> str:
         return f"{self.namespace}:rl:{tenant}:{what}:{start}"
@@ -232,9 +240,13 @@ class Gate:
         someone who knows the password) and this attempt does not count against the address."""
         if self._limiter is None:
             return
-        await self._limiter.forget(self._tenant, self._account_what)
-        if self._address is not None:
-            await self._limiter.undo(self._address)
+        try:
+            await self._limiter.forget(self._tenant, self._account_what)
+            if self._address is not None:
+                await self._limiter.undo(self._address)
+        except REDIS_ERRORS as error:  # the log-in succeeded; the count ends with its window instead
+            log.warning("log-in throttle clean-up skipped for tenant %s: Redis unavailable (%s)",
+                        self._tenant, type(error).__name__)
 
 
 async def gate(limiter: RateLimiter, tenant: str, kind: str, *, account: str, address: str,
@@ -257,4 +269,9 @@ async def gate(limiter: RateLimiter, tenant: str, kind: str, *, account: str, ad
 
 
 async def forget_account(limiter: RateLimiter, tenant: str, kind: str, account: str) -> None:
-    await limiter.forget(tenant, f"{kind}:account:{account_key(account)}")
+    """After a completed reset: the account's failed log-ins are forgotten; fails open (see above)."""
+    try:
+        await limiter.forget(tenant, f"{kind}:account:{account_key(account)}")
+    except REDIS_ERRORS as error:
+        log.warning("log-in throttle clean-up skipped for tenant %s: Redis unavailable (%s)", tenant,
+                    type(error).__name__)

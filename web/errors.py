@@ -8,7 +8,11 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from backoffice.platform.availability import RETRY_AFTER_SECONDS, unavailable
 from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.registry.service import TenantNotFound, TenantSuspended
@@ -78,6 +82,22 @@ def internal_error(request: Request, exc: Exception) -> Response:
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
 
 
+def dependency_error(request: Request, exc: Exception) -> Response:
+    """PostgreSQL or Redis cannot be reached (down, restarting, a dropped connection, a full pool): 503 with
+    Retry-After, on every route (the API's intake and the provider webhooks first: their senders retry on
+    5xx and read Retry-After). Nothing was acknowledged, so a retry loses nothing. Any other database or
+    Redis error is a bug: 500, logged with its traceback."""
+    if not unavailable(exc):
+        return internal_error(request, exc)
+    cause = type(getattr(exc, "orig", None) or exc).__name__  # the class only: a statement may carry data
+    log.warning("%s %s: a dependency is unavailable (%s: %s); answered 503", request.method, request.url.path,
+                type(exc).__name__, cause)
+    response = problem(503, "Service unavailable",
+                       "A service the platform depends on is unavailable right now; nothing was stored. Retry later.")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _escape(text: str) -> str:
     from markupsafe import escape
 
@@ -92,5 +112,9 @@ EXCEPTION_HANDLERS = {
     ValidationFailed: validation_failed,
     ValidationException: litestar_validation,
     HTTPException: http_error,
+    DBAPIError: dependency_error,
+    PoolTimeout: dependency_error,
+    RedisError: dependency_error,
+    OSError: dependency_error,  # asyncpg's connect raises ConnectionRefusedError and the like bare
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
 }

@@ -13,6 +13,10 @@ Order of work, so that nothing is acknowledged before it is stored and nothing u
    with the instance's health; only after the commit the answer is 200. A duplicate (the provider
    retrying) is acknowledged without being processed again; an event type we do not use is acknowledged
    and ignored, so the provider does not retry it forever.
+
+PostgreSQL or Redis unavailable at any step answers 503 with Retry-After (``web/errors.py``): nothing was
+stored, and the provider retries on 5xx. The circuit breaker's Redis bookkeeping around a re-fetch fails
+open (``connectors/http.py``): it never turns a provider's answer into an error.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event, false, select, text
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
 
 from backoffice.platform.db.base import TenantOwned
+from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.platform.settings import Settings
 
 T = TypeVar("T")
@@ -142,8 +143,8 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         # No pre-ping: it costs a round trip on every checkout. A connection the server dropped fails on
-        # its first statement instead, which invalidates the pool's older connections, and the request
-        # edges try that statement once more (platform/db/retry.py).
+        # its first statement instead, which invalidates the pool's older connections, and every unit of
+        # work tries that statement once more (Database._unit, platform/db/retry.py).
         connect_args={"server_settings": {"application_name": "backoffice"}},
     )
 
@@ -195,26 +196,52 @@ class Database:
         return self._system_sessions(info={SYSTEM_KEY: True})
 
     @asynccontextmanager
-    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+    async def _unit(self, make: Callable[[], AsyncSession]) -> AsyncIterator[AsyncSession]:
+        """A transaction that commits on success and rolls back on any error.
+
+        On PostgreSQL the transaction is opened before the caller's first statement (it costs nothing more:
+        the tenant setting is its first statement anyway), and opening it is tried once more when the pooled
+        connection turned out dead (a restarted server, ``pg_terminate_backend``): the failure invalidates
+        every older pooled connection, so the second try runs on a fresh one, and the first request after a
+        restart succeeds without a ping on every checkout. SQLite has no pool (NullPool): nothing to check.
+        """
+        if self.dialect != "postgresql":
+            async with make() as session, session.begin():
+                yield session
+            return
+
+        async def open_transaction() -> AsyncSession:
+            session = make()
+            try:
+                await session.begin()
+                await session.connection()
+            except BaseException:
+                await session.close()
+                raise
+            return session
+
+        session = await again_if_disconnected(open_transaction)
+        async with session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    def tenant(self, tenant_id: uuid.UUID) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work for one tenant: commits on success, rolls back on any error."""
-        async with self.tenant_session(tenant_id) as session, session.begin():
-            yield session
+        return self._unit(lambda: self.tenant_session(tenant_id))
 
-    @asynccontextmanager
-    async def provider(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+    def provider(self, tenant_id: uuid.UUID) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work the provider (staff, the CLI, a worker's job) does in one tenant's data."""
-        async with self.provider_session(tenant_id) as session, session.begin():
-            yield session
+        return self._unit(lambda: self.provider_session(tenant_id))
 
-    @asynccontextmanager
-    async def anonymous(self) -> AsyncIterator[AsyncSession]:
-        async with self.anonymous_session() as session, session.begin():
-            yield session
+    def anonymous(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._unit(self.anonymous_session)
 
-    @asynccontextmanager
-    async def system(self) -> AsyncIterator[AsyncSession]:
-        async with self.system_session() as session, session.begin():
-            yield session
+    def system(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._unit(self.system_session)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

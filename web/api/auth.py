@@ -20,6 +20,7 @@ Every refusal of a key (absent, malformed, wrong checksum, unknown, revoked, exp
 from __future__ import annotations
 
 import uuid
+import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -31,10 +32,12 @@ from litestar.exceptions import (
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from backoffice.platform.availability import REDIS_ERRORS
 from backoffice.platform.db.session import Database
-from backoffice.platform.ratelimit import RateLimiter
+from backoffice.platform.ratelimit import Decision, RateLimiter
 from backoffice.tenants.apikeys.service import RetiredKey, allows, authenticate_key
 
+log = logging.getLogger(__name__)
 INVALID_KEY = "Invalid or expired API key"
 WINDOW_SECONDS = 60
 CREDENTIAL_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token", "secret"})
@@ -119,12 +122,10 @@ class ApiKeyMiddleware:
         state = scope["app"].state
         client = scope.get("client")
         principal = await authenticate(state.database, bearer(scope), client[0] if client else None)
-        limiter: RateLimiter = state.rate_limiter
-        decision = await limiter.hit(str(principal.tenant_id), f"key:{principal.key_id}", limit=principal.rate_limit,
-                                     window=WINDOW_SECONDS)
-        if not decision.allowed:
+        decision = await _count(state.rate_limiter, principal)
+        if decision is not None and not decision.allowed:
             raise TooManyRequestsException(detail="Rate limit exceeded for this API key", headers=decision.headers())
-        extra = decision.headers()
+        extra = decision.headers() if decision is not None else {}
         try:
             authorise(principal, scope["route_handler"])
         except PermissionDeniedException as refused:
@@ -141,6 +142,19 @@ class ApiKeyMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+
+async def _count(limiter: RateLimiter, principal: ApiPrincipal) -> Decision | None:
+    """The key's per-minute budget, or None when Redis cannot count it now. Fails open: the key is
+    authenticated (by the database), the budget protects capacity, not secrecy, and refusing every call
+    while Redis restarts would stop the tenants' intake; the answer then carries no RateLimit headers."""
+    try:
+        return await limiter.hit(str(principal.tenant_id), f"key:{principal.key_id}", limit=principal.rate_limit,
+                                 window=WINDOW_SECONDS)
+    except REDIS_ERRORS as error:
+        log.warning("API rate limit not counted for key %s of tenant %s: Redis unavailable (%s)",
+                    principal.key_id, principal.tenant_id, type(error).__name__)
+        return None
 
 
 def authorise(principal: ApiPrincipal, handler: BaseRouteHandler) -> None:

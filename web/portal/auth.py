@@ -108,6 +108,8 @@ async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state
     password = str(data.get("password", ""))
     target = _safe_next(str(data.get("next") or "/"))
     # Counted before the password is checked, so parallel guesses cannot outrun the count (ratelimit.py).
+    # Fails closed: with Redis away the throttle cannot count, and an uncounted log-in is a free password
+    # guess, so the error answers 503 with Retry-After (web/errors.py) instead of trying the password.
     attempt = await gate(state.rate_limiter, str(tenant.id), "login", account=email,
                          address=client_address(request), limits=LOG_IN)
     if not attempt.allowed:

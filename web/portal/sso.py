@@ -88,6 +88,8 @@ async def sso_start(request: Request, tenant: Tenant, db: AsyncSession, state: S
     if config is None or not config.enabled:
         return _refused(request, tenant, "this company has no single sign-on", status_code=404)
     # Each start fetches the provider's discovery document and stores a session: not for free, so per address.
+    # Fails closed: with Redis away the error answers 503 with Retry-After (web/errors.py); the session this
+    # start would store lives in Redis too, so letting it through could not help.
     started = await state.rate_limiter.attempt(str(tenant.id), f"sso-start:address:{client_address(request)}",
                                                limit=SSO_STARTS_PER_ADDRESS, window=SSO_START_WINDOW)
     if not started.allowed:
