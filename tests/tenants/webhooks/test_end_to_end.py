@@ -69,3 +69,35 @@ async def test_events_reach_the_tenants_endpoint_and_the_block_reaches_its_platf
     finally:
         for channel, port in previous.items():
             set_port(channel, port)
+
+
+async def test_the_timeline_names_a_webhook_only_when_an_endpoint_heard_the_event(spine, receiver):  # noqa: F811
+    from backoffice.tenants.timeline.models import TimelineEntry
+
+    a, b = spine.tenants.a, spine.tenants.b
+    settings = spine.database.settings.model_copy(update={"allow_private_targets": True})
+    previous = set_port(Channel.WEBHOOK, WebhookPort(settings=settings, total_timeout=5.0))
+    try:
+        async with spine.database.tenant(b.id) as session:  # only Beta has an endpoint
+            _, secret = await service.create_endpoint(session, url=receiver.url("/beta"), acting=ACTOR,
+                                                      settings=settings)
+        receiver.secrets["/beta"] = [secret]
+        customers = {}
+        for tenant, tax_id in ((a, "111.444.777-35"), (b, "123.456.789-09")):
+            customers[tenant.id] = await new_customer(spine.database, tenant.id, tenant.admin_id, name="Cliente",
+                                                      tax_id=tax_id, lifecycle=Lifecycle.ACTIVE)
+            await spine.ingest(tenant.id, {
+                "type": "payment.overdue", "source": "asaas", "external_id": f"evt_{tenant.slug}",
+                "customer": {"id": str(customers[tenant.id])},
+                "data": {"charge": {"external_id": "pay_9", "amount_cents": 500, "due_date": "2026-11-01"}}})
+        await spine.settle()
+        titles = {}
+        for tenant in (a, b):
+            async with spine.database.tenant(tenant.id) as session:
+                titles[tenant.id] = [e.title for e in (await session.execute(select(TimelineEntry).where(
+                    TimelineEntry.customer_id == customers[tenant.id]))).scalars()]
+        assert titles[a.id] and not [t for t in titles[a.id] if "webhook" in t.lower()]
+        assert [t for t in titles[b.id] if "webhook" in t.lower()] == ["Webhook payment.overdue to the company's systems"]
+        assert len(receiver.at("/beta")) == 1
+    finally:
+        set_port(Channel.WEBHOOK, previous)
