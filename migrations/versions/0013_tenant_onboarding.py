@@ -5,7 +5,8 @@ onboarding steps done are kept, and a tenant may cap its API keys' rate.
   (``_backoffice-verify.<host>`` TXT ``bo-verify=<token>``); ``custom_host`` (what routing uses) is set
   only once the record is seen, and ``host_verified_at`` says when. Hosts set before this revision keep
   routing unchanged.
-- ``onboarding_steps``: the steps of the console's guided flow already saved, so the flow resumes.
+- ``onboarding_steps``: the steps of the console's guided flow already saved, so the flow resumes
+  (companies that exist already count as onboarded).
 - ``api_rate_limit_per_minute``: the most requests a minute a key of this tenant may be given (and the
   rate of a new key when none is asked for); NULL: the platform's default (600) and no cap.
 
@@ -31,6 +32,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("host_verified_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("onboarding_steps", sa.JSON(), nullable=False, server_default="[]"))
         batch_op.add_column(sa.Column("api_rate_limit_per_minute", sa.Integer(), nullable=True))
+    # Companies that exist already were set up before the guided flow: none of them is "in onboarding".
+    op.execute("UPDATE tenants SET onboarding_steps = "
+               "'[\"tenant\", \"branding\", \"host\", \"connectors\", \"policy\", \"admin\"]'")
 
 
 def downgrade() -> None:

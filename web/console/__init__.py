@@ -19,7 +19,9 @@ from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.settings import Settings
 from backoffice.web.console import overview, signin
+from backoffice.web.console import audit_log, feedback, people
 from backoffice.web.console import tenant_work
+from backoffice.web.console import onboarding, tenant_settings
 from backoffice.web.console.door import provide_console_tenant
 from backoffice.web.console.render import render
 from backoffice.web.console.session import StaffLoginRequired, login_redirect, provide_staff, staff_session_config
@@ -30,7 +32,12 @@ from backoffice.web.errors import not_found, validation_failed
 MODULES = [
     signin,
     overview,
+    people,
+    feedback,
+    audit_log,
     tenant_work,
+    onboarding,
+    tenant_settings,
 ]
 
 

@@ -1,0 +1,25 @@
+"""Reads of the tenant registry for the staff console (through ``Database.system()``, with explicit filters)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.onboarding import STEPS
+
+SHOWN = 50
+
+
+async def onboarding_in_progress(session: AsyncSession, *, only: Collection[uuid.UUID] | None = None,
+                                 limit: int = SHOWN) -> list[Tenant]:
+    """Companies whose onboarding is not finished, newest first; ``only``: the ones a staff member serves
+    (None: all, for a provider admin). One statement; the step count is read from the JSON list."""
+    query = select(Tenant).where(func.json_array_length(Tenant.onboarding_steps) < len(STEPS))
+    if only is not None:
+        query = query.where(Tenant.id.in_(list(only)))
+    query = query.order_by(Tenant.created_at.desc(), Tenant.id).limit(limit)
+    return list((await session.execute(query)).scalars())
