@@ -112,10 +112,17 @@ async def test_a_day_in_the_portal_in_a_real_browser(database, tenants):
             await page.get_by_role("link", name="Administração").click()
             await page.get_by_role("link", name="Chaves de API").click()
             await page.get_by_label("Nome", exact=True).fill("ERP da Alfa")
-            await page.get_by_label("customers:read").check()
+            for scope in await page.locator("input[name=scopes]").all():  # the widest row: every scope
+                await scope.check()
             await page.get_by_role("button", name="Criar chave").click()
             secret = await page.locator("#new-secret").input_value()
             assert secret.startswith("bo_")
+            await page.set_viewport_size({"width": 1280, "height": 800})
+            # At 1280 px nothing spills out of its card: no card scrolls sideways, the page neither.
+            spill = await page.evaluate("""() => [...document.querySelectorAll('.card')]
+                .filter(card => card.scrollWidth > card.clientWidth + 1).map(card => card.innerText.slice(0, 40))""")
+            assert spill == []
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             await page.screenshot(path=ARTIFACTS / "portal-api-keys.png", full_page=True)
 
             phone = await browser.new_page(viewport={"width": 390, "height": 800})
