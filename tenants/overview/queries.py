@@ -24,12 +24,10 @@ from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.models import RoutineRun, RoutineSetting, RunStatus
-from backoffice.tenants.timeline.models import TimelineEntry
-from backoffice.tenants.timeline.service import NOTE_KINDS
+from backoffice.tenants.timeline.models import FeedbackItem
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
 
 CHART_DAYS = 14
-FEEDBACK_DAYS = 14
 # A routine needs attention when its latest run (within this window) failed or only partly succeeded.
 ROUTINE_WINDOW = timedelta(days=35)
 
@@ -40,6 +38,7 @@ DEAD_MESSAGES = text("outbound_messages.status = 'dead'")
 DEAD_WEBHOOKS = text("webhook_deliveries.status = 'dead'")
 AT_RISK = text("customers.lifecycle IN ('in_grace', 'blocked')")
 OVERDUE = text("charges.status = 'overdue'")
+UNREAD_FEEDBACK = text("feedback_items.state = 'unread'")
 
 
 def served_ids(staff_id: uuid.UUID, *, all_tenants: bool) -> Select:
@@ -149,20 +148,19 @@ async def routines_needing_attention(session: AsyncSession, served: Select | Non
     return {row[0]: row[1] for row in await session.execute(query)}
 
 
-def feedback_query(served: Select | None, now: datetime, only: list[uuid.UUID] | None = None) -> Select:
-    """Front-office notes and feedback not yet taken in by staff: until the feedback inbox keeps a read
-    state, the entries of the last ``FEEDBACK_DAYS`` days. Rows of (tenant_id, count)."""
+def feedback_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
+    """Front-office notes and feedback no staff member has read yet (the feedback inbox's state, kept on
+    ``feedback_items``). Rows of (tenant_id, count)."""
     return (
-        select(TimelineEntry.tenant_id, func.count())
-        .where(TimelineEntry.kind.in_(NOTE_KINDS), TimelineEntry.at >= now - timedelta(days=FEEDBACK_DAYS),
-               _within(TimelineEntry.tenant_id, served, only))
-        .group_by(TimelineEntry.tenant_id)
+        select(FeedbackItem.tenant_id, func.count())
+        .where(UNREAD_FEEDBACK, _within(FeedbackItem.tenant_id, served, only))
+        .group_by(FeedbackItem.tenant_id)
     )
 
 
-async def unread_feedback(session: AsyncSession, served: Select | None, now: datetime,
+async def unread_feedback(session: AsyncSession, served: Select | None,
                           only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
-    return {row[0]: row[1] for row in await session.execute(feedback_query(served, now, only))}
+    return {row[0]: row[1] for row in await session.execute(feedback_query(served, only))}
 
 
 @dataclass
@@ -267,7 +265,7 @@ async def lines(session: AsyncSession, served: Select | None, now: datetime,
     risk = await customers_at_risk(session, served, only)
     overdue = await overdue_amounts(session, served, only)
     routines = await routines_needing_attention(session, served, now, only)
-    feedback = await unread_feedback(session, served, now, only)
+    feedback = await unread_feedback(session, served, only)
     result = []
     for tenant in tenants:
         grace, blocked = risk.get(tenant.id, (0, 0))

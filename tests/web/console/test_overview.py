@@ -15,7 +15,7 @@ from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundM
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.overview import queries
 from backoffice.tenants.routines.models import RoutineRun, RoutineSetting, RunStatus, Trigger
-from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.tenants.timeline.models import FeedbackItem, FeedbackState, TimelineEntry
 
 
 async def seed(database, tenant_id: uuid.UUID, *, waiting: int, unmatched: int, failed: int, dead: int,
@@ -52,11 +52,15 @@ async def seed(database, tenant_id: uuid.UUID, *, waiting: int, unmatched: int, 
                                    created_at=now - timedelta(days=1)))
         if paused:
             session.add(RoutineSetting(routine="invoices", paused=True, paused_by="staff:tests"))
-        for k in range(notes):
-            session.add(TimelineEntry(customer_id=customers[0].id, kind="feedback", title=f"Feedback {k}",
-                                      at=now - timedelta(days=k)))
-        session.add(TimelineEntry(customer_id=customers[0].id, kind="feedback", title="Old feedback",
-                                  at=now - timedelta(days=30)))
+        entries = [TimelineEntry(customer_id=customers[0].id, kind="feedback", title=f"Feedback {k}",
+                                 at=now - timedelta(days=k)) for k in range(notes + 1)]
+        session.add_all(entries)
+        await session.flush()
+        # The feedback inbox's items (what add_note writes with the note); the last one was read already.
+        session.add_all([FeedbackItem(entry_id=entry.id, customer_id=entry.customer_id, kind="feedback",
+                                      recorded_at=entry.at,
+                                      state=FeedbackState.READ if k == notes else FeedbackState.UNREAD)
+                         for k, entry in enumerate(entries)])
         if failing_connector:
             session.add(ConnectorInstance(kind="asaas", name="asaas", config={}, health=Health.FAILING,
                                           last_error=failing_connector, last_error_at=now))
