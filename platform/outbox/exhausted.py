@@ -1,8 +1,9 @@
 """Giving up on outbox rows whose job never completes, with the reason, so nothing loops forever.
 
 A row is re-dispatched each time its lease runs out. A job that fails every time (a bug, a row its job
-cannot handle) would otherwise be sent again every lease period for ever. After ``MAX_DISPATCHES`` the row
-is closed with the reason in ``last_error``; if it was an event's process step, the event is marked
+cannot handle) would otherwise be sent again every lease period for ever. After ``MAX_DISPATCHES``, and
+no sooner than ``GIVE_UP_AFTER`` after the row was written (leases are 30 s: a backlog in the broker longer
+than that re-dispatches rows that merely wait, and those must not be given up on), the row is closed with the reason in ``last_error``; if it was an event's process step, the event is marked
 ``failed`` with that reason, so staff see it among the dead letters and can replay it; if it was a
 routine's item (or a run's planning), the item (or run) fails with that reason, so the run finishes and
 staff can retry its failed items.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
@@ -22,7 +24,8 @@ from backoffice.tenants.events.intake import PROCESS_JOB
 from backoffice.tenants.events.models import Event, EventStatus
 
 log = logging.getLogger(__name__)
-MAX_DISPATCHES = 12  # with the default 5-minute lease: an hour of attempts
+MAX_DISPATCHES = 12
+GIVE_UP_AFTER = timedelta(hours=1)
 
 
 async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DISPATCHES, limit: int = 200) -> int:
@@ -34,6 +37,7 @@ async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DIS
         query = (
             select(OutboxEntry)
             .where(OutboxEntry.completed_at.is_(None), OutboxEntry.attempts >= max_dispatches,
+                   OutboxEntry.created_at <= now - GIVE_UP_AFTER,
                    or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now))
             .limit(limit)
         )

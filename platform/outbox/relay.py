@@ -1,9 +1,11 @@
 """The relay: hands outbox rows to the workers, fairly across tenants, and never loses one.
 
 A round (:func:`relay_once`) is one statement that claims rows and leases them, a commit, and only then
-the sends. Every claimed row gets ``lease_until``; the job completes its row in its own transaction
-(``broker.py``). A relay that dies after the commit, a lost message or a crashed worker all look the same:
-the lease runs out and the row is claimed again; jobs are idempotent, so the repeat changes nothing.
+the sends. Every claimed row gets a short ``lease_until`` (30 s) for the hand-over; the job that starts on
+it takes it under its own token, its worker renews the lease while it runs, and the job completes the row
+in its own transaction (``lease.py``, ``broker.py``). A relay that dies after the commit, a lost message or
+a crashed worker all look the same: the lease runs out (within 30 s) and the row is claimed again; jobs are
+idempotent, so the repeat changes nothing.
 
 Fairness: a round takes at most ``per_tenant_round`` rows of each tenant (oldest first), and none of a
 tenant whose leased-not-completed rows already reach ``per_tenant_cap``. The claimed rows are ordered by
@@ -39,6 +41,7 @@ from sqlalchemy.engine import make_url
 from backoffice.platform import clock
 from backoffice.platform.db.base import UTCDateTime
 from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.lease import LEASE_SECONDS
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.worker.broker import enqueue
 
@@ -80,7 +83,7 @@ WITH candidates AS (
     WHERE o.completed_at IS NULL AND (o.lease_until IS NULL OR o.lease_until < :now)
     FOR UPDATE OF o SKIP LOCKED
 )
-UPDATE outbox o SET lease_until = :lease_until, dispatched_at = :now, attempts = o.attempts + 1
+UPDATE outbox o SET lease_until = :lease_until, lease_token = NULL, dispatched_at = :now, attempts = o.attempts + 1
 FROM locked WHERE o.tenant_id = locked.tenant_id AND o.id = locked.id
 RETURNING o.tenant_id, o.id, o.job, o.payload, o.attempts, o.available_at
 """
@@ -103,7 +106,7 @@ WITH inflight AS (
     WHERE turn <= :per_round AND turn <= :cap - leased
     ORDER BY turn, available_at, id LIMIT :batch
 )
-UPDATE outbox SET lease_until = :lease_until, dispatched_at = :now, attempts = attempts + 1
+UPDATE outbox SET lease_until = :lease_until, lease_token = NULL, dispatched_at = :now, attempts = attempts + 1
 WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM chosen)
 RETURNING tenant_id, id, job, payload, attempts, available_at
 """
@@ -131,7 +134,7 @@ class Claimed:
 
 async def claim(
     database: Database, *, batch: int = 500, per_tenant_round: int = 100, per_tenant_cap: int = 300,
-    lease_seconds: float = 300.0,
+    lease_seconds: float = LEASE_SECONDS,
 ) -> list[Claimed]:
     """Lease the next fair batch of rows and commit, so no other relay takes them within the lease."""
     now = clock.now()
@@ -150,7 +153,7 @@ async def claim(
 
 async def relay_once(
     database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 100,
-    per_tenant_cap: int = 300, lease_seconds: float = 300.0,
+    per_tenant_cap: int = 300, lease_seconds: float = LEASE_SECONDS,
 ) -> int:
     """One round: claim, commit, send. Returns how many rows were sent to the broker."""
     rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,

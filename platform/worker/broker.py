@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import dramatiq
@@ -12,12 +15,14 @@ from dramatiq.middleware import AsyncIO, CurrentMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import Database, NotFound
+from backoffice.platform.outbox.lease import HEARTBEAT, LeaseLost, let_go, take
 from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
 from backoffice.platform.worker.registry import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
 NAMESPACE = "backoffice"
+log = logging.getLogger(__name__)
 
 
 def build_broker(
@@ -49,7 +54,8 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
                                **spec.options}
     # A message with no tenant will never get one: retrying it would only delay the dead letter.
     # A row that is gone (a NotFound from the tenant door) will not come back by retrying either.
-    options.setdefault("throws", (MissingTenant, NotFound))
+    # A job that lost its rows to another job (its lease ran out) has nothing left to do: that job does it.
+    options.setdefault("throws", (MissingTenant, NotFound, LeaseLost))
 
     if spec.batch:
 
@@ -61,8 +67,12 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
                 raise MissingTenant(f"{spec.name} called without tenant_id")
             tenant = uuid.UUID(str(tenant_id))
             items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
-            async with _database(sessions).provider(tenant) as session:
-                await run_batch(session, spec, tenant, items)
+            database = _database(sessions)
+            async with holding(database, tenant, items) as (token, mine):
+                if not mine:
+                    return
+                async with database.provider(tenant) as session:
+                    await run_batch(session, spec, tenant, mine, token=token)
 
     elif spec.tenant_scoped:
 
@@ -74,10 +84,15 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             tenant = uuid.UUID(str(tenant_id))
             # Work handed over by the relay carries its outbox row; completing it commits with the job.
             outbox_id = kwargs.pop("outbox_id", None)
-            async with _database(sessions).provider(tenant) as session:
-                await spec.fn(session, tenant_id=tenant, **kwargs)
-                if outbox_id is not None:
-                    await complete_outbox_entry(session, tenant, uuid.UUID(str(outbox_id)))
+            database = _database(sessions)
+            item = BatchItem(payload=kwargs, outbox_id=uuid.UUID(str(outbox_id)) if outbox_id else None)
+            async with holding(database, tenant, [item]) as (token, mine):
+                if not mine:
+                    return
+                async with database.provider(tenant) as session:
+                    await spec.fn(session, tenant_id=tenant, **kwargs)
+                    if item.outbox_id is not None:
+                        await complete_outbox_entry(session, tenant, item.outbox_id, token=token)
 
     else:
 
@@ -93,12 +108,44 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
     )
 
 
-async def run_batch(session: AsyncSession, spec: JobSpec, tenant_id: uuid.UUID, items: list[BatchItem]) -> BatchOutcome:
-    """A batch job's work in the caller's transaction: the job, then its outbox rows completed or deferred."""
+async def run_batch(session: AsyncSession, spec: JobSpec, tenant_id: uuid.UUID, items: list[BatchItem], *,
+                    token: uuid.UUID | None = None) -> BatchOutcome:
+    """A batch job's work in the caller's transaction: the job, then its outbox rows completed or deferred
+    (only while ``token`` still holds them, when given: see ``platform/outbox/lease.py``)."""
     outcome: BatchOutcome = await spec.fn(session, tenant_id=tenant_id, items=items) or BatchOutcome()
     done = [item.outbox_id for item in items if item.outbox_id is not None and item.outbox_id not in outcome.deferred]
-    await settle_outbox_entries(session, tenant_id, done, outcome.deferred)
+    await settle_outbox_entries(session, tenant_id, done, outcome.deferred, token=token)
     return outcome
+
+
+@asynccontextmanager
+async def holding(database: Database, tenant_id: uuid.UUID,
+                  items: list[BatchItem]) -> AsyncIterator[tuple[uuid.UUID | None, list[BatchItem]]]:
+    """Take the message's outbox rows under a new token and keep their lease renewed while the block runs;
+    yields the token (None when no item came through the outbox) and the items this job may work: those
+    sent directly, and the outbox rows it took (a row it could not take is a stale copy of a row another
+    job holds or finished)."""
+    ids = [item.outbox_id for item in items if item.outbox_id is not None]
+    if not ids:
+        yield None, items
+        return
+    token = uuid.uuid4()
+    HEARTBEAT.hold(database, token)
+    try:
+        taken = await take(database, tenant_id, ids, token)
+        if len(taken) < len(set(ids)):
+            log.info("outbox: %d of %d row(s) of this message are held or finished by another job; skipped",
+                     len(set(ids)) - len(taken), len(set(ids)))
+        try:
+            yield token, [item for item in items if item.outbox_id is None or item.outbox_id in taken]
+        except Exception:
+            try:
+                await let_go(database, token)
+            except Exception:  # the rows come back when their lease runs out all the same
+                log.warning("outbox: could not let go of a failed job's rows", exc_info=True)
+            raise
+    finally:
+        HEARTBEAT.release(database, token)
 
 
 def _batch_item(entry: dict[str, Any]) -> BatchItem:

@@ -1,0 +1,151 @@
+"""Outbox leases: short, held by the job that runs the rows, renewed by its worker while it runs.
+
+A crashed worker's rows must come back in seconds, and a job that runs for minutes (a routine item at a
+slow provider, a large batch) must never lose its rows while it is alive. So a lease is short and renewed:
+
+- **hand-over** (the relay's claim): ``lease_until = now + LEASE_SECONDS``, ``lease_token`` NULL. A message
+  lost with Redis, or never started, is claimed and sent again once that runs out.
+- **take** (:func:`take`, one UPDATE when a job starts): the message's rows that are still open, due, and
+  not held by a live job (no token, or its lease ran out) get the job's token and a fresh lease. A row the
+  statement does not return is a stale copy: the relay handed it out again and another job has it or
+  finished it; the job leaves it alone. A copy that waited in the queue longer than the lease still works
+  (nobody holds its row), so a backlog longer than the lease never starves a row.
+- **heartbeat** (:class:`Heartbeat`): every ``HEARTBEAT_SECONDS`` each worker process renews, in ONE
+  statement, the lease of every row its running jobs hold (by token: the partial index
+  ``ix_outbox_lease_token`` reaches exactly those rows). A process that dies stops renewing, and its rows
+  are claimable ``LEASE_SECONDS`` later at most.
+- **settle** (``service.py``): completion and deferral touch only rows still under the job's token; if any
+  is not, :class:`LeaseLost` is raised and the job's transaction rolls back: the rows belong to another job
+  now, which does the work (effects are keyed, so doing it there changes nothing twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+
+from backoffice.platform import clock
+from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.models import OutboxEntry
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0  # hand-over and each renewal: the longest a crashed job's rows wait
+HEARTBEAT_SECONDS = 10.0  # three beats per lease: one slow beat does not lose a live job's rows
+
+
+class LeaseLost(RuntimeError):
+    """The job no longer holds some of its outbox rows (its lease ran out and another job took them)."""
+
+
+async def take(database: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], token: uuid.UUID) -> set[uuid.UUID]:
+    """Take the rows a starting job was handed; returns those it now holds under ``token``."""
+    if not ids:
+        return set()
+    now = clock.now()
+    async with database.system() as session:
+        taken = await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.tenant_id == tenant_id, OutboxEntry.id.in_(ids), OutboxEntry.completed_at.is_(None),
+                   OutboxEntry.available_at <= now,
+                   or_(OutboxEntry.lease_token.is_(None), OutboxEntry.lease_until.is_(None),
+                       OutboxEntry.lease_until < now))
+            .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            .returning(OutboxEntry.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(taken.scalars())
+
+
+async def renew(database: Database, tokens: list[uuid.UUID]) -> int:
+    """Extend the lease of every open row held under ``tokens``: one statement, however many rows."""
+    if not tokens:
+        return 0
+    async with database.system() as session:
+        result = await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.lease_token.in_(tokens), OutboxEntry.completed_at.is_(None))
+            .values(lease_until=clock.now() + timedelta(seconds=LEASE_SECONDS))
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount or 0
+
+
+async def let_go(database: Database, token: uuid.UUID) -> None:
+    """A job that failed lets go of its rows (their lease runs on): dramatiq's retry of the message may take
+    them at once instead of being skipped as a stale copy until the lease runs out."""
+    async with database.system() as session:
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.lease_token == token, OutboxEntry.completed_at.is_(None))
+            .values(lease_token=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+class Heartbeat:
+    """The tokens of the jobs running in this process, and the task that renews their leases.
+
+    Jobs run as coroutines on the worker's event loop (dramatiq's AsyncIO middleware); the beat is a task
+    on the same loop, started by the first job that holds rows and ended when none does, so it shares the
+    jobs' database engine (kept per loop: an engine's connections belong to the loop that opened them).
+    """
+
+    def __init__(self, every: float = HEARTBEAT_SECONDS) -> None:
+        self.every = every
+        self._held: dict[asyncio.AbstractEventLoop, dict[int, tuple[Database, Counter[uuid.UUID]]]] = {}
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+    def hold(self, database: Database, token: uuid.UUID) -> None:
+        loop = asyncio.get_running_loop()
+        self._held.setdefault(loop, {}).setdefault(id(database), (database, Counter()))[1][token] += 1
+        task = self._tasks.get(loop)
+        if task is None or task.done():
+            self._tasks[loop] = loop.create_task(self._run(loop), name="outbox-lease-heartbeat")
+
+    def release(self, database: Database, token: uuid.UUID) -> None:
+        loop = asyncio.get_running_loop()
+        databases = self._held.get(loop, {})
+        entry = databases.get(id(database))
+        if entry is None:
+            return
+        tokens = entry[1]
+        tokens[token] -= 1
+        if tokens[token] <= 0:
+            del tokens[token]
+        if not tokens:
+            del databases[id(database)]
+        if not databases:
+            self._held.pop(loop, None)
+
+    def held(self) -> list[uuid.UUID]:
+        """The tokens held on the running loop."""
+        databases = self._held.get(asyncio.get_running_loop(), {})
+        return [token for _, tokens in databases.values() for token in tokens]
+
+    async def beat(self) -> int:
+        """Renew the running loop's leases now; returns how many rows were renewed."""
+        renewed = 0
+        for database, tokens in list(self._held.get(asyncio.get_running_loop(), {}).values()):
+            renewed += await renew(database, list(tokens))
+        return renewed
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._held.get(loop):
+                await asyncio.sleep(self.every)
+                try:
+                    await self.beat()
+                except Exception:  # a missed beat costs nothing yet: the lease outlives two more
+                    log.warning("outbox lease heartbeat failed; retrying in %.0fs", self.every, exc_info=True)
+        finally:
+            if self._tasks.get(loop) is asyncio.current_task():
+                del self._tasks[loop]
+
+
+HEARTBEAT = Heartbeat()

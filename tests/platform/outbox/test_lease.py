@@ -1,0 +1,194 @@
+"""Leases are short and renewed while a job runs (issue 18, finding 4).
+
+A job that outlives the lease keeps its rows; a row whose worker died comes back within the lease (30 s,
+so every effect of a crashed job is done well inside a minute while another worker runs); a job that lost
+its rows (its lease ran out: a stalled worker) cannot complete or move them under the job that has them
+now. The jobs run in real workers: the Redis broker on PostgreSQL, the in-process one on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from sqlalchemy import select
+
+from backoffice.platform import clock
+from backoffice.platform.clock import FrozenClock
+from backoffice.platform.outbox import lease
+from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.platform.outbox.relay import claim, relay_once
+from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.worker.broker import build_broker
+from backoffice.platform.worker.registry import BatchOutcome, Deferral, tenant_job
+from tests.conftest import RUN_ID, redis_url, require
+
+QUEUE = "tests-lease"
+RUNS: list[tuple[str, float]] = []  # (label, start) of every run of the probes
+_namespaces = itertools.count()
+
+
+@tenant_job("tests.lease.slow", queue=QUEUE, max_retries=0)
+async def slow(session, *, tenant_id: uuid.UUID, label: str, seconds: float) -> None:
+    RUNS.append((label, time.monotonic()))
+    await asyncio.sleep(seconds)
+
+
+@tenant_job("tests.lease.batch", queue=QUEUE, batch=10, max_retries=0)
+async def batch_probe(session, *, tenant_id: uuid.UUID, items) -> BatchOutcome:
+    """The first run is slow and then completes its rows; any later run defers them for an hour."""
+    first = not RUNS
+    RUNS.append(("batch", time.monotonic()))
+    if first:
+        await asyncio.sleep(2.5)
+        return BatchOutcome()
+    retry_at = clock.now() + timedelta(hours=1)
+    return BatchOutcome(deferred={item.outbox_id: Deferral(retry_at, "the provider asked to wait") for item in items})
+
+
+@pytest.fixture
+def running(backend, database):
+    """A broker and a worker with two threads (Redis on PostgreSQL, in process on SQLite)."""
+    if backend.name == "postgres":
+        require("redis")
+        settings = database.settings.model_copy(update={"broker_url": redis_url(14)})
+    else:
+        settings = database.settings
+    broker = build_broker(settings, namespace=f"bo-test-{RUN_ID}-lease-{next(_namespaces)}")
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    RUNS.clear()
+    try:
+        yield broker
+    finally:
+        worker.stop()
+        broker.flush_all()
+        broker.close()
+
+
+async def row_of(database, tenant_id: uuid.UUID, row_id: uuid.UUID) -> OutboxEntry:
+    async with database.system() as session:
+        return (await session.execute(select(OutboxEntry).where(OutboxEntry.tenant_id == tenant_id,
+                                                                OutboxEntry.id == row_id))).scalar_one()
+
+
+async def add(database, tenant_id: uuid.UUID, job: str, **payload) -> uuid.UUID:
+    async with database.tenant(tenant_id) as session:
+        entry = add_to_outbox(session, tenant_id, job, **payload)
+        await session.flush()
+        return entry.id
+
+
+async def wait_for(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_job_that_outlives_the_lease_keeps_its_rows_while_it_runs(database, tenants, running, monkeypatch):
+    # One-second leases renewed every 0.2 s: the job runs three leases long.
+    monkeypatch.setattr(lease, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(lease.HEARTBEAT, "every", 0.2)
+    row = await add(database, tenants.a.id, "tests.lease.slow", label="long", seconds=3.0)
+    quiet = await add(database, tenants.b.id, "tests.lease.slow", label="quiet", seconds=0.0)
+
+    assert await relay_once(database, running, lease_seconds=1.0) == 2
+    await wait_for(lambda: asyncio.sleep(0, result=len(RUNS) == 2))
+    resent = 0
+    while (await row_of(database, tenants.a.id, row)).completed_at is None:
+        resent += await relay_once(database, running, lease_seconds=1.0)
+        assert time.monotonic() - RUNS[0][1] < 10, "the job never completed"
+        await asyncio.sleep(0.1)
+
+    assert resent == 0  # never handed out again while its job was alive
+    assert sorted(label for label, _ in RUNS) == ["long", "quiet"]
+    done = await row_of(database, tenants.a.id, row)
+    assert done.attempts == 1 and done.lease_token is None and done.lease_until is None
+    assert (await row_of(database, tenants.b.id, quiet)).completed_at is not None
+
+
+async def test_a_row_whose_worker_died_is_handed_out_again_within_the_lease_and_done(database, tenants, running):
+    frozen = FrozenClock(clock.now())
+    previous = clock.use(frozen)
+    try:
+        row = await add(database, tenants.a.id, "tests.lease.slow", label="after-crash", seconds=0.0)
+        # The relay handed the row over and the worker holding the message was killed (kill -9) with it.
+        crashed_at = clock.now()
+        assert [claimed.id for claimed in await claim(database)] == [row]
+        other = await add(database, tenants.b.id, "tests.lease.slow", label="other", seconds=0.0)
+        assert await relay_once(database, running) == 1  # tenant B's row only
+        await wait_for(lambda: asyncio.sleep(0, result=len(RUNS) == 1))
+
+        frozen.advance(seconds=29)
+        assert await relay_once(database, running) == 0  # its lease still runs
+        frozen.advance(seconds=2)
+        assert await relay_once(database, running) == 1  # 31 s after the crash: handed out again
+
+        async def done() -> bool:
+            return (await row_of(database, tenants.a.id, row)).completed_at is not None
+        await wait_for(done)
+        finished = await row_of(database, tenants.a.id, row)
+        assert finished.completed_at - crashed_at <= timedelta(seconds=60)
+        assert [label for label, _ in RUNS] == ["other", "after-crash"]
+        assert (await row_of(database, tenants.b.id, other)).completed_at is not None
+    finally:
+        clock.use(previous)
+
+
+async def test_a_row_taken_by_a_job_whose_worker_died_comes_back_within_the_lease(database, tenants, running):
+    """The job had started (its token on the row) when its process died: no heartbeat renews the row."""
+    frozen = FrozenClock(clock.now())
+    previous = clock.use(frozen)
+    try:
+        row = await add(database, tenants.a.id, "tests.lease.slow", label="after-crash", seconds=0.0)
+        [claimed] = await claim(database)
+        assert await lease.take(database, tenants.a.id, [claimed.id], uuid.uuid4()) == {row}
+        crashed_at = clock.now()
+        # A copy of the message still in the queue finds the row held and leaves it alone.
+        assert await lease.take(database, tenants.a.id, [row], uuid.uuid4()) == set()
+
+        frozen.advance(seconds=lease.LEASE_SECONDS - 1)
+        assert await relay_once(database, running) == 0
+        frozen.advance(seconds=2)
+        assert await relay_once(database, running) == 1
+
+        async def done() -> bool:
+            return (await row_of(database, tenants.a.id, row)).completed_at is not None
+        await wait_for(done)
+        assert (await row_of(database, tenants.a.id, row)).completed_at - crashed_at <= timedelta(seconds=60)
+        assert [label for label, _ in RUNS] == ["after-crash"]
+    finally:
+        clock.use(previous)
+
+
+async def test_a_job_that_lost_its_lease_cannot_complete_the_row_another_job_deferred(
+        database, tenants, running, monkeypatch):
+    """A worker stalls (no heartbeat gets through) past its lease: the row goes to another job, which
+    defers it (the provider asked to wait). When the stalled job wakes up, its completion must not land:
+    the deferral, and so the retry, would be lost."""
+    monkeypatch.setattr(lease, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(lease.HEARTBEAT, "every", 3600.0)  # the stalled worker's beats never get through
+    row = await add(database, tenants.a.id, "tests.lease.batch", charge="c-1")
+
+    assert await relay_once(database, running, lease_seconds=1.0) == 1
+    await wait_for(lambda: asyncio.sleep(0, result=len(RUNS) == 1))  # the slow first run is under way
+    await asyncio.sleep(1.2)
+    assert await relay_once(database, running, lease_seconds=1.0) == 1  # its lease ran out: handed out again
+
+    async def deferred_and_first_finished() -> bool:
+        current = await row_of(database, tenants.a.id, row)
+        return current.last_error is not None and time.monotonic() - RUNS[0][1] > 3.0
+    await wait_for(deferred_and_first_finished)
+    await asyncio.sleep(0.3)
+
+    current = await row_of(database, tenants.a.id, row)
+    assert current.completed_at is None  # the stale job's completion did not land
+    assert current.last_error == "the provider asked to wait"
+    assert current.available_at > clock.now() + timedelta(minutes=59)
+    assert len(RUNS) == 2
