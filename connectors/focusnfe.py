@@ -2,7 +2,8 @@
 
 - API: HTTP Basic with the token as the user and an empty password.
 - ``POST {base_url}/v2/nfse?ref=<ref>``: issue; idempotent by ``ref`` (a repeat answers that the ref
-  exists), so a retry after a timeout is safe.
+  exists, except a rejected one, which is issued anew), so :meth:`FocusNfe.submit` looks the ref up first
+  and POSTs only a ref Focus NFe does not know.
 - ``GET {base_url}/v2/nfse/<ref>``: the nota's status (polling, and verification of hooks).
 - Hooks post the nota's JSON. Focus NFe signs nothing, so a hook is only a hint: we re-fetch the nota by
   its ref and trust only what the API says. ``autorizado`` becomes ``invoice.issued`` (number, PDF and
@@ -154,10 +155,17 @@ class FocusNfe(ConnectorKind):
         return json_of(response, "POST focusnfe nfse")
 
     async def submit(self, ctx: Context, ref: str, nfse: dict[str, Any]) -> dict[str, Any]:
-        """Send a nota once, whatever happened before: Focus NFe refuses a repeat of a ref it holds
-        (422 ``em_processamento`` or ``nfe_autorizada``), which after a lost answer or a crash before our
-        commit means it was sent already; the nota's current state is returned then. Any other refusal
-        raises with Focus NFe's own message (not retryable: the data must be fixed)."""
+        """Send a nota once, whatever happened before. The ref is looked up first (``GET /v2/nfse/<ref>``):
+        a send whose outcome we never recorded (a lost answer, a crash between Focus NFe's acceptance and our
+        commit) is found there, processing, authorised or rejected by the city hall, and followed instead of
+        sent again (a rejected ref POSTed again would be issued anew). Only an unknown ref (404) is POSTed.
+        Focus NFe also refuses a repeat of a ref it holds (422 ``em_processamento`` or ``nfe_autorizada``:
+        a race with another send); the nota's current state is returned then. Any other refusal raises
+        with Focus NFe's own message (not retryable: the data must be fixed)."""
+        held = await self.status(ctx, ref)
+        if held is not None:
+            log.info("focusnfe ref %s was sent already (%s); following it", ref, held.get("status"))
+            return held
         try:
             return await self.issue(ctx, ref, nfse)
         except ProviderError as error:

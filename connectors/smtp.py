@@ -11,11 +11,16 @@ for TLS (SNI and certificate).
 
 Failures: a 4xx reply or a connection problem is temporary (retried by the delivery job); a 5xx reply
 (bad credentials, recipient refused, message rejected) is permanent and dead-letters with the reply.
+
+Identity: an effect's e-mail has one ``Message-ID`` on every attempt (:func:`message_id`), so a send
+repeated after a crash between the send and our commit is the same message to the receiver's dedup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import uuid
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -135,7 +140,17 @@ def flatten(message: EmailMessage) -> bytes:
     return out.getvalue()
 
 
-def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: str | None = None) -> EmailMessage:
+def message_id(tenant_id: uuid.UUID, effect_key: str, domain: str) -> str:
+    """The Message-ID of an effect's e-mail: the same on every attempt (a send repeated after a crash
+    before our commit, a retry after a lost reply, a replay from the console), so mail systems and clients
+    that drop a repeated Message-ID show the customer one message. Derived from the tenant and the effect
+    key (unique per tenant) and hashed, so it is globally unique and says nothing of our ids."""
+    digest = hashlib.sha256(f"{tenant_id}:{effect_key}".encode()).hexdigest()[:40]
+    return f"<{digest}@{domain}>"
+
+
+def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: str | None = None,
+                  tenant_id: uuid.UUID | None = None) -> EmailMessage:
     for field in ("to", "subject", "text"):
         if not payload.get(field):
             raise DeliveryError(f"payload.{field}: missing", retryable=False)
@@ -146,7 +161,9 @@ def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: st
     if config.reply_to:
         message["Reply-To"] = str(config.reply_to)
     domain = str(config.sender_address).rsplit("@", 1)[-1]
-    message["Message-ID"] = make_msgid(domain=domain)
+    # An effect's mail keeps one Message-ID across attempts; anything else (no effect) gets a fresh one.
+    message["Message-ID"] = (message_id(tenant_id, effect_key, domain) if effect_key and tenant_id
+                             else make_msgid(domain=domain))
     if effect_key:
         # Receivers and our own support can tie a copy to the effect that produced it.
         message["X-Backoffice-Effect"] = effect_key
@@ -195,6 +212,6 @@ class SmtpPort(ConnectorPort):
     label = "e-mail"
 
     async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        email = build_message(ctx.config, message.payload, effect_key=message.effect_key)
+        email = build_message(ctx.config, message.payload, effect_key=message.effect_key, tenant_id=message.tenant_id)
         reply = await send_message(ctx.config, email, ctx.settings)
         return {"smtp": reply[:300], "message_id": email["Message-ID"]}

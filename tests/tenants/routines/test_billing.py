@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from backoffice.connectors.asaas import refusal
+from backoffice.connectors.asaas import Asaas, refusal
 from backoffice.connectors.common import BRAZIL
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance, Health
@@ -163,6 +163,37 @@ async def test_a_worker_crash_after_asaas_created_the_payment_does_not_charge_tw
     # The repeat found the crashed attempt's payment by its reference and recorded that one.
     assert crashed[0] in {c.external_id for c in await charges(spine, a.id)}
     assert len(asaas.calls("GET", "/v3/payments")) == 3
+
+
+async def test_a_worker_crash_after_asaas_created_the_customer_adopts_it_instead_of_a_second(spine, asaas,
+                                                                                             monkeypatch):
+    """Asaas created the customer (externalReference = our customer id) and the worker died before our
+    commit kept its id: the next attempt finds it by that reference and bills it; Asaas holds one."""
+    a = spine.tenants.a
+    await connect(spine.database, a.id, asaas, A_KEY)
+    contract = await add_contract(spine.database, a.id, a.customer_ids[0])
+    create, crashed = Asaas.create_customer, []
+
+    async def create_then_crash(self, ctx, **fields):
+        created = await create(self, ctx, **fields)
+        if not crashed:
+            crashed.append(created["id"])
+            raise ConnectionResetError("worker lost its database connection before the commit")
+        return created
+
+    monkeypatch.setattr(Asaas, "create_customer", create_then_crash)
+    run_id = await start(spine, a.id)
+    await spine.settle()
+
+    run, _ = await run_and_items(spine, a.id, run_id)
+    assert (run.status, run.items_done) == (RunStatus.SUCCEEDED, 1)
+    customers = list(asaas.account(A_KEY).customers.values())
+    assert [(c["id"], c["externalReference"]) for c in customers] == [(crashed[0], str(a.customer_ids[0]))]
+    assert len(asaas.calls("POST", "/v3/customers")) == 1
+    [payment] = payments_by_reference(asaas, A_KEY)[f"{contract}:{PERIOD}"]
+    assert payment["customer"] == crashed[0]
+    async with spine.database.tenant(a.id) as session:
+        assert (await session.get(Customer, (a.id, a.customer_ids[0]))).external_ids["asaas"] == crashed[0]
 
 
 async def test_a_payment_created_but_never_answered_is_found_on_the_next_attempt(spine, asaas):

@@ -256,13 +256,46 @@ async def test_a_crash_after_the_post_resends_the_same_ref_and_focus_nfe_holds_o
     run, items = await run_and_items(spine, a.id, run_id)
     item = items[payment]
     assert (item.status, item.result["ref"]) == (ItemStatus.WAITING, crashes[0])
-    assert len(fake.posts(crashes[0])) == 2 and list(fake.notas) == crashes  # sent twice, held once
+    # Sent once: the repeat looked the ref up first (issue 18, finding 3) and followed the nota it found.
+    assert len(fake.posts(crashes[0])) == 1 and list(fake.notas) == crashes
     assert fake.notas[crashes[0]].sent == 1
     assert [d.external_id for d in await documents(spine, a.id)] == crashes
     fake.process()
     await spine.advance(seconds=31)
     run, items = await run_and_items(spine, a.id, run_id)
     assert (run.status, items[payment].result["number"]) == (RunStatus.SUCCEEDED, fake.notas[crashes[0]].numero)
+
+
+async def test_a_crash_after_the_post_then_a_rejection_is_followed_not_issued_again(spine, focus, monkeypatch):
+    """The city hall rejected the nota between the crash and the retry: the retry finds the ref at Focus NFe
+    (GET before POST) and records the rejection; POSTing the rejected ref again would issue it anew."""
+    a = spine.tenants.a
+    fake, _ = focus
+    await equip(spine, a.id, fake, **ISSUING)
+    payment = await paid(spine, a.id, a.customer_ids[0], 19990, date(2026, 10, 30))
+    fake.reject(a.customer_ids[0], REJECTION)
+    issue = FocusNfe.issue
+    crashes = []
+
+    async def issue_then_crash(self, ctx, ref, nfse):
+        answer = await issue(self, ctx, ref, nfse)
+        if not crashes:
+            crashes.append(ref)
+            fake.process()  # the city hall answers at once...
+            raise ConnectionResetError("connection to the database lost after Focus NFe accepted the nota")
+        return answer
+
+    monkeypatch.setattr(FocusNfe, "issue", issue_then_crash)
+    run_id = await start(spine, a.id)
+    await spine.settle()
+
+    run, items = await run_and_items(spine, a.id, run_id)
+    assert items[payment].status == ItemStatus.FAILED
+    assert items[payment].error == f"the city hall rejected the nota fiscal: {REJECTION[1]}"
+    assert len(fake.posts(crashes[0])) == 1 and fake.notas[crashes[0]].sent == 1
+    assert fake.notas[crashes[0]].status == "erro_autorizacao"
+    [doc] = await documents(spine, a.id)
+    assert (doc.external_id, doc.status) == (crashes[0], FiscalStatus.REJECTED)
 
 
 async def test_503s_from_focus_nfe_are_retried_and_a_lost_answer_makes_no_second_nota(spine, focus):
@@ -284,7 +317,9 @@ async def test_503s_from_focus_nfe_are_retried_and_a_lost_answer_makes_no_second
     run, items = await run_and_items(spine, a.id, run_id)
     assert {i.status for i in items.values()} == {ItemStatus.WAITING}
     assert sorted(fake.notas) == sorted(i.result["ref"] for i in items.values())
-    assert all(len(fake.posts(ref)) == 2 and nota.sent == 1 for ref, nota in fake.notas.items())
+    # The refused POST was sent again; the stored one whose answer was lost was found by its ref instead.
+    assert sorted(len(fake.posts(ref)) for ref in fake.notas) == [1, 2]
+    assert all(nota.sent == 1 for nota in fake.notas.values())
     fake.process()
     await spine.advance(seconds=31)
     run, items = await run_and_items(spine, a.id, run_id)
@@ -315,7 +350,7 @@ async def test_a_nota_processing_past_48_hours_fails_its_item_and_a_retry_follow
     await spine.advance(seconds=31)
     retry, items = await run_and_items(spine, a.id, retry_id)
     assert (retry.status, items[payment].result["ref"]) == (RunStatus.SUCCEEDED, ref)
-    assert list(fake.notas) == [ref] and len(fake.posts(ref)) == 2 and fake.notas[ref].sent == 1
+    assert list(fake.notas) == [ref] and len(fake.posts(ref)) == 1 and fake.notas[ref].sent == 1
 
 
 async def test_a_tenant_without_a_focus_nfe_is_refused_and_one_without_prestador_data_gets_a_failed_run_saying_why(spine, focus):
