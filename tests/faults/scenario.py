@@ -30,99 +30,31 @@ import json
 import random
 import time
 import uuid
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections import Counter
 from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.faults.cluster import Cluster, pid_owning_local_port, wait_until
-from tests.faults.recorders import HttpRecorder, Received, SmtpRecorder, SmtpServer
-
-RECOVERY_TARGET_S = 60.0
-PLAN_PRO = {"code": "pro", "name": "Plano Pro", "price_cents": 19990}
-PLAN_MAX = {"code": "max", "name": "Plano Max", "price_cents": 39990}
-BETA_WEBHOOK_TYPES = ["contract.signed", "payment.cleared", "payment.overdue", "subscription.changed",
-                      "subscription.canceled", "dunning.deadline_reached"]
-FAULTS = ("web", "worker", "scheduler", "redis", "postgres")
-LEADER_LOCK = 0x6B6F_0001  # platform/scheduler/leader.py: LOCK_KEY
-
-# Customers per story at scale 1 (about 1,100 events in all).
-STORIES = {
-    "alfa": {"start_api": 120, "start_asaas": 120, "light": 50, "change": 60, "cancel": 40, "notice": 60, "block": 30},
-    "beta": {"start": 150, "cleared": 80, "light": 34, "change": 40, "cancel": 30, "notice": 40, "block": 20},
-}
-TENANTS = {
-    "alfa": {"cnpj": "11.222.333/0001-81", "asaas": True, "start": "payment.cleared", "webhook_types": None,
-             "email_channels": ()},
-    "beta": {"cnpj": "34.028.316/0001-03", "asaas": False, "start": "contract.signed",
-             "webhook_types": BETA_WEBHOOK_TYPES, "email_channels": ("customer.started", "dunning.blocked")},
-}
+from tests.faults.model import (
+    FAULTS,
+    LEADER_LOCK,
+    PLAN_MAX,
+    PLAN_PRO,
+    STORIES,
+    TENANTS,
+    Customer,
+    Fault,
+    Figures,
+    Planned,
+    TenantSetup,
+)
+from tests.faults.recorders import HttpRecorder, SmtpRecorder, SmtpServer
+from tests.faults.verdict import Verdict
 
 
-@dataclass
-class Customer:
-    tenant: str
-    n: int
-    story: str
-    id: uuid.UUID
-    email: str
-    asaas_id: str | None = None
-    overdue_payment: str | None = None  # the Asaas payment of a block/notice story by hook
-
-
-@dataclass
-class Planned:
-    tenant: str
-    customer: Customer
-    kind: str  # "api" | "asaas"
-    type: str
-    body: dict[str, Any]
-    role: str = ""  # "block-overdue", "block-payment"
-    acked: bool = False
-    event_id: str | None = None
-    attempts: int = 0
-    statuses: list[int] = field(default_factory=list)
-    refused: str | None = None
-
-
-@dataclass
-class Fault:
-    kind: str
-    planned_at: float
-    at: float | None = None  # monotonic, when it was injected
-    db_at: datetime | None = None  # the database's clock at injection
-    inflight: list[dict] = field(default_factory=list)  # outbox rows leased and not completed at injection
-    detail: str = ""
-    recovery_s: float | None = None
-    unrecovered: int = 0
-
-
-@dataclass
-class TenantSetup:
-    slug: str
-    id: uuid.UUID
-    admin_id: uuid.UUID
-    admin_email: str
-    api_key: str
-    sender: str
-    asaas_instance: uuid.UUID | None = None
-    asaas_token: str | None = None
-    hook_token: str | None = None
-
-
-@dataclass
-class Figures:
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def text(self) -> str:
-        width = max(len(k) for k in self.values)
-        return "\n".join(f"  {k:<{width}}  {v}" for k, v in self.values.items())
-
-
-class Scenario:
+class Scenario(Verdict):
     def __init__(self, *, scale: float = 1.0, rate: float = 20.0, seed: int = 18, fault_rounds: int = 1,
                  drain_timeout: float = 180.0, senders: int = 6) -> None:
         self.scale, self.rate, self.fault_rounds = scale, rate, fault_rounds
@@ -548,241 +480,6 @@ class Scenario:
                 received = {r.logical for r in self._all_received()}
                 if not (set().union(*expected.values()) - received):
                     return
-
-    def _all_received(self) -> list[Received]:
-        return list(self.http.received) + list(self.smtp_handler.received)
-
-    # --- what must be seen ----------------------------------------------------------------------------------
-
-    async def expected(self) -> dict[str, set[tuple]]:
-        """Every effect the receivers must have, by channel, from the events sent and each tenant's setup."""
-        out: dict[str, set[tuple]] = {"webhook": set(), "platform": set(), "email": set()}
-        timers = await self._timer_events()
-        for planned in self.plan + self.extra:
-            if not planned.acked:
-                continue
-            c, setup, conf = planned.customer, self.tenants[planned.tenant], TENANTS[planned.tenant]
-            cid, eid = str(c.id), planned.event_id
-            if conf["webhook_types"] is None or planned.type in conf["webhook_types"]:
-                out["webhook"].add((c.tenant, "webhook", eid))
-            if c.story in ("start_api", "start_asaas", "start"):
-                out["platform"].add((c.tenant, "platform", cid, "provision", ""))
-                if "customer.started" in conf["email_channels"]:
-                    out["email"].add((c.tenant, "email", f"{eid}:start:notify:email:{setup.admin_id}"))
-            elif c.story == "change":
-                out["platform"].add((c.tenant, "platform", cid, "provision", "change"))
-            elif c.story == "cancel":
-                out["platform"].add((c.tenant, "platform", cid, "deprovision", ""))
-            elif planned.type == "payment.overdue":
-                out["email"].add((c.tenant, "email", f"{eid}:dunning:notice"))
-            elif planned.role == "block-payment":
-                out["platform"].add((c.tenant, "platform", cid, "unblock", ""))
-        for (tenant, customer_id), event_id in timers.items():
-            conf, setup = TENANTS[tenant], self.tenants[tenant]
-            if conf["webhook_types"] is None or "dunning.deadline_reached" in conf["webhook_types"]:
-                out["webhook"].add((tenant, "webhook", event_id))
-            out["platform"].add((tenant, "platform", customer_id, "block", ""))
-            out["email"].add((tenant, "email", f"{event_id}:dunning:blocked_notice"))
-            if "dunning.blocked" in conf["email_channels"]:
-                out["email"].add((tenant, "email", f"{event_id}:dunning:blocked:email:{setup.admin_id}"))
-        return out
-
-    async def _timer_events(self) -> dict[tuple[str, str], str]:
-        """The grace deadlines that fired: one event per block story's customer (its id names the effects)."""
-        by_id = {s.id: slug for slug, s in self.tenants.items()}
-        connection = await asyncpg.connect(self.cluster.pg.dsn(), timeout=10)
-        try:
-            rows = await connection.fetch(
-                "SELECT tenant_id, customer_id, id FROM events WHERE source = 'timer' AND type = 'dunning.deadline_reached'")
-        finally:
-            await connection.close()
-        found: dict[tuple[str, str], str] = {}
-        for row in rows:
-            key = (by_id[row["tenant_id"]], str(row["customer_id"]))
-            if key in found:
-                self.problems.append(f"two deadline events for customer {key}")
-            found[key] = str(row["id"])
-        return found
-
-    # --- the verdict --------------------------------------------------------------------------------------
-
-    async def verdict(self) -> tuple[list[str], Figures]:
-        failures = list(self.problems)
-        figures = Figures()
-        sent = self.plan + self.extra
-        acked = [p for p in sent if p.acked]
-        unacked = [p for p in sent if not p.acked]
-        figures.values["events sent (distinct)"] = len(sent)
-        figures.values["events acknowledged (2xx)"] = len(acked)
-        figures.values["requests made"] = sum(p.attempts for p in sent)
-        if unacked:
-            failures.append(f"{len(unacked)} events were never acknowledged; first: "
-                            + "; ".join(f"{p.type} {p.body.get('external_id') or p.body.get('id')} statuses "
-                                        f"{p.statuses[-5:]} refused={p.refused}" for p in unacked[:5]))
-
-        connection = await asyncpg.connect(self.cluster.pg.dsn(), timeout=10)
-        try:
-            stored = {str(r["id"]): r["status"] for r in await connection.fetch(
-                "SELECT id, status FROM events WHERE id = ANY($1::uuid[])", [uuid.UUID(p.event_id) for p in acked])}
-            all_events = Counter({r["status"]: r["n"] for r in await connection.fetch(
-                "SELECT status, count(*) AS n FROM events GROUP BY status")})
-            stuck = await connection.fetch(
-                "SELECT job, attempts, lease_until, available_at, last_error FROM outbox WHERE completed_at IS NULL "
-                "ORDER BY available_at LIMIT 10")
-            stuck_count = await connection.fetchval("SELECT count(*) FROM outbox WHERE completed_at IS NULL")
-            messages = Counter({(r["channel"], r["status"]): r["n"] for r in await connection.fetch(
-                "SELECT channel, status, count(*) AS n FROM outbound_messages GROUP BY channel, status")})
-            bad_messages = await connection.fetch(
-                "SELECT channel, status, attempts, last_error FROM outbound_messages WHERE status <> 'sent' LIMIT 10")
-            deliveries = Counter({r["status"]: r["n"] for r in await connection.fetch(
-                "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status")})
-            await self._recovery(connection)
-        finally:
-            await connection.close()
-
-        missing_rows = [p for p in acked if p.event_id not in stored]
-        unprocessed = [p for p in acked if stored.get(p.event_id) not in (None, "processed")]
-        figures.values["acknowledged events stored / processed"] = (
-            f"{len(acked) - len(missing_rows)} / {len(acked) - len(missing_rows) - len(unprocessed)}")
-        if missing_rows:
-            failures.append(f"{len(missing_rows)} acknowledged events are not stored: "
-                            f"{[p.body.get('external_id') or p.body.get('id') for p in missing_rows[:5]]}")
-        if unprocessed:
-            failures.append(f"{len(unprocessed)} acknowledged events are stored but not processed: "
-                            f"{[(p.type, stored[p.event_id]) for p in unprocessed[:5]]}")
-        if set(all_events) - {"processed"}:
-            failures.append(f"events not processed at the end, by status: {dict(all_events)}")
-        if stuck_count:
-            failures.append(f"{stuck_count} outbox rows not completed at the end (stuck), first: "
-                            + "; ".join(f"{r['job']} attempts={r['attempts']} lease_until={r['lease_until']} "
-                                        f"available_at={r['available_at']} error={r['last_error']}" for r in stuck))
-        if bad_messages:
-            failures.append(f"outbound messages not sent at the end: {dict(messages)}; first: "
-                            + "; ".join(f"{r['channel']} {r['status']} attempts={r['attempts']} {r['last_error']}"
-                                        for r in bad_messages))
-        if set(deliveries) - {"succeeded"}:
-            failures.append(f"webhook deliveries not succeeded at the end: {dict(deliveries)}")
-        figures.values["outbox rows left"] = stuck_count
-
-        expected = await self.expected()
-        received = self._all_received()
-        by_logical: dict[tuple, list[Received]] = defaultdict(list)
-        for item in received:
-            by_logical[item.logical].append(item)
-        for channel in ("platform", "webhook", "email"):
-            want = expected[channel]
-            got = {r.logical for r in received if r.channel == channel}
-            missing, unexpected = want - got, got - want
-            figures.values[f"{channel}: expected / received (distinct) / deliveries"] = (
-                f"{len(want)} / {len(got & want)} / {sum(r.channel == channel for r in received)}")
-            if missing:
-                failures.append(f"{len(missing)} expected {channel} effects never reached the receiver, e.g. "
-                                f"{sorted(missing, key=str)[:5]}")
-            if unexpected:
-                failures.append(f"{len(unexpected)} {channel} effects reached the receiver that no event asked for, "
-                                f"e.g. {sorted(unexpected, key=str)[:5]}")
-        same_id = different_id = 0
-        examples = []
-        for logical, items in by_logical.items():
-            if len(items) < 2:
-                continue
-            identities = {i.identity for i in items}
-            same_id += len(items) - len(identities)
-            different_id += len(identities) - 1
-            if len(identities) > 1:
-                examples.append(f"{logical} x{len(items)} with identities {sorted(identities)}")
-        figures.values["repeats at receivers, same identity"] = same_id
-        figures.values["repeats at receivers, different identity"] = different_id
-        if different_id:
-            failures.append(f"{different_id} repeats reached a receiver with a fresh identity (the receiver cannot "
-                            f"drop them): {examples[:5]}")
-        folded = [r for r in self.smtp_handler.received if r.detail["folded"]]
-        figures.values["e-mails with a folded X-Backoffice-Effect"] = len(folded)
-        if folded:
-            failures.append(f"{len(folded)} e-mails arrived with X-Backoffice-Effect folded, e.g. "
-                            f"{[r.detail['effect_raw'] for r in folded[:2]]}")
-        if self.http.refused:
-            failures.append(f"{len(self.http.refused)} requests failed the receivers' signature check: "
-                            f"{self.http.refused[:3]}")
-
-        five = {s: n for s, n in sorted(self.statuses.items()) if s >= 500}
-        figures.values["intake answers by status"] = dict(sorted(self.statuses.items()))
-        figures.values["intake 5xx by status"] = five or "none"
-        figures.values["intake 5xx without Retry-After"] = dict(self.no_retry_after) or "none"
-        figures.values["intake connection errors (web down)"] = self.connection_errors
-        bad5xx = {s: n for s, n in five.items() if s != 503}
-        if bad5xx:
-            failures.append(f"the intake answered {bad5xx} during outages: an unavailable dependency must be "
-                            "503 with Retry-After")
-        if self.no_retry_after:
-            failures.append(f"5xx answers without Retry-After: {dict(self.no_retry_after)}")
-
-        for fault in self.faults:
-            label = f"recovery after {fault.kind}"
-            if fault.kind == "web":
-                continue
-            if fault.recovery_s is None:
-                figures.values[label] = f"nothing in flight ({fault.detail})"
-                continue
-            figures.values[label] = (f"{fault.recovery_s:.1f} s for {len(fault.inflight)} rows in flight"
-                                     + (f", {fault.unrecovered} never completed" if fault.unrecovered else "")
-                                     + f" ({fault.detail})")
-            if fault.unrecovered or fault.recovery_s > RECOVERY_TARGET_S:
-                failures.append(f"{fault.kind} fault: the work in flight took {fault.recovery_s:.1f} s to complete "
-                                f"({fault.unrecovered} of {len(fault.inflight)} rows never did); target "
-                                f"{RECOVERY_TARGET_S:.0f} s")
-        worst = max((f.recovery_s for f in self.faults if f.recovery_s is not None), default=0.0)
-        figures.values["worst recovery (s)"] = round(worst, 1)
-        if any(f.kind == "web" and f.at is not None for f in self.faults):
-            back = max(self.web_recovery, default=None)
-            figures.values["intake back after web kill (s)"] = round(back, 1) if back is not None else "never"
-            if back is None or back > RECOVERY_TARGET_S:
-                failures.append(f"after the web kill the intake acknowledged nothing for "
-                                f"{'the rest of the run' if back is None else f'{back:.1f} s'}; target "
-                                f"{RECOVERY_TARGET_S:.0f} s")
-        supervisor = self.cluster.supervisor
-        figures.values["restarts by the supervisor"] = {n: s.restarts for n, s in supervisor.services.items()}
-        return failures, figures
-
-    async def _recovery(self, connection) -> None:
-        """For each fault: from its moment until every row in flight then completed, and every message such a
-        row was delivering was sent."""
-        for fault in self.faults:
-            if not fault.inflight:
-                continue
-            ids = [r["id"] for r in fault.inflight]
-            done = {r["id"]: r["completed_at"] for r in await connection.fetch(
-                "SELECT id, completed_at FROM outbox WHERE id = ANY($1::uuid[])", ids)}
-            message_ids = [uuid.UUID(r["payload"]["message_id"]) for r in fault.inflight
-                           if r["job"] == "effects.deliver" and r["payload"].get("message_id")]
-            sent = {r["id"]: r["sent_at"] for r in await connection.fetch(
-                "SELECT id, sent_at FROM outbound_messages WHERE id = ANY($1::uuid[])", message_ids)}
-            times, unrecovered = [], 0
-            for row in fault.inflight:
-                completed = done.get(row["id"])
-                if completed is None:
-                    unrecovered += 1
-                    continue
-                moments = [completed]
-                if row["job"] == "effects.deliver" and row["payload"].get("message_id"):
-                    at = sent.get(uuid.UUID(row["payload"]["message_id"]))
-                    if at is None:
-                        unrecovered += 1
-                        continue
-                    moments.append(at)
-                times.append((max(moments) - fault.db_at).total_seconds())
-            fault.unrecovered = unrecovered
-            fault.recovery_s = max(times, default=0.0)
-
-    def state(self) -> str:
-        """The recorders' state, for a failure message."""
-        by_channel = Counter(r.channel for r in self._all_received())
-        lines = [f"recorders: {dict(by_channel)}; signature refusals {len(self.http.refused)}",
-                 "faults: " + "; ".join(f"{f.kind}@{f.planned_at:.1f}s {f.detail}" for f in self.faults),
-                 f"supervisor: {self.cluster.supervisor.events if self.cluster.supervisor else []}"]
-        recent = self._all_received()[-5:]
-        lines += [f"  last: {r.channel} {r.tenant} {r.identity} {r.logical}" for r in recent]
-        return "\n".join(lines)
 
 
 def _ready(base: str) -> bool:
