@@ -175,7 +175,12 @@ async def request_custom_host(session: AsyncSession, tenant_id: uuid.UUID, host:
 
 
 class HostNotVerified(ValidationFailed):
-    pass
+    """The TXT record is not (yet) there: ``record`` and ``expected`` say what to publish, ``found`` what the
+    DNS holds (None when it could not be asked), so a page can say it in its own language."""
+
+    def __init__(self, error: FieldError, *, record: str, expected: str, found: list[str] | None) -> None:
+        super().__init__(error)
+        self.record, self.expected, self.found = record, expected, found
 
 
 async def verify_custom_host(session: AsyncSession, tenant_id: uuid.UUID, *, settings: Settings,
@@ -189,12 +194,13 @@ async def verify_custom_host(session: AsyncSession, tenant_id: uuid.UUID, *, set
     try:
         found = await txt_records(expected["name"], settings)
     except LookupFailed as error:
-        raise HostNotVerified(FieldError("custom_host", f"{error}; try again in a moment")) from None
+        raise HostNotVerified(FieldError("custom_host", f"{error}; try again in a moment"), record=expected["name"],
+                              expected=expected["value"], found=None) from None
     if expected["value"] not in (value.strip() for value in found):
         seen = ", ".join(f'"{value[:80]}"' for value in found[:3]) or "no TXT record"
         raise HostNotVerified(FieldError("custom_host", (
             f"{expected['name']} has {seen}; expected TXT \"{expected['value']}\" (DNS changes can take a "
-            "while to show)")))
+            "while to show)")), record=expected["name"], expected=expected["value"], found=found)
     host = tenant.pending_host
     if await _host_taken(session, host, tenant.id):
         raise Conflict(FieldError("custom_host", "another company uses this host"))

@@ -39,7 +39,9 @@ from backoffice.platform.staff.service import assigned_tenant_ids
 from backoffice.tenants.registry.onboarding import STEPS, complete_step, next_step, steps_done
 from backoffice.tenants.registry.queries import onboarding_in_progress
 from backoffice.tenants.registry.service import LOCALES, create_tenant, update_branding
-from backoffice.tenants.registry.settings import request_custom_host, verification_record, verify_custom_host
+from backoffice.tenants.registry.settings import (
+    HostNotVerified, request_custom_host, verification_record, verify_custom_host,
+)
 from backoffice.tenants.users.resets import invite_new_user
 from backoffice.web.console.render import gettext_for, render
 from backoffice.web.console.session import StaffUser
@@ -60,11 +62,20 @@ def step_titles(request: Request) -> dict[str, str]:
 
 
 def field_errors(request: Request, error: ValidationFailed) -> dict[str, str]:
-    """Each field's first problem, in the staff member's language when the catalogue has the sentence."""
+    """Each field's first problem, in the staff member's language when the catalogue has the sentence (a
+    message that repeats its field's name before a colon is shown without it: it sits next to the field)."""
     _ = gettext_for(request)
     found: dict[str, str] = {}
     for item in error.errors:
-        found.setdefault(item.field, _(item.message))
+        message = item.message.removeprefix(f"{item.field.rsplit('.', 1)[-1]}: ")
+        found.setdefault(item.field, _(message))
+    if isinstance(error, HostNotVerified):
+        if error.found is None:
+            found["custom_host"] = _("The DNS could not be asked just now; try again in a moment.")
+        else:
+            seen = ", ".join(f'"{value[:80]}"' for value in error.found[:3]) or _("no TXT record")
+            found["custom_host"] = _("%(name)s has %(found)s; expected TXT \"%(value)s\" (DNS changes can take a "
+                                     "while to show).") % {"name": error.record, "found": seen, "value": error.expected}
     return found
 
 

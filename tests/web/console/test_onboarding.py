@@ -26,12 +26,13 @@ async def _post(browser, page: str, action: str, data: dict, **kwargs):
 
 async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database, admin_client):
     page = await admin_client.get("/staff/onboarding")
-    assert page.status_code == 200 and "Razão social" in page.text or "razão social" in page.text
+    assert page.status_code == 200 and "Razão social" in page.text and "Legal name" not in page.text
 
     bad = await _post(admin_client, "/staff/onboarding", "/staff/onboarding",
                       {**COMPANY, "cnpj": "12.345.678/0001-00", "timezone": "Mars/Base"})
     assert bad.status_code == 422
     assert 'id="e-cnpj"' in bad.text and 'id="e-timezone"' in bad.text
+    assert "os dígitos verificadores não conferem" in bad.text and "use um fuso horário IANA" in bad.text
     assert 'value="Gama Serviços Financeiros Ltda"' in bad.text  # what was typed is kept
     async with database.system() as session:
         assert (await session.execute(select(Tenant).where(Tenant.slug == "gama"))).first() is None
@@ -66,6 +67,7 @@ async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database
         assert name == "_backoffice-verify.portal.gama.example" and value.startswith("bo-verify=")
         early = await _post(admin_client, f"{base}/host", f"{base}/host/verify", {})
         assert early.status_code == 422 and 'id="verify-error"' in early.text
+        assert "nenhum registro TXT" in early.text  # said in the staff member's language
         dns.publish(name, value)
         verified = await _post(admin_client, f"{base}/host", f"{base}/host/verify", {})
         assert verified.status_code == 200 and "portal.gama.example" in verified.text
