@@ -689,5 +689,57 @@ async def secrets_rotate(database, batch_size) -> None:
     click.echo("done: every secret is under the newest key; older keys can be removed from BACKOFFICE_SECRETS_KEYS")
 
 
+# --- a tenant's clock (demo, staging) --------------------------------------------------------------
+
+@main.group()
+def clock() -> None:
+    """Run one tenant's clock forward so its due timers fire now (never in production)."""
+
+
+@clock.command("advance")
+@click.argument("slug")
+@click.option("--hours", type=click.FloatRange(min=0), default=0.0, help="Hours to move forward.")
+@click.option("--days", type=click.FloatRange(min=0), default=0.0, help="Days to move forward.")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def clock_advance(database, slug, hours, days, reason) -> None:
+    from datetime import timedelta
+
+    from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+    try:
+        async with database.provider(tenant.id) as session:
+            offset = await advance_clock(session, tenant.id, by=timedelta(days=days, hours=hours),
+                                         environment=database.settings.environment, acting=Actor.cli(), reason=reason)
+    except ClockShiftRefused as refused:
+        click.echo(f"error: {refused}", err=True)
+        sys.exit(3)
+    click.echo(f"{tenant.slug}'s clock is {_duration(offset)} ahead of real time; timers due by then fire at the "
+               f"scheduler's next tick")
+
+
+@clock.command("reset")
+@click.argument("slug")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@_run_db
+async def clock_reset(database, slug, reason) -> None:
+    from backoffice.platform.timers.clock import reset_clock
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+    async with database.provider(tenant.id) as session:
+        await reset_clock(session, tenant.id, acting=Actor.cli(), reason=reason)
+    click.echo(f"{tenant.slug} is back on real time")
+
+
+def _duration(delta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 24 else f"{hours:g} hours"
+
+
 if __name__ == "__main__":
     main()

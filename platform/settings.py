@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         "Comma-separated addresses or CIDR networks of the reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; empty: none (the connecting address is the client)."))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    environment: Literal["production", "staging", "demo", "test"] | None = Field(default=None, description=(
+        "What this deployment is: production refuses demo-only tools (moving a tenant's clock forward); "
+        "empty: demo in the embedded mode, production otherwise."))
 
     @field_validator("database_url", "system_database_url", "migration_database_url")
     @classmethod
@@ -125,6 +128,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "migration_database_url", self.system_database_url)
         if not self.redis_url and self.broker_url.startswith("redis"):
             object.__setattr__(self, "redis_url", self.broker_url)
+        if self.environment is None:  # unset is production unless it is the embedded demo: fail safe
+            object.__setattr__(self, "environment", "demo" if self.embedded else "production")
         if self.secret_key and len(self.secret_key) < 32:
             raise ValueError("secret_key: expected at least 32 characters")
         if not self.secret_key and not self.embedded:

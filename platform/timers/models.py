@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, UniqueConstraint, Uuid, text
+from sqlalchemy import JSON, BigInteger, Index, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
@@ -35,3 +35,15 @@ class Timer(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     fired_at: Mapped[datetime | None] = mapped_column()
     canceled_at: Mapped[datetime | None] = mapped_column()
+
+
+class TenantClock(TenantOwned, Base):
+    """How far one tenant's clock runs ahead of the real one (demo and staging only; see ``timers/clock.py``).
+    At most one row per tenant; no row is no shift."""
+
+    __tablename__ = "tenant_clocks"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    offset_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(254))

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.session import Database, dialect_insert, ensure_scope
 from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.timers.clock import offsets
 from backoffice.platform.timers.models import Timer
 from backoffice.tenants.events.catalogue import EventIn
 from backoffice.tenants.events.intake import MAX_BATCH, ingest_batch, validate
@@ -94,23 +95,32 @@ async def fire_due_timers(database: Database, *, limit: int = 500) -> int:
     The claim is one UPDATE ... RETURNING over a ``FOR UPDATE SKIP LOCKED`` subquery (PostgreSQL; SQLite
     serialises writers): two schedulers firing at once take disjoint timers, and each marks and emits in
     one transaction, so a timer fires once.
+
+    A tenant whose clock was run forward (demo, staging: ``timers/clock.py``) has its timers due by its own
+    time: one small read of the shifted tenants, then one condition per shifted tenant in the same claim.
     """
     now = clock.now()
-    due = (
-        select(Timer.tenant_id, Timer.id)
-        .where(Timer.fired_at.is_(None), Timer.canceled_at.is_(None), Timer.due_at <= now)
-        .order_by(Timer.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claim = (
-        update(Timer)
-        .where(tuple_(Timer.tenant_id, Timer.id).in_(due))
-        .values(fired_at=now)
-        .returning(Timer)
-        .execution_options(synchronize_session=False)
-    )
     async with database.system() as session:
+        shifted = await offsets(session)
+        due_now = Timer.due_at <= now
+        if shifted:
+            due_now = or_(and_(Timer.tenant_id.not_in(list(shifted)), Timer.due_at <= now),
+                          *(and_(Timer.tenant_id == tenant_id, Timer.due_at <= now + offset)
+                            for tenant_id, offset in shifted.items()))
+        due = (
+            select(Timer.tenant_id, Timer.id)
+            .where(Timer.fired_at.is_(None), Timer.canceled_at.is_(None), due_now)
+            .order_by(Timer.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(Timer)
+            .where(tuple_(Timer.tenant_id, Timer.id).in_(due))
+            .values(fired_at=now)
+            .returning(Timer)
+            .execution_options(synchronize_session=False)
+        )
         # Emitted in due order, so the relay hands a tenant's events to the workers in that order too.
         timers = sorted((await session.execute(claim)).scalars(), key=lambda timer: (timer.due_at, timer.key))
         by_tenant: dict[uuid.UUID, list[EventIn]] = defaultdict(list)

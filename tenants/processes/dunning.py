@@ -13,7 +13,6 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
-from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
 from backoffice.platform.timers.service import cancel_timers, schedule_timer
 from backoffice.tenants.billing.models import Charge, ChargeStatus
@@ -73,7 +72,7 @@ async def on_payment_overdue(step: Step) -> None:
         return
     if any(case.charge_id == charge.id for case in await step.known.cases(step.customer)):
         return
-    now = clock.now()
+    now = step.now
     policy = step.policy
     case = DunningCase(id=new_id(), customer_id=step.customer.id, charge_id=charge.id, policy_version=step.policy_version,
                        status=CaseStatus.GRACE, deadline_at=deadline_for(now, step.tenant.timezone, policy.grace_days),
@@ -129,14 +128,14 @@ async def on_deadline_reached(step: Step) -> None:
                                     reason=reason, policy=policy)
         return
     case.status = CaseStatus.BLOCKED
-    case.blocked_at = clock.now()
+    case.blocked_at = step.now
     reason = (f"Blocked automatically: the charge of {charge.due_date.isoformat()} was not paid by the grace "
               f"deadline (policy v{case.policy_version}: {policy.grace_days} days)")
     if step.customer.lifecycle == Lifecycle.IN_GRACE:
         await transition(step.session, step.customer, Lifecycle.BLOCKED, reason=reason, event_id=step.event.id)
     await step.effects.command("dunning:block", command="block", reason=reason,
                                data={"charge": charge_view(charge), "case_id": str(case.id)})
-    terminate_at = clock.now() + timedelta(days=policy.terminate_after_days) if policy.terminate_after_days else None
+    terminate_at = step.now + timedelta(days=policy.terminate_after_days) if policy.terminate_after_days else None
     context = {**_case_context(step, case, charge, reason), "blocked": True, "blocked_at": case.blocked_at.isoformat(),
                "auto_unblock": policy.auto_unblock,
                "terminate_at": terminate_at.isoformat() if terminate_at else None}
@@ -158,7 +157,7 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
         return
     was_blocked = case.status == CaseStatus.BLOCKED
     case.status = CaseStatus.RESOLVED
-    case.resolved_at = clock.now()
+    case.resolved_at = step.now
     await cancel_timers(step.session, step.tenant.id, key_prefix=timer_prefix(case))
     policy = await step.policy_of(case.policy_version)
     others_open = [c.status for c in cases if c.status in OPEN and c.id != case.id]

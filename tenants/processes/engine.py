@@ -40,6 +40,7 @@ from backoffice.platform import clock
 from backoffice.platform.documents import InvalidDocument, normalize_tax_id
 from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.timers.models import TenantClock
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, Deferral, tenant_job
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.customers.queries import (
@@ -99,13 +100,18 @@ class Batch:
     _people: dict[tuple, list[TenantUser]] = field(default_factory=dict)
     _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
     _fan_outs: dict[Channel, Any] = field(default_factory=dict)
+    clock_offset: timedelta = timedelta(0)  # the tenant's clock ahead of the real one (demo, staging)
 
     @classmethod
     async def open(cls, session: AsyncSession, tenant_id: uuid.UUID, events: list[Event]) -> Batch:
-        tenant = await session.get(Tenant, tenant_id)
+        # The tenant and its clock's offset in one statement (platform/timers/clock.py).
+        tenant, offset = (await session.execute(
+            select(Tenant, TenantClock.offset_seconds).outerjoin(TenantClock, TenantClock.tenant_id == Tenant.id)
+            .where(Tenant.id == tenant_id))).one()
         version, policy = await current_policy(session)
         recorded = await recorded_keys(session, [event.id for event in events])
-        return cls(session, tenant, version, policy, recorded, EffectRows(tenant_id), None, {version: policy})
+        return cls(session, tenant, version, policy, recorded, EffectRows(tenant_id), None, {version: policy},
+                   clock_offset=timedelta(seconds=offset or 0))
 
     async def policy_of(self, version: int) -> PolicyConfig:
         if version not in self._policies:
@@ -162,6 +168,11 @@ class Step:
     @property
     def policy(self) -> PolicyConfig:
         return self.batch.policy
+
+    @property
+    def now(self):
+        """The tenant's now: what calendar decisions (a grace deadline, a task's due date) count from."""
+        return clock.now() + self.batch.clock_offset
 
     @property
     def policy_version(self) -> int:

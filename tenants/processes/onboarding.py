@@ -107,11 +107,11 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
     contract = await ensure_contract(step.session, customer, step.data.get("plan"), known=step.known)
     if contract is not None and contract.status == ContractStatus.PENDING:
         contract.status = ContractStatus.ACTIVE
-        contract.started_at = clock.now()
-    due = clock.now() + timedelta(days=step.policy.onboarding_task_due_days)
+        contract.started_at = step.now
+    due = step.now + timedelta(days=step.policy.onboarding_task_due_days)
     context = {
         **step.base_context(), "trigger": trigger, "plan": plan_view(contract or step.data.get("plan")),
-        "charge": charge, "payment": payment, "started_at": clock.now().isoformat(),
+        "charge": charge, "payment": payment, "started_at": step.now.isoformat(),
         "documents": documents_view(*await step.known.documents(customer), step.data.get("documents")),
         "reason": reason,
         "task": {"title": f"Onboarding: {customer.name}", "due_date": due.date().isoformat()},

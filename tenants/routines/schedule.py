@@ -29,6 +29,7 @@ from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import Database, dialect_insert
 from backoffice.platform.outbox.models import OutboxEntry
+from backoffice.platform.timers.clock import offsets
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 from backoffice.tenants.routines.catalogue import Routine, routines
 from backoffice.tenants.routines.engine import PLAN_JOB
@@ -40,11 +41,13 @@ SCHEDULER = "system:scheduler"
 
 
 async def due_periods(database: Database, routine: Routine) -> dict[uuid.UUID, str]:
-    """The tenants for which ``routine`` should start a run now, with the period."""
-    now = clock.now()
+    """The tenants for which ``routine`` should start a run now, with the period. A tenant whose clock runs
+    ahead (demo, staging: platform/timers/clock.py) is scheduled by its own time: its "today" moves with it."""
+    real_now = clock.now()
     async with database.system() as session:
         tenants = (await session.execute(
             select(Tenant.id, Tenant.timezone).where(Tenant.status == TenantStatus.ACTIVE))).all()
+        shifted = await offsets(session)
         settings = {s.tenant_id: s for s in (await session.execute(
             select(RoutineSetting).where(RoutineSetting.routine == routine.name))).scalars()}
         equipped = None
@@ -58,6 +61,7 @@ async def due_periods(database: Database, routine: Routine) -> dict[uuid.UUID, s
                 continue
             if equipped is not None and tenant.id not in equipped:
                 continue
+            now = real_now + shifted[tenant.id] if tenant.id in shifted else real_now
             period, instant = routine.schedule.latest(tenant.timezone, now, hour=setting.hour if setting else None,
                                                       day=setting.day if setting else None)
             if now - instant <= routine.schedule.catch_up:

@@ -34,6 +34,7 @@ from backoffice.tenants.registry.settings import (
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
 from backoffice.web.api.schemas import EventOut
+from backoffice.web.api.staff.clock import clock_routes
 from backoffice.web.api.staff.connectors import connector_routes
 from backoffice.web.clients import client_address
 from backoffice.web.api.staff.routines import routine_routes
@@ -319,7 +320,7 @@ staff_router = Router(
     route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding,
                     change_tenant_settings, put_custom_host, verify_host, remove_host, get_policy,
                     patch_policy, get_policy_history, mobilise, demobilise, unmatched, dead_letters, retry,
-                    replay_message, audit_log, *connector_routes, *routine_routes],
+                    replay_message, audit_log, *connector_routes, *routine_routes, *clock_routes],
     middleware=[StaffTokenMiddleware],
     dependencies={"staff": Provide(provide_staff, sync_to_thread=False), "tenant": Provide(provide_tenant)},
     security=[{"staffToken": []}],
