@@ -87,15 +87,15 @@ class Asaas(ConnectorKind):
         return {"access_token": ctx.config.api_key.get_secret_value(), "Content-Type": "application/json"}
 
     async def check(self, ctx: Context) -> CheckResult:
-        """Asaas's account data (GET /v3/myAccount/commercialInfo/): a read any valid key may make."""
+        """Asaas's account data (GET /v3/myAccount/commercialInfo/): a read any valid key may make; the
+        answer is the account's company name and document, as Asaas has them."""
         label = "GET asaas myAccount/commercialInfo"
         response = await ctx.http.request("GET", self._url(ctx, "/v3/myAccount/commercialInfo/"),
                                           headers=self._headers(ctx), label=label)
         body = json_of(response, label)
         name = body.get("companyName") or body.get("name") or "?"
         document = body.get("cpfCnpj")
-        return CheckResult(True, str(response.status_code),
-                           f"Asaas account: {name}" + (f" ({document})" if document else ""))
+        return CheckResult(True, str(response.status_code), name + (f" ({document})" if document else ""))
 
     async def fetch_payment(self, ctx: Context, payment_id: str) -> dict[str, Any] | None:
         """The payment as Asaas has it now; None when Asaas no longer knows it (404)."""

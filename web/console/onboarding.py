@@ -61,6 +61,31 @@ def step_titles(request: Request) -> dict[str, str]:
             "connectors": _("Connectors"), "policy": _("Late payment and messages"), "admin": _("First admin")}
 
 
+def kind_titles(request: Request) -> dict[str, str]:
+    """The connector kinds offered, in the staff member's language."""
+    _ = gettext_for(request)
+    return {"asaas": _("Asaas (payments)"), "focusnfe": _("Focus NFe (invoices)"),
+            "clicksign": _("Clicksign (e-signature)"), "stripe": _("Stripe (card payments)"),
+            "tenant_platform": _("The company's platform (block, unblock, provision)"),
+            "smtp": _("E-mail (SMTP)"), "chat": _("Team chat (incoming webhook)")}
+
+
+def message_labels(request: Request) -> dict[str, str]:
+    _ = gettext_for(request)
+    return {"customer.started": _("Front office: a customer started"),
+            "subscription.changed": _("Front office: what was bought changed"),
+            "dunning.grace_started": _("Front office: grace period started"),
+            "dunning.blocked": _("Front office: customer blocked"),
+            "dunning.unblocked": _("Front office: customer unblocked"),
+            "dunning.resolved": _("Front office: late payment settled"),
+            "customer.terminated": _("Front office: relationship ended"),
+            "invoice.rejected": _("Front office: invoice rejected"),
+            "routine.item_failed": _("Front office: routine item failed"),
+            "dunning.notice": _("Customer e-mail: payment overdue"),
+            "dunning.reminder": _("Customer e-mail: reminder before blocking"),
+            "dunning.blocked_notice": _("Customer e-mail: service blocked")}
+
+
 def field_errors(request: Request, error: ValidationFailed) -> dict[str, str]:
     """Each field's first problem, in the staff member's language when the catalogue has the sentence (a
     message that repeats its field's name before a colon is shown without it: it sits next to the field)."""
@@ -290,7 +315,7 @@ async def _connectors_page(request: Request, tenant: Tenant, state: State, *, st
     editing_row = next((i for i in instances if i["id"] == str(editing)), None) if editing else None
     kind_name = editing_row["kind"] if editing_row else chosen
     return _step_page(request, tenant, "connectors", "console/onboarding/connectors.html", status_code=status_code,
-                      instances=instances, kinds={name: kinds()[name].title for name in CONNECTOR_KINDS},
+                      instances=instances, kinds=kind_titles(request),
                       chosen=kind_name, fields=connector_fields(kind_name) if kind_name else [],
                       documented_hosts=sorted(kinds()[kind_name].hosts) if kind_name else [],
                       editing=editing_row, errors=errors or {}, form=form or {}, results=results or {},
@@ -356,7 +381,7 @@ async def connector_test(request: Request, tenant_id: uuid.UUID, connector_id: u
                                                      settings=state.settings,
                                                      http_options=getattr(state, "connector_http_options", None))
     if request.headers.get("hx-request"):
-        return render(request, "console/onboarding/_check.html", result=result)
+        return render(request, "console/onboarding/_check.html", result=result, instance_id=str(connector_id))
     return await _connectors_page(request, console_tenant, state, results={str(connector_id): result}, staff=staff)
 
 
@@ -418,6 +443,7 @@ async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: 
     return _step_page(request, tenant, "policy", "console/onboarding/policy.html", status_code=status_code,
                       version=saved_version or version, values=values, kind=kind, tlocale=tlocale,
                       template=template, kinds=TEMPLATE_KINDS, template_locales=TEMPLATE_LOCALES,
+                      kind_labels=message_labels(request),
                       customised=override is not None, errors=errors or {}, preview=preview,
                       preview_errors=preview_errors or {})
 

@@ -55,7 +55,7 @@ async def test_onboard_a_company_end_to_end_in_a_real_browser(database, tenants,
         async with LiveServer(create_app(settings)) as server, async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=executable, args=ARGS)
             try:
-                page = await browser.new_page(viewport={"width": 1366, "height": 900})
+                page = await browser.new_page(viewport={"width": 1366, "height": 900}, locale="pt-BR")
                 await page.goto(f"{server.url}/staff/login")
                 await page.get_by_label("E-mail").fill(ana.email)
                 await page.get_by_label("Senha").fill(PASSWORD)
@@ -121,6 +121,7 @@ async def test_onboard_a_company_end_to_end_in_a_real_browser(database, tenants,
                 good = page.get_by_role("row", name=re.compile(r"^Asaas Asaas"))
                 await good.get_by_role("button", name="Testar conexão").click()
                 await expect(good.get_by_text("Conectado")).to_be_visible()
+                await expect(good.get_by_text("funcionando")).to_be_visible()  # the health cell follows
                 await expect(good.get_by_text("Gama Serviços Financeiros Ltda")).to_be_visible()
                 bad = page.get_by_role("row", name=re.compile("chave errada"))
                 await bad.get_by_role("button", name="Testar conexão").click()
@@ -169,7 +170,7 @@ async def test_onboard_a_company_end_to_end_in_a_real_browser(database, tenants,
                     email = (await session.execute(select(OutboundMessage).where(
                         OutboundMessage.target == "rita@gama.example"))).scalar_one()
                 link = re.search(r"http://\S+/gama/password/reset/\S+", email.payload["text"]).group(0)
-                invited = await browser.new_page(viewport={"width": 1200, "height": 800})
+                invited = await browser.new_page(viewport={"width": 1200, "height": 800}, locale="pt-BR")
                 await invited.goto(link)
                 await invited.locator("#password").fill("uma-senha-bem-longa-da-rita")
                 await invited.locator("#password_confirm").fill("uma-senha-bem-longa-da-rita")
