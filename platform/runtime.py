@@ -109,7 +109,9 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
         base = settings.base_url or f"http://{settings.host}:{settings.port}"
         lines = [f"\nBack-office platform (embedded) running at {base}/", f"  readiness: {base}/readyz"]
         for login in logins:
-            where = "provider staff (CLI)" if login.where == "staff" else f"portal {base}{login.where}"
+            # Staff open the console; their first sign-in sets up TOTP (QR code and key shown on the page).
+            where = f"staff console {base}/staff/ (TOTP set up at first sign-in)" if login.where == "staff" \
+                else f"portal {base}{login.where}"
             lines.append(f"  {login.email:<28} {login.role:<18} {where}")
         if logins:
             lines.append(f"  demo password for every login: {DEMO_PASSWORD}")

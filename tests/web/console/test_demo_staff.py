@@ -1,0 +1,30 @@
+"""The demo's staff logins open the console: the password, then TOTP set up at the first sign-in, then the
+overview of the companies each serves (the admin: both; the operator: Aurora, where the demo mobilises them)."""
+
+from __future__ import annotations
+
+import re
+
+from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
+from tests.web.console.conftest import ConsoleBrowser, Totp
+
+
+async def test_each_demo_staff_login_enrols_and_sees_its_companies(database):
+    logins = [login for login in await seed_demo(database) if login.where == "staff"]
+    assert {login.role for login in logins} == {"provider_admin", "provider_operator"}
+    from backoffice.web.app import create_app
+    from litestar.testing import AsyncTestClient
+
+    for login in logins:
+        async with AsyncTestClient(app=create_app(database.settings)) as client:
+            browser = ConsoleBrowser(client)
+            first = await browser.post_form("/staff/login", "/staff/login",
+                                            {"email": login.email, "password": DEMO_PASSWORD})
+            assert first.headers["location"] == "/staff/login/enrol"
+            page = (await browser.get("/staff/login/enrol")).text
+            secret = re.search(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<', page).group(1).replace(" ", "")
+            done = await browser.post_form("/staff/login/enrol", "/staff/login/enrol", {"code": Totp(secret).code()})
+            assert done.status_code == 200
+            overview = (await browser.get("/staff/")).text
+            assert "Aurora Software" in overview
+            assert ("Vitta Academias" in overview) == (login.role == "provider_admin")
