@@ -18,6 +18,7 @@ from backoffice.web.app import create_app
 from tests.conftest import APP_ROLE, SECRET, SECRETS_KEYS, SYSTEM_ROLE, make_tenant
 from tests.outages import ThrowawayPostgres, ThrowawayRedis
 from tests.web.api.conftest import bearer, make_key
+from tests.web.portal.conftest import Browser
 
 
 
@@ -88,6 +89,10 @@ async def test_postgres_and_redis_outages_answer_503_and_the_first_requests_afte
         login = await client.post("/api/v1/staff/tokens", json={"email": "nobody@provider.example", "password": "x" * 12})
         assert login.status_code == 401, login.text
 
+        browser = Browser(client)
+        assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+        assert (await browser.get("/alfa/inbox")).status_code == 200
+
         # Redis goes away: the API's rate limit fails open (intake goes on, logged, without RateLimit
         # headers); the staff log-in throttle fails closed with 503 (no password guessing uncounted).
         await asyncio.to_thread(redis.stop)
@@ -96,6 +101,8 @@ async def test_postgres_and_redis_outages_answer_503_and_the_first_requests_afte
         assert "ratelimit-remaining" not in during.headers
         login = await client.post("/api/v1/staff/tokens", json={"email": "nobody@provider.example", "password": "x" * 12})
         assert_unavailable(login)
+        # The portal keeps its sessions in Redis: a signed-in page answers 503 too.
+        assert_unavailable(await client.get("/alfa/inbox"))
 
         # Redis back: the first requests count again and the throttle answers as usual.
         await asyncio.to_thread(redis.start)
@@ -103,3 +110,7 @@ async def test_postgres_and_redis_outages_answer_503_and_the_first_requests_afte
         assert after.status_code == 202 and "ratelimit-remaining" in after.headers
         login = await client.post("/api/v1/staff/tokens", json={"email": "nobody@provider.example", "password": "x" * 12})
         assert login.status_code == 401, login.text
+        # The portal answers again at once, and signing in works.
+        assert (await client.get("/alfa/inbox")).status_code < 500
+        assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+        assert (await browser.get("/alfa/inbox")).status_code == 200

@@ -29,6 +29,7 @@ from litestar.stores.redis import RedisStore
 from litestar.types import ASGIApp, Empty, Message, Receive, Scope, ScopeSession, Send
 from litestar.utils.dataclass import extract_dataclass_items
 
+from backoffice.platform.availability import redis_client
 from backoffice.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,10 @@ def csrf_config(settings: Settings) -> CSRFConfig:
 
 def session_store(settings: Settings) -> Store:
     if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace="backoffice:portal:sessions")
+        # The outage-ready client (platform/availability.py): short timeouts, a quick retry on a connection
+        # that died with a Redis restart. Without Redis a portal request answers 503 with Retry-After.
+        return RedisStore(redis_client(settings.redis_url), namespace="backoffice:portal:sessions",
+                          handle_client_shutdown=True)
     return FileStore(settings.data_dir / "portal-sessions", create_directories=True)
 
 
