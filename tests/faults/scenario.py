@@ -98,7 +98,10 @@ class Scenario(Verdict):
         asyncio.run(self._configure())
         self.cluster.start_platform()
         base = f"http://127.0.0.1:{self.cluster.web_port}"
-        wait_until(lambda: _ready(base), 90, "the web process answering /readyz")
+        try:
+            wait_until(lambda: _ready(base), 90, "the web process answering /readyz")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.cluster.log_tails()}") from None
 
     async def _configure(self) -> None:
         from backoffice.connectors.service import create_instance
