@@ -160,8 +160,7 @@ async def hand_over(
     if to_staff.id == from_staff.id:
         raise ValidationFailed(FieldError("to_staff", "expected someone else to hand the work to"))
     if not await can_act_on(session, to_staff, tenant.id):
-        raise ValidationFailed(FieldError("to_staff", f"{to_staff.email} does not serve {tenant.slug}; "
-                                                      "mobilise them first"))
+        raise ValidationFailed(FieldError("to_staff", "does not serve this company; mobilise them first"))
     moved: dict[str, list[uuid.UUID]] = {}
     for kind in work:
         moved[kind.kind] = await kind.hand_over(session, tenant_id=tenant.id, from_staff_id=from_staff.id,

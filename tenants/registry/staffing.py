@@ -78,6 +78,20 @@ async def people_board(session: AsyncSession, *, staff_id: uuid.UUID | None = No
     return Board(rows=rows, truncated=len(assigned) > BOARD_MAX)
 
 
+async def serving_staff(session: AsyncSession, tenant_id: uuid.UUID) -> list[Staff]:
+    """Who may act on the tenant now: its mobilised operators and every provider admin (active ones)."""
+    mobilised = select(Assignment.staff_id).where(Assignment.tenant_id == tenant_id, Assignment.ended_at.is_(None))
+    query = (select(Staff).where(Staff.active.is_(True), (Staff.role == StaffRole.ADMIN) | Staff.id.in_(mobilised))
+             .order_by(Staff.name))
+    return list((await session.execute(query)).scalars())
+
+
+async def active_assignment_since(session: AsyncSession, staff_id: uuid.UUID, tenant_id: uuid.UUID) -> datetime | None:
+    query = (select(Assignment.started_at).where(Assignment.staff_id == staff_id, Assignment.tenant_id == tenant_id,
+                                                 Assignment.ended_at.is_(None)).order_by(Assignment.started_at).limit(1))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def list_staff(session: AsyncSession) -> list[Staff]:
     """Every staff member, for choosing a person (a handful to a few hundred)."""
     return list((await session.execute(select(Staff).order_by(Staff.name))).scalars())

@@ -40,6 +40,13 @@ async def open_runs_by_handler(
     return {(tenant_id, staff_id): count for tenant_id, staff_id, count in (await session.execute(query)).all()}
 
 
+async def open_runs(session: AsyncSession, staff_id: uuid.UUID, *, limit: int = 200) -> list[RoutineRun]:
+    """The open runs a person follows up in the session's tenant (``Database.provider``), newest first."""
+    query = (select(RoutineRun).where(RoutineRun.handled_by == staff_id, open_run())
+             .order_by(RoutineRun.created_at.desc()).limit(limit))
+    return list((await session.execute(query)).scalars())
+
+
 class RoutineWork:
     """The routine runs a person follows up in a tenant, as work a hand-over moves (platform/staff/service.py
     ``OpenWork``)."""

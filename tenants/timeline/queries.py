@@ -15,12 +15,13 @@ from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.cursor import decode_cursor, encode_cursor
+from backoffice.platform.db.session import get_owned
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.platform.input_rules import text_problem
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.timeline.models import FeedbackItem, FeedbackState, TimelineEntry
-from backoffice.tenants.timeline.service import NOTE_KINDS
+from backoffice.tenants.timeline.service import NOTE_KINDS, REPLY_KIND
 from backoffice.tenants.users.models import TenantUser
 
 INBOX_PAGE = 50
@@ -140,3 +141,30 @@ async def unread_feedback_by_tenant(session: AsyncSession, tenant_ids: list[uuid
         query = query.where(FeedbackItem.tenant_id.in_(tenant_ids))
     return {tenant_id: count for tenant_id, count in (await session.execute(query)).all()}
 
+
+
+@dataclass(frozen=True)
+class FeedbackThread:
+    item: FeedbackItem
+    entry: TimelineEntry
+    customer: Customer
+    author: str
+    replies: list[TimelineEntry]
+
+
+async def feedback_thread(session: AsyncSession, item_id: uuid.UUID) -> FeedbackThread:
+    """One item with its note, customer and the staff's replies to it, within the session's tenant
+    (``Database.provider``); NotFound for another tenant's item, like a missing one."""
+    item = await get_owned(session, FeedbackItem, item_id)
+    entry = await get_owned(session, TimelineEntry, item.entry_id)
+    customer = await get_owned(session, Customer, item.customer_id)
+    author = ""
+    if entry.author_id is not None:
+        user = await session.get(TenantUser, (item.tenant_id, entry.author_id))
+        author = user.name if user else ""
+    candidates = (await session.execute(
+        select(TimelineEntry).where(TimelineEntry.customer_id == item.customer_id, TimelineEntry.kind == REPLY_KIND,
+                                    TimelineEntry.at >= entry.at)
+        .order_by(TimelineEntry.at, TimelineEntry.id).limit(500))).scalars()
+    replies = [reply for reply in candidates if (reply.ref or {}).get("in_reply_to") == str(entry.id)]
+    return FeedbackThread(item, entry, customer, author or (entry.ref or {}).get("author", ""), replies)

@@ -70,8 +70,8 @@ def _state(value: str) -> FeedbackState:
 
 async def mark_feedback(session: AsyncSession, item_id: uuid.UUID, *, state: str, acting: Actor) -> FeedbackItem:
     """A staff member marks a feedback item unread, read or acknowledged (through ``Database.provider``)."""
+    item = await get_owned(session, FeedbackItem, item_id)  # another tenant's item: NotFound, whatever the input
     new_state = _state(state)
-    item = await get_owned(session, FeedbackItem, item_id)
     if item.state == new_state:
         return item
     before = item.state

@@ -27,7 +27,8 @@ async def staff(database, tenants):
                                    password=PASSWORD, acting=system)
         operator = await create_staff(session, email="op@provider.example", name="Otto", role="provider_operator",
                                       password=PASSWORD, acting=system)
-        await assign_staff(session, staff=operator, tenant=await session.get(Tenant, tenants.a.id), acting=system)
+        await assign_staff(session, staff=operator, tenant=await session.get(Tenant, tenants.a.id), acting=system,
+                           reason="mobilised for the tests")
     return admin, operator
 
 
@@ -91,10 +92,12 @@ async def test_staff_writes_are_audited(client, database, tenants, staff):
         ("PUT", f"/api/v1/staff/tenants/{gama}/branding", {"colours": {"primary": "#112233"}}),
         ("PATCH", f"/api/v1/staff/tenants/{gama}/policy", {"changes": {"start_trigger": "invoice.issued"},
                                                           "reason": "client asked"}),
-        ("POST", f"/api/v1/staff/tenants/{gama}/assignments", {"staff_email": "op@provider.example"}),
+        ("POST", f"/api/v1/staff/tenants/{gama}/assignments", {"staff_email": "op@provider.example",
+                                                               "reason": "month-end close"}),
         ("POST", f"/api/v1/staff/tenants/{gama}/suspend", {"reason": "contract ended"}),
         ("POST", f"/api/v1/staff/tenants/{gama}/reactivate", {"reason": "renewed"}),
-        ("POST", f"/api/v1/staff/tenants/{gama}/assignments/demobilise", {"staff_email": "op@provider.example"}),
+        ("POST", f"/api/v1/staff/tenants/{gama}/assignments/demobilise", {"staff_email": "op@provider.example",
+                                                                          "reason": "close done"}),
     ]
     for method, path, body in steps:
         response = await client.request(method, path, headers=admin, json=body)
@@ -103,7 +106,7 @@ async def test_staff_writes_are_audited(client, database, tenants, staff):
     assert policy["version"] == 1 and policy["config"]["start_trigger"] == "invoice.issued"
     history = (await client.get(f"/api/v1/staff/tenants/{gama}/policy/history", headers=admin)).json()
     assert [v["version"] for v in history] == [1]
-    log = (await client.get("/api/v1/staff/audit", headers=admin, params={"tenant_id": gama})).json()
+    log = (await client.get("/api/v1/staff/audit", headers=admin, params={"tenant_id": gama})).json()["data"]
     actions = {entry["action"] for entry in log if entry["actor_label"] == "admin@provider.example"}
     assert {"tenant.created", "tenant.branding_changed", "tenant.suspended", "tenant.reactivated"} <= actions
     assert len(actions) >= 6
@@ -111,7 +114,7 @@ async def test_staff_writes_are_audited(client, database, tenants, staff):
     operator = await _token(client, "op@provider.example")
     assert (await client.get(f"/api/v1/staff/tenants/{gama}", headers=operator)).status_code == 404
     assert (await client.get("/api/v1/staff/audit", headers=operator, params={"tenant_id": gama})).status_code == 404
-    theirs = (await client.get("/api/v1/staff/audit", headers=operator)).json()
+    theirs = (await client.get("/api/v1/staff/audit", headers=operator)).json()["data"]
     assert theirs and {e["tenant_id"] for e in theirs} == {str(tenants.a.id)}
 
 

@@ -13,12 +13,14 @@ from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.params import Parameter
 from sqlalchemy import or_, select
 
-from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import record
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.ratelimit import LOG_IN, gate
 from backoffice.platform.staff.models import Staff, StaffRole
-from backoffice.platform.staff.service import assign_staff, assigned_tenant_ids, get_staff_by_email, unassign_staff
+from backoffice.platform.audit.queries import audit_filter, search_audit
+from backoffice.platform.staff.service import (
+    assign_staff, assigned_tenant_ids, get_staff_by_email, hand_over, unassign_staff,
+)
 from backoffice.platform.staff.tokens import InvalidCredentials, issue_token
 from backoffice.tenants.effects.jobs import replay
 from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
@@ -27,13 +29,14 @@ from backoffice.tenants.policies.service import current_policy, policy_history, 
 from backoffice.tenants.processes.engine import retry_event
 from backoffice.tenants.registry.branding import validate_colours
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.handover import OPEN_WORK
 from backoffice.tenants.registry.service import create_tenant, reactivate_tenant, suspend_tenant, update_branding
 from backoffice.tenants.registry.settings import (
     change_settings, remove_custom_host, request_custom_host, verification_record, verify_custom_host,
 )
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
-from backoffice.web.api.schemas import EventOut
+from backoffice.web.api.schemas import EventOut, Page
 from backoffice.web.api.staff.clock import clock_routes
 from backoffice.web.api.staff.connectors import connector_routes
 from backoffice.web.clients import client_address
@@ -42,7 +45,8 @@ from backoffice.web.api.staff.auth import (
     StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
 )
 from backoffice.web.api.staff.schemas import (
-    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadLettersOut, DeadMessageOut, PolicyOut, PolicyPatch,
+    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadLettersOut, DeadMessageOut, HandOverIn, HandOverOut,
+    PolicyOut, PolicyPatch,
     PolicyVersionOut, Reason, SuspendIn, CustomHostIn, TenantIn, TenantOut, TenantSettingsPatch, TokenIn, TokenOut,
 )
 
@@ -212,16 +216,32 @@ async def demobilise(
     require_admin(staff)
     async with state.database.system() as session:
         member = await _staff_named(session, data.staff_email)
+        receiver = await _staff_named(session, data.hand_over_to, "hand_over_to") if data.hand_over_to else None
         assignment = await unassign_staff(session, staff=member, tenant=tenant, acting=actor(staff),
-                                          reason=data.reason)
+                                          reason=data.reason, hand_over_to=receiver, work=OPEN_WORK)
     return AssignmentOut.model_validate(assignment)
 
 
-async def _staff_named(session, email: str) -> Staff:
+@post("/tenants/{tenant_id:uuid}/assignments/handover", operation_id="staffHandOver", status_code=200,
+      responses=_r())
+async def handover(
+    tenant_id: uuid.UUID, tenant: Tenant, data: HandOverIn, staff: Staff, state: State,
+) -> HandOverOut:
+    """Move a person's open routine work in the tenant (the runs they follow up) to someone serving it."""
+    require_admin(staff)
+    async with state.database.system() as session:
+        giver = await _staff_named(session, data.from_staff_email, "from_staff_email")
+        receiver = await _staff_named(session, data.to_staff_email, "to_staff_email")
+        moved = await hand_over(session, tenant=tenant, from_staff=giver, to_staff=receiver, acting=actor(staff),
+                                reason=data.reason, work=OPEN_WORK)
+    return HandOverOut(moved=moved)
+
+
+async def _staff_named(session, email: str, field: str = "staff_email") -> Staff:
     try:
         return await get_staff_by_email(session, email)
     except LookupError:
-        raise ValidationFailed(FieldError("staff_email", "no staff member has this e-mail")) from None
+        raise ValidationFailed(FieldError(field, "no staff member has this e-mail")) from None
 
 
 # --- unmatched events and dead letters ------------------------------------------------------------
@@ -288,38 +308,30 @@ async def replay_message(
 async def audit_log(
     staff: Staff, state: State,
     tenant_id: uuid.UUID | None = None,
-    action: str | None = Parameter(default=None, max_length=64),
+    actor: str | None = Parameter(default=None, max_length=254,  # noqa: F811 (the query parameter's name)
+                                  description="Part of the actor's label (an e-mail, cli:<user>), any case."),
+    action: str | None = Parameter(default=None, max_length=64, description="An action or its prefix (staff.)."),
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Parameter(default=100, ge=1, le=200),
-) -> list[AuditOut]:
-    """Newest first; operators see the entries of the tenants they are assigned to."""
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[AuditOut]:
+    """Newest first; operators see the entries of the tenants they are assigned to, provider admins every
+    entry (provider-wide ones too). The staff console's audit page runs the same query."""
+    filters = audit_filter(actor=actor, action=action, tenant=tenant_id, since=since, until=until)
+    if tenant_id is not None:
+        await tenant_for(state, staff, tenant_id)
     async with state.database.system() as session:
-        query = select(AuditEntry)
-        if tenant_id is not None:
-            await tenant_for(state, staff, tenant_id)
-            query = query.where(AuditEntry.tenant_id == tenant_id)
-        elif staff.role != StaffRole.ADMIN:
-            query = query.where(AuditEntry.tenant_id.in_(await assigned_tenant_ids(session, staff)))
-        if action:
-            query = query.where(AuditEntry.action == action)
-        for bound, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise ValidationFailed(FieldError(bound, "expected a time with its UTC offset"))
-        if since is not None:
-            query = query.where(AuditEntry.occurred_at >= since)
-        if until is not None:
-            query = query.where(AuditEntry.occurred_at < until)
-        rows = (await session.execute(query.order_by(AuditEntry.occurred_at.desc(), AuditEntry.id.desc())
-                                      .limit(limit))).scalars()
-        return [AuditOut.model_validate(a) for a in rows]
+        scope = None if staff.role == StaffRole.ADMIN else await assigned_tenant_ids(session, staff)
+        page = await search_audit(session, tenant_ids=scope, filters=filters, cursor=cursor, limit=limit)
+        return Page[AuditOut](data=[AuditOut.model_validate(a) for a in page.entries], next_cursor=page.next_cursor)
 
 
 staff_router = Router(
     "/staff",
     route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding,
                     change_tenant_settings, put_custom_host, verify_host, remove_host, get_policy,
-                    patch_policy, get_policy_history, mobilise, demobilise, unmatched, dead_letters, retry,
+                    patch_policy, get_policy_history, mobilise, demobilise, handover, unmatched, dead_letters, retry,
                     replay_message, audit_log, *connector_routes, *routine_routes, *clock_routes],
     middleware=[StaffTokenMiddleware],
     dependencies={"staff": Provide(provide_staff, sync_to_thread=False), "tenant": Provide(provide_tenant)},
