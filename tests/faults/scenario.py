@@ -388,9 +388,32 @@ class Scenario(Verdict):
     async def _inject_faults(self) -> None:
         for fault in self.faults:
             await asyncio.sleep(max(0.0, self.started + fault.planned_at - time.monotonic()))
+            await self._target_up(fault)
             await self._snapshot(fault)
             fault.at = time.monotonic()
             await asyncio.to_thread(self._inject, fault)
+
+    async def _target_up(self, fault: Fault, timeout: float = 20.0) -> None:
+        """A fault hits a running target: a scheduler that leads (a standby takes a moment to after a
+        database restart), worker processes that have forked. Waits a bounded time; the injection then
+        reports what it found."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if fault.kind == "worker" and self.cluster.supervisor.children("worker"):
+                return
+            if fault.kind == "scheduler":
+                try:
+                    connection = await asyncpg.connect(self.cluster.pg.dsn(), timeout=5)
+                    try:
+                        if await self._leader(connection):
+                            return
+                    finally:
+                        await connection.close()
+                except (TimeoutError, OSError, asyncpg.PostgresError):
+                    pass
+            if fault.kind not in ("worker", "scheduler"):
+                return
+            await asyncio.sleep(0.5)
 
     async def _snapshot(self, fault: Fault) -> None:
         """What was in flight: rows leased (handed to the workers) and not completed at this moment."""
