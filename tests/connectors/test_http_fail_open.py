@@ -63,3 +63,26 @@ async def test_calls_go_through_while_redis_is_down_and_the_breaker_works_again_
             await http.request("GET", provider.url + "/down")
     with pytest.raises(CircuitOpen):
         await http.request("GET", provider.url + "/v3/payments/p1")
+
+
+async def test_an_asaas_hook_is_stored_while_the_breakers_redis_is_down(database, tenants, provider, redis_server):
+    """The hook re-fetches the payment through the breaker: with its Redis down the re-fetch still happens
+    and the event is stored (it answered 500 during a Redis restart)."""
+    from litestar.testing import AsyncTestClient
+
+    from backoffice.web.app import create_app
+    from tests.connectors.conftest import FAST_HTTP, connector_settings
+    from tests.connectors.test_hooks import TOKEN, asaas, asaas_hook, asaas_payment, events, post
+
+    hook_id = await asaas(database, provider, tenants.a.id)
+    provider.on("GET", "/v3/payments/pay_080225913252", Answer(200, asaas_payment(value=199.9)))
+    await asyncio.to_thread(redis_server.stop)
+    app = create_app(connector_settings(database).model_copy(update={"redis_url": redis_server.url}))
+    async with AsyncTestClient(app=app) as web:
+        app.state.connector_http_options = FAST_HTTP
+        response = await post(web, tenants.a.slug, hook_id, asaas_hook(), {"asaas-access-token": TOKEN})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+    [stored] = await events(database, tenants.a.id)
+    assert stored.data["payment"]["amount_cents"] == 19990
+    assert len(provider.requests("GET", "/v3/payments/pay_080225913252")) == 1
