@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         "process; required outside the embedded mode (make one with `backoffice secrets new-key`)."))
     allow_private_targets: bool = Field(default=False,
                                         description="Allow outbound requests to private/loopback addresses.")
+    # The provider's own identity provider for the staff console (empty: staff sign in with password and TOTP).
+    staff_oidc_issuer: str = Field(default="", description=(
+        "The provider's own OIDC issuer for staff sign-in, https outside tests; empty: no single sign-on."))
+    staff_oidc_client_id: str = Field(default="", description="The staff console's client id at that issuer.")
+    staff_oidc_client_secret: str = Field(repr=False, default="", description="Its client secret.")
     dns_nameserver: str = Field(default="", description=(
         "The DNS server (address, or address:port) custom-host verification asks for the client's TXT "
         "record; empty: the system's resolvers."))
@@ -140,6 +145,17 @@ class Settings(BaseSettings):
                              f"{SECRETS_KEY_HOWTO}")
         return self
 
+    @model_validator(mode="after")
+    def _staff_oidc(self) -> Settings:
+        values = (self.staff_oidc_issuer, self.staff_oidc_client_id, self.staff_oidc_client_secret)
+        if any(values) and not all(values):
+            raise ValueError("staff_oidc_issuer: set the issuer, the client id and the client secret together")
+        if self.staff_oidc_issuer and not self.staff_oidc_issuer.startswith("https://") \
+                and not self.allow_private_targets:
+            # Discovery, keys and the token exchange (with the client secret) all start from the issuer.
+            raise ValueError("staff_oidc_issuer: expected an https URL")
+        return self
+
     @property
     def embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -166,7 +182,7 @@ class Settings(BaseSettings):
 
 # Never echoed back in an error: keys, and URLs (which may carry a password: redis://:pw@host).
 SECRET_FIELDS = frozenset(
-    {"secret_key", "secrets_keys", "database_url", "system_database_url", "migration_database_url", "broker_url", "redis_url"}
+    {"secret_key", "secrets_keys", "staff_oidc_client_secret", "database_url", "system_database_url", "migration_database_url", "broker_url", "redis_url"}
 )
 
 

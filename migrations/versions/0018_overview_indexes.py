@@ -1,7 +1,7 @@
 """Partial indexes for the staff console's overview (``tenants/overview/queries.py``).
 
 Each panel counts the few rows in a state that needs someone (events waiting, unmatched or failed;
-deliveries dead; customers in grace or blocked; charges overdue) for every tenant at once. Without these the
+deliveries dead; customers in grace or blocked; charges overdue; routine runs that failed) for every tenant at once. Without these the
 events panel read every event there is (a sequential scan of the whole table: 1.5M rows with 10,000
 tenants); with them each panel reads only its rows, grouped by tenant from the index. The predicates are the
 same text the queries write out, so the planner matches them. The chart reads one page of tenants' last 14
@@ -27,6 +27,7 @@ INDEXES = [
     ("ix_webhook_deliveries_dead", "webhook_deliveries", "tenant_id", "status = 'dead'"),
     ("ix_customers_at_risk", "customers", "tenant_id, lifecycle", "lifecycle IN ('in_grace', 'blocked')"),
     ("ix_charges_overdue", "charges", "tenant_id, amount_cents", "status = 'overdue'"),
+    ("ix_routine_runs_attention", "routine_runs", "tenant_id, routine, created_at", "status IN ('failed', 'partial')"),
 ]
 
 

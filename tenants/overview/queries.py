@@ -14,7 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, and_, func, literal, select, text, union_all
+from sqlalchemy import Select, and_, exists, func, literal, select, text, union_all
+from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.staff.models import Assignment
@@ -23,7 +24,7 @@ from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.routines.models import RoutineRun, RoutineSetting, RunStatus
+from backoffice.tenants.routines.models import RoutineRun, RoutineSetting
 from backoffice.tenants.timeline.models import FeedbackItem
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
 
@@ -39,12 +40,14 @@ DEAD_WEBHOOKS = text("webhook_deliveries.status = 'dead'")
 AT_RISK = text("customers.lifecycle IN ('in_grace', 'blocked')")
 OVERDUE = text("charges.status = 'overdue'")
 UNREAD_FEEDBACK = text("feedback_items.state = 'unread'")
+RUN_NEEDS_ATTENTION = text("routine_runs.status IN ('failed', 'partial')")
 
 
-def served_ids(staff_id: uuid.UUID, *, all_tenants: bool) -> Select:
-    """The tenants a staff member serves, as a subquery (admins: every tenant; operators: assigned now)."""
+def served_ids(staff_id: uuid.UUID, *, all_tenants: bool) -> Select | None:
+    """The tenants a staff member serves, as a subquery for the operators (assigned now); None for a provider
+    admin, who serves every tenant (every row's tenant_id names one: no filter to apply)."""
     if all_tenants:
-        return select(Tenant.id)
+        return None
     return select(Assignment.tenant_id).where(Assignment.staff_id == staff_id, Assignment.ended_at.is_(None))
 
 
@@ -131,16 +134,15 @@ async def overdue_amounts(session: AsyncSession, served: Select | None, only: li
 
 async def routines_needing_attention(session: AsyncSession, served: Select | None, now: datetime,
                                      only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
-    """Routines whose latest run failed or partly failed, plus routines paused for the tenant."""
-    ranked = (
-        select(RoutineRun.tenant_id, RoutineRun.status,
-               func.row_number().over(partition_by=(RoutineRun.tenant_id, RoutineRun.routine),
-                                      order_by=RoutineRun.created_at.desc()).label("rank"))
-        .where(RoutineRun.created_at >= now - ROUTINE_WINDOW, _within(RoutineRun.tenant_id, served, only))
-        .subquery()
-    )
-    failing = select(ranked.c.tenant_id.label("tenant_id")).where(
-        ranked.c.rank == 1, ranked.c.status.in_([RunStatus.FAILED.value, RunStatus.PARTIAL.value]))
+    """Routines whose latest run failed or partly failed (a failed run with no later run of the same routine:
+    the few failed runs are read from their partial index, each checked against the routine's newest run),
+    plus routines paused for the tenant."""
+    later = aliased(RoutineRun)
+    failing = select(RoutineRun.tenant_id.label("tenant_id")).where(
+        RUN_NEEDS_ATTENTION, RoutineRun.created_at >= now - ROUTINE_WINDOW,
+        _within(RoutineRun.tenant_id, served, only),
+        ~exists().where(later.tenant_id == RoutineRun.tenant_id, later.routine == RoutineRun.routine,
+                        later.created_at > RoutineRun.created_at))
     paused = select(RoutineSetting.tenant_id.label("tenant_id")).where(
         RoutineSetting.paused.is_(True), _within(RoutineSetting.tenant_id, served, only))
     both = union_all(failing, paused).subquery()

@@ -18,7 +18,7 @@ from litestar.exceptions import NotFoundException
 from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.settings import Settings
-from backoffice.web.console import overview, signin
+from backoffice.web.console import overview, signin, sso
 from backoffice.web.console import audit_log, feedback, people
 from backoffice.web.console import tenant_work
 from backoffice.web.console import onboarding, tenant_settings
@@ -31,6 +31,7 @@ from backoffice.web.errors import not_found, validation_failed
 # above, then `x,` in this list.
 MODULES = [
     signin,
+    sso,
     overview,
     people,
     feedback,

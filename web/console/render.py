@@ -70,7 +70,8 @@ def render(request: Request, template_name: str, *, status_code: int = 200, **co
     values = {
         "locale": locale, "csrf_token": csrf_token(request), "staff": request.scope.get(SCOPE_STAFF),
         "nav": nav(request), "section": _section(request.url.path), "request_path": request.url.path,
-        "request_query": request.url.query,
+        "request_query": request.url.query, "staff_sso": bool(getattr(request.app.state, "settings", None)
+                                                              and request.app.state.settings.staff_oidc_issuer),
         "when": lambda value: format_datetime(value, CONSOLE_TZ, locale) if isinstance(value, datetime) else "",
         **context,
     }

@@ -140,7 +140,8 @@ async def test_an_assigned_operator_gets_through_for_their_own_tenant(database, 
 
 async def test_signed_out_every_console_route_asks_for_sign_in(database, tenants, console):
     browser = ConsoleBrowser(console)
-    public = {"/staff/login", "/staff/login/code", "/staff/login/enrol", "/staff/logout", "/staff/locale"}
+    public = {"/staff/login", "/staff/login/code", "/staff/login/enrol", "/staff/logout", "/staff/locale",
+              "/staff/sso/start", "/staff/sso/callback"}
     app = create_app(_settings_for_listing())
     token = csrf_of((await browser.get("/staff/login")).text)
     for route in app.routes:
