@@ -59,8 +59,8 @@ async def inbox(request: Request, staff: StaffUser, state: State, company: str =
     more = "/staff/feedback?" + urlencode({**{k: v for k, v in current.items() if v}, "cursor": next_cursor}) \
         if next_cursor else None
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return render(request, "console/feedback.html", status_code=status_code, filter_errors=filter_errors, rows=rows, more=more, kinds=NOTE_KINDS, states=STATES,
-                  current=current, here=here, paged=bool(cursor))
+    return render(request, "console/feedback.html", status_code=status_code, filter_errors=filter_errors, rows=rows,
+                  more=more, kinds=NOTE_KINDS, states=STATES, current=current, here=here, paged=bool(cursor))
 
 
 def _back(form: dict[str, str], tenant_id: uuid.UUID, item_id: uuid.UUID) -> str:

@@ -69,9 +69,11 @@ async def test_read_acknowledge_and_reply_and_the_portal_shows_the_reply(admin_c
     token = csrf_of(inbox.text)
     base = f"/staff/feedback/{tenants.a.id}/{item}"
     read = await admin_client.client.post(f"{base}/state", data={"state": "read", "next": "/staff/feedback",
-                                                                 "_csrf_token": token}, headers=admin_client.headers, follow_redirects=False)
+                                                                 "_csrf_token": token},
+                                          headers=admin_client.headers, follow_redirects=False)
     assert read.status_code == 303 and read.headers["location"] == "/staff/feedback"
-    no_csrf = await admin_client.client.post(f"{base}/reply", data={"text": "x"}, headers=admin_client.headers, follow_redirects=False)
+    no_csrf = await admin_client.client.post(f"{base}/reply", data={"text": "x"}, headers=admin_client.headers,
+                                             follow_redirects=False)
     assert no_csrf.status_code == 403
     empty = await admin_client.post_form(base, f"{base}/reply", {"text": "   "})
     assert empty.status_code == 422 and 'aria-invalid="true"' in empty.text
