@@ -656,10 +656,11 @@ def secrets_new_key() -> None:
 def _secret_columns() -> list:
     """Every column where a domain keeps encrypted values (each domain declares its own)."""
     from backoffice.connectors.service import SECRET_COLUMN as connectors
+    from backoffice.platform.staff.second_factor import SECRET_COLUMN as staff_totp
     from backoffice.tenants.users.oidc import SECRET_COLUMN as sso
     from backoffice.tenants.webhooks.service import SECRET_COLUMN as webhooks
 
-    return [connectors, webhooks, sso]
+    return [connectors, webhooks, sso, staff_totp]
 
 
 @secrets_group.command("rotate")
@@ -687,6 +688,97 @@ async def secrets_rotate(database, batch_size) -> None:
                    err=True)
         sys.exit(1)
     click.echo("done: every secret is under the newest key; older keys can be removed from BACKOFFICE_SECRETS_KEYS")
+
+
+# --- dead letters ---------------------------------------------------------------------------------
+
+@main.group("deadletters")
+def deadletters() -> None:
+    """A tenant's dead letters (failed events, dead deliveries) and unmatched events: replay them."""
+
+
+@deadletters.command("replay")
+@TENANT_OPTION
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M",
+                                                       "%Y-%m-%d"]), default=None,
+              help="Start of the window (inclusive); without an offset, in the tenant's time zone.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M",
+                                                       "%Y-%m-%d"]), default=None,
+              help="End of the window (exclusive); without an offset, in the tenant's time zone.")
+@click.option("--unmatched", is_flag=True, help="Replay the window's unmatched events instead of its dead letters.")
+@click.option("--item", "items", multiple=True, metavar="KIND:ID",
+              help="Replay this item (event:<id>, message:<id>, webhook:<id>) instead of a window; repeat.")
+@click.option("--reason", default=None, help="Why; kept in the audit log.")
+@FOLLOW_OPTION
+@INTERVAL_OPTION
+def deadletters_replay(slug, since, until, unmatched, items, reason, follow, interval) -> None:
+    """Replay a time window of the tenant's dead letters (or the items named with --item), then, with
+    --follow, show what became of them: a progress bar of settled items, then each one that failed again.
+
+    Exit code 0 when every requeued item was processed or delivered (or was only queued), 1 when some
+    failed again or more matched the window than one replay takes, 2 when refused."""
+    follow = sys.stdout.isatty() if follow is None else follow
+    try:
+        code = _replay_and_follow(slug, since, until, unmatched, items, reason, follow, interval)
+    except KeyboardInterrupt:
+        click.echo("\nstopped following; the replayed items go on (see the console's replay page)", err=True)
+        code = 130
+    sys.exit(code)
+
+
+@_run_db
+async def _replay_and_follow(database, slug, since, until, unmatched, items, reason, follow: bool,
+                             interval: float) -> int:
+    from zoneinfo import ZoneInfo
+
+    from backoffice.platform.errors import FieldError
+    from backoffice.tenants.deadletters import queries, service
+
+    tenant = await _tenant_named(database, slug)
+    zone = ZoneInfo(tenant.timezone)
+    async with database.provider(tenant.id) as session:
+        if items:
+            if since or until:
+                raise ValidationFailed(FieldError("item", "give either --item or --since/--until, not both"))
+            refs = [service.ItemRef.parse(item, "item") for item in items]
+            replay = await service.replay_selection(session, refs, acting=Actor.cli(), reason=reason)
+        else:
+            replay = await service.replay_window(
+                session, since=since and (since if since.tzinfo else since.replace(tzinfo=zone)),
+                until=until and (until if until.tzinfo else until.replace(tzinfo=zone)),
+                what="unmatched" if unmatched else "dead_letters", acting=Actor.cli(), reason=reason)
+    requeued = sum(1 for item in replay.items if item["action"] == "requeued")
+    click.echo(f"replay {replay.id}: {requeued:,} requeued, {len(replay.items) - requeued:,} skipped")
+    for item in replay.items:
+        if item["action"] == "skipped":
+            click.echo(f"  skipped {item['kind']}:{item['id']}: {item['reason']}")
+    if replay.remaining:
+        click.echo(f"{replay.remaining:,} more matched the window: run the command again for the next ones")
+    if not follow or not requeued:
+        return 1 if replay.remaining else 0
+    terminal = sys.stdout.isatty()
+    last_line = None
+    with click.progressbar(length=requeued, label="Replayed items settled", show_pos=True) as bar:
+        while True:
+            async with database.provider(tenant.id) as session:
+                outcome = await queries.replay_outcome(session, replay.id, limit=FAILED_SHOWN)
+            settled = outcome.totals.get("done", 0) + outcome.totals.get("failed_again", 0) + \
+                outcome.totals.get("gone", 0)
+            if settled > bar.pos:
+                bar.update(settled - bar.pos)
+            line = f"{settled:,}/{requeued:,} settled, {outcome.totals.get('failed_again', 0):,} failed again"
+            if not terminal and line != last_line:
+                click.echo(line)
+                last_line = line
+            if outcome.settled:
+                break
+            await asyncio.sleep(interval)
+    failed = outcome.totals.get("failed_again", 0)
+    click.echo(f"{outcome.totals.get('done', 0):,} processed or delivered, {failed:,} failed again")
+    for item in outcome.items:
+        if item.state == "failed_again":
+            click.echo(f"  failed again: {item.kind}:{item.id} ({item.label}): {item.error}")
+    return 1 if failed or replay.remaining else 0
 
 
 # --- a tenant's clock (demo, staging) --------------------------------------------------------------
