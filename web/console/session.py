@@ -25,6 +25,7 @@ from litestar.stores.base import Store
 from litestar.stores.file import FileStore
 from litestar.stores.redis import RedisStore
 
+from backoffice.platform.availability import redis_client
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
 from backoffice.platform.settings import Settings
@@ -85,7 +86,9 @@ def staff_session_config(settings: Settings) -> StaffSessionConfig:
 
 def staff_store(settings: Settings) -> Store:
     if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace="backoffice:staff:sessions")
+        # The outage-ready client (platform/availability.py), as the portal's: 503 while Redis is away.
+        return RedisStore(redis_client(settings.redis_url), namespace="backoffice:staff:sessions",
+                          handle_client_shutdown=True)
     return FileStore(settings.data_dir / "staff-sessions", create_directories=True)
 
 
