@@ -96,13 +96,15 @@ class SecretColumn:
 
     ``reseal(row, one)`` returns the column's new value for a row (its columns by name), calling
     ``one(token)`` for every encrypted value in it; it returns a value equal to the old one when no
-    token changed. The table's primary key is (tenant_id, id), as every tenant-owned table's.
+    token changed. ``key`` names the primary key's columns: (tenant_id, id) for every tenant-owned table.
     """
 
     label: str
     table: Table
     column: str
     reseal: Callable[[Mapping[str, Any], Callable[[str], str]], Any]
+    # The primary key's columns: every tenant-owned table's (tenant_id, id); a provider table names its own.
+    key: tuple[str, ...] = ("tenant_id", "id")
 
 
 @dataclass
@@ -142,9 +144,9 @@ async def rotate_all(
     report = RotationReport()
     for column in columns:
         table = column.table
-        key = (table.c.tenant_id, table.c.id)
+        key = tuple(table.c[name] for name in column.key)
         write = (update(table)
-                 .where(table.c.tenant_id == bindparam("row_tenant_id"), table.c.id == bindparam("row_id"))
+                 .where(*(table.c[name] == bindparam(f"row_{name}") for name in column.key))
                  .values({column.column: bindparam("row_value")}))
         report.rows[column.label] = report.resealed[column.label] = 0
         after: tuple[Any, Any] | None = None
@@ -158,13 +160,13 @@ async def rotate_all(
                     break
                 changed = []
                 for row in rows:
-                    where = f"{column.label} {row['tenant_id']}/{row['id']}"
+                    where = f"{column.label} {'/'.join(str(row[name]) for name in column.key)}"
                     value = column.reseal(row, _resealer(settings, report, where))
                     if value != row[column.column]:
-                        changed.append({"row_tenant_id": row["tenant_id"], "row_id": row["id"], "row_value": value})
+                        changed.append({**{f"row_{name}": row[name] for name in column.key}, "row_value": value})
                 if changed:
                     await session.execute(write, changed)
-                after = (rows[-1]["tenant_id"], rows[-1]["id"])
+                after = tuple(rows[-1][name] for name in column.key)
             report.rows[column.label] += len(rows)
             report.resealed[column.label] += len(changed)
             if progress is not None:

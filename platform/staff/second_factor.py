@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets as pysecrets
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from backoffice.platform.security.passwords import hash_password, verify_passwor
 from backoffice.platform.settings import Settings
 from backoffice.platform.staff.models import Staff
 
+log = logging.getLogger(__name__)
 ISSUER = "Backoffice"
 RECOVERY_CODES = 10
 STEP_WINDOW = 1  # steps accepted either side of the current one
@@ -93,6 +95,15 @@ async def check_password(session: AsyncSession, *, email: str, password: str, ad
 
 def new_totp_secret() -> str:
     return pyotp.random_base32()
+
+
+def seal_pending_secret(secret: str, settings: Settings) -> str:
+    """The secret being enrolled, encrypted for the pending session (where it waits for the first code)."""
+    return secrets.encrypt(secret, settings)
+
+
+def open_pending_secret(sealed: str, settings: Settings) -> str:
+    return secrets.decrypt(sealed, settings)
 
 
 def provisioning_uri(secret: str, email: str) -> str:
@@ -161,7 +172,15 @@ async def check_second_factor(session: AsyncSession, *, staff: Staff, code: str,
     factor = await session.get(StaffSecondFactor, staff.id)
     method = None
     if factor is not None:
-        step = _matching_step(secrets.decrypt(factor.secret_encrypted, settings), code, after=factor.last_step)
+        try:
+            secret = secrets.decrypt(factor.secret_encrypted, settings)
+        except secrets.SecretUnreadable:
+            # Its key was retired before `backoffice secrets rotate` re-encrypted it: the recovery codes still
+            # work; the log says what to do.
+            log.error("the TOTP secret of staff %s is unreadable: keep its key in BACKOFFICE_SECRETS_KEYS and "
+                      "run `backoffice secrets rotate`", staff.id)
+            secret = None
+        step = _matching_step(secret, code, after=factor.last_step) if secret else None
         if step is not None:
             moved = await session.execute(
                 update(StaffSecondFactor).where(StaffSecondFactor.staff_id == staff.id,
@@ -205,6 +224,11 @@ async def active_staff_by_email(session: AsyncSession, email: str) -> Staff | No
         return None
     return (await session.execute(select(Staff).where(Staff.email == value, Staff.active.is_(True)))
             ).scalar_one_or_none()
+
+
+# Every staff TOTP secret, for ``secrets.rotate_all`` (``backoffice secrets rotate``).
+SECRET_COLUMN = secrets.SecretColumn("staff TOTP secrets", StaffSecondFactor.__table__, "secret_encrypted",
+                                     lambda row, one: one(row["secret_encrypted"]), key=("staff_id",))
 
 
 # Second-factor guesses: 6 digits are a million codes, three of which are valid at any time; five tries per

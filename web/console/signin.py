@@ -21,7 +21,6 @@ from litestar.response import Redirect
 from markupsafe import Markup
 
 from backoffice.platform.ratelimit import LOG_IN, gate
-from backoffice.platform.security import secrets
 from backoffice.platform.staff import second_factor as factor
 from backoffice.web.clients import client_address
 from backoffice.web.console.render import gettext_for, render
@@ -164,9 +163,9 @@ async def enrol_form(request: Request, state: State) -> Response:
     data = session_data(request)
     # One secret per pending sign-in (kept encrypted in the session), so reloading shows the same QR code.
     sealed = data.get("enrol_secret")
-    secret = secrets.decrypt(sealed, state.settings) if sealed else factor.new_totp_secret()
+    secret = factor.open_pending_secret(sealed, state.settings) if sealed else factor.new_totp_secret()
     if not sealed:
-        request.set_session({**data, "enrol_secret": secrets.encrypt(secret, state.settings)})
+        request.set_session({**data, "enrol_secret": factor.seal_pending_secret(secret, state.settings)})
     return _enrolment(request, state, staff.email, secret)
 
 
@@ -180,7 +179,7 @@ async def enrol_submit(request: Request, state: State, data: Form) -> Response:
     address = client_address(request)
     attempt = await gate(state.rate_limiter, LIMITER_SCOPE, "staff-2fa", account=str(staff_id), address=address,
                          limits=factor.SECOND_FACTOR_LIMITS)
-    secret = secrets.decrypt(sealed, state.settings)
+    secret = factor.open_pending_secret(sealed, state.settings)
     async with state.database.system() as session:
         staff = await factor.active_staff(session, staff_id)
         if staff is None:

@@ -21,6 +21,8 @@ from backoffice.platform.cli import _secret_columns, main
 from backoffice.platform.security import secrets
 from backoffice.platform.security.secrets import SecretUnreadable, rotate_all
 from backoffice.platform.settings import get_settings
+from backoffice.platform.staff.second_factor import StaffSecondFactor
+from backoffice.platform.staff.service import create_staff
 from backoffice.tenants.users.oidc import OidcSettings
 from backoffice.tenants.webhooks.models import WebhookEndpoint
 from backoffice.tenants.webhooks.service import live_secrets
@@ -55,6 +57,13 @@ async def store_secrets(database, tenants, settings) -> dict:
                                updated_at=datetime.now(UTC), updated_by="tests")
             session.add_all([connector, endpoint, sso])
         plain[tenant.id] = p
+    # A staff member's TOTP secret (a provider table, keyed by staff_id).
+    async with database.system() as session:
+        staff = await create_staff(session, email="totp@provider.example", name="Totp", role="provider_operator",
+                                   password="correct-horse-battery", acting=Actor.system("tests"))
+        session.add(StaffSecondFactor(staff_id=staff.id, secret_encrypted=secrets.encrypt("TOTPSECRET", settings),
+                                      last_step=0, enrolled_at=datetime.now(UTC)))
+    plain["staff"] = "TOTPSECRET"
     return plain
 
 
@@ -71,6 +80,9 @@ async def read_secrets(database, tenants, settings) -> dict:
                                 "webhook_token": config.webhook_token.get_secret_value(),
                                 "whsec_1": whsec_1, "whsec_2": whsec_2,
                                 "sso": secrets.decrypt(sso.client_secret_encrypted, settings)}
+    async with database.system() as session:
+        [factor] = (await session.execute(select(StaffSecondFactor))).scalars()
+        found["staff"] = secrets.decrypt(factor.secret_encrypted, settings)
     return found
 
 
@@ -84,8 +96,9 @@ async def test_rotating_lets_the_old_key_go_in_every_tenant(database, tenants):
     report = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"), settings=a_then_b,
                               batch_size=1, progress=seen.append)  # one row a batch: the paging is exercised
     assert report.done and report.unreadable == []
-    assert report.rows == {"connector configs": 2, "webhook signing secrets": 2, "SSO client secrets": 2}
-    assert report.resealed == report.rows and sum(seen) == 6
+    assert report.rows == {"connector configs": 2, "webhook signing secrets": 2, "SSO client secrets": 2,
+                           "staff TOTP secrets": 1}
+    assert report.resealed == report.rows and sum(seen) == 7
     assert await read_secrets(database, tenants, only_b) == plain  # A can go
 
     again = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"), settings=a_then_b)
@@ -101,7 +114,8 @@ async def test_a_value_no_key_reads_is_reported_and_left_alone(database, tenants
     await store_secrets(database, tenants, stranger)
     report = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"),
                               settings=keyed(database, f"{KEY_B},{KEY_A}"))
-    assert not report.done and len(report.unreadable) == 2 * 5  # every value, named by column and row
+    assert not report.done and len(report.unreadable) == 2 * 5 + 1  # every value, named by column and row
+    assert any(where.startswith("staff TOTP secrets ") for where in report.unreadable)
     assert any(where.startswith(f"SSO client secrets {tenants.a.id}/") for where in report.unreadable)
     assert await read_secrets(database, tenants, stranger)  # untouched: still readable with its own key
 
@@ -129,6 +143,7 @@ async def test_the_cli_rotates_with_a_progress_bar_and_counts(database, tenants)
     assert "connector configs: 2 rows read, 2 re-encrypted" in result.stdout
     assert "webhook signing secrets: 2 rows read, 2 re-encrypted" in result.stdout
     assert "SSO client secrets: 2 rows read, 2 re-encrypted" in result.stdout
+    assert "staff TOTP secrets: 1 rows read, 1 re-encrypted" in result.stdout
     assert await read_secrets(database, tenants, keyed(database, KEY_B)) == plain
     async with database.system() as session:
         [entry] = (await session.execute(select(AuditEntry).where(AuditEntry.action == "secrets.rotated"))).scalars()

@@ -186,3 +186,15 @@ def test_totp_codes_from_an_authenticator_app_match():
     uri = provisioning_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "ana@provider.example")
     assert pyotp.parse_uri(uri).secret == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" and "issuer=Backoffice" in uri
     assert qr_svg(uri).startswith("<svg")
+
+
+async def test_a_totp_secret_no_key_reads_refuses_the_code_without_failing(database, staff_members, console):
+    from cryptography.fernet import Fernet
+
+    async with database.system() as session:  # written under a key that has since been dropped
+        await session.execute(update(StaffSecondFactor).where(StaffSecondFactor.staff_id == staff_members.admin.id)
+                              .values(secret_encrypted=Fernet(Fernet.generate_key()).encrypt(b"X").decode()))
+    browser = ConsoleBrowser(console)
+    await _password(browser, staff_members.admin.email)
+    answer = await browser.post_form("/staff/login/code", "/staff/login/code", {"code": staff_members.admin.totp.code()})
+    assert answer.status_code == 400
