@@ -16,7 +16,7 @@ from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.service import DELIVER_JOB
 from backoffice.tenants.notifications.models import Notification
-from backoffice.tenants.webhooks import service
+from backoffice.tenants.webhooks import jobs, service
 from backoffice.tenants.webhooks.jobs import DEAD_LIMIT, MAX_ATTEMPTS, SCHEDULE
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from tests.tenants.webhooks.conftest import ACTOR
@@ -302,3 +302,31 @@ async def test_a_secret_no_live_key_can_read_is_dead_with_the_reason(database, t
     dead = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
     assert dead.status == WebhookDeliveryStatus.DEAD and "rotate the secret" in dead.last_error
     assert receiver.received == []
+
+
+async def test_a_webhook_sent_again_after_a_crash_before_the_commit_has_the_same_webhook_id(
+        database, tenants, receiver, loopback, monkeypatch):
+    """The receiver took the webhook; the worker died before our commit recorded it (issue 18, finding 3).
+    The next attempt sends it again with the same webhook-id, which the receiver drops."""
+    a = tenants.a
+    await endpoint(database, a.id, receiver, "/all", loopback)
+    await event_message(database, a.id, "payment.cleared", "evt-crash:webhook")
+    record, crashed = jobs._record, []
+
+    async def crash_once(session, delivery, endpoint, answer):
+        if not crashed:
+            crashed.append(delivery.message_id)
+            raise ConnectionResetError("worker lost its database connection before the commit")
+        return await record(session, delivery, endpoint, answer)
+
+    monkeypatch.setattr(jobs, "_record", crash_once)
+    with pytest.raises(ConnectionResetError):
+        await run_due(database)
+    await run_due(database)
+
+    first, again = receiver.at("/all")
+    assert first.verified and again.verified
+    assert first.webhook_id == again.webhook_id == "evt-crash:webhook" == crashed[0]
+    async with database.tenant(a.id) as session:
+        [delivery] = (await session.execute(select(WebhookDelivery))).scalars().all()
+    assert delivery.status == WebhookDeliveryStatus.SUCCEEDED and delivery.message_id == "evt-crash:webhook"
