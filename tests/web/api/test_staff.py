@@ -53,7 +53,8 @@ async def test_every_staff_route_needs_a_token_and_hides_unassigned_tenants(clie
     routes = staff_routes()
     assert len(routes) >= 17
     ids = {"tenant_id": tenants.b.id, "event_id": tenants.b.customer_ids[0], "message_id": tenants.b.customer_ids[0],
-           "connector_id": tenants.b.customer_ids[0], "run_id": tenants.b.customer_ids[0], "routine": "dunning_sweep"}
+           "connector_id": tenants.b.customer_ids[0], "run_id": tenants.b.customer_ids[0], "routine": "dunning_sweep",
+           "delivery_id": tenants.b.customer_ids[0], "replay_id": tenants.b.customer_ids[0]}
     for method, template in routes:
         path = PARAM.sub(lambda m: str(ids[m.group(1)]), template)
         body = {} if method != "GET" else None

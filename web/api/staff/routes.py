@@ -11,10 +11,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.params import Parameter
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from backoffice.platform.audit.service import record
-from backoffice.platform.db.session import get_owned
 from backoffice.platform.ratelimit import LOG_IN, gate
 from backoffice.platform.staff.models import Staff, StaffRole
 from backoffice.platform.audit.queries import audit_filter, search_audit
@@ -22,11 +20,7 @@ from backoffice.platform.staff.service import (
     assign_staff, assigned_tenant_ids, get_staff_by_email, hand_over, unassign_staff,
 )
 from backoffice.platform.staff.tokens import InvalidCredentials, issue_token
-from backoffice.tenants.effects.jobs import replay
-from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage
-from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.policies.service import current_policy, policy_history, update_policy
-from backoffice.tenants.processes.engine import retry_event
 from backoffice.tenants.registry.branding import validate_colours
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.handover import OPEN_WORK
@@ -36,16 +30,17 @@ from backoffice.tenants.registry.settings import (
 )
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
-from backoffice.web.api.schemas import EventOut, Page
+from backoffice.web.api.schemas import Page
 from backoffice.web.api.staff.clock import clock_routes
 from backoffice.web.api.staff.connectors import connector_routes
+from backoffice.web.api.staff.deadletters import deadletter_routes
 from backoffice.web.clients import client_address
 from backoffice.web.api.staff.routines import routine_routes
 from backoffice.web.api.staff.auth import (
     StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
 )
 from backoffice.web.api.staff.schemas import (
-    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, DeadLettersOut, DeadMessageOut, HandOverIn, HandOverOut,
+    AssignmentIn, AssignmentOut, AuditOut, BrandingIn, HandOverIn, HandOverOut,
     PolicyOut, PolicyPatch,
     PolicyVersionOut, Reason, SuspendIn, CustomHostIn, TenantIn, TenantOut, TenantSettingsPatch, TokenIn, TokenOut,
 )
@@ -244,64 +239,6 @@ async def _staff_named(session, email: str, field: str = "staff_email") -> Staff
         raise ValidationFailed(FieldError(field, "no staff member has this e-mail")) from None
 
 
-# --- unmatched events and dead letters ------------------------------------------------------------
-
-@get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=_r())
-async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
-                    limit: int = Parameter(default=100, ge=1, le=200)) -> list[EventOut]:
-    async with state.database.provider(tenant_id) as session:
-        rows = (await session.execute(select(Event).where(Event.status == EventStatus.UNMATCHED)
-                                      .order_by(Event.received_at.desc()).limit(limit))).scalars()
-        return [EventOut.model_validate(e) for e in rows]
-
-
-@get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=_r())
-async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
-                       limit: int = Parameter(default=100, ge=1, le=200)) -> DeadLettersOut:
-    """Failed events and dead (or failing) outbound messages, newest first."""
-    async with state.database.provider(tenant_id) as session:
-        events = (await session.execute(select(Event).where(Event.status == EventStatus.FAILED)
-                                        .order_by(Event.received_at.desc()).limit(limit))).scalars()
-        messages = (await session.execute(
-            select(OutboundMessage).where(or_(OutboundMessage.status == DeliveryStatus.DEAD,
-                                              OutboundMessage.status == DeliveryStatus.FAILED))
-            .order_by(OutboundMessage.created_at.desc()).limit(limit))).scalars()
-        return DeadLettersOut(events=[EventOut.model_validate(e) for e in events],
-                              messages=[DeadMessageOut.model_validate(m) for m in messages])
-
-
-@post("/tenants/{tenant_id:uuid}/events/{event_id:uuid}/retry", operation_id="staffRetryEvent", status_code=202,
-      responses=_r())
-async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff: Staff, state: State) -> EventOut:
-    async with state.database.provider(tenant_id) as session:
-        event = await get_owned(session, Event, event_id)
-        if event.status not in (EventStatus.UNMATCHED, EventStatus.FAILED):
-            raise ValidationFailed(FieldError("event_id", f"the event is {event.status.value}; only unmatched or "
-                                                          "failed events are retried"))
-        await retry_event(session, event)
-        await session.flush()
-        await record(session, actor=actor(staff), action="event.retried", target_type="event", target_id=event.id,
-                     tenant_id=tenant_id)
-        return EventOut.model_validate(event)
-
-
-@post("/tenants/{tenant_id:uuid}/messages/{message_id:uuid}/replay", operation_id="staffReplayMessage",
-      status_code=202, responses=_r())
-async def replay_message(
-    tenant_id: uuid.UUID, tenant: Tenant, message_id: uuid.UUID, staff: Staff, state: State,
-) -> DeadMessageOut:
-    async with state.database.provider(tenant_id) as session:
-        message = await get_owned(session, OutboundMessage, message_id)
-        if message.status not in (DeliveryStatus.DEAD, DeliveryStatus.FAILED):
-            raise ValidationFailed(FieldError("message_id", f"the message is {message.status.value}; only dead or "
-                                                            "failed messages are replayed"))
-        await replay(session, message)
-        await session.flush()
-        await record(session, actor=actor(staff), action="outbound_message.replayed", target_type="outbound_message",
-                     target_id=message.id, tenant_id=tenant_id)
-        return DeadMessageOut.model_validate(message)
-
-
 # --- audit log ------------------------------------------------------------------------------------
 
 @get("/audit", operation_id="staffAuditLog", responses=_r())
@@ -331,8 +268,8 @@ staff_router = Router(
     "/staff",
     route_handlers=[create_token, list_tenants, create, get_tenant, suspend, reactivate, set_branding,
                     change_tenant_settings, put_custom_host, verify_host, remove_host, get_policy,
-                    patch_policy, get_policy_history, mobilise, demobilise, handover, unmatched, dead_letters, retry,
-                    replay_message, audit_log, *connector_routes, *routine_routes, *clock_routes],
+                    patch_policy, get_policy_history, mobilise, demobilise, handover, audit_log,
+                    *deadletter_routes, *connector_routes, *routine_routes, *clock_routes],
     middleware=[StaffTokenMiddleware],
     dependencies={"staff": Provide(provide_staff, sync_to_thread=False), "tenant": Provide(provide_tenant)},
     security=[{"staffToken": []}],
