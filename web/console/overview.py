@@ -29,6 +29,7 @@ from backoffice.web.console.render import console_locale, gettext_for, render
 from backoffice.web.console.session import StaffUser
 
 PAGE_SIZE = 50
+LIST_PAGE_SIZE = 200
 LIVE_SECONDS = 15
 MAX_LIVE_IDS = PAGE_SIZE
 
@@ -201,14 +202,23 @@ async def overview_tenant(request: Request, staff: StaffUser, state: State, cons
 
 
 @get("/tenants", name="console:tenants")
-async def tenant_list(request: Request, staff: StaffUser, state: State, q: str | None = None) -> Response:
+async def tenant_list(request: Request, staff: StaffUser, state: State, q: str | None = None,
+                      page: str | None = None) -> Response:
     served = queries.served_ids(staff.id, all_tenants=staff.is_admin)
     async with state.database.system() as session:
         tenants = await queries.tenant_rows(session, served)
     needle = (q or "").strip().lower()
     if needle:
         tenants = [t for t in tenants if needle in t.display_name.lower() or needle in t.slug]
-    return render(request, "console/tenants.html", tenants=tenants, q=q or "")
+    pages = max(1, -(-len(tenants) // LIST_PAGE_SIZE))
+    current = min(Query.parse(None, None, None, None, page).page, pages)
+    shown = tenants[(current - 1) * LIST_PAGE_SIZE: current * LIST_PAGE_SIZE]
+
+    def page_url(number: int) -> str:
+        return "/staff/tenants?" + urlencode({k: v for k, v in (("q", q or ""), ("page", str(number))) if v})
+
+    return render(request, "console/tenants.html", tenants=shown, q=q or "", total=len(tenants), page=current,
+                  pages=pages, page_url=page_url)
 
 
 ROUTES = [overview_page, overview_live, overview_tenant, tenant_list]

@@ -163,3 +163,15 @@ async def test_live_rows_refresh_without_reloading(database, admin_client):
     after = await admin_client.get(f"/staff/overview/live?ids={tenants.a.id}", headers={"hx-request": "true"})
     assert _cells(after.text, "alfa")["waiting"] == "3"
     assert after.text.lstrip().startswith('<tbody id="overview-rows"')
+
+
+async def test_the_company_list_searches_and_pages(database, admin_client, monkeypatch):
+    from backoffice.web.console import overview
+
+    monkeypatch.setattr(overview, "LIST_PAGE_SIZE", 1)
+    first = (await admin_client.get("/staff/tenants")).text
+    assert "Alfa" in first and "Beta" not in first and 'rel="next"' in first
+    second = (await admin_client.get("/staff/tenants?page=2")).text
+    assert "Beta" in second and "Alfa" not in second
+    found = (await admin_client.get("/staff/tenants?q=bet")).text
+    assert "Beta" in found and "Alfa" not in found
