@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from backoffice.connectors.registry import ConnectorError
-from backoffice.platform.availability import REDIS_ERRORS, redis_client
+from backoffice.platform.availability import REDIS_ERRORS, Pause, redis_client
 from backoffice.platform.security.outbound import CheckedTransport, TargetRefused
 from backoffice.platform.settings import Settings
 
@@ -131,6 +131,7 @@ class RedisStore:
 
 
 _memory = MemoryStore()
+_paused = Pause()  # a Redis that just failed is skipped for a second: the calls of an outage do not wait on it
 
 
 def breaker_store(settings: Settings) -> BreakerStore:
@@ -205,9 +206,14 @@ class Http:
     async def _bookkeeping(self, step: str, operation) -> None:
         """Run a breaker step; a Redis that cannot be reached is logged and passed over (fail open).
         ``CircuitOpen`` is a decision, not a failure of the bookkeeping: it is raised as always."""
+        url = getattr(self.breaker.store, "url", None)
+        if url and _paused.active(url):
+            return
         try:
             await operation()
         except REDIS_ERRORS as error:
+            if url:
+                _paused.failed(url)
             log.warning("circuit bookkeeping (%s) skipped for %s: Redis unavailable (%s); the call goes on",
                         step, self.who, type(error).__name__)
 

@@ -150,6 +150,7 @@ class RedisRateLimiter:
 
     def __init__(self, url: str, namespace: str = NAMESPACE, clock=time.time) -> None:
         self.namespace = namespace
+        self.url = url
         self._clock = clock
         self._redis = redis_client(url)
 

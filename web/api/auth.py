@@ -32,12 +32,13 @@ from litestar.exceptions import (
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from backoffice.platform.availability import REDIS_ERRORS
+from backoffice.platform.availability import REDIS_ERRORS, Pause
 from backoffice.platform.db.session import Database
 from backoffice.platform.ratelimit import Decision, RateLimiter
 from backoffice.tenants.apikeys.service import RetiredKey, allows, authenticate_key
 
 log = logging.getLogger(__name__)
+_paused = Pause()
 INVALID_KEY = "Invalid or expired API key"
 WINDOW_SECONDS = 60
 CREDENTIAL_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_token", "secret"})
@@ -147,11 +148,17 @@ class ApiKeyMiddleware:
 async def _count(limiter: RateLimiter, principal: ApiPrincipal) -> Decision | None:
     """The key's per-minute budget, or None when Redis cannot count it now. Fails open: the key is
     authenticated (by the database), the budget protects capacity, not secrecy, and refusing every call
-    while Redis restarts would stop the tenants' intake; the answer then carries no RateLimit headers."""
+    while Redis restarts would stop the tenants' intake; the answer then carries no RateLimit headers.
+    A Redis that just failed is skipped for a second, so the calls of an outage do not each wait on it."""
+    url = getattr(limiter, "url", "")
+    if url and _paused.active(url):
+        return None
     try:
         return await limiter.hit(str(principal.tenant_id), f"key:{principal.key_id}", limit=principal.rate_limit,
                                  window=WINDOW_SECONDS)
     except REDIS_ERRORS as error:
+        if url:
+            _paused.failed(url)
         log.warning("API rate limit not counted for key %s of tenant %s: Redis unavailable (%s)",
                     principal.key_id, principal.tenant_id, type(error).__name__)
         return None
