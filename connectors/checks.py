@@ -7,11 +7,13 @@ Services flush; the caller's transaction commits.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.connectors.asaas import refusal as asaas_refusal
 from backoffice.connectors.http import CircuitOpen, ProviderError
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import CheckResult, ConnectorError, get_kind
@@ -25,12 +27,26 @@ STATUS_OF_REFUSAL = "refused"
 
 
 def _refusal_text(kind_name: str, error: ProviderError) -> str:
-    """The provider's own words where its module knows how to read them (Asaas, Focus NFe)."""
+    """The provider's own words: Asaas's ``errors[].description`` (its module reads them), Stripe's
+    ``error.message``, a JSON:API ``errors[].detail`` (Clicksign); else the whole error."""
     if kind_name == "asaas":
-        from backoffice.connectors.asaas import refusal
-
-        return refusal(error) or str(error)
-    return str(error)
+        return asaas_refusal(error) or str(error)
+    text = str(error)
+    start = text.find("{")
+    try:
+        body = json.loads(text[start:]) if start >= 0 else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        stripe_error = body.get("error")
+        if isinstance(stripe_error, dict) and stripe_error.get("message"):
+            return f"{stripe_error['message']} (HTTP {error.status})"
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            words = errors[0].get("detail") or errors[0].get("title")
+            if words:
+                return f"{words} (HTTP {error.status})"
+    return text
 
 
 async def check_connection(session: AsyncSession, instance_id: uuid.UUID, *, acting: Actor, settings: Settings,

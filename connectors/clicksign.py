@@ -6,6 +6,10 @@ secret, compared in constant time. A closed envelope (event ``auto_close``, ``cl
 with the envelope's id and the signed document's URL. The customer is matched by the first signer whose
 CPF/CNPJ the company knows (signers' ``documentation``); ``customer_tax_id`` in the document's metadata
 takes precedence when present.
+
+Receiving needs only the HMAC secret. An optional ``access_token`` lets the console test the connection
+with the read Clicksign's own guide uses to check a token: ``GET /api/v3/envelopes`` (``Authorization:
+<token>``), asking for one envelope.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ import hmac
 import logging
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import json_body, need
+from backoffice.connectors.http import json_of
 from backoffice.connectors.registry import (
-    ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, VerificationFailed, register,
+    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
+    register,
 )
 
 log = logging.getLogger(__name__)
 CLOSING_EVENTS = {"auto_close", "close", "document_closed"}
 
 
-class ClicksignConfig(KindConfig):
+class ClicksignConfig(ProviderConfig):
     hmac_secret: SecretStr
+    access_token: SecretStr | None = None  # only for the connection test
+    base_url: HttpUrl = Field(default=HttpUrl("https://app.clicksign.com"))
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -43,6 +51,21 @@ class Clicksign(ConnectorKind):
     # Clicksign's API hosts (production, sandbox): receiving needs no call, and any call added later can
     # reach only these.
     hosts = frozenset({"app.clicksign.com", "sandbox.clicksign.com"})
+    url_fields = ("base_url",)
+
+    def targets(self, config: ClicksignConfig) -> dict[str, tuple[str, int]]:
+        return super().targets(config) if config.access_token is not None else {}  # no token: nothing is called
+
+    async def check(self, ctx: Context) -> CheckResult:
+        if ctx.config.access_token is None:
+            return await super().check(ctx)
+        label = "GET clicksign envelopes"
+        response = await ctx.http.request(
+            "GET", str(ctx.config.base_url).rstrip("/") + "/api/v3/envelopes", params={"page[size]": "1"},
+            label=label, headers={"Authorization": ctx.config.access_token.get_secret_value(),
+                                  "Accept": "application/vnd.api+json"})
+        count = (json_of(response, label).get("meta") or {}).get("record_count")
+        return CheckResult(True, str(response.status_code), f"envelopes: {count if count is not None else '?'}")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         given = request.header("content-hmac") or ""

@@ -4,6 +4,10 @@
 secret over ``f"{t}.{raw body}"``; any v1 may match (Stripe sends several while a secret rolls);
 a timestamp more than 300 s from now is refused (replay protection). Events are deduplicated on their
 ``evt_`` id. Amounts are already integer cents.
+
+Receiving needs only the endpoint secret. An optional ``api_key`` (a restricted key that may read the
+balance) lets the console test the connection: ``GET /v1/balance`` (https://docs.stripe.com/api/balance),
+the cheapest authenticated read; without a key there is nothing to call and no address to check.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import hmac
 import logging
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import from_unix, json_body, need
+from backoffice.connectors.http import json_of
 from backoffice.connectors.registry import (
-    ConnectorKind, Context, InboundRequest, KindConfig, MalformedPayload, VerificationFailed, register,
+    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
+    register,
 )
 from backoffice.platform import clock
 
@@ -25,9 +31,11 @@ log = logging.getLogger(__name__)
 TOLERANCE = 300
 
 
-class StripeConfig(KindConfig):
+class StripeConfig(ProviderConfig):
     webhook_secret: SecretStr
     tolerance_seconds: int = Field(default=TOLERANCE, ge=1, le=3600)
+    api_key: SecretStr | None = None  # only for the connection test (rk_... with Balance read)
+    base_url: HttpUrl = Field(default=HttpUrl("https://api.stripe.com"))
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -63,7 +71,23 @@ class Stripe(ConnectorKind):
     title = "Stripe (card payments)"
     config_model = StripeConfig
     inbound = True
-    hosts = frozenset({"api.stripe.com"})  # receiving needs no call; any call added later can reach only this
+    hosts = frozenset({"api.stripe.com"})  # receiving needs no call; the connection test reaches only this
+    url_fields = ("base_url",)
+
+    def targets(self, config: StripeConfig) -> dict[str, tuple[str, int]]:
+        return super().targets(config) if config.api_key is not None else {}  # no key: nothing is called
+
+    async def check(self, ctx: Context) -> CheckResult:
+        if ctx.config.api_key is None:
+            return await super().check(ctx)
+        label = "GET stripe balance"
+        response = await ctx.http.request(
+            "GET", str(ctx.config.base_url).rstrip("/") + "/v1/balance", label=label,
+            headers={"Authorization": f"Bearer {ctx.config.api_key.get_secret_value()}"})
+        body = json_of(response, label)
+        mode = "livemode" if body.get("livemode") else "testmode"
+        currencies = ", ".join(sorted({str(item.get("currency", "?")).upper() for item in body.get("available") or []}))
+        return CheckResult(True, str(response.status_code), f"balance ({mode}{', ' + currencies if currencies else ''})")
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         verify(request.header("stripe-signature"), request.body, ctx.config.webhook_secret.get_secret_value(),

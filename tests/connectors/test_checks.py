@@ -113,3 +113,34 @@ async def test_webhook_only_kinds_say_there_is_nothing_to_call(database, tenants
     result = await _check(database, tenants.a.id, instance)
     assert result.ok is None and "only receives webhooks" in result.message
     assert (await _instance(database, tenants.a.id, instance)).health == Health.UNKNOWN
+
+
+async def test_stripe_reads_the_balance_with_its_key_and_shows_stripes_refusal(database, tenants, provider):
+    provider.on("GET", "/v1/balance",
+                Answer(200, {"object": "balance", "livemode": False,
+                             "available": [{"amount": 0, "currency": "brl"}], "pending": []}),
+                Answer(401, {"error": {"message": "Invalid API Key provided: rk_test_****mbda",
+                                       "type": "invalid_request_error"}}))
+    instance = await make_instance(database, tenants.a.id, "stripe", {
+        "webhook_secret": "whsec_test", "api_key": "rk_test_lambda", "base_url": provider.url})
+    ok = await _check(database, tenants.a.id, instance)
+    refused = await _check(database, tenants.a.id, instance)
+    assert (ok.ok, ok.status) == (True, "200") and "BRL" in ok.message
+    assert (refused.ok, refused.status) == (False, "401")
+    assert refused.message == "Invalid API Key provided: rk_test_****mbda (HTTP 401)"
+    assert provider.requests("GET", "/v1/balance")[0].headers["authorization"] == "Bearer rk_test_lambda"
+
+
+async def test_clicksign_lists_one_envelope_with_its_token(database, tenants, provider):
+    provider.on("GET", "/api/v3/envelopes",
+                Answer(200, {"data": [], "meta": {"record_count": 3}, "links": {}}),
+                Answer(401, {"errors": [{"status": "401", "title": "Unauthorized",
+                                         "detail": "Access Token inválido"}]}))
+    instance = await make_instance(database, tenants.a.id, "clicksign", {
+        "hmac_secret": "segredo", "access_token": "tok-clicksign", "base_url": provider.url})
+    ok = await _check(database, tenants.a.id, instance)
+    refused = await _check(database, tenants.a.id, instance)
+    assert (ok.ok, ok.message) == (True, "envelopes: 3")
+    assert (refused.ok, refused.message) == (False, "Access Token inválido (HTTP 401)")
+    seen = provider.requests("GET", "/api/v3/envelopes")[0]
+    assert seen.headers["authorization"] == "tok-clicksign" and "page%5Bsize%5D=1" in seen.query
