@@ -13,6 +13,8 @@ from backoffice.platform.staff.service import assign_staff, create_staff
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import create_tenant
+from backoffice.tenants.timeline.models import FeedbackItem
+from backoffice.tenants.timeline.service import add_note, reply_to_feedback
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.service import create_tenant_user
 
@@ -37,6 +39,13 @@ TENANTS = [
         "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ACTIVE),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
                       ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.IN_GRACE)],
+
+        # What the front office learned from customers (customer, author, kind, text), for the staff's inbox.
+        "notes": [(0, "bruno@aurora.example", "feedback",
+                   "Adoraram o novo plano, mas pediram o boleto com o detalhamento por filial."),
+                  (2, "ana@aurora.example", "feedback",
+                   "Disse que não recebeu o lembrete antes do vencimento; conferir o e-mail cadastrado."),
+                  (1, "bruno@aurora.example", "note", "Prefere ser contatada por WhatsApp à tarde.")],
     },
     {
         "slug": "vitta", "display_name": "Vitta Academias", "legal_name": "Vitta Academias S.A.",
@@ -44,6 +53,9 @@ TENANTS = [
         "users": [("carla@vitta.example", "Carla Costa", "tenant_admin")],
         "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ACTIVE),
                       ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.BLOCKED)],
+
+        "notes": [(1, "carla@vitta.example", "feedback",
+                   "Bloqueio pegou o estúdio de surpresa: pedem um aviso por telefone antes do próximo.")],
     },
 ]
 
@@ -80,9 +92,32 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                 kind, number = normalize_tax_id(tax_id)
                 session.add(Customer(name=name, tax_id_kind=kind, tax_id=number, email=email,
                                      account_manager_id=manager.id, lifecycle=lifecycle))
+        admin = staff[STAFF[0][0]]
+        await _front_office_notes(database, tenant_ids[spec["slug"]], spec["notes"], answer=spec is TENANTS[0],
+                                  admin_name=admin.name, admin=Actor(type="staff", label=admin.email, id=str(admin.id)))
         for email, _, role in spec["users"]:
             logins.append(DemoLogin(f"/{spec['slug']}/", email, role))
     return logins
+
+
+async def _front_office_notes(database: Database, tenant_id, notes, *, answer: bool, admin_name: str,
+                              admin: Actor) -> None:
+    """Notes recorded as the portal records them (the tenant's own door, its user as actor), so the staff
+    console's feedback inbox has something to show; with ``answer``, the first gets the back office's reply."""
+    async with database.tenant(tenant_id) as session:
+        users = {u.email: u for u in (await session.execute(select(TenantUser))).scalars()}
+        customers = list((await session.execute(select(Customer).order_by(Customer.name))).scalars())
+        entries = []
+        for index, email, label, text in notes:
+            user = users[email]
+            entries.append(await add_note(session, customers[index].id, text=text, author_id=user.id, label=label,
+                                          acting=Actor(type="tenant_user", label=user.email, id=str(user.id))))
+    if not answer:
+        return
+    async with database.provider(tenant_id) as session:
+        item = (await session.execute(select(FeedbackItem).where(FeedbackItem.entry_id == entries[0].id))).scalar_one()
+        await reply_to_feedback(session, item.id, text="Combinado: a partir do próximo mês o boleto vem por filial.",
+                                author_name=admin_name, acting=admin)
 
 
 async def demo_counts(database: Database) -> dict[str, int]:

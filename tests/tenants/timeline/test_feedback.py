@@ -148,3 +148,16 @@ async def test_state_changes_and_a_reply_are_recorded_audited_and_on_the_timelin
     assert actions == [("feedback.read", tenants.a.id, "ana@provider.example"),
                        ("feedback.replied", tenants.a.id, "ana@provider.example")]
     assert unread == {tenants.a.id: 2, tenants.b.id: 1}
+
+
+async def test_the_demo_gives_the_inbox_something_and_answers_one(database):
+    from backoffice.platform.demo import seed_demo
+
+    await seed_demo(database)
+    async with database.system() as session:
+        rows, _ = await feedback_inbox(session, tenant_ids=None)
+        unread = await unread_feedback_by_tenant(session, None)
+    assert len(rows) == 4 and {r.tenant_name for r in rows} == {"Aurora Software", "Vitta Academias"}
+    assert sorted(unread.values()) == [1, 2]  # Aurora's first feedback was answered
+    [answered] = [r for r in rows if r.replies]
+    assert answered.state == FeedbackState.ACKNOWLEDGED and answered.customer_name == "Casa do Pão Ltda"
