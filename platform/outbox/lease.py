@@ -5,8 +5,9 @@ slow provider, a large batch) must never lose its rows while it is alive. So a l
 
 - **hand-over** (the relay's claim): ``lease_until = now + LEASE_SECONDS``, ``lease_token`` NULL. A message
   lost with Redis, or never started, is claimed and sent again once that runs out.
-- **take** (:func:`take`, one UPDATE when a job starts): the message's rows that are still open, due, and
-  not held by a live job (no token, or its lease ran out) get the job's token and a fresh lease. A row the
+- **take** (:func:`take`, one UPDATE when a job starts): the message's rows that are still open, handed
+  out (leased: a deferred row waiting for its retry time is not), and not held by a live job (no token,
+  or its lease ran out) get the job's token and a fresh lease. A row the
   statement does not return is a stale copy: the relay handed it out again and another job has it or
   finished it; the job leaves it alone. A copy that waited in the queue longer than the lease still works
   (nobody holds its row), so a backlog longer than the lease never starves a row.
@@ -68,10 +69,11 @@ async def take(database: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], t
     statement = (
         update(OutboxEntry)
         .where(OutboxEntry.tenant_id == tenant_id, OutboxEntry.id.in_(ids), OutboxEntry.completed_at.is_(None),
-               OutboxEntry.available_at <= now,
+               # Handed out by the relay (a deferred row has no lease: a stale copy must not run it before
+               # its time); not compared with available_at, which another process's clock wrote.
+               OutboxEntry.lease_until.is_not(None),
                # ours already: a retry of this statement after a connection lost once it had committed
-               or_(OutboxEntry.lease_token.is_(None), OutboxEntry.lease_token == token,
-                   OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now))
+               or_(OutboxEntry.lease_token.is_(None), OutboxEntry.lease_token == token, OutboxEntry.lease_until < now))
         .values(lease_token=token, lease_until=now + timedelta(seconds=LEASE_SECONDS))
         .returning(OutboxEntry.id)
         .execution_options(synchronize_session=False)

@@ -23,7 +23,7 @@ from backoffice.platform.clock import FrozenClock
 from backoffice.platform.outbox import lease
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import claim, relay_once
-from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.outbox.service import add_to_outbox, settle_outbox_entries
 from backoffice.platform.worker.broker import build_broker
 from backoffice.platform.worker.registry import BatchOutcome, Deferral, tenant_job
 from tests.conftest import RUN_ID, redis_url, require
@@ -192,3 +192,22 @@ async def test_a_job_that_lost_its_lease_cannot_complete_the_row_another_job_def
     assert current.last_error == "the provider asked to wait"
     assert current.available_at > clock.now() + timedelta(minutes=59)
     assert len(RUNS) == 2
+
+
+async def test_a_stale_copy_neither_runs_a_deferred_row_early_nor_one_another_job_holds(database, tenants):
+    row = await add(database, tenants.a.id, "tests.lease.slow", label="deferred", seconds=0.0)
+    [claimed] = await claim(database)
+    first, copy = uuid.uuid4(), uuid.uuid4()
+    assert await lease.take(database, tenants.a.id, [claimed.id], first) == {row}
+    assert await lease.take(database, tenants.a.id, [row], copy) == set()  # held by a live job
+    assert await lease.take(database, tenants.a.id, [row], first) == {row}  # a retried take of its own
+    retry_at = clock.now() + timedelta(minutes=5)
+    async with database.provider(tenants.a.id) as session:
+        await settle_outbox_entries(session, tenants.a.id, [], {row: Deferral(retry_at, "later")}, token=first)
+    assert await lease.take(database, tenants.a.id, [row], copy) == set()  # waits for its retry time
+    # The first job, now stale, can neither complete nor defer it again.
+    with pytest.raises(lease.LeaseLost):
+        async with database.provider(tenants.a.id) as session:
+            await settle_outbox_entries(session, tenants.a.id, [row], {}, token=first)
+    current = await row_of(database, tenants.a.id, row)
+    assert (current.completed_at, current.lease_token, current.last_error) == (None, None, "later")
