@@ -70,6 +70,26 @@ def kind_titles(request: Request) -> dict[str, str]:
             "smtp": _("E-mail (SMTP)"), "chat": _("Team chat (incoming webhook)")}
 
 
+def config_labels(request: Request) -> dict[str, str]:
+    """Connector settings by name, in the staff member's language (the name itself is shown beside)."""
+    _ = gettext_for(request)
+    return {"base_url": _("API address"), "api_key": _("API key"), "webhook_token": _("Webhook token"),
+            "token": _("API token"), "prestador_cnpj": _("Issuer's CNPJ"),
+            "inscricao_municipal": _("Municipal registration"), "codigo_municipio": _("City code (IBGE)"),
+            "item_lista_servico": _("Service list item (LC 116)"),
+            "codigo_tributario_municipio": _("City tax code"), "aliquota": _("ISS rate (%)"),
+            "iss_retido": _("ISS withheld"), "optante_simples_nacional": _("Simples Nacional"),
+            "discriminacao": _("Invoice description opening"), "hmac_secret": _("Webhook HMAC secret"),
+            "access_token": _("Access token (for the connection test)"),
+            "webhook_secret": _("Webhook signing secret"), "tolerance_seconds": _("Signature tolerance (seconds)"),
+            "url": _("Address of the company's platform"), "secret": _("Signing secret (whsec_...)"),
+            "host": _("SMTP server"), "port": _("Port"), "security": _("Connection security"),
+            "username": _("User"), "password": _("Password"), "sender_address": _("Sender address"),
+            "sender_name": _("Sender name"), "reply_to": _("Reply-to address"),
+            "timeout_seconds": _("Timeout (seconds)"), "verify_certificate": _("Verify the server's certificate"),
+            "webhook_url": _("Incoming webhook address")}
+
+
 def message_labels(request: Request) -> dict[str, str]:
     _ = gettext_for(request)
     return {"customer.started": _("Front office: a customer started"),
@@ -315,7 +335,7 @@ async def _connectors_page(request: Request, tenant: Tenant, state: State, *, st
     editing_row = next((i for i in instances if i["id"] == str(editing)), None) if editing else None
     kind_name = editing_row["kind"] if editing_row else chosen
     return _step_page(request, tenant, "connectors", "console/onboarding/connectors.html", status_code=status_code,
-                      instances=instances, kinds=kind_titles(request),
+                      instances=instances, kinds=kind_titles(request), labels=config_labels(request),
                       chosen=kind_name, fields=connector_fields(kind_name) if kind_name else [],
                       documented_hosts=sorted(kinds()[kind_name].hosts) if kind_name else [],
                       editing=editing_row, errors=errors or {}, form=form or {}, results=results or {},
