@@ -149,3 +149,32 @@ async def test_the_staff_api_advances_for_an_assigned_tenant_only_and_refuses_in
         assert await offsets(session) == {tenants.a.id: timedelta(hours=30)}
     [entry] = await audit(database, tenants.a.id, "tenant.clock_advanced")
     assert entry.actor_label == "op@provider.example"
+
+
+async def test_the_dunning_sweep_runs_on_the_shifted_tenants_today(database, tenants):
+    """The scheduler's sweep: a tenant two days ahead is swept for its own date, the other for the real one."""
+    from datetime import UTC, date, datetime
+
+    from backoffice.platform import clock
+    from backoffice.platform.clock import FrozenClock
+    from backoffice.tenants.billing.models import ChargeStatus
+    from backoffice.tenants.routines.dunning import DUNNING_SWEEP
+    from backoffice.tenants.routines.models import RoutineRun
+    from backoffice.tenants.routines.schedule import start_scheduled
+    from tests.tenants.routines.test_schedule import _charge, _statuses
+
+    previous = clock.use(FrozenClock(datetime(2026, 11, 2, 10, 0, tzinfo=UTC)))  # 07:00 in São Paulo
+    try:
+        for tenant in (tenants.a, tenants.b):
+            await _charge(database, tenant, date(2026, 11, 3), "due-nov-3")
+        async with database.provider(tenants.a.id) as session:
+            await advance_clock(session, tenants.a.id, by=timedelta(days=2), environment="test", acting=DEMO_STAFF)
+        assert set(await start_scheduled(database, DUNNING_SWEEP)) == {tenants.a.id, tenants.b.id}
+    finally:
+        clock.use(previous)
+    async with database.system() as session:
+        runs = {(r.tenant_id, r.period) for r in (await session.execute(select(RoutineRun))).scalars()}
+    assert runs == {(tenants.a.id, "2026-11-04"), (tenants.b.id, "2026-11-02")}
+    statuses = await _statuses(database)
+    assert statuses[(tenants.a.id, "due-nov-3")] == ChargeStatus.OVERDUE  # A's today is 4 November
+    assert statuses[(tenants.b.id, "due-nov-3")] == ChargeStatus.PENDING  # B's is still 2 November
