@@ -217,8 +217,9 @@ class Verdict:
             if not fault.inflight:
                 continue
             ids = [r["id"] for r in fault.inflight]
-            done = {r["id"]: r["completed_at"] for r in await connection.fetch(
-                "SELECT id, completed_at FROM outbox WHERE id = ANY($1::uuid[])", ids)}
+            rows = {r["id"]: r for r in await connection.fetch(
+                "SELECT id, completed_at, dispatched_at, attempts FROM outbox WHERE id = ANY($1::uuid[])", ids)}
+            done = {i: r["completed_at"] for i, r in rows.items()}
             message_ids = [uuid.UUID(r["payload"]["message_id"]) for r in fault.inflight
                            if r["job"] == "effects.deliver" and r["payload"].get("message_id")]
             sent = {r["id"]: r["sent_at"] for r in await connection.fetch(
@@ -236,9 +237,16 @@ class Verdict:
                         unrecovered += 1
                         continue
                     moments.append(at)
-                times.append((max(moments) - fault.db_at).total_seconds())
+                times.append(((max(moments) - fault.db_at).total_seconds(), row))
             fault.unrecovered = unrecovered
-            fault.recovery_s = max(times, default=0.0)
+            fault.recovery_s = max((t for t, _ in times), default=0.0)
+            if times:  # where the slowest row's time went: waiting to be handed over again, or in the queue after
+                seconds, row = max(times, key=lambda item: item[0])
+                again = rows[row["id"]]["dispatched_at"]
+                handed = (f"handed over again after {(again - fault.db_at).total_seconds():.1f} s"
+                          if again and again > fault.db_at else "not handed over again")
+                fault.detail += (f"; slowest {row['job']} done after {seconds:.1f} s, {handed}, "
+                                 f"{rows[row['id']]['attempts']} hand-overs in all")
 
     def state(self) -> str:
         """The recorders' state, for a failure message."""
