@@ -12,6 +12,7 @@ a browser without scripts.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -363,7 +364,12 @@ async def delivery(request: Request, tenant_id: uuid.UUID, message_id: uuid.UUID
         message = await get_owned(session, OutboundMessage, message_id)
         webhooks = (await letters.webhook_deliveries_of(session, {message.id})).get(message.id, [])
     return _page_of(request, console_tenant, "console/tenant/delivery.html", "deliveries", message=message,
-                    webhooks=webhooks)
+                    webhooks=webhooks, sent=_json(message.payload), answered=_json(message.response))
+
+
+def _json(value: Any) -> str:
+    """As the receiver reads it (accents as themselves); the template escapes it."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str) if value else ""
 
 
 ROUTES = [home, customers, customer, routines_page, routine_start, routine_pause, routine_resume, run_page,
