@@ -1,5 +1,7 @@
 """Where a client company's onboarding stands: the console's guided flow saves each step as it goes,
-so a staff member who leaves resumes at the first step not yet done."""
+so a staff member who leaves resumes at the first step not yet done. A company the flow created has
+"tenant" saved; one created elsewhere (CLI, staff API, demo) has nothing saved and is not listed as being
+onboarded, though the flow's steps remain open to it."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ async def complete_step(session: AsyncSession, tenant_id: uuid.UUID, step: str, 
     if step not in STEPS:
         raise ValidationFailed(FieldError("step", f"expected one of {', '.join(STEPS)}"))
     tenant = await get_tenant(session, tenant_id)
-    if step in steps_done(tenant):
+    if step in (tenant.onboarding_steps or ()):
         return tenant
     tenant.onboarding_steps = [s for s in STEPS if s in {*steps_done(tenant), step}]
     await session.flush()

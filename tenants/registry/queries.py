@@ -16,9 +16,11 @@ SHOWN = 50
 
 async def onboarding_in_progress(session: AsyncSession, *, only: Collection[uuid.UUID] | None = None,
                                  limit: int = SHOWN) -> list[Tenant]:
-    """Companies whose onboarding is not finished, newest first; ``only``: the ones a staff member serves
-    (None: all, for a provider admin). One statement; the step count is read from the JSON list."""
-    query = select(Tenant).where(func.json_array_length(Tenant.onboarding_steps) < len(STEPS))
+    """Companies whose onboarding was started in the console and is not finished, newest first; ``only``:
+    the ones a staff member serves (None: all, for a provider admin). One statement; the step count is read
+    from the JSON list."""
+    steps = func.json_array_length(Tenant.onboarding_steps)
+    query = select(Tenant).where(steps >= 1, steps < len(STEPS))  # started in the flow, not finished
     if only is not None:
         query = query.where(Tenant.id.in_(list(only)))
     query = query.order_by(Tenant.created_at.desc(), Tenant.id).limit(limit)

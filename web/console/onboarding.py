@@ -180,6 +180,7 @@ async def create(request: Request, staff: StaffUser, state: State) -> Response:
                                          legal_name=values["legal_name"], cnpj=values["cnpj"],
                                          timezone=values["timezone"], locale=values["locale"], acting=staff.actor,
                                          reason="onboarded from the staff console")
+            await complete_step(session, tenant.id, "tenant", acting=staff.actor)
     except ValidationFailed as error:
         return _start_page(request, staff, await _in_progress(state, staff), status_code=error.status, form=values,
                            errors=field_errors(request, error))

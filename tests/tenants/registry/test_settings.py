@@ -192,3 +192,17 @@ async def test_onboarding_resumes_at_the_first_step_not_done(database, tenants):
     steps = [e.detail["step"] for e in await _audit(database, tenants.a.id, "tenant.onboarding")]
     assert steps == ["host", "branding"]
     assert STEPS[0] == "tenant"
+
+
+async def test_only_companies_started_in_the_flow_are_listed_as_being_onboarded(database, tenants):
+    from backoffice.tenants.registry.queries import onboarding_in_progress
+
+    async with database.system() as session:
+        assert await onboarding_in_progress(session) == []  # created elsewhere: not in the flow
+        await complete_step(session, tenants.a.id, "tenant", acting=STAFF)
+        await complete_step(session, tenants.b.id, "tenant", acting=STAFF)
+        assert {t.id for t in await onboarding_in_progress(session)} == {tenants.a.id, tenants.b.id}
+        assert [t.id for t in await onboarding_in_progress(session, only=[tenants.b.id])] == [tenants.b.id]
+        for step in STEPS[1:]:
+            await complete_step(session, tenants.a.id, step, acting=STAFF)
+        assert [t.id for t in await onboarding_in_progress(session)] == [tenants.b.id]
