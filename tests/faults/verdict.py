@@ -100,6 +100,9 @@ class Verdict:
                 "SELECT channel, status, count(*) AS n FROM outbound_messages GROUP BY channel, status")})
             bad_messages = await connection.fetch(
                 "SELECT channel, status, attempts, last_error FROM outbound_messages WHERE status <> 'sent' LIMIT 10")
+            handovers = await connection.fetchrow(
+                "SELECT count(*) AS rows, coalesce(sum(attempts), 0) AS total, coalesce(max(attempts), 0) AS most, "
+                "count(*) FILTER (WHERE attempts > 1) AS again FROM outbox")
             deliveries = Counter({r["status"]: r["n"] for r in await connection.fetch(
                 "SELECT status, count(*) AS n FROM webhook_deliveries GROUP BY status")})
             await self._recovery(connection)
@@ -129,6 +132,8 @@ class Verdict:
         if set(deliveries) - {"succeeded"}:
             failures.append(f"webhook deliveries not succeeded at the end: {dict(deliveries)}")
         figures.values["outbox rows left"] = stuck_count
+        figures.values["outbox hand-overs: rows / in all / rows handed over again / most for one row"] = (
+            f"{handovers['rows']} / {handovers['total']} / {handovers['again']} / {handovers['most']}")
 
         expected = await self.expected()
         received = self._all_received()
