@@ -215,9 +215,19 @@ async def test_routines_start_pause_and_resume_from_their_page(operator_client, 
         foreign = await operator_client.post_form(f"{base}/routines",
                                                   f"{_base(tenants.b.id)}/routines/{ROUTINE.name}/pause", {})
         assert foreign.status_code == 404
+        # B's run, asked for (and retried) under A's address.
+        from backoffice.platform.audit.service import Actor
+        from backoffice.tenants.routines.engine import start_run
+
+        async with database.provider(tenants.b.id) as session:
+            b_run = await start_run(session, ROUTINE.name, actor=Actor.system("tests"))
+        for path in (f"/routine-runs/{b_run.id}", f"/routine-runs/{b_run.id}/progress"):
+            assert (await operator_client.get(base + path)).status_code == 404, path
+        assert (await operator_client.post_form(f"{base}/routines", f"{base}/routine-runs/{b_run.id}/retry",
+                                                {})).status_code == 404
     async with database.system() as session:
         actions = [(e.action, e.actor_label) for e in (await session.execute(
             select(AuditEntry).where(AuditEntry.tenant_id == tenants.a.id, AuditEntry.action.like("routine%"))
             .order_by(AuditEntry.occurred_at))).scalars()]
-    assert [action for action, _ in actions] == ["routine.manual", "routine.pause", "routine.resume"]
+    assert [action for action, _ in actions] == ["routine.manual", "routine.pause", "routine.resume"]  # A's only
     assert {label for _, label in actions} == {staff_members.operator.email}
