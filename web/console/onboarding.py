@@ -29,6 +29,7 @@ from backoffice.connectors import service as connectors
 from backoffice.connectors.checks import check_connection
 from backoffice.connectors.registry import CheckResult, get_kind, kinds, secret_fields
 from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.policies.service import current_policy, preview_template, update_policy
 from backoffice.tenants.policies.schemas import LOCALES as TEMPLATE_LOCALES
 from backoffice.tenants.policies.schemas import TEMPLATE_KINDS
@@ -524,9 +525,19 @@ async def policy_save(request: Request, tenant_id: uuid.UUID, console_tenant: Te
 
 # --- the first admin -----------------------------------------------------------------------------------------
 
+async def _mails_out(state: State, tenant: Tenant) -> bool:
+    """Whether the company's e-mails can leave: an enabled e-mail connector (or the embedded mode's
+    recording fallback). Without one the invitation waits as a dead letter until one is set and it is replayed."""
+    if state.settings.embedded:
+        return True
+    async with state.database.provider(tenant.id) as session:
+        return await connectors.instance_for_channel(session, Channel.EMAIL) is not None
+
+
 @get("/onboarding/{tenant_id:uuid}/admin", name="console:onboarding_admin")
-async def admin(request: Request, tenant_id: uuid.UUID, console_tenant: Tenant) -> Response:
-    return _step_page(request, console_tenant, "admin", "console/onboarding/admin.html", form={}, errors={})
+async def admin(request: Request, tenant_id: uuid.UUID, console_tenant: Tenant, state: State) -> Response:
+    return _step_page(request, console_tenant, "admin", "console/onboarding/admin.html", form={}, errors={},
+                      mails_out=await _mails_out(state, console_tenant))
 
 
 @post("/onboarding/{tenant_id:uuid}/admin", name="console:onboarding_admin_invite")
@@ -545,7 +556,8 @@ async def admin_invite(request: Request, tenant_id: uuid.UUID, console_tenant: T
             await complete_step(session, tenant_id, "admin", acting=staff.actor)
     except ValidationFailed as error:
         return _step_page(request, console_tenant, "admin", "console/onboarding/admin.html", status_code=error.status,
-                          form=values, errors=field_errors(request, error))
+                          form=values, errors=field_errors(request, error),
+                          mails_out=await _mails_out(state, console_tenant))
     return _see(f"{BASE}/{tenant_id}/done?invited={values['email']}")
 
 

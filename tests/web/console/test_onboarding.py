@@ -98,6 +98,8 @@ async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database
         assert config.grace_days == 7 and config.reminder_offsets_days == [5, 2]
         assert config.templates["dunning.notice"]["pt-BR"].title == "Fatura de {{ customer.name }}"
 
+    admin_page = await admin_client.get(f"{base}/admin")  # no e-mail connector: said before inviting
+    assert ('id="no-mail"' in admin_page.text) == (not database.settings.embedded)
     invited = await _post(admin_client, f"{base}/admin", f"{base}/admin", {"name": "Rita", "email": "rita@gama.example"})
     assert invited.status_code == 303
     async with database.provider(__import__("uuid").UUID(tenant_id)) as session:
