@@ -45,6 +45,7 @@ WEBHOOK_REPLAYABLE = (WebhookDeliveryStatus.DEAD, WebhookDeliveryStatus.FAILED)
 ONE_ACTIONS = {"event": "event.retried", "message": "outbound_message.replayed",
                "webhook": "webhook_delivery.replayed"}
 ID_FIELDS = {"event": "event_id", "message": "message_id", "webhook": "delivery_id"}
+TARGET_TYPES = {"event": "event", "message": "outbound_message", "webhook": "webhook_delivery"}
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ async def replay_one(session: AsyncSession, kind: str, item_id: uuid.UUID, *, ac
     detail: dict[str, Any] = {"replay_id": str(replay.id)}
     if kind == "webhook":
         detail.update(delivery_id=str(row.id), message_id=row.message_id)
-    await record(session, actor=acting, action=ONE_ACTIONS[kind], target_type=MODELS[kind].__tablename__[:-1],
+    await record(session, actor=acting, action=ONE_ACTIONS[kind], target_type=TARGET_TYPES[kind],
                  target_id=item_id, tenant_id=replay.tenant_id, reason=reason, detail=detail)
     return replay
 

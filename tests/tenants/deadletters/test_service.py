@@ -154,6 +154,13 @@ async def test_one_item_that_cannot_be_replayed_is_refused_naming_its_field(data
     async with database.system() as session:
         audit = (await session.execute(select(AuditEntry).where(AuditEntry.action == "event.retried"))).scalars().one()
     assert audit.target_id == str(a.failed[0]) and audit.detail == {"replay_id": str(replay.id)}
+    assert (audit.target_type, audit.actor_label) == ("event", STAFF.label)
+    async with database.provider(a.tenant_id) as session:
+        await replay_one(session, "webhook", a.webhook, acting=STAFF, reason="receiver back")
+    async with database.system() as session:
+        audit = (await session.execute(select(AuditEntry).where(AuditEntry.action == "webhook_delivery.replayed"))
+                 ).scalars().one()
+    assert (audit.target_type, audit.target_id, audit.reason) == ("webhook_delivery", str(a.webhook), "receiver back")
 
 
 async def test_the_outcome_tells_per_item_what_became_of_it(database, letters):
