@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import RedisError
@@ -16,6 +16,7 @@ from backoffice.platform.availability import RETRY_AFTER_SECONDS, unavailable
 from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.registry.service import TenantNotFound, TenantSuspended
+from backoffice.web.error_pages import SUSPENDED, UNKNOWN_COMPANY, error_page, wants_html
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -29,11 +30,9 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
     return Response(body, status_code=status, media_type=PROBLEM)
 
 
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
-
-
 def tenant_not_found(request: Request, exc: TenantNotFound) -> Response:
+    if wants_html(request):
+        return error_page(request, 404, trouble=UNKNOWN_COMPANY)
     return problem(404, "Not Found", "No company with this address exists on the platform.")
 
 
@@ -42,21 +41,20 @@ def tenant_suspended(request: Request, exc: TenantSuspended) -> Response:
         f"Access to {exc.tenant.display_name} is suspended. Its data is kept; "
         "contact your back-office provider to restore access."
     )
-    if _wants_html(request):
-        return Response(
-            f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Suspended</title>"
-            f"<main><h1>Access suspended</h1><p>{_escape(detail)}</p></main></html>",
-            status_code=403,
-            media_type=MediaType.HTML,
-        )
+    if wants_html(request):
+        return error_page(request, 403, trouble=SUSPENDED, tenant=exc.tenant)
     return problem(403, "Tenant suspended", detail, tenant=exc.tenant.slug)
 
 
 def not_found(request: Request, exc: NotFound | NotFoundException) -> Response:
+    if wants_html(request):
+        return error_page(request, 404)
     return problem(404, "Not Found", "The resource does not exist.")
 
 
 def validation_failed(request: Request, exc: ValidationFailed) -> Response:
+    if wants_html(request):
+        return error_page(request, exc.status, details=[f"{e.field}: {e.message}" for e in exc.errors])
     errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     title = "Conflict" if exc.status == 409 else "Invalid input"
     return problem(exc.status, title, str(exc), errors=errors)
@@ -70,6 +68,8 @@ def litestar_validation(request: Request, exc: ValidationException) -> Response:
 
 def http_error(request: Request, exc: HTTPException) -> Response:
     headers = exc.headers or {}
+    if wants_html(request):
+        return error_page(request, exc.status_code, headers=dict(headers))
     response = problem(exc.status_code, exc.detail or "Error")
     response.headers.update(headers)
     return response
@@ -79,6 +79,8 @@ def internal_error(request: Request, exc: Exception) -> Response:
     # Not request.logger: it raises when the app has no Litestar logging_config (ours has none, the
     # process configures logging), which turned every 500 into an empty body and an unlogged error.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if wants_html(request):
+        return error_page(request, HTTP_500_INTERNAL_SERVER_ERROR)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
 
 
@@ -92,16 +94,12 @@ def dependency_error(request: Request, exc: Exception) -> Response:
     cause = type(getattr(exc, "orig", None) or exc).__name__  # the class only: a statement may carry data
     log.warning("%s %s: a dependency is unavailable (%s: %s); answered 503", request.method, request.url.path,
                 type(exc).__name__, cause)
+    if wants_html(request):
+        return error_page(request, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     response = problem(503, "Service unavailable",
                        "A service the platform depends on is unavailable right now; nothing was stored. Retry later.")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-def _escape(text: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(text))
 
 
 EXCEPTION_HANDLERS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from litestar import Request
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,13 +12,18 @@ from backoffice.platform.db.session import Database
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import ensure_active, get_tenant_by_slug
 
+TENANT_KEY = "backoffice.tenant"  # the request's company once known: error pages wear its brand
 
-async def provide_tenant(tenant_slug: str, state: State) -> Tenant:
+
+async def provide_tenant(tenant_slug: str, state: State, request: Request | None = None) -> Tenant:
     """The active tenant named by the path; unknown is 404, suspended is refused with its reason."""
     database: Database = state.database
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, tenant_slug)
-    return ensure_active(tenant)
+    active = ensure_active(tenant)
+    if request is not None:
+        request.scope[TENANT_KEY] = active  # an error page on this request wears the company's brand
+    return active
 
 
 async def provide_tenant_session(tenant: Tenant, state: State) -> AsyncIterator[AsyncSession]:

@@ -76,7 +76,8 @@ async def test_a_suspended_tenant_is_refused_clearly_and_returns_intact_when_rea
         problem = await client.get("/alfa/", headers=JSON)
         other = await client.get("/beta/", headers=HTML)
     assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
-    assert "suspended" in page.text and "Alfa" in page.text
+    assert "Acesso suspenso" in page.text and "O acesso a Alfa está suspenso" in page.text  # pt-BR, branded
+    assert 'href="/alfa/"' in page.text
     assert problem.status_code == 403
     assert problem.headers["content-type"].startswith("application/problem+json")
     body = problem.json()
@@ -95,18 +96,21 @@ async def test_a_suspended_tenant_is_refused_clearly_and_returns_intact_when_rea
     assert customers == len(tenants.a.customer_ids)
 
 
-async def test_an_unexpected_failure_is_a_logged_500_problem_not_an_empty_page(caplog, tmp_path):
-    # Tenant resolution hits a database that is down: nothing any handler expects.
+async def test_a_database_that_is_down_is_a_503_page_for_people_and_a_problem_for_programs(caplog, tmp_path):
+    # Tenant resolution hits a database that is down: the page says to retry, the problem has Retry-After.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     settings = Settings(database_url=f"postgresql+asyncpg://app:hunter2@127.0.0.1:{closed}/bo", secret_key=SECRET,
                         secrets_keys=SECRETS_KEYS, data_dir=tmp_path)
-    with caplog.at_level(logging.ERROR, logger="backoffice.web"):
+    with caplog.at_level(logging.WARNING, logger="backoffice.web"):
         async with AsyncTestClient(app=create_app(settings)) as client:
-            response = await client.get("/alfa/", headers=HTML)
-    assert response.status_code == 500
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json() == {"type": "about:blank", "title": "Internal Server Error", "status": 500}
-    assert "hunter2" not in response.text
-    assert any("GET /alfa" in record.getMessage() and record.exc_info for record in caplog.records)
+            page = await client.get("/alfa/", headers=HTML)
+            problem = await client.get("/alfa/", headers=JSON)
+    assert page.status_code == 503 == problem.status_code
+    assert page.headers["content-type"].startswith("text/html") and page.headers["retry-after"]
+    assert "Indisponível no momento" in page.text and "Nada foi perdido" in page.text
+    assert problem.headers["content-type"].startswith("application/problem+json") and problem.headers["retry-after"]
+    assert problem.json()["status"] == 503
+    assert "hunter2" not in page.text + problem.text
+    assert any("GET /alfa" in record.getMessage() for record in caplog.records)

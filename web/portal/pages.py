@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 from markupsafe import Markup
 from sqlalchemy import or_, select
@@ -189,5 +190,12 @@ async def logo(tenant: Tenant) -> Response:
                              "content-security-policy": "default-src 'none'"})
 
 
-PAGE_HANDLERS = [dashboard, inbox, inbox_poll, notification_detail, notification_read, task_list, task_detail, task_tick,
+@get("/{rest:path}", name="portal:unknown_page")
+async def unknown_page(tenant: Tenant, rest: str) -> Response:
+    """Any other address under a company: its branded "page not found" (the tenant resolved first, so an
+    unknown company is still "company not found", and a suspended one still says so)."""
+    raise NotFoundException(f"no page {rest!r} in the portal")
+
+
+PAGE_HANDLERS = [unknown_page, dashboard, inbox, inbox_poll, notification_detail, notification_read, task_list, task_detail, task_tick,
                  task_complete, customer_list, customer_detail, customer_note, logo]

@@ -141,7 +141,7 @@ async def test_api_keys_are_shown_once_and_revoked_per_tenant(browser: Browser, 
         "/alfa/admin/api-keys", headers=browser.headers, follow_redirects=False,
         data={"_csrf_token": token, "name": "ERP", "scopes": ["customers:read", "events:write"], "expires_days": "30"})
     assert created.status_code == 201
-    secret = re.search(r'id="new-secret" readonly size="60" value="([^"]+)"', created.text).group(1)
+    secret = re.search(r'id="new-secret" class="secret" readonly value="([^"]+)"', created.text).group(1)
     listing = await browser.get("/alfa/admin/api-keys")
     assert secret not in listing.text and "ERP" in listing.text
     async with database.tenant(tenants.a.id) as session:
@@ -174,7 +174,7 @@ async def test_webhook_endpoints_registered_shown_once_and_disabled_per_tenant(d
             "_csrf_token": token, "url": "http://127.0.0.1:9/hooks", "event_types": ["payment.cleared"],
             "description": "ERP"})
         assert created.status_code == 201
-        secret = re.search(r'id="new-secret" readonly size="60" value="([^"]+)"', created.text).group(1)
+        secret = re.search(r'id="new-secret" class="secret" readonly value="([^"]+)"', created.text).group(1)
         assert secret.startswith("whsec_") and secret not in (await browser.get("/alfa/admin/webhooks")).text
         async with database.tenant(tenants.a.id) as session:
             [endpoint] = (await session.execute(select(WebhookEndpoint))).scalars().all()

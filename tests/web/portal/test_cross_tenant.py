@@ -111,5 +111,5 @@ async def test_a_suspended_tenant_is_refused_even_with_a_session(browser: Browse
                                                                                   suspended_reason="unpaid"))
     for path in ("/login", "/dashboard", "/inbox", "/inbox/poll"):
         response = await browser.get(f"/alfa{path}")
-        assert response.status_code == 403 and "suspended" in response.text, path
+        assert response.status_code == 403 and "Acesso suspenso" in response.text, path
     assert (await browser.get("/beta/login")).status_code == 200
