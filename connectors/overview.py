@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.connectors.http import CircuitBreaker, breaker_store, circuit_key
@@ -61,3 +61,11 @@ async def failing_connectors(session: AsyncSession, served: Select | None, setti
             elif state == "open":
                 result[row.tenant_id].circuits_open += 1
     return result
+
+
+def failing_query(served: Select | None) -> Select:
+    """The panel as a statement the overview's page joins (rows of tenant_id, failing)."""
+    query = select(ConnectorInstance.tenant_id.label("tenant_id"), func.count().label("failing")).where(FAILING)
+    if served is not None:
+        query = query.where(ConnectorInstance.tenant_id.in_(served))
+    return query.group_by(ConnectorInstance.tenant_id)

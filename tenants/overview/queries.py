@@ -85,58 +85,69 @@ class Backlog:
     failed: int = 0
 
 
+def backlog_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
+    pending = Event.status == EventStatus.PENDING
+    return (
+        select(Event.tenant_id.label("tenant_id"), func.count().filter(pending).label("waiting"),
+               func.min(Event.received_at).filter(pending).label("oldest"),
+               func.count().filter(Event.status == EventStatus.UNMATCHED).label("unmatched"),
+               func.count().filter(Event.status == EventStatus.FAILED).label("failed"))
+        .where(OPEN_EVENTS, _within(Event.tenant_id, served, only)).group_by(Event.tenant_id)
+    )
+
+
 async def event_backlog(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
                         ) -> dict[uuid.UUID, Backlog]:
     """Events waiting for their step (and the oldest one's arrival), unmatched, failed for good."""
-    pending = Event.status == EventStatus.PENDING
-    query = (
-        select(Event.tenant_id, func.count().filter(pending), func.min(Event.received_at).filter(pending),
-               func.count().filter(Event.status == EventStatus.UNMATCHED),
-               func.count().filter(Event.status == EventStatus.FAILED))
-        .where(OPEN_EVENTS, _within(Event.tenant_id, served, only)).group_by(Event.tenant_id)
-    )
-    return {row[0]: Backlog(row[1], row[2], row[3], row[4]) for row in await session.execute(query)}
+    return {row[0]: Backlog(row[1], row[2], row[3], row[4]) for row in await session.execute(backlog_query(served, only))}
+
+
+def dead_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
+    messages = select(OutboundMessage.tenant_id.label("tenant_id")).where(
+        DEAD_MESSAGES, _within(OutboundMessage.tenant_id, served, only))
+    webhooks = select(WebhookDelivery.tenant_id.label("tenant_id")).where(
+        DEAD_WEBHOOKS, _within(WebhookDelivery.tenant_id, served, only))
+    both = union_all(messages, webhooks).subquery()
+    return select(both.c.tenant_id.label("tenant_id"), func.count().label("dead")).group_by(both.c.tenant_id)
 
 
 async def dead_deliveries(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
                           ) -> dict[uuid.UUID, int]:
     """Deliveries that gave up (e-mails, platform commands, chat, webhooks): the dead letters besides the
     failed events, which ``event_backlog`` counts."""
-    messages = select(OutboundMessage.tenant_id.label("tenant_id")).where(
-        DEAD_MESSAGES, _within(OutboundMessage.tenant_id, served, only))
-    webhooks = select(WebhookDelivery.tenant_id.label("tenant_id")).where(
-        DEAD_WEBHOOKS, _within(WebhookDelivery.tenant_id, served, only))
-    both = union_all(messages, webhooks).subquery()
-    query = select(both.c.tenant_id, func.count()).group_by(both.c.tenant_id)
-    return {row[0]: row[1] for row in await session.execute(query)}
+    return {row[0]: row[1] for row in await session.execute(dead_query(served, only))}
+
+
+def risk_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
+    return (
+        select(Customer.tenant_id.label("tenant_id"),
+               func.count().filter(Customer.lifecycle == Lifecycle.IN_GRACE).label("in_grace"),
+               func.count().filter(Customer.lifecycle == Lifecycle.BLOCKED).label("blocked"))
+        .where(AT_RISK, _within(Customer.tenant_id, served, only)).group_by(Customer.tenant_id)
+    )
 
 
 async def customers_at_risk(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
                             ) -> dict[uuid.UUID, tuple[int, int]]:
     """(in grace, blocked) customers per tenant."""
-    query = (
-        select(Customer.tenant_id, func.count().filter(Customer.lifecycle == Lifecycle.IN_GRACE),
-               func.count().filter(Customer.lifecycle == Lifecycle.BLOCKED))
-        .where(AT_RISK, _within(Customer.tenant_id, served, only)).group_by(Customer.tenant_id)
+    return {row[0]: (row[1], row[2]) for row in await session.execute(risk_query(served, only))}
+
+
+def overdue_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
+    return (
+        select(Charge.tenant_id.label("tenant_id"), func.count().label("overdue_charges"),
+               func.coalesce(func.sum(Charge.amount_cents), 0).label("overdue_cents"))
+        .where(OVERDUE, _within(Charge.tenant_id, served, only)).group_by(Charge.tenant_id)
     )
-    return {row[0]: (row[1], row[2]) for row in await session.execute(query)}
 
 
 async def overdue_amounts(session: AsyncSession, served: Select | None, only: list[uuid.UUID] | None = None
                           ) -> dict[uuid.UUID, tuple[int, int]]:
     """(overdue charges, their amount in cents) per tenant."""
-    query = (
-        select(Charge.tenant_id, func.count(), func.coalesce(func.sum(Charge.amount_cents), 0))
-        .where(OVERDUE, _within(Charge.tenant_id, served, only)).group_by(Charge.tenant_id)
-    )
-    return {row[0]: (row[1], int(row[2])) for row in await session.execute(query)}
+    return {row[0]: (row[1], int(row[2])) for row in await session.execute(overdue_query(served, only))}
 
 
-async def routines_needing_attention(session: AsyncSession, served: Select | None, now: datetime,
-                                     only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
-    """Routines whose latest run failed or partly failed (a failed run with no later run of the same routine:
-    the few failed runs are read from their partial index, each checked against the routine's newest run),
-    plus routines paused for the tenant."""
+def routines_query(served: Select | None, now: datetime, only: list[uuid.UUID] | None = None) -> Select:
     later = aliased(RoutineRun)
     failing = select(RoutineRun.tenant_id.label("tenant_id")).where(
         RUN_NEEDS_ATTENTION, RoutineRun.created_at >= now - ROUTINE_WINDOW,
@@ -146,15 +157,22 @@ async def routines_needing_attention(session: AsyncSession, served: Select | Non
     paused = select(RoutineSetting.tenant_id.label("tenant_id")).where(
         RoutineSetting.paused.is_(True), _within(RoutineSetting.tenant_id, served, only))
     both = union_all(failing, paused).subquery()
-    query = select(both.c.tenant_id, func.count()).group_by(both.c.tenant_id)
-    return {row[0]: row[1] for row in await session.execute(query)}
+    return select(both.c.tenant_id.label("tenant_id"), func.count().label("routines")).group_by(both.c.tenant_id)
+
+
+async def routines_needing_attention(session: AsyncSession, served: Select | None, now: datetime,
+                                     only: list[uuid.UUID] | None = None) -> dict[uuid.UUID, int]:
+    """Routines whose latest run failed or partly failed (a failed run with no later run of the same routine:
+    the few failed runs are read from their partial index, each checked against the routine's newest run),
+    plus routines paused for the tenant."""
+    return {row[0]: row[1] for row in await session.execute(routines_query(served, now, only))}
 
 
 def feedback_query(served: Select | None, only: list[uuid.UUID] | None = None) -> Select:
     """Front-office notes and feedback no staff member has read yet (the feedback inbox's state, kept on
     ``feedback_items``). Rows of (tenant_id, count)."""
     return (
-        select(FeedbackItem.tenant_id, func.count())
+        select(FeedbackItem.tenant_id.label("tenant_id"), func.count().label("feedback"))
         .where(UNREAD_FEEDBACK, _within(FeedbackItem.tenant_id, served, only))
         .group_by(FeedbackItem.tenant_id)
     )
@@ -280,3 +298,103 @@ async def lines(session: AsyncSession, served: Select | None, now: datetime,
 __all__ = ["Activity", "Backlog", "Day", "Line", "TenantRow", "activity", "customers_at_risk", "dead_deliveries",
            "event_backlog", "feedback_query", "lines", "overdue_amounts", "routines_needing_attention",
            "served_ids", "tenant_rows", "unread_feedback"]
+
+
+# --- one page of the overview, ranked by the database -------------------------------------------------
+
+# Columns a page may be sorted by (besides "worst", the severity); each an expression of the joined panels.
+SORT_KEYS = ("worst", "name", "waiting", "age", "dead", "unmatched", "connectors", "routines", "grace", "blocked",
+             "overdue", "feedback")
+
+
+@dataclass
+class Page:
+    lines: list[Line]
+    shown: int  # companies matching the filter
+    totals: dict[str, int]  # over every served company
+
+
+def _minutes_since(oldest, now: datetime, dialect: str):
+    if dialect == "postgresql":
+        return func.extract("epoch", literal(now) - oldest) / 60
+    return (func.julianday(literal(now.replace(tzinfo=None).isoformat(sep=" "))) - func.julianday(oldest)) * 1440
+
+
+async def page(session: AsyncSession, served: Select | None, now: datetime, *, connectors: Select | None = None,
+               q: str = "", problems_only: bool = False, sort: str = "worst", descending: bool = True,
+               limit: int = 50, offset: int = 0) -> Page:
+    """One page of lines, the panels joined to the served tenants, ranked and filtered by the database, so
+    the page costs the panels' statements and 50 rows whatever the number of tenants (a list of 10,000 lines
+    built in Python cost more than the statements themselves). ``connectors`` is the connectors layer's
+    panel (``connectors/overview.failing_query``: rows of tenant_id, failing), joined like the others."""
+    panels = {
+        "backlog": backlog_query(served).subquery("backlog"), "dead": dead_query(served).subquery("dead"),
+        "risk": risk_query(served).subquery("risk"), "overdue": overdue_query(served).subquery("overdue"),
+        "routines": routines_query(served, now).subquery("routines"),
+        "feedback": feedback_query(served).subquery("feedback"),
+    }
+    if connectors is not None:
+        panels["connectors"] = connectors.subquery("connectors")
+    b, d, r, o, ru, f = (panels[k].c for k in ("backlog", "dead", "risk", "overdue", "routines", "feedback"))
+    zero = literal(0)
+    conn = func.coalesce(panels["connectors"].c.failing, zero) if connectors is not None else zero
+    values = {
+        "waiting": func.coalesce(b.waiting, zero), "unmatched": func.coalesce(b.unmatched, zero),
+        "failed": func.coalesce(b.failed, zero), "dead": func.coalesce(d.dead, zero),
+        "grace": func.coalesce(r.in_grace, zero), "blocked": func.coalesce(r.blocked, zero),
+        "overdue_charges": func.coalesce(o.overdue_charges, zero), "overdue": func.coalesce(o.overdue_cents, zero),
+        "routines": func.coalesce(ru.routines, zero), "feedback": func.coalesce(f.feedback, zero),
+        "connectors": conn,
+    }
+    # Minutes the oldest waiting event has waited, capped at a day (PostgreSQL's LEAST skips NULLs: 0 first).
+    waited = func.coalesce(_minutes_since(b.oldest, now, session.bind.dialect.name), 0)
+    minutes = func.least(waited, 1440) if session.bind.dialect.name == "postgresql" else func.min(waited, 1440)
+    severity = (1000 * values["connectors"] + 100 * (values["failed"] + values["dead"]) + 100 * values["routines"]
+                + 10 * values["unmatched"] + minutes + values["waiting"] / 10.0 + 5 * values["blocked"]
+                + 2 * values["grace"] + values["overdue"] / 1_000_000.0 + values["feedback"])
+    joined = Tenant.__table__
+    for name, panel in panels.items():
+        joined = joined.outerjoin(panel, panel.c.tenant_id == Tenant.id)
+    conditions = [_within(Tenant.id, served, None)]
+    if q:
+        needle = q.lower()
+        conditions.append(func.lower(Tenant.display_name).contains(needle, autoescape=True)
+                          | Tenant.slug.contains(needle, autoescape=True))
+    if problems_only:
+        conditions.append((values["failed"] + values["dead"] + values["unmatched"] + values["connectors"]
+                           + values["routines"] + values["blocked"] + values["waiting"]) > 0)
+    order_by = {
+        "worst": severity, "name": func.lower(Tenant.display_name), "age": minutes,
+        "dead": values["failed"] + values["dead"], **{k: values[k] for k in
+                                                      ("waiting", "unmatched", "connectors", "routines", "grace",
+                                                       "blocked", "overdue", "feedback")},
+    }[sort if sort in SORT_KEYS else "worst"]
+    query = (
+        select(Tenant.id, Tenant.slug, Tenant.display_name, Tenant.status, b.oldest, func.count().over().label("shown"),
+               *(value.label(name) for name, value in values.items()))
+        .select_from(joined).where(*conditions)
+        .order_by(order_by.desc() if descending else order_by.asc(), func.lower(Tenant.display_name), Tenant.id)
+        .limit(limit).offset(offset)
+    )
+    rows = (await session.execute(query)).all()
+    result = []
+    for row in rows:
+        line = Line(TenantRow(row.id, row.slug, row.display_name, str(getattr(row.status, "value", row.status))),
+                    Backlog(row.waiting, row.oldest, row.unmatched, row.failed), row.dead, row.grace, row.blocked,
+                    row.overdue_charges, int(row.overdue), row.routines, row.feedback, row.connectors)
+        result.append(line)
+    shown = rows[0].shown if rows else 0
+    if not rows and offset:  # past the last page: how many there are, for the pager
+        shown = (await session.execute(select(func.count()).select_from(joined).where(*conditions))).scalar_one()
+    # Totals over every served tenant (not only the filtered ones): the same join, summed, one statement.
+    summed = ("waiting", "failed", "dead", "unmatched", "routines", "grace", "blocked", "overdue", "feedback",
+              "connectors")
+    t = (await session.execute(
+        select(func.count(), *(func.coalesce(func.sum(values[name]), 0) for name in summed))
+        .select_from(joined).where(_within(Tenant.id, served, None)))).one()
+    total = {name: int(value) for name, value in zip(("tenants", *summed), t)}
+    totals = {"tenants": total["tenants"], "waiting": total["waiting"], "dead": total["failed"] + total["dead"],
+              "unmatched": total["unmatched"], "routines": total["routines"],
+              "at_risk": total["grace"] + total["blocked"], "overdue": int(total["overdue"]),
+              "feedback": total["feedback"], "connectors": total["connectors"]}
+    return Page(result, shown, totals)

@@ -16,9 +16,10 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
+from litestar.response import Redirect
 from markupsafe import Markup
 
-from backoffice.connectors.overview import failing_connectors
+from backoffice.connectors.overview import failing_connectors, failing_query
 from backoffice.platform import clock
 from backoffice.platform.db.session import NotFound
 from backoffice.tenants.overview import queries
@@ -113,6 +114,20 @@ async def _lines(state: State, staff: StaffUser, now: datetime, only: list[uuid.
     return result
 
 
+async def _with_connectors(state: State, served, page: list[queries.Line]) -> None:
+    """The circuits and the newest error of the page's failing connectors (the count came with the page)."""
+    ids = [line.tenant.id for line in page if line.connectors_failing]
+    if not ids:
+        return
+    async with state.database.system() as session:
+        connectors = await failing_connectors(session, served, state.settings, ids)
+    for line in page:
+        health = connectors.get(line.tenant.id)
+        if health:
+            line.circuits_open = health.circuits_open
+            line.connector_error = f"{health.last_kind}: {health.last_error}" if health.last_error else health.last_kind
+
+
 def _has_problem(line: queries.Line) -> bool:
     return bool(line.dead_letters or line.backlog.unmatched or line.connectors_failing or line.routines
                 or line.blocked or line.backlog.waiting)
@@ -142,30 +157,21 @@ async def overview_page(request: Request, staff: StaffUser, state: State, q: str
                         page: str | None = None) -> Response:
     now = clock.now()
     query = Query.parse(q, sort, order, problems, page)
-    every = await _lines(state, staff, now)
-    shown = [line for line in every if not query.q or query.q.lower() in line.tenant.display_name.lower()
-             or query.q.lower() in line.tenant.slug]
-    if query.problems:
-        shown = [line for line in shown if _has_problem(line)]
-    key = SORTS[query.sort]
-    # Ties keep name order, whichever way the column sorts.
-    shown.sort(key=lambda line: line.tenant.display_name.lower())
-    shown.sort(key=lambda line: key(line, now), reverse=query.order == "desc")
-    pages = max(1, -(-len(shown) // PAGE_SIZE))
-    current = min(query.page, pages)
-    on_page = shown[(current - 1) * PAGE_SIZE: current * PAGE_SIZE]
+    served = queries.served_ids(staff.id, all_tenants=staff.is_admin)
+    async with state.database.system() as session:
+        result = await queries.page(session, served, now, connectors=failing_query(served), q=query.q,
+                                    problems_only=query.problems, sort=query.sort, descending=query.order == "desc",
+                                    limit=PAGE_SIZE, offset=(query.page - 1) * PAGE_SIZE)
+    pages = max(1, -(-result.shown // PAGE_SIZE))
+    if query.page > pages and result.shown:  # past the end (an old link): the last page
+        return Redirect(query.url(page=pages), status_code=303)
+    on_page = result.lines
+    await _with_connectors(state, served, on_page)
     await _with_charts(state, on_page, now, console_locale(request))
-    totals = {
-        "tenants": len(every), "waiting": sum(line.backlog.waiting for line in every),
-        "dead": sum(line.dead_letters for line in every), "unmatched": sum(line.backlog.unmatched for line in every),
-        "connectors": sum(line.connectors_failing for line in every),
-        "routines": sum(line.routines for line in every),
-        "at_risk": sum(line.in_grace + line.blocked for line in every),
-        "overdue": sum(line.overdue_cents for line in every), "feedback": sum(line.feedback for line in every),
-    }
     live = "/staff/overview/live?" + urlencode([("ids", str(line.tenant.id)) for line in on_page])
-    return render(request, "console/overview.html", lines=on_page, query=query, totals=totals, shown=len(shown),
-                  page=current, pages=pages, live_url=live, **_row_context(request, now))
+    return render(request, "console/overview.html", lines=on_page, query=query, totals=result.totals,
+                  shown=result.shown, page=min(query.page, pages), pages=pages, live_url=live,
+                  **_row_context(request, now))
 
 
 @get("/overview/live", name="console:overview_live")
