@@ -35,26 +35,8 @@ LIVE_SECONDS = 15
 MAX_LIVE_IDS = PAGE_SIZE
 
 
-def _age(line: queries.Line, now: datetime) -> float:
-    age = line.waiting_age(now)
-    return age.total_seconds() if age else -1.0
-
-
-# Sort keys: each column, and "worst" (the default, see Line.severity). Descending unless "name".
-SORTS: dict[str, Any] = {
-    "worst": lambda line, now: line.severity(now),
-    "name": lambda line, now: line.tenant.display_name.lower(),
-    "waiting": lambda line, now: line.backlog.waiting,
-    "age": _age,
-    "dead": lambda line, now: line.dead_letters,
-    "unmatched": lambda line, now: line.backlog.unmatched,
-    "connectors": lambda line, now: (line.connectors_failing, line.circuits_open),
-    "routines": lambda line, now: line.routines,
-    "grace": lambda line, now: line.in_grace,
-    "blocked": lambda line, now: line.blocked,
-    "overdue": lambda line, now: line.overdue_cents,
-    "feedback": lambda line, now: line.feedback,
-}
+# Sort keys: each column, and "worst" (the default: Line.severity, computed by the database).
+SORTS = queries.SORT_KEYS
 
 
 def short_age(delta: timedelta | None) -> str:
@@ -126,11 +108,6 @@ async def _with_connectors(state: State, served, page: list[queries.Line]) -> No
         if health:
             line.circuits_open = health.circuits_open
             line.connector_error = f"{health.last_kind}: {health.last_error}" if health.last_error else health.last_kind
-
-
-def _has_problem(line: queries.Line) -> bool:
-    return bool(line.dead_letters or line.backlog.unmatched or line.connectors_failing or line.routines
-                or line.blocked or line.backlog.waiting)
 
 
 async def _with_charts(state: State, page: list[queries.Line], now: datetime, locale: str) -> None:

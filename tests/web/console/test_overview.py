@@ -175,3 +175,19 @@ async def test_the_company_list_searches_and_pages(database, admin_client, monke
     assert "Beta" in second and "Alfa" not in second
     found = (await admin_client.get("/staff/tenants?q=bet")).text
     assert "Beta" in found and "Alfa" not in found
+
+
+async def test_the_overview_pages_and_filters_in_the_database(database, admin_client, monkeypatch):
+    from backoffice.web.console import overview
+
+    await _seed_both(database, admin_client.tenants)
+    monkeypatch.setattr(overview, "PAGE_SIZE", 1)
+    first = (await admin_client.get("/staff/")).text
+    assert 'data-tenant="alfa"' in first and 'data-tenant="beta"' not in first and 'rel="next"' in first
+    second = (await admin_client.get("/staff/?page=2")).text
+    assert 'data-tenant="beta"' in second and _total(second, "tenants") == "2"  # totals: every company
+    past = await admin_client.get("/staff/?page=9")
+    assert past.status_code == 303 and past.headers["location"].endswith("page=2")
+    # Every seeded company has something to do; a name that matches nothing shows none.
+    assert "Nenhuma empresa para mostrar." in (await admin_client.get("/staff/?q=zzz&problems=1")).text
+    assert 'data-tenant="beta"' in (await admin_client.get("/staff/?q=BETA&problems=1")).text
