@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from litestar import Request, Response
 
+from backoffice.tenants.registry.branding import DEFAULT_BRANDING
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.portal.render import DEFAULT_LOCALE, LOCALES, base_path, brand, environment
 from backoffice.web.tenancy import TENANT_KEY
@@ -77,7 +78,7 @@ def error_page(request: Request, status: int, *, trouble: Trouble | None = None,
     else:
         back, back_label = "/", "Back to the start page"
     body = environment(locale).get_template("errors/page.html").render({
-        "status": status, "trouble": trouble, "tenant": tenant, "brand": brand(tenant) if tenant else None,
+        "status": status, "trouble": trouble, "tenant": tenant, "brand": brand(tenant) if tenant else DEFAULT_BRANDING,
         "locale": locale, "details": details or [], "back": back, "back_label": back_label,
         "company": tenant.display_name if tenant else "",
     })

@@ -9,6 +9,7 @@ from __future__ import annotations
 from litestar import Request, Response, get
 from litestar.response import Redirect
 
+from backoffice.tenants.registry.branding import DEFAULT_BRANDING
 from backoffice.tenants.registry.service import RESERVED_SLUGS, SLUG
 from backoffice.web.error_pages import reader_locale
 from backoffice.web.portal.render import environment
@@ -24,7 +25,7 @@ async def home(request: Request, company: str = "") -> Response:
         problem = "A company address has only lower-case letters, digits and hyphens, as in aurora or casa-do-pao."
     locale = reader_locale(request, None)
     body = environment(locale).get_template("home.html").render(
-        {"locale": locale, "company": company[:100], "problem": problem})
+        {"locale": locale, "company": company[:100], "problem": problem, "brand": DEFAULT_BRANDING})
     return Response(body, status_code=400 if problem else 200, media_type="text/html; charset=utf-8",
                     headers={"cache-control": "no-store", "x-frame-options": "DENY",
                              "x-content-type-options": "nosniff"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from babel.messages.pofile import read_po
 from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
@@ -96,3 +98,35 @@ def test_every_error_page_text_has_its_portuguese():
     source = (LOCALE_DIR.parent / "home.py").read_text()
     texts |= set(re.findall(r'problem = "([^"]+)"', source))
     assert texts and not texts - translated, sorted(texts - translated)
+
+
+@pytest.mark.postgres_only
+async def test_the_start_page_and_error_pages_in_a_real_browser(database, tenants):
+    from playwright.async_api import async_playwright, expect
+
+    from tests.web.portal.test_browser import ARGS, ARTIFACTS, LiveServer, _chromium
+
+    executable = _chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with LiveServer(create_app(database.settings)) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            for locale, heading in (("pt-BR", "Onde você quer entrar?"), ("en-US", "Where do you want to sign in?")):
+                context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+                page = await context.new_page()
+                await page.goto(f"{server.url}/")
+                await expect(page.get_by_role("heading", name=heading)).to_be_visible()
+                await page.screenshot(path=ARTIFACTS / f"start-page-{locale}.png", full_page=True)
+                await page.goto(f"{server.url}/gama/")
+                await page.screenshot(path=ARTIFACTS / f"error-unknown-company-{locale}.png", full_page=True)
+                await page.goto(f"{server.url}/alfa/no-such-page")
+                await page.screenshot(path=ARTIFACTS / f"error-not-found-branded-{locale}.png", full_page=True)
+                await context.close()
+            # From the start page to a company's log-in, with the keyboard.
+            page = await browser.new_page()
+            await page.goto(f"{server.url}/")
+            await page.locator("#company").fill("alfa")
+            await page.keyboard.press("Enter")
+            await expect(page).to_have_url(f"{server.url}/alfa/")
+        finally:
+            await browser.close()
