@@ -7,9 +7,9 @@ slow provider, a large batch) must never lose its rows while it is alive. So a l
   lost with Redis, or never started, is claimed and sent again once that runs out.
 - **take** (:func:`take`, one UPDATE when a job starts): the message's rows that are still open, handed
   out (leased: a deferred row waiting for its retry time is not), and not held by a live job (no token,
-  or its lease ran out) get the job's token and a fresh lease. A row the
-  statement does not return is a stale copy: the relay handed it out again and another job has it or
-  finished it; the job leaves it alone. A copy that waited in the queue longer than the lease still works
+  or its lease ran out) get the job's token and a fresh lease. A row the statement does not return is a
+  stale copy: the relay handed it out again and another job has it or finished it; the job leaves it
+  alone. A copy that waited in the queue longer than the lease still works
   (nobody holds its row), so a backlog longer than the lease never starves a row.
 - **heartbeat** (:class:`Heartbeat`): every ``HEARTBEAT_SECONDS`` each worker process renews, in ONE
   statement, the lease of every row its running jobs hold (by token: the partial index
