@@ -18,7 +18,7 @@ from backoffice.platform.settings import Settings, get_settings
 from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
-from backoffice.web.health import healthz, readyz
+from backoffice.web.health import healthz, metrics_endpoint, readyz
 from backoffice.web.home import home
 from backoffice.web.clients import trusted_proxy_middleware
 from backoffice.web.console import build_console_router
@@ -59,7 +59,7 @@ def create_app(
 
     # TenantHostApp: a Litestar that serves a tenant's portal at / on the tenant's own host name.
     return TenantHostApp(
-        route_handlers=[healthz, readyz, home, api_router, receive_hook, portal_router,
+        route_handlers=[healthz, readyz, metrics_endpoint, home, api_router, receive_hook, portal_router,
                         build_console_router(settings),
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
         lifespan=[lifespan, api_lifespan],

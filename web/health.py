@@ -7,6 +7,7 @@ import asyncio
 from litestar import Response, get
 from litestar.datastructures import State
 
+from backoffice.platform import metrics
 from backoffice.platform.worker.broker import ping as ping_broker
 
 CHECK_TIMEOUT = 2.0
@@ -34,3 +35,12 @@ async def readyz(state: State) -> Response[dict[str, object]]:
         checks["broker"] = f"error: {type(error).__name__}: {error}"[:300]
     ready = all(value == "ok" for value in checks.values())
     return Response({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+
+@get("/metrics", sync_to_thread=False, include_in_schema=False)
+def metrics_endpoint() -> Response[bytes]:
+    """Prometheus metrics of this process (or of every process, in multiprocess mode): no tenant data, only
+    bounded labels (``platform/metrics.py``). Not under /api and not authenticated: expose it to the scraper's
+    network only (the reverse proxy should not route it)."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -33,6 +33,7 @@ from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import InboundRequest, MalformedPayload, VerificationFailed, get_kind
 from backoffice.connectors.service import open_context, record_failure, record_success
+from backoffice.platform import metrics
 from backoffice.platform.db.session import Database, NotFound, get_owned
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.input_rules import parse_json
@@ -98,11 +99,13 @@ async def receive_hook(tenant_slug: str, instance_id: uuid.UUID, request: Reques
         await _note_failure(database, tenant.id, instance_id, f"webhook refused: {error}")
         return problem(401, "Unauthorized", str(error))
     except ValidationFailed as error:
+        metrics.INTAKE_EVENTS.labels("provider_webhook", "refused").inc()
         log.warning("hook %s/%s malformed: %s", tenant.slug, instance_id, error)
         await _note_failure(database, tenant.id, instance_id, f"webhook malformed: {error}")
         return problem(400, "Malformed webhook", str(error),
                        errors=[{"field": e.field, "message": e.message} for e in error.errors])
     except MalformedPayload as error:
+        metrics.INTAKE_EVENTS.labels("provider_webhook", "refused").inc()
         log.warning("hook %s/%s malformed: %s", tenant.slug, instance_id, error)
         await _note_failure(database, tenant.id, instance_id, f"webhook malformed: {error}")
         return problem(400, "Malformed webhook", str(error))
@@ -110,9 +113,12 @@ async def receive_hook(tenant_slug: str, instance_id: uuid.UUID, request: Reques
         log.warning("hook %s/%s cannot be confirmed now: %s", tenant.slug, instance_id, error)
         await _note_failure(database, tenant.id, instance_id, f"webhook not confirmed: {error}")
         return _unavailable()
-    async with database.tenant(tenant.id) as session:
-        results = await ingest_batch(session, tenant.id, events)
-        record_success(await get_owned(session, ConnectorInstance, instance_id))
+    with metrics.intake("provider_webhook") as counts:
+        async with database.tenant(tenant.id) as session:
+            results = await ingest_batch(session, tenant.id, events)
+            record_success(await get_owned(session, ConnectorInstance, instance_id))
+        for result in results:
+            counts[result.status] += 1
     summary: dict[str, Any] = {
         "received": len(results),
         "accepted": sum(r.status == "accepted" for r in results),

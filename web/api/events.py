@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.platform import metrics
 from backoffice.platform.db.session import get_owned
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.events.intake import MAX_BATCH, ingest, ingest_batch, validate
@@ -26,7 +27,9 @@ BATCH_MAX_BODY = 16 * 1024 * 1024
 @endpoint(post, "/", scope="events:write", operation_id="createEvent", status_code=202,
           description="Store one event (deduplicated on source + external_id) for processing.")
 async def create(data: dict[str, Any], session: AsyncSession, principal: ApiPrincipal) -> EventAccepted:
-    result = await ingest(session, principal.tenant_id, data)
+    with metrics.intake("api") as counts:
+        result = await ingest(session, principal.tenant_id, data)
+        counts[result.status] += 1
     return EventAccepted(event_id=result.event_id, status=result.status)
 
 
@@ -36,17 +39,19 @@ async def create(data: dict[str, Any], session: AsyncSession, principal: ApiPrin
 async def create_batch(data: BatchIn, session: AsyncSession, principal: ApiPrincipal) -> Response[BatchOut]:
     results: list[BatchItem | None] = [None] * len(data.events)
     valid, positions = [], []
-    for index, raw in enumerate(data.events):
-        try:
-            valid.append(validate(raw))
-            positions.append(index)
-        except ValidationFailed as error:
-            results[index] = BatchItem(index=index, status="invalid",
-                                       errors=[FieldProblem(field=e.field, message=e.message) for e in error.errors])
-    for index, outcome in zip(positions, await ingest_batch(session, principal.tenant_id, valid), strict=True):
-        results[index] = BatchItem(index=index, status=outcome.status, event_id=outcome.event_id)
-    items = [r for r in results if r is not None]
-    counts = {s: sum(1 for r in items if r.status == s) for s in ("accepted", "duplicate", "invalid")}
+    with metrics.intake("api_batch") as measured:
+        for index, raw in enumerate(data.events):
+            try:
+                valid.append(validate(raw))
+                positions.append(index)
+            except ValidationFailed as error:
+                results[index] = BatchItem(index=index, status="invalid", errors=[
+                    FieldProblem(field=e.field, message=e.message) for e in error.errors])
+        for index, outcome in zip(positions, await ingest_batch(session, principal.tenant_id, valid), strict=True):
+            results[index] = BatchItem(index=index, status=outcome.status, event_id=outcome.event_id)
+        items = [r for r in results if r is not None]
+        counts = {s: sum(1 for r in items if r.status == s) for s in ("accepted", "duplicate", "invalid")}
+        measured.update(accepted=counts["accepted"], duplicate=counts["duplicate"], refused=counts["invalid"])
     return Response(BatchOut(**counts, results=items), status_code=207)
 
 
