@@ -161,3 +161,24 @@ async def test_the_demo_gives_the_inbox_something_and_answers_one(database):
     assert sorted(unread.values()) == [1, 2]  # Aurora's first feedback was answered
     [answered] = [r for r in rows if r.replies]
     assert answered.state == FeedbackState.ACKNOWLEDGED and answered.customer_name == "Casa do Pão Ltda"
+
+
+async def test_the_inbox_and_the_counts_are_one_statement_each_whatever_the_tenants(database, tenants, notes):
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append(statement)
+
+    event.listen(database.system_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with database.system() as session:
+            for scope in (None, [tenants.a.id], [tenants.a.id, tenants.b.id]):
+                seen.clear()
+                await feedback_inbox(session, tenant_ids=scope, filters=feedback_filter(text="cliente"))
+                await unread_feedback_by_tenant(session, scope)
+                assert len(seen) == 2, seen
+    finally:
+        event.remove(database.system_engine.sync_engine, "before_cursor_execute", count)
