@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -238,6 +238,11 @@ async def set_enabled(session: AsyncSession, instance_id: uuid.UUID, enabled: bo
 async def get_instance(session: AsyncSession, instance_id: uuid.UUID) -> ConnectorInstance:
     """The session tenant's instance; another tenant's id is NotFound like a missing one."""
     return await get_owned(session, ConnectorInstance, instance_id)
+
+
+def instances_query() -> Select:
+    """The session's tenant's connector instances, for a paginated list (the caller adds the order)."""
+    return select(ConnectorInstance)
 
 
 async def list_instances(session: AsyncSession) -> list[ConnectorInstance]:

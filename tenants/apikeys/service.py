@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -159,8 +159,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def api_keys_query() -> Select:
+    """The session's tenant's keys, for a paginated list (the caller adds the order)."""
+    return select(ApiKey)
+
+
 async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
-    return list((await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars())
+    return list((await session.execute(api_keys_query().order_by(ApiKey.created_at, ApiKey.id))).scalars())
 
 
 async def get_api_key(session: AsyncSession, key_id: uuid.UUID) -> ApiKey:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.onboarding import STEPS
 
 SHOWN = 50
+
+
+def tenants_query(*, only: Collection[uuid.UUID] | None = None) -> Select:
+    """The tenants a staff member serves (``only``: their assigned ids; None: all, for a provider admin),
+    for a paginated list through ``Database.system()``."""
+    query = select(Tenant)
+    return query if only is None else query.where(Tenant.id.in_(list(only)))
 
 
 async def onboarding_in_progress(session: AsyncSession, *, only: Collection[uuid.UUID] | None = None,

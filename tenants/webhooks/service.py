@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -91,8 +91,13 @@ async def get_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Webhook
     return await get_owned(session, WebhookEndpoint, endpoint_id)
 
 
+def endpoints_query() -> Select:
+    """The session's tenant's endpoints, for a paginated list (the caller adds the order)."""
+    return select(WebhookEndpoint)
+
+
 async def list_endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
-    query = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    query = endpoints_query().order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
     return list((await session.execute(query)).scalars())
 
 

@@ -7,14 +7,18 @@ import uuid
 from datetime import timedelta
 
 from litestar import Router, get, post
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.tenants.apikeys.models import ApiKey
 from backoffice.tenants.apikeys.service import (
+    api_keys_query,
     create_api_key, get_api_key, list_api_keys, revoke_api_key, roll_api_key,
 )
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
-from backoffice.web.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, ApiKeyRoll
+from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
+from backoffice.web.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, ApiKeyRoll, Page
 
 
 def _created(new) -> ApiKeyCreated:
@@ -22,8 +26,15 @@ def _created(new) -> ApiKeyCreated:
 
 
 @endpoint(get, "/", scope="keys:read", operation_id="listApiKeys")
-async def list_(session: AsyncSession) -> list[ApiKeyOut]:
-    return [ApiKeyOut.model_validate(k) for k in await list_api_keys(session)]
+async def list_(
+    session: AsyncSession,
+    sort: str = Parameter(default="created_at", description="created_at; prefix - for descending."),
+    limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[ApiKeyOut]:
+    page = await paginate(session, api_keys_query(), ApiKey, sorts={"created_at": ApiKey.created_at}, sort=sort,
+                          limit=limit, cursor=cursor)
+    return Page[ApiKeyOut](data=[ApiKeyOut.model_validate(k) for k in page.items], next_cursor=page.next_cursor)
 
 
 @endpoint(post, "/", scope="keys:write", operation_id="createApiKey", status_code=201)

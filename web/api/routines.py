@@ -28,9 +28,11 @@ async def _locale(session: AsyncSession, principal: ApiPrincipal) -> str:
 
 
 @endpoint(get, "/routines", scope=SCOPE, operation_id="listRoutines")
-async def list_routines(session: AsyncSession) -> list[RoutineOut]:
-    """Each routine: its schedule in the company's time zone, paused or not, its last and next run."""
-    return [RoutineOut.model_validate(entry) for entry in await queries.routine_statuses(session)]
+async def list_routines(session: AsyncSession) -> Page[RoutineOut]:
+    """Each routine: its schedule in the company's time zone, paused or not, its last and next run. The
+    routines are the platform's fixed catalogue, so the list is one page (``next_cursor`` is null)."""
+    return Page[RoutineOut](data=[RoutineOut.model_validate(e) for e in await queries.routine_statuses(session)],
+                            next_cursor=None)
 
 
 @endpoint(get, "/routine-runs", scope=SCOPE, operation_id="listRoutineRuns")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.tenants.webhooks import service
-from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
+from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
@@ -91,8 +91,15 @@ def _out(row) -> EndpointOut:
 
 
 @endpoint(get, "/", scope="webhooks:read", operation_id="listWebhookEndpoints")
-async def list_(session: AsyncSession) -> list[EndpointOut]:
-    return [_out(e) for e in await service.list_endpoints(session)]
+async def list_(
+    session: AsyncSession,
+    sort: str = Parameter(default="created_at", description="created_at; prefix - for descending."),
+    limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[EndpointOut]:
+    page = await paginate(session, service.endpoints_query(), WebhookEndpoint,
+                          sorts={"created_at": WebhookEndpoint.created_at}, sort=sort, limit=limit, cursor=cursor)
+    return Page[EndpointOut](data=[_out(e) for e in page.items], next_cursor=page.next_cursor)
 
 
 @endpoint(post, "/", scope="webhooks:write", operation_id="createWebhookEndpoint", status_code=201)

@@ -188,6 +188,8 @@ async def test_staff_start_retry_pause_resume_and_reschedule_audited(spine, clie
     assert (only_hour["hour"], only_hour["day"]) == (6, 3)  # null resets the hour; the day left out stays
 
     overview = (await client.get(f"/api/v1/staff/tenants/{a.id}/routines", headers=operator)).json()
+    assert overview["next_cursor"] is None  # the fixed catalogue: one page, in the shape of every list
+    overview = overview["data"]
     mine = next(r for r in overview if r["routine"] == ROUTINE.name)
     assert mine["last_run"]["id"] == retry["id"] and mine["schedule_kind"] == "monthly"
     assert (mine["configured"], mine["requires"]) == (True, [])
@@ -223,6 +225,8 @@ async def test_a_companys_systems_read_their_own_routines_and_runs(spine, client
     assert forbidden.status_code == 403 and "routines:read" in forbidden.text
 
     routines = (await client.get("/api/v1/routines", headers=reader)).json()
+    assert routines["next_cursor"] is None
+    routines = routines["data"]
     mine = next(r for r in routines if r["routine"] == ROUTINE.name)
     assert (mine["title"], mine["item_noun"], mine["last_run"]["id"]) == ("Faturamento de teste", "cobranças",
                                                                           runs["alfa"])

@@ -71,8 +71,13 @@ async def test_every_staff_route_needs_a_token_and_hides_unassigned_tenants(clie
 
 async def test_operator_sees_only_assigned_tenants_admin_sees_all(client, tenants, staff):
     operator, admin = await _token(client, "op@provider.example"), await _token(client, "admin@provider.example")
-    assert [t["slug"] for t in (await client.get("/api/v1/staff/tenants", headers=operator)).json()] == ["alfa"]
-    assert [t["slug"] for t in (await client.get("/api/v1/staff/tenants", headers=admin)).json()] == ["alfa", "beta"]
+    assert [t["slug"] for t in (await client.get("/api/v1/staff/tenants", headers=operator)).json()["data"]] == ["alfa"]
+    assert [t["slug"] for t in (await client.get("/api/v1/staff/tenants", headers=admin)).json()["data"]] == ["alfa", "beta"]
+    # Every list has one shape: a page of data and the cursor of the next one.
+    first = (await client.get("/api/v1/staff/tenants", params={"limit": 1}, headers=admin)).json()
+    rest = (await client.get("/api/v1/staff/tenants", params={"limit": 1, "cursor": first["next_cursor"]},
+                             headers=admin)).json()
+    assert [t["slug"] for t in first["data"] + rest["data"]] == ["alfa", "beta"] and rest["next_cursor"] is None
     assert (await client.get(f"/api/v1/staff/tenants/{tenants.b.id}", headers=operator)).status_code == 404
     assert (await client.get(f"/api/v1/staff/tenants/{tenants.a.id}", headers=operator)).status_code == 200
     created = await client.post("/api/v1/staff/tenants", headers=operator, json={
@@ -105,7 +110,7 @@ async def test_staff_writes_are_audited(client, database, tenants, staff):
         assert response.status_code < 300, (path, response.text)
     policy = (await client.get(f"/api/v1/staff/tenants/{gama}/policy", headers=admin)).json()
     assert policy["version"] == 1 and policy["config"]["start_trigger"] == "invoice.issued"
-    history = (await client.get(f"/api/v1/staff/tenants/{gama}/policy/history", headers=admin)).json()
+    history = (await client.get(f"/api/v1/staff/tenants/{gama}/policy/history", headers=admin)).json()["data"]
     assert [v["version"] for v in history] == [1]
     log = (await client.get("/api/v1/staff/audit", headers=admin, params={"tenant_id": gama})).json()["data"]
     actions = {entry["action"] for entry in log if entry["actor_label"] == "admin@provider.example"}
@@ -142,7 +147,7 @@ async def test_unmatched_events_are_listed_and_retried(client, database, tenants
         event = await session.get(Event, (tenants.a.id, result.event_id))
         event.status = EventStatus.UNMATCHED
     operator = await _token(client, "op@provider.example")
-    listed = (await client.get(f"/api/v1/staff/tenants/{tenants.a.id}/unmatched-events", headers=operator)).json()
+    listed = (await client.get(f"/api/v1/staff/tenants/{tenants.a.id}/unmatched-events", headers=operator)).json()["data"]
     assert [e["id"] for e in listed] == [str(result.event_id)]
     retried = await client.post(f"/api/v1/staff/tenants/{tenants.a.id}/events/{result.event_id}/retry",
                                 headers=operator)

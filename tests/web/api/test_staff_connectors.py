@@ -20,7 +20,7 @@ async def test_staff_configure_a_tenants_connector_with_secrets_kept_encrypted(c
     a, b = tenants.a, tenants.b
     dns["api.asaas.com"] = [ASAAS_ADDRESS]  # the save resolves and checks the host
     operator = await _token(client, "op@provider.example")
-    kinds = (await client.get("/api/v1/staff/connector-kinds", headers=operator)).json()
+    kinds = (await client.get("/api/v1/staff/connector-kinds", headers=operator)).json()["data"]
     asaas = next(k for k in kinds if k["name"] == "asaas")
     assert asaas["inbound"] is True and set(asaas["secret_fields"]) == {"api_key", "webhook_token"}
     assert "api.asaas.com" in asaas["hosts"]
@@ -39,7 +39,7 @@ async def test_staff_configure_a_tenants_connector_with_secrets_kept_encrypted(c
     assert len(audit) == 1 and audit[0].actor_type == "staff" and "SECRET" not in str(audit[0].detail)
 
     listed = await client.get(f"/api/v1/staff/tenants/{a.id}/connectors", headers=operator)
-    assert [c["id"] for c in listed.json()] == [body["id"]] and "SECRET" not in listed.text
+    assert [c["id"] for c in listed.json()["data"]] == [body["id"]] and "SECRET" not in listed.text
 
     disabled = await client.patch(f"/api/v1/staff/tenants/{a.id}/connectors/{body['id']}",
                                   json={"enabled": False, "reason": "rotating the gateway"}, headers=operator)
@@ -48,7 +48,7 @@ async def test_staff_configure_a_tenants_connector_with_secrets_kept_encrypted(c
     # Another tenant: the operator is not mobilised on B (404), and A's connector id under B is 404 too.
     assert (await client.get(f"/api/v1/staff/tenants/{b.id}/connectors", headers=operator)).status_code == 404
     admin = await _token(client, "admin@provider.example")
-    assert (await client.get(f"/api/v1/staff/tenants/{b.id}/connectors", headers=admin)).json() == []
+    assert (await client.get(f"/api/v1/staff/tenants/{b.id}/connectors", headers=admin)).json() == {"data": [], "next_cursor": None}
     foreign = await client.get(f"/api/v1/staff/tenants/{b.id}/connectors/{body['id']}", headers=admin)
     assert foreign.status_code == 404
 

@@ -19,6 +19,8 @@ async def test_endpoint_lifecycle_and_isolation(database, tenants, api_keys):
         hook = created.json()
         assert hook["secret"].startswith("whsec_") and hook["event_types"] == ["payment.cleared"]
         listed = (await client.get("/api/v1/webhooks", headers=h)).json()
+        assert listed["next_cursor"] is None
+        listed = listed["data"]
         assert [e["id"] for e in listed] == [hook["id"]] and "secret" not in listed[0]
         patched = await client.patch(f"/api/v1/webhooks/{hook['id']}", headers=h, json={"event_types": []})
         assert patched.status_code == 200 and patched.json()["event_types"] == []
@@ -36,7 +38,7 @@ async def test_endpoint_lifecycle_and_isolation(database, tenants, api_keys):
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "url"
 
         theirs = bearer(api_keys.b)
-        assert (await client.get("/api/v1/webhooks", headers=theirs)).json() == []
+        assert (await client.get("/api/v1/webhooks", headers=theirs)).json() == {"data": [], "next_cursor": None}
         assert (await client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=theirs)).status_code == 404
         assert (await client.post(f"/api/v1/webhooks/deliveries/{sent.json()['id']}/replay",
                                   headers=theirs)).status_code == 404

@@ -9,13 +9,17 @@ import uuid
 
 from litestar import get, patch, post
 from litestar.datastructures import State
+from litestar.params import Parameter
 
 from backoffice.connectors import service
 from backoffice.connectors.checks import check_connection
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import kinds, secret_fields
 from backoffice.platform.staff.models import Staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
+from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
+from backoffice.web.api.schemas import Page
 from backoffice.web.api.staff.auth import actor, require_admin
 from backoffice.web.api.staff.schemas import (
     ConnectionCheckOut, ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch,
@@ -29,19 +33,28 @@ def _out(instance) -> ConnectorOut:
 
 
 @get("/connector-kinds", operation_id="staffListConnectorKinds", responses=problems(401))
-async def list_kinds(staff: Staff) -> list[ConnectorKindOut]:
-    return [
+async def list_kinds(staff: Staff) -> Page[ConnectorKindOut]:
+    """The connector kinds the platform has: a fixed catalogue, so one page (``next_cursor`` is null)."""
+    return Page[ConnectorKindOut](data=[
         ConnectorKindOut(name=kind.name, title=kind.title, inbound=bool(getattr(kind, "inbound", False)),
                          channel=getattr(kind.channel, "value", None),
                          secret_fields=sorted(secret_fields(kind.config_model)), hosts=sorted(kind.hosts))
         for kind in sorted(kinds().values(), key=lambda k: k.name)
-    ]
+    ], next_cursor=None)
 
 
 @get("/tenants/{tenant_id:uuid}/connectors", operation_id="staffListConnectors", responses=problems(*ERRORS))
-async def list_connectors(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> list[ConnectorOut]:
+async def list_connectors(
+    tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
+    sort: str = Parameter(default="created_at", description="created_at, name; prefix - for descending."),
+    limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[ConnectorOut]:
     async with state.database.provider(tenant.id) as session:
-        return [_out(instance) for instance in await service.list_instances(session)]
+        page = await paginate(session, service.instances_query(), ConnectorInstance,
+                              sorts={"created_at": ConnectorInstance.created_at, "name": ConnectorInstance.name},
+                              sort=sort, limit=limit, cursor=cursor)
+        return Page[ConnectorOut](data=[_out(instance) for instance in page.items], next_cursor=page.next_cursor)
 
 
 @post("/tenants/{tenant_id:uuid}/connectors", operation_id="staffCreateConnector", status_code=201,

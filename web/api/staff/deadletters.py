@@ -21,7 +21,8 @@ from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
-from backoffice.web.api.schemas import EventOut
+from backoffice.web.api.pagination import paginate
+from backoffice.web.api.schemas import EventOut, Page
 from backoffice.web.api.staff.auth import actor
 from backoffice.web.api.staff.schemas import DeadLettersOut, DeadMessageOut
 
@@ -102,11 +103,14 @@ async def _outcome(state: State, tenant_id: uuid.UUID, replay_id: uuid.UUID, lim
 
 @get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=_r())
 async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
-                    limit: int = Parameter(default=100, ge=1, le=200)) -> list[EventOut]:
+                    sort: str = Parameter(default="-received_at", description="received_at; - for descending."),
+                    limit: int = Parameter(default=100, ge=1, le=200),
+                    cursor: str | None = Parameter(default=None, max_length=500)) -> Page[EventOut]:
+    """Events no customer matched yet, newest first."""
     async with state.database.provider(tenant_id) as session:
-        rows = (await session.execute(queries.unmatched_events_query().order_by(Event.received_at.desc())
-                                      .limit(limit))).scalars()
-        return [EventOut.model_validate(e) for e in rows]
+        page = await paginate(session, queries.unmatched_events_query(), Event,
+                              sorts={"received_at": Event.received_at}, sort=sort, limit=limit, cursor=cursor)
+        return Page[EventOut](data=[EventOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 
 
 @get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=_r())

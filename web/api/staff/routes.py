@@ -11,7 +11,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.params import Parameter
-from sqlalchemy import select
 
 from backoffice.platform.ratelimit import LOG_IN, gate
 from backoffice.platform.staff.models import Staff, StaffRole
@@ -30,6 +29,8 @@ from backoffice.tenants.registry.settings import (
 )
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.web.api.common import problems
+from backoffice.tenants.registry.queries import tenants_query
+from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.schemas import Page
 from backoffice.web.api.staff.clock import clock_routes
 from backoffice.web.api.staff.connectors import connector_routes
@@ -75,12 +76,19 @@ async def create_token(data: TokenIn, request: Request, state: State) -> TokenOu
 # --- tenants --------------------------------------------------------------------------------------
 
 @get("/tenants", operation_id="staffListTenants", responses=_r())
-async def list_tenants(staff: Staff, state: State) -> list[TenantOut]:
+async def list_tenants(
+    staff: Staff, state: State,
+    sort: str = Parameter(default="slug", description="slug, created_at; prefix - for descending."),
+    limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
+    cursor: str | None = Parameter(default=None, max_length=500),
+) -> Page[TenantOut]:
+    """The tenants this staff member serves (a provider admin: all)."""
     async with state.database.system() as session:
-        query = select(Tenant).order_by(Tenant.slug)
-        if staff.role != StaffRole.ADMIN:
-            query = query.where(Tenant.id.in_(await assigned_tenant_ids(session, staff)))
-        return [_tenant_out(t) for t in (await session.execute(query)).scalars()]
+        only = None if staff.role == StaffRole.ADMIN else await assigned_tenant_ids(session, staff)
+        page = await paginate(session, tenants_query(only=only), Tenant,
+                              sorts={"slug": Tenant.slug, "created_at": Tenant.created_at}, sort=sort, limit=limit,
+                              cursor=cursor)
+        return Page[TenantOut](data=[_tenant_out(t) for t in page.items], next_cursor=page.next_cursor)
 
 
 @post("/tenants", operation_id="staffCreateTenant", status_code=201, responses=_r(409))
@@ -185,9 +193,11 @@ async def patch_policy(
 @get("/tenants/{tenant_id:uuid}/policy/history", operation_id="staffPolicyHistory", responses=_r())
 async def get_policy_history(
     tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
-) -> list[PolicyVersionOut]:
+) -> Page[PolicyVersionOut]:
+    """Every saved version, newest first: a handful per company, so one page (``next_cursor`` is null)."""
     async with state.database.provider(tenant_id) as session:
-        return [PolicyVersionOut.model_validate(v) for v in await policy_history(session)]
+        return Page[PolicyVersionOut](data=[PolicyVersionOut.model_validate(v) for v in await policy_history(session)],
+                                      next_cursor=None)
 
 
 # --- assignments ----------------------------------------------------------------------------------

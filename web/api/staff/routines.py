@@ -74,10 +74,12 @@ async def list_runs(
 
 
 @get("/tenants/{tenant_id:uuid}/routines", operation_id="staffListRoutines", responses=_r())
-async def list_routines(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> list[RoutineOut]:
-    """Each routine of the tenant: schedule in the tenant's time zone, paused (by whom, why), last and next run."""
+async def list_routines(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> Page[RoutineOut]:
+    """Each routine of the tenant: schedule in the tenant's time zone, paused (by whom, why), last and next run.
+    The routines are the platform's fixed catalogue, so one page (``next_cursor`` is null)."""
     async with state.database.provider(tenant.id) as session:
-        return [RoutineOut.model_validate(entry) for entry in await queries.routine_statuses(session)]
+        return Page[RoutineOut](data=[RoutineOut.model_validate(e) for e in await queries.routine_statuses(session)],
+                                next_cursor=None)
 
 
 NEEDS_ATTENTION = {RunStatus.FAILED.value, RunStatus.PARTIAL.value, RunStatus.PAUSED.value}
