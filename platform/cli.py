@@ -243,6 +243,64 @@ async def tenants_remove_host(database, slug, reason) -> None:
     click.echo(f"{tenant.slug} has no custom host")
 
 
+@tenants.command("export")
+@click.argument("slug")
+@click.option("--output", "output", type=click.File("w", encoding="utf-8"), default="-",
+              help="File to write; default: standard output.")
+@_run_db
+async def tenants_export(database, slug, output) -> None:
+    """Every row of one tenant as JSON lines (secrets stay encrypted at rest)."""
+    from backoffice.tenants.registry.export import count_rows, export_tenant, tenant_tables
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        total = sum((await count_rows(session, tenant.id, await tenant_tables(session))).values())
+        with click.progressbar(length=total, label=f"Exporting {tenant.slug}", file=sys.stderr) as bar:
+            written = await export_tenant(session, tenant, output, progress=bar.update)
+    click.echo(f"exported {sum(written.values())} rows of {tenant.slug} from {len(written)} tables", err=True)
+
+
+@tenants.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_run_db
+async def tenants_import(database, file) -> None:
+    """Load a tenant export into this database (which must not hold that tenant yet)."""
+    from backoffice.tenants.registry.export import import_tenant
+
+    with open(file, encoding="utf-8") as source:
+        lines = sum(1 for line in source if line.strip())
+    with open(file, encoding="utf-8") as source, \
+            click.progressbar(length=lines, label="Importing", file=sys.stderr) as bar:
+        async with database.system() as session:
+            tenant = await import_tenant(session, source, acting=Actor.cli(), progress=bar.update)
+    click.echo(f"imported {tenant.slug} ({tenant.id}): {lines} rows")
+
+
+@tenants.command("purge")
+@click.argument("slug")
+@click.option("--reason", required=True, help="Why (e.g. the LGPD request); kept in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_run_db
+async def tenants_purge(database, slug, reason, yes) -> None:
+    """Delete every row of a tenant suspended for BACKOFFICE_TENANT_PURGE_GRACE_DAYS (its audit entries stay)."""
+    from datetime import timedelta
+
+    from backoffice.tenants.registry.export import purge_tenant, tenant_tables
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    if not yes:
+        click.confirm(f"Delete every row of {slug}? This cannot be undone", abort=True)
+    grace = timedelta(days=_settings().tenant_purge_grace_days)
+    async with database.system() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+        tables = len(await tenant_tables(session))
+        with click.progressbar(length=tables, label=f"Purging {slug}", file=sys.stderr) as bar:
+            deleted = await purge_tenant(session, tenant, grace=grace, reason=reason, acting=Actor.cli(),
+                                         progress=bar.update)
+    click.echo(f"purged {slug}: {sum(deleted.values())} rows deleted; its audit entries are kept")
+
+
 # --- staff ----------------------------------------------------------------------------------------
 
 @main.group()

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     environment: Literal["production", "staging", "demo", "test"] | None = Field(default=None, description=(
         "What this deployment is: production refuses demo-only tools (moving a tenant's clock forward); "
         "empty: demo in the embedded mode, production otherwise."))
+    tenant_purge_grace_days: int = Field(default=30, ge=0, le=3650, description=(
+        "Days a tenant must have been suspended before `backoffice tenants purge` deletes its data."))
 
     @field_validator("database_url", "system_database_url", "migration_database_url")
     @classmethod
