@@ -3,6 +3,7 @@ catalogue, and a page in either language shows no words of the other."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from babel.messages.pofile import read_po
 from backoffice.web.portal.render import LOCALE_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
-CALL = re.compile(r"""\b_\((["'])(.+?)\1""")
+# The string literal passed to _() (adjacent literals and escaped quotes included), as Python reads it.
+LITERAL = r"""(?:"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')"""
+CALL = re.compile(r"\b_\(\s*(" + LITERAL + r"(?:\s*" + LITERAL + r")*)")
 
 
 def test_every_console_string_is_translated_to_pt_br():
@@ -19,7 +22,7 @@ def test_every_console_string_is_translated_to_pt_br():
         catalog = read_po(source)
     translated = {message.id for message in catalog if message.id and message.string}
     sources = [*(ROOT / "web" / "templates" / "console").glob("*.html"), *(ROOT / "web" / "console").glob("*.py")]
-    used = {match.group(2) for path in sources for match in CALL.finditer(path.read_text())}
+    used = {ast.literal_eval("(" + match.group(1) + ")") for path in sources for match in CALL.finditer(path.read_text())}
     assert len(used) > 80
     missing = sorted(used - translated)
     assert not missing, f"add to web/locale/pt_BR/LC_MESSAGES/messages.po: {missing}"
