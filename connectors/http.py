@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import httpx
 
 from backoffice.connectors.registry import ConnectorError
+from backoffice.platform import metrics
 from backoffice.platform.availability import REDIS_ERRORS, Pause, redis_client
 from backoffice.platform.security.outbound import CheckedTransport, TargetRefused
 from backoffice.platform.settings import Settings
@@ -143,8 +144,10 @@ def circuit_key(tenant_id: uuid.UUID, instance_id: uuid.UUID) -> str:
 
 
 class CircuitBreaker:
-    def __init__(self, store: BreakerStore, key: str, *, threshold: int = 5, cooldown: float = 30.0) -> None:
+    def __init__(self, store: BreakerStore, key: str, *, threshold: int = 5, cooldown: float = 30.0,
+                 kind: str = "connector") -> None:
         self.store, self.key, self.threshold, self.cooldown = store, key, threshold, cooldown
+        self.kind = kind  # the connector kind, for metrics only
 
     async def state(self) -> str:
         current = await self.store.get(self.key)
@@ -166,6 +169,8 @@ class CircuitBreaker:
         current = await self.store.get(self.key)
         if current != CircuitState():
             await self.store.put(self.key, CircuitState())
+            if current.opened_at is not None:
+                metrics.CIRCUIT_TRANSITIONS.labels(self.kind, "closed").inc()
 
     async def failure(self) -> None:
         current = await self.store.get(self.key)
@@ -174,6 +179,7 @@ class CircuitBreaker:
         if failures >= self.threshold:
             opened = time.time()
             if current.opened_at is None:
+                metrics.CIRCUIT_TRANSITIONS.labels(self.kind, "open").inc()
                 log.warning("circuit %s opened after %d consecutive failures", self.key, failures)
         await self.store.put(self.key, CircuitState(failures, opened))
 
@@ -198,7 +204,7 @@ class Http:
         threshold = kwargs.pop("threshold", 5)
         cooldown = kwargs.pop("cooldown", 30.0)
         breaker = CircuitBreaker(breaker_store(settings), circuit_key(tenant_id, instance_id),
-                                 threshold=threshold, cooldown=cooldown)
+                                 threshold=threshold, cooldown=cooldown, kind=kind)
         kwargs.setdefault("settings", settings)
         kwargs.setdefault("who", f"{kind} instance {instance_id} of tenant {tenant_id}")
         return cls(breaker, **kwargs)
@@ -240,7 +246,12 @@ class Http:
         if self.hosts is not None and host not in self.hosts:
             raise ProviderError(f"{label}: {host} is not one of this connector's hosts ({', '.join(sorted(self.hosts))})",
                                 retryable=False)
-        await self._bookkeeping("before", self.breaker.before)
+        calls = metrics.CONNECTOR_CALLS
+        try:
+            await self._bookkeeping("before", self.breaker.before)
+        except CircuitOpen:
+            calls.labels(self.breaker.kind, "circuit_open").inc()
+            raise
         problem = ""
         async with client(self.timeout, self.settings) as http:
             for attempt in range(attempts):
@@ -262,11 +273,13 @@ class Http:
                     continue
                 # The provider is up, even when it refuses this call. From here the answer stands.
                 await self._bookkeeping("success", self.breaker.success)
+                calls.labels(self.breaker.kind, "refused" if response.status_code >= 400 else "ok").inc()
                 if response.status_code >= 400:
                     raise ProviderError(f"{label}: provider refused with {response.status_code}: "
                                         f"{_excerpt(response)}", retryable=False, status=response.status_code)
                 return response
         await self._bookkeeping("failure", self.breaker.failure)
+        calls.labels(self.breaker.kind, "failed").inc()
         raise ProviderError(problem, retryable=True)
 
 

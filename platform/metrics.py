@@ -145,17 +145,22 @@ def set_outbox(total: int, oldest: datetime | None, worst_backlog: dict[str, int
     OUTBOX_SAMPLED_AT.set(now.timestamp())
 
 
-def instrument_pool(engine, name: str) -> None:
-    """Count an engine's checked-out connections (pool events; nothing to do on a NullPool)."""
-    from sqlalchemy import event
-    from sqlalchemy.pool import NullPool
+def forget_outbox() -> None:
+    """A scheduler that does not lead measures nothing: it publishes no stale outbox figures."""
+    for gauge in (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_SAMPLED_AT):
+        gauge.set(0)
+    OUTBOX_TENANT_BACKLOG.clear()
+    OUTBOX_TENANT_OLDEST_AGE.clear()
 
-    pool = engine.sync_engine.pool
-    if isinstance(pool, NullPool):
-        return
+
+def instrument_pool(engine, name: str) -> None:
+    """Count an engine's checked-out connections (pool events on the engine, so a pool rebuilt by
+    ``dispose()`` is counted too; a NullPool checks out a connection per use, counted the same)."""
+    from sqlalchemy import event
+
     gauge = DB_POOL_IN_USE.labels(name)
-    event.listen(pool, "checkout", lambda *_: gauge.inc())
-    event.listen(pool, "checkin", lambda *_: gauge.dec())
+    event.listen(engine.sync_engine, "checkout", lambda *_: gauge.inc())
+    event.listen(engine.sync_engine, "checkin", lambda *_: gauge.dec())
 
 
 # --- serving --------------------------------------------------------------------------------------------

@@ -40,7 +40,27 @@ def run_worker(settings: Settings, processes: int) -> None:
     """dramatiq's own CLI supervises the worker processes (signals, restarts, graceful shutdown)."""
     argv = [sys.executable, "-m", "dramatiq", "backoffice.platform.worker.entry",
             "--processes", str(processes), "--threads", str(settings.worker_threads)]
+    if settings.metrics_port:
+        # Each forked worker writes its metrics to files in this directory; one extra process serves their sum.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiprocess_directory()
+        os.environ["BACKOFFICE_METRICS_PORT"] = str(settings.metrics_port)
+        argv += ["--fork-function", "backoffice.platform.metrics:serve_worker_metrics"]
     os.execv(sys.executable, argv)
+
+
+def multiprocess_directory() -> str:
+    """The directory of prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR when set (emptied of
+    a previous run's files, as the library requires), else a new temporary one."""
+    import glob
+    import tempfile
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not chosen:
+        return tempfile.mkdtemp(prefix="backoffice-metrics-")
+    os.makedirs(chosen, exist_ok=True)
+    for stale in glob.glob(os.path.join(chosen, "*.db")):
+        os.remove(stale)
+    return chosen
 
 
 def run_scheduler(settings: Settings) -> None:
@@ -51,6 +71,10 @@ def run_scheduler(settings: Settings) -> None:
     from backoffice.platform.worker.broker import build_broker
 
     configure_logging(settings)
+    if settings.metrics_port:
+        from backoffice.platform.metrics import serve
+
+        serve(settings.metrics_port)
 
     async def main() -> None:
         database = Database(settings)

@@ -60,12 +60,15 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(default="", description=(
         "Comma-separated addresses or CIDR networks of the reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; empty: none (the connecting address is the client)."))
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description=(
+        "Port a worker or scheduler process serves Prometheus metrics on (the web app answers /metrics on "
+        "its own port); empty: not served."))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    tenant_purge_grace_days: int = Field(default=30, ge=0, le=3650, description=(
+        "Days a tenant must have been suspended before `backoffice tenants purge` deletes its data."))
     environment: Literal["production", "staging", "demo", "test"] | None = Field(default=None, description=(
         "What this deployment is: production refuses demo-only tools (moving a tenant's clock forward); "
         "empty: demo in the embedded mode, production otherwise."))
-    tenant_purge_grace_days: int = Field(default=30, ge=0, le=3650, description=(
-        "Days a tenant must have been suspended before `backoffice tenants purge` deletes its data."))
 
     @field_validator("database_url", "system_database_url", "migration_database_url")
     @classmethod

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
 
+from backoffice.platform import metrics
 from backoffice.platform.db.base import TenantOwned
 from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.platform.settings import Settings
@@ -160,6 +161,9 @@ class Database:
             if settings.system_database_url == settings.database_url
             else _engine(settings.system_database_url, settings)
         )
+        metrics.instrument_pool(self.engine, "app")
+        if self.system_engine is not self.engine:
+            metrics.instrument_pool(self.system_engine, "system")
         self._app_sessions = async_sessionmaker(self.engine, sync_session_class=ScopedSession, expire_on_commit=False)
         self._system_sessions = async_sessionmaker(
             self.system_engine, sync_session_class=ScopedSession, expire_on_commit=False

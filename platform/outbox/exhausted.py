@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
-from backoffice.platform import clock
+from backoffice.platform import clock, metrics
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.tenants.events.intake import PROCESS_JOB
@@ -66,4 +66,5 @@ async def give_up_exhausted(database: Database, *, max_dispatches: int = MAX_DIS
                 await routines.give_up_item(session, row.tenant_id, uuid.UUID(row.payload["item_id"]), reason)
             else:
                 await routines.give_up_plan(session, row.tenant_id, uuid.UUID(row.payload["run_id"]), reason)
+    metrics.DEAD_LETTERS.labels("outbox").inc(len(rows))
     return len(rows)

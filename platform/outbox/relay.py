@@ -38,7 +38,7 @@ from dramatiq.errors import ActorNotFound
 from sqlalchemy import JSON, Integer, String, Uuid, bindparam, text, tuple_, update
 from sqlalchemy.engine import make_url
 
-from backoffice.platform import clock
+from backoffice.platform import clock, metrics
 from backoffice.platform.db.base import UTCDateTime
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.lease import LEASE_SECONDS
@@ -156,6 +156,7 @@ async def relay_once(
     per_tenant_cap: int = 300, lease_seconds: float = LEASE_SECONDS,
 ) -> int:
     """One round: claim, commit, send. Returns how many rows were sent to the broker."""
+    started = time.perf_counter()
     rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,
                        per_tenant_cap=per_tenant_cap, lease_seconds=lease_seconds)
     if not rows:
@@ -164,6 +165,8 @@ async def relay_once(
     sent, unsent = await asyncio.to_thread(_send_all, broker, rows)
     if unsent:
         await _retry_soon(database, unsent)
+    metrics.RELAY_ROUND_SECONDS.observe(time.perf_counter() - started)
+    metrics.RELAY_ROWS.inc(sent)
     return sent
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dramatiq
 
 from backoffice.platform.db.session import Database
+from backoffice.platform.outbox.backlog import measure_backlog
 from backoffice.platform.outbox.exhausted import give_up_exhausted
 from backoffice.platform.outbox.relay import ensure_background
 from backoffice.platform.scheduler.service import periodic
@@ -41,3 +42,8 @@ async def scheduled_routines(database: Database, broker: dramatiq.Broker) -> Non
 @periodic("outbox.give_up", every=60.0)
 async def give_up_on_exhausted_rows(database: Database, broker: dramatiq.Broker) -> None:
     await give_up_exhausted(database)
+
+
+@periodic("metrics.outbox", every=15.0)
+async def outbox_metrics(database: Database, broker: dramatiq.Broker) -> None:
+    await measure_backlog(database)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import dramatiq
 
+from backoffice.platform import metrics
 from backoffice.platform.db.session import Database
 from backoffice.platform.scheduler.leader import Leadership, sleep_or_stop
 
@@ -54,13 +55,18 @@ class Scheduler:
                 await sleep_or_stop(self.stop, self.tick if self.leadership.is_leader else 2.0)
         finally:
             await self.leadership.release()
+            metrics.SCHEDULER_LEADER.set(0)
 
     async def _lead(self) -> bool:
         try:
-            return await self.leadership.try_acquire()
+            leading = await self.leadership.try_acquire()
         except Exception:
             log.exception("scheduler: cannot reach the database for leadership")
-            return False
+            leading = False
+        metrics.SCHEDULER_LEADER.set(int(leading))
+        if not leading:
+            metrics.forget_outbox()
+        return leading
 
     async def _run_due(self) -> None:
         now = time.monotonic()

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform import clock
+from backoffice.platform import clock, metrics
 from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
@@ -74,6 +74,7 @@ async def _deliver_all(session: AsyncSession, tenant: Tenant, messages: list[Out
                 _failed(session, message, f"{type(outcome).__name__}: {outcome}", retryable=True)
             else:
                 message.status = DeliveryStatus.SENT
+                metrics.DELIVERIES.labels(channel.value, "sent").inc()
                 message.sent_at = now
                 message.response = outcome
                 message.last_error = None
@@ -84,9 +85,12 @@ def _failed(session: AsyncSession, message: OutboundMessage, reason: str, *, ret
     message.last_error = reason[:2000]
     if not retryable or message.attempts >= MAX_ATTEMPTS:
         message.status = DeliveryStatus.DEAD
+        metrics.DELIVERIES.labels(message.channel.value, "dead").inc()
+        metrics.DEAD_LETTERS.labels("message").inc()
         message.next_attempt_at = None
         return
     message.status = DeliveryStatus.FAILED
+    metrics.DELIVERIES.labels(message.channel.value, "failed").inc()
     message.next_attempt_at = clock.now() + timedelta(seconds=next_delay(message.attempts))
     entry = add_to_outbox(session, message.tenant_id, DELIVER_JOB, message_id=str(message.id))
     entry.available_at = message.next_attempt_at

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import ConnectorError
-from backoffice.platform import clock
+from backoffice.platform import clock, metrics
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import TENANT_KEY, dialect_insert, get_owned
@@ -263,6 +263,7 @@ async def plan_run(session: AsyncSession, run_id: uuid.UUID) -> None:
                 plan = await routine.plan(session, run)
         except (RoutineUnavailable, ConnectorError) as error:
             run.status, run.error, run.finished_at = RunStatus.FAILED, str(error)[:2000], clock.now()
+            metrics.ROUTINE_RUNS.labels(run.routine, run.status.value).inc()
             log.warning("routine %s for tenant %s could not run: %s", run.routine, run.tenant_id, error)
             return
         specs = [{"key": s.key, "label": s.label[:300], "customer_id": s.customer_id, "data": s.data}
@@ -392,6 +393,7 @@ async def _finish(session: AsyncSession, run: RoutineRun, routine: Routine) -> N
     else:
         run.status = RunStatus.PARTIAL
     run.finished_at = clock.now()
+    metrics.ROUTINE_RUNS.labels(run.routine, run.status.value).inc()
     log.info("routine %s for tenant %s, %s: %s (%d done, %d failed of %d)", run.routine, run.tenant_id, run.period,
              run.status.value, run.items_done, run.items_failed, run.items_total)
 
@@ -425,6 +427,7 @@ async def give_up_plan(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid
     run = await session.get(RoutineRun, (tenant_id, run_id))
     if run is not None and run.status == RunStatus.QUEUED:
         run.status, run.error, run.finished_at = RunStatus.FAILED, reason[:2000], clock.now()
+        metrics.ROUTINE_RUNS.labels(run.routine, run.status.value).inc()
 
 
 async def _locked(session: AsyncSession, model, ident: uuid.UUID):

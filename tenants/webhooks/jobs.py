@@ -23,7 +23,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform import clock
+from backoffice.platform import clock, metrics
 from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.security.outbound import TargetRefused
 from backoffice.platform.security.secrets import SecretUnreadable
@@ -125,6 +125,7 @@ async def _record(session: AsyncSession, delivery: WebhookDelivery, endpoint: We
     delivery.response_snippet = answer.snippet[:1000] or None
     if 200 <= answer.status < 300:
         delivery.status = WebhookDeliveryStatus.SUCCEEDED
+        metrics.DELIVERIES.labels("webhook", "sent").inc()
         delivery.delivered_at = now
         delivery.next_attempt_at = None
         delivery.last_error = None
@@ -150,6 +151,7 @@ async def _failed(session: AsyncSession, delivery: WebhookDelivery, endpoint: We
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         delivery.status = WebhookDeliveryStatus.FAILED
+        metrics.DELIVERIES.labels("webhook", "failed").inc()
         delivery.next_attempt_at = now + timedelta(seconds=delay)
         await schedule(session, delivery, at=delivery.next_attempt_at)
     else:
@@ -168,6 +170,8 @@ async def _failed(session: AsyncSession, delivery: WebhookDelivery, endpoint: We
 
 def _dead(delivery: WebhookDelivery, reason: str) -> None:
     delivery.status = WebhookDeliveryStatus.DEAD
+    metrics.DELIVERIES.labels("webhook", "dead").inc()
+    metrics.DEAD_LETTERS.labels("webhook").inc()
     delivery.next_attempt_at = None
     delivery.last_error = reason[:2000]
 
