@@ -118,6 +118,7 @@ def tenants() -> None:
 @click.option("--primary-colour", default=None, help="#rrggbb")
 @_run_db
 async def tenants_create(database, slug, display_name, legal_name, cnpj, timezone, locale, primary_colour) -> None:
+    """Create a client company (CNPJ validated; the slug names it in every other command)."""
     from backoffice.tenants.registry.service import create_tenant
 
     branding = {"primary": primary_colour} if primary_colour else None
@@ -131,6 +132,7 @@ async def tenants_create(database, slug, display_name, legal_name, cnpj, timezon
 @tenants.command("list")
 @_run_db
 async def tenants_list(database) -> None:
+    """Every client company: slug, status, CNPJ and name."""
     from backoffice.platform.documents import format_cnpj
     from backoffice.tenants.registry.service import list_tenants
 
@@ -146,6 +148,7 @@ async def tenants_list(database) -> None:
 @click.option("--reason", required=True, help="Why; kept in the audit log and shown to nobody else.")
 @_run_db
 async def tenants_suspend(database, slug, reason) -> None:
+    """Suspend a company: its portal and API refuse, its data is kept."""
     from backoffice.tenants.registry.service import get_tenant_by_slug, suspend_tenant
 
     async with database.system() as session:
@@ -159,6 +162,7 @@ async def tenants_suspend(database, slug, reason) -> None:
 @click.option("--reason", default=None)
 @_run_db
 async def tenants_reactivate(database, slug, reason) -> None:
+    """Give a suspended company its access back."""
     from backoffice.tenants.registry.service import get_tenant_by_slug, reactivate_tenant
 
     async with database.system() as session:
@@ -316,6 +320,7 @@ def staff() -> None:
 @click.password_option(envvar="BACKOFFICE_NEW_PASSWORD", help="Or BACKOFFICE_NEW_PASSWORD.")
 @_run_db
 async def staff_create(database, email, name, role, password) -> None:
+    """Create a staff member of the provider (they enrol their second factor at first sign-in)."""
     from backoffice.platform.staff.service import create_staff
 
     async with database.system() as session:
@@ -387,6 +392,7 @@ async def staff_handover(database, email, slug, to_email, reason) -> None:
 @staff.command("list")
 @_run_db
 async def staff_list(database) -> None:
+    """Every staff member, their role and the companies they serve."""
     from sqlalchemy import select
 
     from backoffice.platform.staff.models import Assignment, Staff
@@ -422,6 +428,7 @@ def users() -> None:
 @click.option("--password", envvar="BACKOFFICE_NEW_PASSWORD", default=None, help="Or BACKOFFICE_NEW_PASSWORD; prompted when absent.")
 @_run_db
 async def users_create(database, slug, email, name, role, sso_only, password) -> None:
+    """Create a front-office user of a company."""
     from backoffice.tenants.registry.service import get_tenant_by_slug
     from backoffice.tenants.users.service import create_tenant_user
 
@@ -433,6 +440,25 @@ async def users_create(database, slug, email, name, role, sso_only, password) ->
         user = await create_tenant_user(session, email=email, name=name, role=role,
                                         password=None if sso_only else password, acting=Actor.cli())
     click.echo(f"created {user.role.value} {user.email} in {tenant.slug}")
+
+
+@users.command("list")
+@click.argument("slug", metavar="TENANT")
+@_run_db
+async def users_list(database, slug) -> None:
+    """A company's front-office users: e-mail, role, how they sign in, active or not."""
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+    from backoffice.tenants.users.service import list_tenant_users
+
+    async with database.anonymous() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+    async with database.provider(tenant.id) as session:
+        rows = await list_tenant_users(session)
+    click.echo(f"{'E-MAIL':<36} {'ROLE':<14} {'SIGN-IN':<9} {'STATE':<9} NAME")
+    for user in rows:
+        sign_in = "password" if user.password_hash else "sso"
+        state = "active" if user.active else "inactive"
+        click.echo(f"{user.email:<36} {user.role.value:<14} {sign_in:<9} {state:<9} {user.name}")
 
 
 
@@ -450,6 +476,7 @@ def keys() -> None:
 @click.option("--expires-days", type=int, default=None, help="Lifetime in days; capped by the tenant's maximum.")
 @_run_db
 async def keys_create(database, slug, name, scopes, expires_days) -> None:
+    """Create an API key for a company's systems (the secret is printed once)."""
     from backoffice.tenants.apikeys.service import create_api_key
     from backoffice.tenants.registry.service import get_tenant_by_slug
 
@@ -463,6 +490,47 @@ async def keys_create(database, slug, name, scopes, expires_days) -> None:
     click.echo(new.secret)
 
 
+@keys.command("list")
+@click.argument("slug", metavar="TENANT")
+@_run_db
+async def keys_list(database, slug) -> None:
+    """A company's API keys: id, prefix, name, scopes, expiry, last use and state (never the secret)."""
+    from backoffice.platform import clock
+    from backoffice.tenants.apikeys.service import list_api_keys
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.anonymous() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+    async with database.provider(tenant.id) as session:
+        rows = await list_api_keys(session)
+    now = clock.now()
+    click.echo(f"{'ID':<36} {'PREFIX':<16} {'STATE':<8} {'EXPIRES':<10} {'LAST USED':<16} NAME / SCOPES")
+    for key in rows:
+        state = ("revoked" if key.revoked_at else "expired" if key.expires_at and key.expires_at <= now
+                 else "active")
+        expires = key.expires_at.date().isoformat() if key.expires_at else "never"
+        used = key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "-"
+        click.echo(f"{str(key.id):<36} {key.display_prefix:<16} {state:<8} {expires:<10} {used:<16} "
+                   f"{key.name} / {', '.join(key.scopes)}")
+
+
+@keys.command("revoke")
+@click.argument("slug", metavar="TENANT")
+@click.argument("key_id", type=click.UUID)
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@_run_db
+async def keys_revoke(database, slug, key_id, reason) -> None:
+    """Revoke a company's API key at once (its next request is refused)."""
+    from backoffice.tenants.apikeys.service import revoke_api_key
+    from backoffice.tenants.registry.service import get_tenant_by_slug
+
+    async with database.anonymous() as session:
+        tenant = await get_tenant_by_slug(session, slug)
+    async with database.provider(tenant.id) as session:
+        key = await revoke_api_key(session, key_id, acting=Actor.cli(), reason=reason)
+    click.echo(f"revoked {key.display_prefix}... ({key.id}) of {tenant.slug}")
+
+
 # --- routines -------------------------------------------------------------------------------------
 
 @main.group()
@@ -470,7 +538,7 @@ def routines() -> None:
     """A tenant's back-office routines: their status and runs; start, retry, pause and resume them."""
 
 
-TENANT_OPTION = click.option("--tenant", "slug", required=True, help="The tenant's slug.")
+TENANT_ARGUMENT = click.argument("slug", metavar="TENANT")  # every command names its tenant first, by slug
 FOLLOW_OPTION = click.option("--follow/--no-follow", default=None,
                              help="Show the progress until the run finishes (default: when stdout is a terminal).")
 INTERVAL_OPTION = click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
@@ -501,7 +569,7 @@ def _counts(run: dict) -> str:
 
 
 @routines.command("list")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @_run_db
 async def routines_list(database, slug) -> None:
     """Each routine's schedule, state, last and next run."""
@@ -526,7 +594,7 @@ async def routines_list(database, slug) -> None:
 
 
 @routines.command("runs")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.option("--routine", default=None, help="Only this routine's runs.")
 @click.option("--status", "statuses", multiple=True,
               type=click.Choice(["queued", "running", "paused", "succeeded", "partial", "failed"]),
@@ -554,7 +622,7 @@ async def routines_runs(database, slug, routine, statuses, limit) -> None:
 
 
 @routines.command("start")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.argument("routine")
 @click.option("--period", default=None, help="YYYY-MM (monthly) or YYYY-MM-DD (daily); default: the current one.")
 @click.option("--reason", default=None, help="Why; kept in the audit log.")
@@ -575,7 +643,7 @@ def routines_start(slug, routine, period, reason, follow, interval) -> None:
 
 
 @routines.command("retry")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.argument("run_id", type=click.UUID)
 @click.option("--reason", default=None, help="Why; kept in the audit log.")
 @FOLLOW_OPTION
@@ -649,7 +717,7 @@ async def _follow(database, tenant, run_id, interval: float) -> int:
                 break
             if run.status == RunStatus.PAUSED:
                 click.echo(f"\nthe routine is paused for {tenant.slug}: the run waits for "
-                           f"`backoffice routines resume --tenant {tenant.slug} {run.routine}`")
+                           f"`backoffice routines resume {tenant.slug} {run.routine}`")
                 return 1
             await asyncio.sleep(interval)
     click.echo(f"{view['title']} for {run.period}: {run.status.value}, {_counts(view)}")
@@ -667,7 +735,7 @@ async def _follow(database, tenant, run_id, interval: float) -> int:
 
 
 @routines.command("pause")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.argument("routine")
 @click.option("--reason", default=None, help="Why; kept in the audit log and shown to the tenant's staff.")
 @_run_db
@@ -682,7 +750,7 @@ async def routines_pause(database, slug, routine, reason) -> None:
 
 
 @routines.command("resume")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.argument("routine")
 @click.option("--reason", default=None, help="Why; kept in the audit log.")
 @_run_db
@@ -756,7 +824,7 @@ def deadletters() -> None:
 
 
 @deadletters.command("replay")
-@TENANT_OPTION
+@TENANT_ARGUMENT
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M",
                                                        "%Y-%m-%d"]), default=None,
               help="Start of the window (inclusive); without an offset, in the tenant's time zone.")
@@ -853,6 +921,7 @@ def clock() -> None:
 @click.option("--reason", default=None, help="Why; kept in the audit log.")
 @_run_db
 async def clock_advance(database, slug, hours, days, reason) -> None:
+    """Move one company's clock forward (demo and staging only), so its due timers fire now."""
     from datetime import timedelta
 
     from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock
@@ -876,6 +945,7 @@ async def clock_advance(database, slug, hours, days, reason) -> None:
 @click.option("--reason", default=None, help="Why; kept in the audit log.")
 @_run_db
 async def clock_reset(database, slug, reason) -> None:
+    """Put one company's clock back to real time."""
     from backoffice.platform.timers.clock import reset_clock
     from backoffice.tenants.registry.service import get_tenant_by_slug
 

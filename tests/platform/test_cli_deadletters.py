@@ -40,7 +40,7 @@ async def test_a_window_is_replayed_and_followed_to_its_outcome(spine, database,
     b = await write_letters(database, tenants.b.id, failed=2)
     # T0 is 09:00 in São Paulo (the tenant's zone, used for times without an offset): the window holds A's dead
     # e-mail (09:30) and none of its failed events (09:00, 10:00) nor its webhook delivery (10:30).
-    result = await backoffice(spine, "deadletters", "replay", "--tenant", "alfa", "--since", "2026-11-20T09:15",
+    result = await backoffice(spine, "deadletters", "replay", "alfa", "--since", "2026-11-20T09:15",
                               "--until", "2026-11-20T09:45", "--reason", "SMTP relay fixed", "--follow",
                               "--interval", "0.05")
     assert "1 requeued, 0 skipped" in result.output, result.output
@@ -67,5 +67,5 @@ async def test_a_window_is_replayed_and_followed_to_its_outcome(spine, database,
 
 async def test_a_window_without_its_end_is_refused_naming_the_field(spine, database, tenants):  # noqa: F811
     await write_letters(database, tenants.a.id)
-    result = await backoffice(spine, "deadletters", "replay", "--tenant", "alfa", "--since", "2026-11-20")
+    result = await backoffice(spine, "deadletters", "replay", "alfa", "--since", "2026-11-20")
     assert result.exit_code == 2 and "error: until: expected a date and time" in result.output

@@ -56,7 +56,7 @@ async def backoffice(spine, *args: str) -> Result:  # noqa: F811
 async def test_start_follows_the_run_to_its_outcome_and_retry_finishes_it(spine, database, tenants):  # noqa: F811
     a, b = tenants.a, tenants.b
     REFUSING.add("Maria Silva")
-    started = await backoffice(spine, "routines", "start", "--tenant", "alfa", ROUTINE.name, "--period", "2026-11",
+    started = await backoffice(spine, "routines", "start", "alfa", ROUTINE.name, "--period", "2026-11",
                                "--reason", "month close", "--follow", "--interval", "0.05")
     assert started.exit_code == 1, started.output  # partial
     out = started.output
@@ -72,14 +72,14 @@ async def test_start_follows_the_run_to_its_outcome_and_retry_finishes_it(spine,
         assert (await session.execute(select(RoutineRun))).first() is None  # Beta untouched
 
     REFUSING.clear()
-    retried = await backoffice(spine, "routines", "retry", "--tenant", "alfa", str(run.id), "--reason", "CPF fixed",
+    retried = await backoffice(spine, "routines", "retry", "alfa", str(run.id), "--reason", "CPF fixed",
                                "--follow", "--interval", "0.05")
     assert retried.exit_code == 0, retried.output
     assert "(retry)" in retried.output and "1/1 settled, 0 failed" in retried.output
     assert "Test billing for 2026-11: succeeded, 1 done, 0 failed of 1" in retried.output
     async with database.tenant(a.id) as session:
         retry_run = (await session.execute(select(RoutineRun).where(RoutineRun.trigger == Trigger.RETRY))).scalar_one()
-    nothing = await backoffice(spine, "routines", "retry", "--tenant", "alfa", str(retry_run.id), "--no-follow")
+    nothing = await backoffice(spine, "routines", "retry", "alfa", str(retry_run.id), "--no-follow")
     assert nothing.exit_code == 2 and "error: run:" in nothing.output and "no failed items" in nothing.output
 
     async with database.system() as session:
@@ -89,41 +89,41 @@ async def test_start_follows_the_run_to_its_outcome_and_retry_finishes_it(spine,
 
 
 async def test_pause_resume_refusals_and_listings(spine, database, tenants):  # noqa: F811
-    paused = await backoffice(spine, "routines", "pause", "--tenant", "alfa", ROUTINE.name, "--reason",
+    paused = await backoffice(spine, "routines", "pause", "alfa", ROUTINE.name, "--reason",
                               "gateway migration")
     assert paused.exit_code == 0 and f"paused {ROUTINE.name} for alfa" in paused.output
-    held = await backoffice(spine, "routines", "start", "--tenant", "alfa", ROUTINE.name, "--no-follow")
+    held = await backoffice(spine, "routines", "start", "alfa", ROUTINE.name, "--no-follow")
     assert held.exit_code == 2 and "error: routine:" in held.output and "paused" in held.output
-    listed = await backoffice(spine, "routines", "list", "--tenant", "alfa")
+    listed = await backoffice(spine, "routines", "list", "alfa")
     assert listed.exit_code == 0, listed.output
     line = next(row for row in listed.output.splitlines() if row.startswith(ROUTINE.name))
     assert "paused" in line and "monthly on day 1 at 06:00" in line
     assert "gateway migration" in listed.output and "(times in America/Sao_Paulo)" in listed.output
-    resumed = await backoffice(spine, "routines", "resume", "--tenant", "alfa", ROUTINE.name)
+    resumed = await backoffice(spine, "routines", "resume", "alfa", ROUTINE.name)
     assert resumed.exit_code == 0
 
-    queued = await backoffice(spine, "routines", "start", "--tenant", "alfa", ROUTINE.name, "--no-follow")
+    queued = await backoffice(spine, "routines", "start", "alfa", ROUTINE.name, "--no-follow")
     assert queued.exit_code == 0 and "for 2026-11 (manual)" in queued.output
     await spine.settle()
-    bad = await backoffice(spine, "routines", "start", "--tenant", "alfa", ROUTINE.name, "--period", "2026-13",
+    bad = await backoffice(spine, "routines", "start", "alfa", ROUTINE.name, "--period", "2026-13",
                            "--no-follow")
     assert bad.exit_code == 2 and "error: period:" in bad.output
-    unknown = await backoffice(spine, "routines", "start", "--tenant", "alfa", "payroll", "--no-follow")
+    unknown = await backoffice(spine, "routines", "start", "alfa", "payroll", "--no-follow")
     assert unknown.exit_code == 2 and "error: routine:" in unknown.output
-    nobody = await backoffice(spine, "routines", "list", "--tenant", "gama")
+    nobody = await backoffice(spine, "routines", "list", "gama")
     assert nobody.exit_code == 2 and "not found" in nobody.output
 
-    runs = await backoffice(spine, "routines", "runs", "--tenant", "alfa", "--routine", ROUTINE.name)
+    runs = await backoffice(spine, "routines", "runs", "alfa", "--routine", ROUTINE.name)
     assert runs.exit_code == 0
     [row] = [r for r in runs.output.splitlines()[1:] if r.strip()]
     assert "2026-11" in row and "succeeded" in row and "2 done, 0 failed of 2" in row
-    assert (await backoffice(spine, "routines", "runs", "--tenant", "beta")).output.splitlines()[1:] == []
-    failed_only = await backoffice(spine, "routines", "runs", "--tenant", "alfa", "--status", "failed")
+    assert (await backoffice(spine, "routines", "runs", "beta")).output.splitlines()[1:] == []
+    failed_only = await backoffice(spine, "routines", "runs", "alfa", "--status", "failed")
     assert failed_only.output.splitlines()[1:] == []
 
 
 @pytest.mark.postgres_only
 async def test_the_installed_command_lists_a_tenants_routines(database, tenants):
-    listed = await _cli(database, "routines", "list", "--tenant", "beta")
+    listed = await _cli(database, "routines", "list", "beta")
     assert listed.code == 0, listed.err
     assert listed.out.startswith("ROUTINE") and "dunning_sweep" in listed.out and "daily at 06:00" in listed.out
