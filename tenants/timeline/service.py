@@ -20,9 +20,16 @@ NOTE_KINDS = ("note", "feedback")
 REPLY_KIND = "reply"
 
 
-async def timeline(session: AsyncSession, customer_id: uuid.UUID, *, limit: int = 300) -> list[TimelineEntry]:
-    query = (select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
-             .order_by(TimelineEntry.at.desc(), TimelineEntry.id.desc()).limit(limit))
+# What a reader filters the timeline by: what happened, what the platform did about it, what people said.
+TIMELINE_FILTERS = {"events": ("event",), "effects": ("effect", "transition"), "notes": ("note", "reply")}
+
+
+async def timeline(session: AsyncSession, customer_id: uuid.UUID, *, limit: int = 300,
+                   show: str | None = None) -> list[TimelineEntry]:
+    query = select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    if show in TIMELINE_FILTERS:
+        query = query.where(TimelineEntry.kind.in_(TIMELINE_FILTERS[show]))
+    query = query.order_by(TimelineEntry.at.desc(), TimelineEntry.id.desc()).limit(limit)
     return list((await session.execute(query)).scalars())
 
 

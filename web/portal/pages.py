@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.platform.errors import ValidationFailed
+from backoffice.tenants.customers.file import customer_file
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.notifications import service as notifications
 from backoffice.tenants.policies.templates import format_money
@@ -153,20 +154,22 @@ async def customer_list(request: Request, tenant: Tenant, user: PortalUser, db: 
 
 
 async def _customer_page(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, customer_id: str,
-                         *, status_code: int = 200, **extra: Any) -> Response:
+                         *, status_code: int = 200, show: str = "all", **extra: Any) -> Response:
     customer = await get_owned(db, Customer, _uuid(customer_id))
-    entries = await timeline.timeline(db, customer.id)
+    show = show if show in timeline.TIMELINE_FILTERS else "all"
+    entries = await timeline.timeline(db, customer.id, show=show)
+    file = await customer_file(db, customer.id)
     authors = {u.id: u.name for u in (await db.execute(select(TenantUser))).scalars()}
     open_tasks = await tasks.list_tasks(db, assignee_id=None, customer_id=customer.id)
     return page(request, tenant, "portal/customer.html", status_code=status_code, user=user, customer=customer,
-                entries=entries, authors=authors, tasks=open_tasks, section="customers",
+                entries=entries, authors=authors, tasks=open_tasks, file=file, show=show, section="customers",
                 unread=await notifications.unread_count(db, user.id), **extra)
 
 
 @get("/customers/{customer_id:str}", name="portal:customer")
 async def customer_detail(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession,
-                          customer_id: str) -> Response:
-    return await _customer_page(request, tenant, user, db, customer_id)
+                          customer_id: str, show: str = "all") -> Response:
+    return await _customer_page(request, tenant, user, db, customer_id, show=show)
 
 
 @post("/customers/{customer_id:str}/notes", name="portal:customer_note")

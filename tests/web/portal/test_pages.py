@@ -164,3 +164,64 @@ async def test_completing_a_task_with_unticked_items_asks_first(browser: Browser
         assert (await session.get(Task, (a.id, task_id))).status == TaskStatus.DONE
         entry = (await session.execute(select(AuditEntry).where(AuditEntry.action == "task.completed"))).scalar_one()
         assert entry.detail["unticked_items"] == ["Ligar"]
+
+
+async def test_the_customer_page_is_armed_with_the_customers_file(browser: Browser, tenants, database):
+    from datetime import datetime, timedelta, timezone
+
+    from backoffice.tenants.billing.models import Contract, ContractStatus, Payment
+    from backoffice.tenants.dunning.models import CaseStatus, DunningCase
+    from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
+    from backoffice.tenants.signatures.models import Signature, SignatureStatus
+
+    a = tenants.a
+    customer_id = a.customer_ids[0]
+    today = date.today()
+    now = datetime.now(timezone.utc)
+    async with database.tenant(a.id) as session:
+        contract = Contract(customer_id=customer_id, plan_code="pro", plan_name="Plano Pro", price_cents=19990,
+                            status=ContractStatus.ACTIVE, started_at=now - timedelta(days=90))
+        session.add(contract)
+        await session.flush()
+        late = Charge(customer_id=customer_id, contract_id=contract.id, amount_cents=19990, due_date=today - timedelta(days=3),
+                      description="Mensalidade de novembro", status=ChargeStatus.OVERDUE, source="asaas",
+                      external_id="pay_late", payment_url="https://pay.example/i/late")
+        paid = Charge(customer_id=customer_id, contract_id=contract.id, amount_cents=19990, due_date=today - timedelta(days=33),
+                      description="Mensalidade de outubro", status=ChargeStatus.PAID, source="asaas", external_id="pay_ok")
+        session.add_all([late, paid])
+        await session.flush()
+        session.add_all([
+            Payment(customer_id=customer_id, charge_id=paid.id, amount_cents=19990, method="pix",
+                    paid_at=now - timedelta(days=32), source="asaas", external_id="pay_ok"),
+            FiscalDocument(customer_id=customer_id, charge_id=paid.id, number="2026/118", status=FiscalStatus.AUTHORIZED,
+                           pdf_url="https://nota.example/118.pdf", source="focusnfe", external_id="ref-118"),
+            Signature(customer_id=customer_id, contract_id=contract.id, status=SignatureStatus.SIGNED,
+                      document_url="https://sign.example/env-1.pdf", source="clicksign", external_id="env-1",
+                      signed_at=now - timedelta(days=91)),
+            DunningCase(customer_id=customer_id, charge_id=late.id, policy_version=1, status=CaseStatus.GRACE,
+                        deadline_at=now + timedelta(days=2)),
+        ])
+    await timeline_note(database, a, customer_id)
+    assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+    page = await browser.get(f"/alfa/customers/{customer_id}")
+    assert page.status_code == 200
+    for expected in ("Plano Pro", "R$ 199,90 por mês", "saldo em aberto", "em atraso", "Mensalidade de novembro",
+                     "paga", "Pix", "Nota fiscal de serviço (NFS-e) 2026/118",
+                     "https://nota.example/118.pdf", "Contrato assinado", "https://sign.example/env-1.pdf",
+                     "Inadimplência: em carência até", "https://pay.example/i/late", "Ligou pedindo desconto"):
+        assert expected in page.text, expected
+    notes_only = await browser.get(f"/alfa/customers/{customer_id}?show=notes")
+    assert "Ligou pedindo desconto" in notes_only.text and 'aria-current="page">Anotações' in notes_only.text
+    events_only = await browser.get(f"/alfa/customers/{customer_id}?show=events")
+    assert "Ligou pedindo desconto" not in events_only.text
+    other = await browser.get(f"/alfa/customers/{tenants.b.customer_ids[0]}")
+    assert other.status_code == 404 and "Plano Pro" not in other.text
+
+
+async def timeline_note(database, tenant, customer_id) -> None:
+    from backoffice.platform.audit.service import Actor
+    from backoffice.tenants.timeline.service import add_note
+
+    async with database.tenant(tenant.id) as session:
+        await add_note(session, customer_id, text="Ligou pedindo desconto", author_id=tenant.member_id, label="feedback",
+                       acting=Actor(type="tenant_user", label="member@alfa.example", id=str(tenant.member_id)))
