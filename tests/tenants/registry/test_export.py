@@ -165,3 +165,16 @@ async def test_the_cli_exports_with_a_progress_bar_and_refuses_an_early_purge(da
     code, _, err = await cli("tenants", "purge", "alfa", "--reason", "LGPD", "--yes")
     assert code == 2 and "error: slug: alfa is not suspended" in err
     assert (await _counts(database, tenants.a.id))["customers"] == 2
+
+
+async def test_secrets_leave_in_an_export_encrypted_as_stored(database, tenants):
+    from backoffice.tenants.webhooks.service import create_endpoint
+
+    settings = database.settings.model_copy(update={"allow_private_targets": True})
+    async with database.provider(tenants.a.id) as session:
+        _, secret = await create_endpoint(session, url="http://127.0.0.1:9/hook", acting=ACTOR, settings=settings)
+    lines = await _export(database, "alfa")
+    [endpoint] = [json.loads(line)["row"] for line in lines if json.loads(line)["table"] == "webhook_endpoints"]
+    assert secret not in "\n".join(lines)
+    assert endpoint["secrets"] and secret not in json.dumps(endpoint["secrets"])
+    assert "gAAAAA" in json.dumps(endpoint["secrets"])  # a Fernet token (version byte 0x80), as stored
