@@ -54,12 +54,13 @@ def test_the_required_variables_are_settings_the_platform_reads():
     assert REQUIRED <= fields
 
 
-def test_every_kubernetes_manifest_validates_against_the_kubernetes_schemas():
+@pytest.mark.parametrize("version", [K8S_VERSION, kubernetes_validate.latest_version()])
+def test_every_kubernetes_manifest_validates_against_the_kubernetes_schemas(version):
     checked = []
     for doc in _k8s_documents():
         if doc["apiVersion"].startswith("keda.sh/"):
             continue  # a CRD: not in the Kubernetes schemas (see the ScaledObject test)
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
         checked.append(doc["kind"])
     assert {"Deployment", "Job", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy"} <= set(checked)
 
