@@ -36,9 +36,11 @@ TENANTS = [
         "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
         "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
                   ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
-        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ACTIVE),
+        # Every customer starts in onboarding; the month of events (platform/demo_activity.py) moves them on.
+        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ONBOARDING),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
-                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.IN_GRACE)],
+                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.ONBOARDING),
+                      ("Bistrô Lua Ltda", "60.701.190/0001-04", "contas@bistrolua.example", Lifecycle.ONBOARDING)],
 
         # What the front office learned from customers (customer, author, kind, text), for the staff's inbox.
         "notes": [(0, "bruno@aurora.example", "feedback",
@@ -51,8 +53,8 @@ TENANTS = [
         "slug": "vitta", "display_name": "Vitta Academias", "legal_name": "Vitta Academias S.A.",
         "cnpj": "34.028.316/0001-03", "branding": {"primary": "#047857", "secondary": "#0ea5e9"},
         "users": [("carla@vitta.example", "Carla Costa", "tenant_admin")],
-        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ACTIVE),
-                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.BLOCKED)],
+        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ONBOARDING),
+                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.ONBOARDING)],
 
         "notes": [(1, "carla@vitta.example", "feedback",
                    "Bloqueio pegou o estúdio de surpresa: pedem um aviso por telefone antes do próximo.")],
@@ -92,12 +94,44 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                 kind, number = normalize_tax_id(tax_id)
                 session.add(Customer(name=name, tax_id_kind=kind, tax_id=number, email=email,
                                      account_manager_id=manager.id, lifecycle=lifecycle))
+        await _back_office_backlog(database, tenant_ids[spec["slug"]], unmatched=spec is TENANTS[0])
         admin = staff[STAFF[0][0]]
         await _front_office_notes(database, tenant_ids[spec["slug"]], spec["notes"], answer=spec is TENANTS[0],
                                   admin_name=admin.name, admin=Actor(type="staff", label=admin.email, id=str(admin.id)))
         for email, _, role in spec["users"]:
             logins.append(DemoLogin(f"/{spec['slug']}/", email, role))
     return logins
+
+
+async def _back_office_backlog(database: Database, tenant_id, *, unmatched: bool) -> None:
+    """What the staff console's overview shows: the overdue charge behind each customer in grace or blocked,
+    and (for one company) a payment for a customer nobody knows and an e-mail that gave up, as the spine
+    leaves them, so the console has dead letters and unmatched events to show and replay."""
+    from datetime import timedelta
+
+    from backoffice.platform import clock
+    from backoffice.tenants.billing.models import Charge, ChargeStatus
+    from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
+    from backoffice.tenants.events.models import Event, EventStatus
+
+    now = clock.now()
+    async with database.provider(tenant_id) as session:
+        late = (await session.execute(select(Customer).where(
+            Customer.lifecycle.in_([Lifecycle.IN_GRACE, Lifecycle.BLOCKED])))).scalars()
+        for customer in late:
+            session.add(Charge(customer_id=customer.id, amount_cents=19_990, due_date=(now - timedelta(days=12)).date(),
+                               description="Plano Pro", status=ChargeStatus.OVERDUE, source="demo",
+                               external_id=f"demo-overdue-{customer.id}"))
+        if unmatched:
+            session.add(Event(type="payment.received", source="asaas", external_id="pay_demo_unknown_0001",
+                              occurred_at=now - timedelta(hours=3), received_at=now - timedelta(hours=3),
+                              subject={"provider_customer_id": "cus_000000999999"},
+                              data={"value": 199.9, "billingType": "PIX"}, status=EventStatus.UNMATCHED,
+                              error="no customer has Asaas id cus_000000999999"))
+            session.add(OutboundMessage(effect_key="demo:dead-email:1", channel=Channel.EMAIL,
+                                        target="financeiro@casadopao.example", status=DeliveryStatus.DEAD, attempts=8,
+                                        payload={"subject": "Sua fatura vence em 3 dias"},
+                                        last_error="550 5.1.1 mailbox unavailable", created_at=now - timedelta(days=1)))
 
 
 async def _front_office_notes(database: Database, tenant_id, notes, *, answer: bool, admin_name: str,
