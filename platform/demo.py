@@ -94,44 +94,12 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                 kind, number = normalize_tax_id(tax_id)
                 session.add(Customer(name=name, tax_id_kind=kind, tax_id=number, email=email,
                                      account_manager_id=manager.id, lifecycle=lifecycle))
-        await _back_office_backlog(database, tenant_ids[spec["slug"]], unmatched=spec is TENANTS[0])
         admin = staff[STAFF[0][0]]
         await _front_office_notes(database, tenant_ids[spec["slug"]], spec["notes"], answer=spec is TENANTS[0],
                                   admin_name=admin.name, admin=Actor(type="staff", label=admin.email, id=str(admin.id)))
         for email, _, role in spec["users"]:
             logins.append(DemoLogin(f"/{spec['slug']}/", email, role))
     return logins
-
-
-async def _back_office_backlog(database: Database, tenant_id, *, unmatched: bool) -> None:
-    """What the staff console's overview shows: the overdue charge behind each customer in grace or blocked,
-    and (for one company) a payment for a customer nobody knows and an e-mail that gave up, as the spine
-    leaves them, so the console has dead letters and unmatched events to show and replay."""
-    from datetime import timedelta
-
-    from backoffice.platform import clock
-    from backoffice.tenants.billing.models import Charge, ChargeStatus
-    from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
-    from backoffice.tenants.events.models import Event, EventStatus
-
-    now = clock.now()
-    async with database.provider(tenant_id) as session:
-        late = (await session.execute(select(Customer).where(
-            Customer.lifecycle.in_([Lifecycle.IN_GRACE, Lifecycle.BLOCKED])))).scalars()
-        for customer in late:
-            session.add(Charge(customer_id=customer.id, amount_cents=19_990, due_date=(now - timedelta(days=12)).date(),
-                               description="Plano Pro", status=ChargeStatus.OVERDUE, source="demo",
-                               external_id=f"demo-overdue-{customer.id}"))
-        if unmatched:
-            session.add(Event(type="payment.received", source="asaas", external_id="pay_demo_unknown_0001",
-                              occurred_at=now - timedelta(hours=3), received_at=now - timedelta(hours=3),
-                              subject={"provider_customer_id": "cus_000000999999"},
-                              data={"value": 199.9, "billingType": "PIX"}, status=EventStatus.UNMATCHED,
-                              error="no customer has Asaas id cus_000000999999"))
-            session.add(OutboundMessage(effect_key="demo:dead-email:1", channel=Channel.EMAIL,
-                                        target="financeiro@casadopao.example", status=DeliveryStatus.DEAD, attempts=8,
-                                        payload={"subject": "Sua fatura vence em 3 dias"},
-                                        last_error="550 5.1.1 mailbox unavailable", created_at=now - timedelta(days=1)))
 
 
 async def _front_office_notes(database: Database, tenant_id, notes, *, answer: bool, admin_name: str,
