@@ -36,11 +36,9 @@ TENANTS = [
         "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
         "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
                   ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
-        # Every customer starts in onboarding; the month of events (platform/demo_activity.py) moves them on.
-        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ONBOARDING),
+        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ACTIVE),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
-                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.ONBOARDING),
-                      ("Bistrô Lua Ltda", "60.701.190/0001-04", "contas@bistrolua.example", Lifecycle.ONBOARDING)],
+                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.IN_GRACE)],
 
         # What the front office learned from customers (customer, author, kind, text), for the staff's inbox.
         "notes": [(0, "bruno@aurora.example", "feedback",
@@ -53,8 +51,8 @@ TENANTS = [
         "slug": "vitta", "display_name": "Vitta Academias", "legal_name": "Vitta Academias S.A.",
         "cnpj": "34.028.316/0001-03", "branding": {"primary": "#047857", "secondary": "#0ea5e9"},
         "users": [("carla@vitta.example", "Carla Costa", "tenant_admin")],
-        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ONBOARDING),
-                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.ONBOARDING)],
+        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ACTIVE),
+                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.BLOCKED)],
 
         "notes": [(1, "carla@vitta.example", "feedback",
                    "Bloqueio pegou o estúdio de surpresa: pedem um aviso por telefone antes do próximo.")],
