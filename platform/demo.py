@@ -1,4 +1,5 @@
-"""Demo data for the embedded mode: two tenants with staff, users and a few customers. Idempotent."""
+"""Demo data for the embedded mode: two tenants with staff, users and a few customers, then a month of their
+activity played through the real intake and spine (``demo_activity.py``). Idempotent."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
+from backoffice.platform.demo_activity import play_month
 from backoffice.platform.staff.models import Staff
 from backoffice.platform.staff.service import assign_staff, create_staff
 from backoffice.tenants.customers.models import Customer, Lifecycle
+from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import create_tenant
 from backoffice.tenants.timeline.models import FeedbackItem
@@ -36,23 +39,25 @@ TENANTS = [
         "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
         "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
                   ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
-        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ACTIVE),
+        # Every customer starts in onboarding; the month of events (platform/demo_activity.py) moves them on.
+        "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ONBOARDING),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
-                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.IN_GRACE)],
+                      ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.ONBOARDING),
+                      ("Bistrô Lua Ltda", "60.701.190/0001-04", "contas@bistrolua.example", Lifecycle.ONBOARDING)],
 
         # What the front office learned from customers (customer, author, kind, text), for the staff's inbox.
-        "notes": [(0, "bruno@aurora.example", "feedback",
+        "notes": [(1, "bruno@aurora.example", "feedback",
                    "Adoraram o novo plano, mas pediram o boleto com o detalhamento por filial."),
-                  (2, "ana@aurora.example", "feedback",
+                  (3, "ana@aurora.example", "feedback",
                    "Disse que não recebeu o lembrete antes do vencimento; conferir o e-mail cadastrado."),
-                  (1, "bruno@aurora.example", "note", "Prefere ser contatada por WhatsApp à tarde.")],
+                  (2, "bruno@aurora.example", "note", "Prefere ser contatada por WhatsApp à tarde.")],
     },
     {
         "slug": "vitta", "display_name": "Vitta Academias", "legal_name": "Vitta Academias S.A.",
         "cnpj": "34.028.316/0001-03", "branding": {"primary": "#047857", "secondary": "#0ea5e9"},
         "users": [("carla@vitta.example", "Carla Costa", "tenant_admin")],
-        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ACTIVE),
-                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.BLOCKED)],
+        "customers": [("João Pereira", "111.444.777-35", "joao.pereira@example.com", Lifecycle.ONBOARDING),
+                      ("Studio Fit Eireli", "04.252.011/0001-10", "adm@studiofit.example", Lifecycle.ONBOARDING)],
 
         "notes": [(1, "carla@vitta.example", "feedback",
                    "Bloqueio pegou o estúdio de surpresa: pedem um aviso por telefone antes do próximo.")],
@@ -97,6 +102,7 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                                   admin_name=admin.name, admin=Actor(type="staff", label=admin.email, id=str(admin.id)))
         for email, _, role in spec["users"]:
             logins.append(DemoLogin(f"/{spec['slug']}/", email, role))
+    await play_month(database, database.settings, tenant_ids)
     return logins
 
 
@@ -129,4 +135,5 @@ async def demo_counts(database: Database) -> dict[str, int]:
             "staff": (await session.execute(select(func.count()).select_from(Staff))).scalar_one(),
             "users": (await session.execute(select(func.count()).select_from(TenantUser))).scalar_one(),
             "customers": (await session.execute(select(func.count()).select_from(Customer))).scalar_one(),
+            "events": (await session.execute(select(func.count()).select_from(Event))).scalar_one(),
         }

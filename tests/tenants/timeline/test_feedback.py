@@ -151,9 +151,9 @@ async def test_state_changes_and_a_reply_are_recorded_audited_and_on_the_timelin
 
 
 async def test_the_demo_gives_the_inbox_something_and_answers_one(database):
-    from backoffice.platform.demo import seed_demo
+    from tests.demo_support import seed_demo_for_test
 
-    await seed_demo(database)
+    await seed_demo_for_test(database)
     async with database.system() as session:
         rows, _ = await feedback_inbox(session, tenant_ids=None)
         unread = await unread_feedback_by_tenant(session, None)

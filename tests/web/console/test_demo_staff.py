@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
+from backoffice.platform.demo import DEMO_PASSWORD
+from tests.demo_support import seed_demo_for_test as seed_demo
 from tests.web.console.conftest import ConsoleBrowser, Totp
 
 

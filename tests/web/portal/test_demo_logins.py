@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
+from backoffice.platform.demo import DEMO_PASSWORD
+from tests.demo_support import seed_demo_for_test as seed_demo
 from tests.web.portal.conftest import Browser
 
 
