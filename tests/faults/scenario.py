@@ -471,7 +471,8 @@ class Scenario(Verdict):
             candidates = [supervisor.pid("scheduler-1"), supervisor.pid("scheduler-2")]
             leader = pid_owning_local_port(int(fault.detail), candidates) if fault.detail else None
             if leader is None:
-                self.problems.append(f"fault scheduler at {fault.planned_at:.1f} s: no scheduler held the leadership lock")
+                self.problems.append(f"fault scheduler at {fault.planned_at:.1f} s: no scheduler held the leadership lock "
+                                     "for 20 s (the relay and the timers stood still)")
                 fault.detail = "no leader found"
                 return
             supervisor.kill9(leader)

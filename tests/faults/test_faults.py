@@ -13,7 +13,8 @@ of the first (webhook-id, Message-ID); no outbox row left, no delivery dead; the
 fault done within 60 s; the intake answering 503 with Retry-After during outages, never a bare 500.
 The figures are printed whether it passes or not.
 
-Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (about three minutes).
+Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (five and a half minutes on
+the 2-core development machine while it was shared with other work; less alone).
 A larger soak (10,000 events): ``.venv/bin/python -m tests.perf.soak_faults``.
 """
 
