@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 
@@ -11,24 +10,23 @@ import uvicorn
 
 from backoffice.platform.settings import Settings
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [tenant=%(tenant)s msg=%(message_id)s] %(message)s"
-
-
 def configure_logging(settings: Settings) -> None:
-    from backoffice.platform.worker.context import ContextFilter
+    """Structured logs (``platform/logs.py``): JSON in production and staging, readable text in the demo,
+    unless BACKOFFICE_LOG_FORMAT says otherwise."""
+    from backoffice.platform import logs
 
-    handler = logging.StreamHandler()
-    handler.addFilter(ContextFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    log_format = settings.log_format or ("json" if settings.environment in ("production", "staging") else "text")
+    logs.configure(level=settings.log_level, json=log_format == "json")
 
 
 def server_options(settings: Settings) -> dict:
     """uvicorn's options for every process that serves the app. Its proxy-header handling stays off: left on,
     its default believes X-Forwarded-For from loopback. The app applies BACKOFFICE_TRUSTED_PROXIES itself
     (``web/clients.py``), so the rule is the same under uvicorn, in the embedded process and in the tests."""
+    # uvicorn's own logging setup is left out (its loggers reach the structured handler) and so is its access
+    # log, which would write query strings: web/request_log.py logs each request by its route template.
     return {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
-            "proxy_headers": False}
+            "proxy_headers": False, "log_config": None, "access_log": False}
 
 
 def run_web(settings: Settings) -> None:

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
         "Port a worker or scheduler process serves Prometheus metrics on (the web app answers /metrics on "
         "its own port); empty: not served."))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "text"] | None = Field(default=None, description=(
+        "json (one object a line) or text (readable); empty: json in production and staging, text otherwise."))
     tenant_purge_grace_days: int = Field(default=30, ge=0, le=3650, description=(
         "Days a tenant must have been suspended before `backoffice tenants purge` deletes its data."))
     environment: Literal["production", "staging", "demo", "test"] | None = Field(default=None, description=(

@@ -18,6 +18,7 @@ from backoffice.platform.settings import Settings, get_settings
 from backoffice.platform.worker.broker import build_broker
 from backoffice.web.errors import EXCEPTION_HANDLERS
 from backoffice.web.api.v1 import api_lifespan, api_router, openapi_config
+from backoffice.web.request_log import request_log_middleware, send_request_id
 from backoffice.web.health import healthz, metrics_endpoint, readyz
 from backoffice.web.home import home
 from backoffice.web.clients import trusted_proxy_middleware
@@ -67,12 +68,13 @@ def create_app(
         # Outermost first: the client's real address and scheme (web/clients.py), the input rule (no NUL,
         # bounded text, nesting and numbers: web/input_rules.py) before anything reads the request, then the
         # portal's Origin/Referer check (sessions.py); the CSRF token check sits inside, around each route.
-        middleware=[trusted_proxy_middleware(settings), InputRuleMiddleware, same_origin_middleware(settings),
+        middleware=[request_log_middleware, trusted_proxy_middleware(settings), InputRuleMiddleware, same_origin_middleware(settings),
                     session_config(settings).middleware],
         csrf_config=csrf_config(settings),
         on_startup=on_startup or [],
         on_shutdown=on_shutdown or [],
         openapi_config=openapi_config(),
+        before_send=[send_request_id],
         exception_handlers=EXCEPTION_HANDLERS,
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         logging_config=None,

@@ -8,6 +8,7 @@ from litestar import Request
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.platform import logs
 from backoffice.platform.db.session import Database
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import ensure_active, get_tenant_by_slug
@@ -21,6 +22,7 @@ async def provide_tenant(tenant_slug: str, state: State, request: Request | None
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, tenant_slug)
     active = ensure_active(tenant)
+    logs.bind(tenant_id=active.id)
     if request is not None:
         request.scope[TENANT_KEY] = active  # an error page on this request wears the company's brand
     return active

@@ -18,6 +18,7 @@ from backoffice.platform.db.session import Database, NotFound
 from backoffice.platform.outbox.lease import HEARTBEAT, LeaseLost, let_go, take
 from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
 from backoffice.platform.settings import Settings
+from backoffice.platform.worker.logcontext import JobLogContext
 from backoffice.platform.worker.metrics import JobMetrics
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
 from backoffice.platform.worker.registry import REGISTRY, BatchItem, BatchOutcome, JobSpec
@@ -42,7 +43,7 @@ def build_broker(
         broker = StubBroker()
         broker.emit_after("process_boot")
     sessions = DatabaseSessions(settings, database)
-    for middleware in (AsyncIO(), CurrentMessage(), TenantContext(), JobMetrics(), sessions):
+    for middleware in (AsyncIO(), CurrentMessage(), JobLogContext(), TenantContext(), JobMetrics(), sessions):
         broker.add_middleware(middleware)
     for spec in REGISTRY.values():
         _declare(broker, spec, sessions)

@@ -33,6 +33,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from backoffice.platform.availability import REDIS_ERRORS, Pause
+from backoffice.platform import logs
 from backoffice.platform.db.session import Database
 from backoffice.platform.ratelimit import Decision, RateLimiter
 from backoffice.tenants.apikeys.service import RetiredKey, allows, authenticate_key
@@ -106,6 +107,7 @@ async def authenticate(database: Database, secret: str | None, ip: str | None) -
         raise _refuse(str(retired)) from None
     if key is None:
         raise _refuse()
+    logs.bind(tenant_id=key.tenant_id)
     return ApiPrincipal(key.tenant_id, key.key_id, key.scopes, f"api_key:{key.display_prefix}", key.rate_limit)
 
 
