@@ -13,6 +13,9 @@ ids (a repeat is a duplicate at intake) and the clock is moved to a fixed offset
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,10 +42,12 @@ PLAN_GYM = {"code": "mensal", "name": "Plano Mensal", "price_cents": 12990, "bil
 
 @dataclass(frozen=True)
 class Day:
-    """What happens on one day of the tenant's month: events, by the day's number (0 = the seed's day)."""
+    """What happens on one day of the tenant's month: events, by the day's number (0 = the seed's day), and
+    ``platform``: "down" when the tenant's own platform starts refusing commands, "back" when it is fixed."""
 
     number: int
     events: list[dict[str, Any]] = field(default_factory=list)
+    platform: str | None = None
 
 
 def _cleared(key: str, tax_id: str, charge: str, plan: dict, when: str, *, method: str = "pix") -> dict:
@@ -114,9 +119,11 @@ def _month(slug: str, start) -> list[Day]:
                 _cleared("vit-002", studio, "pay_vit_stu_1", PLAN_GYM, on(0, 14))]),
         Day(1, [_nota("vit-001", joao, "vitta-nf-0001", "88001", 12990, "pay_vit_joao_1"),
                 _cleared("vit-unknown-1", "98765432100", "pay_vit_unk_1", PLAN_GYM, on(1, 18))]),
-        Day(9, [_overdue("vit-003", studio, "pay_vit_stu_2", PLAN_GYM, on(9)[:10])]),
+        # Vitta's own platform is under maintenance from day 9: the block command it refuses is a dead letter
+        # for staff to replay (the console's dead letters) once it is back on day 28.
+        Day(9, [_overdue("vit-003", studio, "pay_vit_stu_2", PLAN_GYM, on(9)[:10])], platform="down"),
         Day(12), Day(15),  # reminder, then blocked: still blocked at the end of the month
-        Day(28),
+        Day(28, platform="back"),
     ]
 
 
@@ -155,23 +162,81 @@ class _Spine:
         self.broker.close()
 
 
+PLATFORM_NAME = "Plataforma Vitta"
+PLATFORM_SECRET = "whsec_" + base64.b64encode(b"vitta-demo-platform-signing-key!").decode()
+MAINTENANCE = json.dumps({"error": "plataforma em manutenção: comandos recusados até as 06:00"}).encode()
+
+
+async def _platform_in_maintenance() -> asyncio.Server:
+    """The tenant's platform (the generic HTTP connector's protocol: a JSON POST per command) during a
+    maintenance window, on loopback: it reads each command and refuses it with 423 Locked."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        writer.write(b"HTTP/1.1 423 Locked\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(MAINTENANCE), MAINTENANCE))
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+async def _platform(database: Database, settings: Settings, tenant_id: uuid.UUID, state: str,
+                    server: asyncio.Server | None) -> None:
+    """Configure the tenant's platform connector at the stand-in ("down"), or switch it off ("back": the
+    commands are recorded again, as for every demo tenant, so a replay from the console goes through)."""
+    from backoffice.connectors.platform_http import KIND
+    from backoffice.connectors.service import create_instance, list_instances, set_enabled
+
+    async with database.provider(tenant_id) as session:
+        existing = [i for i in await list_instances(session) if i.name == PLATFORM_NAME]
+        if state == "down" and not existing and server is not None:
+            port = server.sockets[0].getsockname()[1]
+            await create_instance(session, kind=KIND, name=PLATFORM_NAME, settings=settings, acting=ACTOR,
+                                  config={"url": f"http://127.0.0.1:{port}/comandos", "secret": PLATFORM_SECRET},
+                                  reason="demo: Vitta's platform, in a maintenance window")
+        elif state == "back" and existing and existing[0].enabled:
+            await set_enabled(session, existing[0].id, False, acting=ACTOR,
+                              reason="demo: the maintenance window is over; commands are recorded again")
+
+
 async def play_month(database: Database, settings: Settings, tenant_ids: dict[str, uuid.UUID]) -> None:
-    """Play each demo tenant's month (its clock ends ~28 days ahead of real time)."""
+    """Play each demo tenant's month (its clock ends ~28 days ahead of real time). The tenant's platform
+    stand-in listens on loopback, so this run's connectors may reach private addresses (``seeding``)."""
+    from backoffice.connectors.ports import install
+    from backoffice.tenants.effects.ports import set_port
+
     environment = settings.environment or ("demo" if settings.embedded else "production")
-    with _Spine(database, settings) as spine:
-        for slug, tenant_id in tenant_ids.items():
-            async with database.system() as session:
-                already = (await offsets(session, [tenant_id])).get(tenant_id, timedelta(0))
-            start = clock.now() - already  # the month's first day, the same on a second run
-            for day in _month(slug, start):
-                target = timedelta(days=day.number)
-                async with database.provider(tenant_id) as session:
-                    current = (await offsets(session, [tenant_id])).get(tenant_id, timedelta(0))
-                    if target > current:
-                        await advance_clock(session, tenant_id, by=target - current, environment=environment,
-                                            acting=ACTOR, reason=f"demo: day {day.number} of the month")
-                await spine.settle()
-                for event in day.events:
-                    async with database.tenant(tenant_id) as session:
-                        await ingest(session, tenant_id, event)
-                await spine.settle()
+    seeding = settings.model_copy(update={"allow_private_targets": True})
+    with _Spine(database, seeding) as spine:  # first: building the broker imports the default port wiring
+        previous = install(settings=seeding)
+        server = await _platform_in_maintenance()
+        try:
+            await _play(spine, database, seeding, environment, tenant_ids, server)
+        finally:
+            server.close()
+            await server.wait_closed()
+            for channel, port in previous.items():
+                set_port(channel, port)
+
+
+async def _play(spine: _Spine, database: Database, settings: Settings, environment: str,
+                tenant_ids: dict[str, uuid.UUID], server: asyncio.Server) -> None:
+    for slug, tenant_id in tenant_ids.items():
+        async with database.system() as session:
+            already = (await offsets(session, [tenant_id])).get(tenant_id, timedelta(0))
+        start = clock.now() - already  # the month's first day, the same on a second run
+        for day in _month(slug, start):
+            target = timedelta(days=day.number)
+            async with database.provider(tenant_id) as session:
+                current = (await offsets(session, [tenant_id])).get(tenant_id, timedelta(0))
+                if target > current:
+                    await advance_clock(session, tenant_id, by=target - current, environment=environment,
+                                        acting=ACTOR, reason=f"demo: day {day.number} of the month")
+            if day.platform:
+                await _platform(database, settings, tenant_id, day.platform, server)
+            for event in day.events:
+                async with database.tenant(tenant_id) as session:
+                    await ingest(session, tenant_id, event)
+            await spine.settle()

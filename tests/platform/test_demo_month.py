@@ -1,0 +1,85 @@
+"""The demo's month of activity (issue 15, item 8): after seeding, each demo tenant has what its screens show,
+made by the real spine from events that went through the intake, and nothing of one tenant in the other's."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from backoffice.platform.demo import demo_counts
+from backoffice.platform.timers.clock import offsets
+from backoffice.tenants.customers.models import Customer, Lifecycle, LifecycleTransition
+from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
+from backoffice.tenants.events.models import Event, EventStatus
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.tasks.models import Task
+from backoffice.tenants.timeline.models import TimelineEntry
+from tests.demo_support import seed_demo_for_test
+
+
+async def _tenants(database) -> dict[str, Tenant]:
+    async with database.system() as session:
+        return {t.slug: t for t in (await session.execute(select(Tenant))).scalars()}
+
+
+async def _all(database, tenant_id, model, *where):
+    async with database.tenant(tenant_id) as session:
+        return list((await session.execute(select(model).where(*where))).scalars())
+
+
+async def test_the_seeded_month_gives_each_tenant_its_own_activity(database):
+    await seed_demo_for_test(database)
+    tenants = await _tenants(database)
+    aurora, vitta = tenants["aurora"].id, tenants["vitta"].id
+
+    for tenant_id in (aurora, vitta):
+        events = await _all(database, tenant_id, Event)
+        statuses = {e.status for e in events}
+        assert EventStatus.PENDING not in statuses and EventStatus.FAILED not in statuses
+        assert sum(e.status == EventStatus.PROCESSED for e in events) >= 6
+        assert [e.source for e in events if e.status == EventStatus.UNMATCHED] == ["asaas"]
+        # The timers fired on the tenant's clock: reminders and the grace deadline are processed events.
+        assert {"dunning.reminder_due", "dunning.deadline_reached"} <= {e.type for e in events}
+        notes = {n.kind for n in await _all(database, tenant_id, Notification)}
+        assert {"customer.started", "dunning.grace_started", "dunning.blocked"} <= notes
+        assert {t.kind for t in await _all(database, tenant_id, Task)} >= {"onboarding"}
+        assert len(await _all(database, tenant_id, TimelineEntry)) >= 10
+        reminders = await _all(database, tenant_id, OutboundMessage, OutboundMessage.channel == Channel.EMAIL)
+        assert any(m.payload.get("kind") == "dunning.reminder" for m in reminders)
+        # Nothing of the other tenant is in this one's rows (each read through the tenant's own door).
+        for model in (Event, Notification, Task, TimelineEntry, OutboundMessage, Customer):
+            assert {row.tenant_id for row in await _all(database, tenant_id, model)} == {tenant_id}
+
+    async with database.system() as session:
+        shifted = await offsets(session, [aurora, vitta])
+    assert shifted[aurora].days == 28 and shifted[vitta].days == 28
+
+    # Aurora: Oficina Rápida blocked after the grace deadline, then paid and unblocked; Bistrô Lua terminated;
+    # Casa do Pão in grace at the month's end; the rejected nota issued on the retry.
+    customers = {c.name: c for c in await _all(database, aurora, Customer)}
+    assert customers["Oficina Rápida ME"].lifecycle == Lifecycle.ACTIVE
+    path = [t.to_state for t in await _all(database, aurora, LifecycleTransition,
+                                           LifecycleTransition.customer_id == customers["Oficina Rápida ME"].id)]
+    assert path[-3:] == ["in_grace", "blocked", "active"], path
+    assert customers["Bistrô Lua Ltda"].lifecycle == Lifecycle.TERMINATED
+    assert customers["Casa do Pão Ltda"].lifecycle == Lifecycle.IN_GRACE
+    assert "invoice.rejected" in {n.kind for n in await _all(database, aurora, Notification)}
+    assert "offboarding" in {t.kind for t in await _all(database, aurora, Task)}
+    nota = [e for e in await _all(database, aurora, Event) if e.data.get("document", {}).get("external_id")
+            == "aurora-nf-0002"]
+    assert sorted(e.type for e in nota) == ["invoice.issued", "invoice.rejected"]
+
+    # Vitta: Studio Fit still blocked; the block its platform refused during maintenance is a dead letter.
+    studio = [c for c in await _all(database, vitta, Customer) if c.name == "Studio Fit Eireli"][0]
+    assert studio.lifecycle == Lifecycle.BLOCKED
+    [dead] = await _all(database, vitta, OutboundMessage, OutboundMessage.status == DeliveryStatus.DEAD,
+                        OutboundMessage.channel == Channel.PLATFORM)
+    assert dead.target == "block" and "423" in dead.last_error
+
+    # Seeding again on the same data changes nothing.
+    before = await demo_counts(database)
+    await seed_demo_for_test(database)
+    assert await demo_counts(database) == before
+    async with database.system() as session:
+        messages = (await session.execute(select(func.count()).select_from(OutboundMessage))).scalar_one()
+    assert messages == len(await _all(database, aurora, OutboundMessage)) + len(await _all(database, vitta, OutboundMessage))
