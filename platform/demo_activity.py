@@ -127,7 +127,7 @@ def _month(slug: str, start) -> list[Day]:
     ]
 
 
-class _Spine:
+class Spine:
     """Relay, timers and worker threads, run until nothing available is left (the scheduler's ticks, back
     to back)."""
 
@@ -151,7 +151,7 @@ class _Spine:
             return (await session.execute(select(func.count()).select_from(OutboxEntry).where(
                 OutboxEntry.completed_at.is_(None), OutboxEntry.available_at <= clock.now()))).scalar_one()
 
-    def __enter__(self) -> _Spine:
+    def __enter__(self) -> Spine:
         self.worker.start()
         return self
 
@@ -209,7 +209,7 @@ async def play_month(database: Database, settings: Settings, tenant_ids: dict[st
 
     environment = settings.environment or ("demo" if settings.embedded else "production")
     seeding = settings.model_copy(update={"allow_private_targets": True})
-    with _Spine(database, seeding) as spine:  # first: building the broker imports the default port wiring
+    with Spine(database, seeding) as spine:  # first: building the broker imports the default port wiring
         previous = install(settings=seeding)
         server = await _platform_in_maintenance()
         try:
@@ -221,7 +221,7 @@ async def play_month(database: Database, settings: Settings, tenant_ids: dict[st
                 set_port(channel, port)
 
 
-async def _play(spine: _Spine, database: Database, settings: Settings, environment: str,
+async def _play(spine: Spine, database: Database, settings: Settings, environment: str,
                 tenant_ids: dict[str, uuid.UUID], server: asyncio.Server) -> None:
     for slug, tenant_id in tenant_ids.items():
         async with database.system() as session:
