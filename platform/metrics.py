@@ -51,6 +51,10 @@ INTAKE_SECONDS = Histogram(
     "new event; duplicate: only known events; refused: invalid; error: failed).",
     ["source", "outcome"], buckets=LATENCY_BUCKETS)
 
+# Every HTTP request the app routed: route is the handler's path template (bounded by the code), status the code.
+HTTP_REQUESTS = Counter("backoffice_http_requests_total", "HTTP requests answered, by method, route template and "
+                        "status.", ["method", "route", "status"])
+
 # --- outbox and relay -----------------------------------------------------------------------------------
 OUTBOX_BACKLOG = Gauge("backoffice_outbox_backlog", "Outbox rows due and not completed (all tenants).",
                        multiprocess_mode="max")
@@ -99,7 +103,7 @@ CIRCUIT_TRANSITIONS = Counter(
 ROUTINE_RUNS = Counter("backoffice_routine_runs_total", "Routine runs finished, by routine and status.",
                        ["routine", "status"])
 SCHEDULER_LEADER = Gauge("backoffice_scheduler_leader", "1 while this scheduler process leads, else 0.",
-                         multiprocess_mode="liveall")
+                         multiprocess_mode="max")
 DB_POOL_IN_USE = Gauge("backoffice_db_pool_in_use", "Database connections checked out, by engine.",
                        ["engine"], multiprocess_mode="livesum")
 

@@ -14,7 +14,7 @@ import uuid
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from backoffice.platform import logs
+from backoffice.platform import logs, metrics
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 log = logging.getLogger("backoffice.request")
@@ -47,6 +47,8 @@ def request_log_middleware(app: ASGIApp) -> ASGIApp:
                 status = getattr(error, "status_code", 500)
                 raise
             finally:
+                metrics.HTTP_REQUESTS.labels(scope.get("method", ""), scope.get("path_template") or "unrouted",
+                                             str(status)).inc()
                 log.info("request", extra={"method": scope.get("method"), "route": scope.get("path_template"),
                                            "status": status,
                                            "duration_ms": round((time.perf_counter() - started) * 1000, 1)})

@@ -93,6 +93,12 @@ async def test_counters_move_by_exactly_what_happened(spine, database):  # noqa:
                                       ("api_batch", "accepted", 1)):
         assert moved(before, after, "backoffice_intake_seconds_count", source=source, outcome=outcome) == requests
 
+    # Every answer by route template and status.
+    for route, status, count in (("/api/v1/events", "202", 2), ("/api/v1/events", "422", 1),
+                                 ("/api/v1/events/batch", "207", 1)):
+        assert moved(before, after, "backoffice_http_requests_total", method="POST", route=route,
+                     status=status) == count
+
     # The outbox held the two new events' rows (one per tenant) before the spine ran, and nothing after.
     assert value(waiting, "backoffice_outbox_backlog") == 2
     assert value(waiting, "backoffice_outbox_tenant_backlog", tenant_id=str(a.id)) == 1
