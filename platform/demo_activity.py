@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dramatiq
 from sqlalchemy import func, select
@@ -30,10 +31,13 @@ from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import relay_once
 from backoffice.platform.settings import Settings
-from backoffice.platform.timers.clock import advance_clock, offsets
+from backoffice.platform.timers.clock import advance_clock, offsets, tenant_now
 from backoffice.platform.timers.service import fire_due_timers
 from backoffice.platform.worker.broker import build_broker
 from backoffice.tenants.events.intake import ingest
+from backoffice.tenants.routines.engine import start_run
+from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.models import Trigger
 
 ACTOR = Actor.system("demo-seed")
 PLAN_PRO = {"code": "pro", "name": "Plano Pro", "price_cents": 19990, "billing_day": 5}
@@ -59,6 +63,13 @@ def _cleared(key: str, tax_id: str, charge: str, plan: dict, when: str, *, metho
                      "payment": {"external_id": charge, "amount_cents": plan["price_cents"], "paid_at": when,
                                  "method": method},
                      "plan": plan}}
+
+
+def _created(key: str, tax_id: str, charge: str, plan: dict, due: str) -> dict:
+    return {"type": "payment.created", "source": "asaas", "external_id": f"evt_{key}", "customer": {"tax_id": tax_id},
+            "data": {"charge": {"external_id": charge, "amount_cents": plan["price_cents"], "due_date": due,
+                                "description": f"Mensalidade {plan['name']}",
+                                "payment_url": f"https://www.asaas.com/i/{charge}"}, "plan": plan}}
 
 
 def _overdue(key: str, tax_id: str, charge: str, plan: dict, due: str) -> dict:
@@ -109,8 +120,11 @@ def _month(slug: str, start) -> list[Day]:
             Day(8, [_overdue("aur-005", oficina, "pay_aur_ofi_2", PLAN_PRO, on(7)[:10])]),
             Day(11), Day(14),  # a reminder, then the deadline passes: blocked
             Day(16, [_cleared("aur-006", oficina, "pay_aur_ofi_2", PLAN_PRO, on(16))]),  # paid: unblocked
-            Day(20, [_canceled("aur-bistro", bistro, "Encerrou as atividades do restaurante")]),
-            Day(27, [_overdue("aur-007", casa, "pay_aur_casa_2", PLAN_PRO, on(26)[:10])]),  # in grace at the end
+            # Next month's charge, created at the gateway; nobody pays it, and the daily overdue check (the
+            # dunning_sweep routine) turns it overdue the morning after its due date: in grace at the end.
+            Day(20, [_canceled("aur-bistro", bistro, "Encerrou as atividades do restaurante"),
+                     _created("aur-007", casa, "pay_aur_casa_2", PLAN_PRO, on(25)[:10])]),
+            Day(27),
             Day(28),
         ]
     joao, studio = "11144477735", "04252011000110"
@@ -239,4 +253,11 @@ async def _play(spine: Spine, database: Database, settings: Settings, environmen
             for event in day.events:
                 async with database.tenant(tenant_id) as session:
                     await ingest(session, tenant_id, event)
+            await spine.settle()
+            # The morning's overdue check, as the scheduler starts it each day (its runs fill the routines page).
+            async with database.provider(tenant_id) as session:
+                tenant = await session.get(Tenant, tenant_id)
+                today = (await tenant_now(session, tenant_id)).astimezone(ZoneInfo(tenant.timezone)).date()
+                await start_run(session, "dunning_sweep", period=today.isoformat(), actor=ACTOR,
+                                trigger=Trigger.SCHEDULE)
             await spine.settle()

@@ -12,6 +12,7 @@ from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundM
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.models import RoutineRun, RunStatus
 from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
 from tests.demo_support import seed_demo_for_test
@@ -40,6 +41,8 @@ async def test_the_seeded_month_gives_each_tenant_its_own_activity(database):
         assert [e.source for e in events if e.status == EventStatus.UNMATCHED] == ["asaas"]
         # The timers fired on the tenant's clock: reminders and the grace deadline are processed events.
         assert {"dunning.reminder_due", "dunning.deadline_reached"} <= {e.type for e in events}
+        runs = await _all(database, tenant_id, RoutineRun, RoutineRun.routine == "dunning_sweep")
+        assert len(runs) >= 5 and {r.status for r in runs} == {RunStatus.SUCCEEDED}
         notes = {n.kind for n in await _all(database, tenant_id, Notification)}
         assert {"customer.started", "dunning.grace_started", "dunning.blocked"} <= notes
         assert {t.kind for t in await _all(database, tenant_id, Task)} >= {"onboarding"}
@@ -55,14 +58,15 @@ async def test_the_seeded_month_gives_each_tenant_its_own_activity(database):
     assert shifted[aurora].days == 28 and shifted[vitta].days == 28
 
     # Aurora: Oficina Rápida blocked after the grace deadline, then paid and unblocked; Bistrô Lua terminated;
-    # Casa do Pão in grace at the month's end; the rejected nota issued on the retry.
+    # Casa do Pão in grace at the month's end (its unpaid charge turned overdue by the daily check); the rejected nota issued on the retry.
     customers = {c.name: c for c in await _all(database, aurora, Customer)}
     assert customers["Oficina Rápida ME"].lifecycle == Lifecycle.ACTIVE
     path = [t.to_state for t in await _all(database, aurora, LifecycleTransition,
                                            LifecycleTransition.customer_id == customers["Oficina Rápida ME"].id)]
     assert path[-3:] == ["in_grace", "blocked", "active"], path
     assert customers["Bistrô Lua Ltda"].lifecycle == Lifecycle.TERMINATED
-    assert customers["Casa do Pão Ltda"].lifecycle == Lifecycle.IN_GRACE
+    assert customers["Casa do Pão Ltda"].lifecycle == Lifecycle.IN_GRACE  # the overdue check found its charge
+    assert sum(r.items_done for r in await _all(database, aurora, RoutineRun)) == 1
     assert "invoice.rejected" in {n.kind for n in await _all(database, aurora, Notification)}
     assert "offboarding" in {t.kind for t in await _all(database, aurora, Task)}
     nota = [e for e in await _all(database, aurora, Event) if e.data.get("document", {}).get("external_id")
