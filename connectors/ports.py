@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.connectors.registry import ConnectorError
-from backoffice.connectors.service import instance_for_channel, open_context, record_failure, record_success
+from backoffice.connectors.service import instance_for_channel, note_outcome, open_context, record_failure
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
@@ -73,10 +73,7 @@ class ConnectorPort:
             else:
                 outcome = {**outcome, "connector": instance.name}
             results.append(outcome)
-        if last_failure is None:
-            record_success(instance)
-        else:
-            record_failure(instance, last_failure)
+        await note_outcome(session, instance, last_failure)
         return results
 
     async def _fallback(self, session: AsyncSession, tenant: Tenant, message: OutboundMessage) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -264,6 +265,31 @@ async def instance_for_channel(session: AsyncSession, channel: Any) -> Connector
 def record_success(instance: ConnectorInstance) -> None:
     instance.health = Health.OK
     instance.last_success_at = clock.now()
+
+
+# A success is written at most this often per instance: under load every batch would otherwise update the
+# same row, and the row lock would make concurrent deliveries wait on each other.
+SUCCESS_NOTED_EVERY = timedelta(seconds=60)
+
+
+async def note_outcome(session: AsyncSession, instance: ConnectorInstance, failure: str | None) -> None:
+    """Health bookkeeping after a batch of calls that already happened: it must never wait for, deadlock
+    with or roll back another batch (a rolled-back delivery batch resends what it sent). The row is updated
+    only when it is free (``SKIP LOCKED``: a batch holding it records the same facts), and a success only
+    when the row says otherwise or is a minute old."""
+    now = clock.now()
+    if failure is None and instance.health == Health.OK and instance.last_success_at is not None \
+            and now - instance.last_success_at < SUCCESS_NOTED_EVERY:
+        return
+    free = (select(ConnectorInstance.id).where(ConnectorInstance.id == instance.id)
+            .with_for_update(skip_locked=True))
+    if (await session.execute(free)).first() is None:
+        return
+    if failure is None:
+        record_success(instance)
+    else:
+        record_failure(instance, failure)
+    await session.flush()
 
 
 def record_failure(instance: ConnectorInstance, error: str | BaseException) -> None:

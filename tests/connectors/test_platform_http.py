@@ -165,3 +165,24 @@ async def test_the_config_needs_a_whsec_secret_and_an_http_url(database, tenants
         await make_instance(database, tenants.a.id, KIND, {"url": "ftp://platform", "secret": "plain"})
     assert {e.field for e in refused.value.errors} == {"config.url", "config.secret"}
     assert "plain" not in str(refused.value)
+
+
+@pytest.mark.postgres_only
+async def test_health_bookkeeping_never_waits_for_another_batch_holding_the_connector_row(
+        database, tenants, receiver, platform_port):
+    """Concurrent delivery batches once deadlocked on the connector's health row and the loser, rolled back
+    after its calls, sent them again. A batch now skips the bookkeeping when the row is held elsewhere."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    instance_id = await platform(database, tenants.a.id, receiver)
+    receiver.script("/platform", Reply(200, "{}"))
+    sent_id = await command(database, tenants.a.id, "provision", key="evt-held:provision")
+    async with database.tenant(tenants.a.id) as holder:  # another batch's transaction holds the row
+        await holder.execute(text("SELECT id FROM connector_instances WHERE id = :id FOR UPDATE"),
+                             {"id": instance_id})
+        await asyncio.wait_for(run_due(database), 30)  # finishes while the row is still held
+        sent = await message(database, tenants.a.id, sent_id)
+        assert sent.status == DeliveryStatus.SENT and sent.attempts == 1
+    assert len(receiver.at("/platform")) == 1
