@@ -87,3 +87,27 @@ async def test_the_seeded_month_gives_each_tenant_its_own_activity(database):
     async with database.system() as session:
         messages = (await session.execute(select(func.count()).select_from(OutboundMessage))).scalar_one()
     assert messages == len(await _all(database, aurora, OutboundMessage)) + len(await _all(database, vitta, OutboundMessage))
+
+
+async def test_the_dead_letter_replays_once_the_platform_is_back(database):
+    """The console's replay of Vitta's refused block: the maintenance is over (the connector is off), so in
+    the embedded mode the command is recorded as sent."""
+    from backoffice.platform.audit.service import Actor
+    from backoffice.platform.demo_activity import Spine
+    from backoffice.tenants.deadletters.service import replay_one
+
+    await seed_demo_for_test(database)
+    vitta = (await _tenants(database))["vitta"].id
+    [dead] = await _all(database, vitta, OutboundMessage, OutboundMessage.status == DeliveryStatus.DEAD,
+                        OutboundMessage.channel == Channel.PLATFORM)
+    async with database.provider(vitta) as session:
+        await replay_one(session, "message", dead.id, acting=Actor(type="staff", label="admin@provider.example"),
+                         reason="Vitta's platform is back")
+    with Spine(database, database.settings) as spine:
+        await spine.settle()
+    [again] = await _all(database, vitta, OutboundMessage, OutboundMessage.id == dead.id)
+    if database.settings.embedded:
+        assert again.status == DeliveryStatus.SENT and again.response.get("recorded") is True
+    else:  # the test process's platform port may record (its default settings are the embedded ones)
+        assert again.status == DeliveryStatus.SENT or "no platform connector" in again.last_error
+    assert "423" not in (again.last_error or "")  # the replay did not go to the closed maintenance window
