@@ -137,6 +137,9 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
             lines.append(f"  {login.email:<28} {login.role:<18} {where}")
         if logins:
             lines.append(f"  demo password for every login: {DEMO_PASSWORD}")
+            if settings.environment == "demo":  # the page exists only there
+                lines.append(f"  demo mailbox (what each company's back office sent): {base}/aurora/demo/mailbox, "
+                             f"{base}/vitta/demo/mailbox")
         print("\n".join(lines) + "\n", flush=True)
 
     async def stop(app: Litestar) -> None:

@@ -91,6 +91,7 @@ def test_demo_starts_from_nothing_serves_both_tenants_stops_and_restarts(tmp_pat
     assert f"{first.base}/" in stdout
     assert all(login in stdout for login in DEMO_LOGINS), stdout
     assert f"{first.base}/aurora/" in stdout and f"{first.base}/vitta/" in stdout
+    assert f"{first.base}/aurora/demo/mailbox" in stdout
     assert (workdir / ".backoffice" / "backoffice.sqlite3").exists()
 
     second = Demo(workdir, port, run=2)  # same files, same port: seeding again must change nothing
