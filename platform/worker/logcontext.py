@@ -25,9 +25,11 @@ class JobLogContext(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         kwargs = message.kwargs or {}
         batch = kwargs.get("batch") or []
-        subjects = {key: kwargs.get(key) for key in SUBJECTS if key != "message_id"}
-        if kwargs.get("message_id"):  # the effects job's outbound message, not dramatiq's
-            subjects["outbound_message_id"] = kwargs["message_id"]
+        # A batch of one names its subject like a single message does.
+        source = batch[0] if len(batch) == 1 and isinstance(batch[0], dict) else kwargs
+        subjects = {key: source.get(key) for key in SUBJECTS if key != "message_id"}
+        if source.get("message_id"):  # the effects job's outbound message, not dramatiq's
+            subjects["outbound_message_id"] = source["message_id"]
         stack = ExitStack()
         stack.enter_context(logs.scope(job=message.actor_name, message=message.message_id,
                                        tenant_id=kwargs.get("tenant_id"), batch=len(batch) or None,

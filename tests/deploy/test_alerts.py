@@ -100,3 +100,15 @@ def test_the_dashboard_shows_what_the_alerts_watch():
         shown |= names
     watched = set().union(*(metric_names(rule["expr"]) for rule in rules()))
     assert watched <= shown, f"alerted on but not on the dashboard: {watched - shown}"
+
+
+def test_the_prometheus_configuration_loads_the_rules_and_scrapes_every_process():
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yaml"] and (RULES.parent / "alerts.yaml").exists()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"backoffice-web", "backoffice-worker", "backoffice-scheduler"}
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name, job in jobs.items():
+        [target] = job["dns_sd_configs"]
+        [service] = target["names"]
+        assert service in compose["services"], name

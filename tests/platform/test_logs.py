@@ -101,7 +101,10 @@ async def test_lines_carry_their_context_and_no_secret(spine, receiver, captured
             and "tenant_id" not in line]
     jobs = [line for line in logged if line.get("job")]
     assert {"spine.process_event", "webhooks.deliver"} <= {line["job"] for line in jobs}
-    assert all(line["tenant_id"] == str(a.id) for line in jobs if line["job"] == "spine.process_event")
+    processed = [line for line in jobs if line["job"] == "spine.process_event"]
+    assert all(line["tenant_id"] == str(a.id) for line in processed)
+    event_id = answer.json()["event_id"]
+    assert [line for line in processed if line.get("event_id") == event_id]
     assert not [line for line in logged if line.get("tenant_id") == str(b.id)]
 
 
