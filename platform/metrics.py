@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 WORST_TENANTS = 20
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):  # multiprocess mode writes a file per metric type and process: the directory must exist
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 

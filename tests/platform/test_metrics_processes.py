@@ -62,7 +62,6 @@ async def test_two_worker_processes_are_summed_on_one_port(database, tenants, tm
     port = free_port()
     env = env_for_subprocess(settings) | {"BACKOFFICE_METRICS_PORT": str(port),
                                           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    (tmp_path / "prom").mkdir()
     broker = build_broker(settings)  # the worker command's namespace
     broker.flush_all()  # nothing left over from an earlier run on this Redis database
     worker = _start(["worker", "--processes", "2"], env)
