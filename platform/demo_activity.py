@@ -120,11 +120,12 @@ def _month(slug: str, start) -> list[Day]:
             Day(8, [_overdue("aur-005", oficina, "pay_aur_ofi_2", PLAN_PRO, on(7)[:10])]),
             Day(11), Day(14),  # a reminder, then the deadline passes: blocked
             Day(16, [_cleared("aur-006", oficina, "pay_aur_ofi_2", PLAN_PRO, on(16))]),  # paid: unblocked
-            # Next month's charge, created at the gateway; nobody pays it, and the daily overdue check (the
-            # dunning_sweep routine) turns it overdue the morning after its due date: in grace at the end.
+            # Next month's charge, created at the gateway; nobody pays it, and the day after its due date the
+            # gateway says it is overdue: in grace at the month's end, its first reminder sent (day 27, 09:00
+            # local; whatever the hour the seed runs, day 28 is past it and before the second, on day 29).
             Day(20, [_canceled("aur-bistro", bistro, "Encerrou as atividades do restaurante"),
-                     _created("aur-007", casa, "pay_aur_casa_2", PLAN_PRO, on(25)[:10])]),
-            Day(27),
+                     _created("aur-007", casa, "pay_aur_casa_2", PLAN_PRO, on(24)[:10])]),
+            Day(25, [_overdue("aur-008", casa, "pay_aur_casa_2", PLAN_PRO, on(24)[:10])]),
             Day(28),
         ]
     joao, studio = "11144477735", "04252011000110"

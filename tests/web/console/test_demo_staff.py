@@ -8,6 +8,7 @@ import re
 from backoffice.platform.demo import DEMO_PASSWORD
 from tests.demo_support import seed_demo_for_test as seed_demo
 from tests.web.console.conftest import ConsoleBrowser, Totp
+from tests.web.console.test_overview import _cells
 
 
 async def test_each_demo_staff_login_enrols_and_sees_its_companies(database):
@@ -29,3 +30,12 @@ async def test_each_demo_staff_login_enrols_and_sees_its_companies(database):
             overview = (await browser.get("/staff/")).text
             assert "Aurora Software" in overview
             assert ("Vitta Academias" in overview) == (login.role == "provider_admin")
+            # The seeded month gives the overview real numbers: Aurora's unmatched payment and customer in
+            # grace, and for the admin Vitta's refused block (a dead letter) and its blocked customer.
+            aurora = _cells(overview, "aurora")
+            assert (aurora["unmatched"], aurora["grace"], aurora["overdue"]) == ("1", "1", "R$ 199,90")
+            if login.role == "provider_admin":
+                vitta = _cells(overview, "vitta")
+                assert (vitta["unmatched"], vitta["blocked"], vitta["overdue"]) == ("1", "1", "R$ 129,90")
+                # The refused block; on PostgreSQL (not the embedded mode) e-mails without a connector too.
+                assert vitta["dead"] == "1" if database.settings.embedded else int(vitta["dead"]) >= 1
