@@ -161,7 +161,7 @@ async def forgot_submit(request: Request, tenant: Tenant, db: AsyncSession, stat
             link_for=lambda token: f"{base_url}{prefix}/password/reset/{token}",
             acting=Actor(type="anonymous", label=f"password reset form ({client_address(request)})"),
         )
-    return page(request, tenant, "portal/forgot.html", sent=True)
+    return page(request, tenant, "portal/forgot.html", sent=True, demo=state.settings.environment == "demo")
 
 
 @get("/password/reset/{token:str}", name="portal:reset")

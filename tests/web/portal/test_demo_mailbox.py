@@ -41,7 +41,7 @@ async def test_the_mailbox_shows_a_reset_link_that_works_and_only_the_companys_s
             browser = Browser(client)
             asked = await browser.post_form("/aurora/password/forgot", "/aurora/password/forgot",
                                             {"email": "ana@aurora.example"})
-            assert asked.status_code == 200
+            assert asked.status_code == 200 and 'href="/aurora/demo/mailbox"' in asked.text
             with Spine(database, database.settings) as spine:
                 await spine.settle()
 
@@ -84,3 +84,7 @@ async def test_the_mailbox_is_not_found_outside_the_demo(database):
                 answer = await Browser(client).get(f"/{slug}/demo/mailbox")
                 assert answer.status_code == 404, (environment, answer.text[:200])
                 assert "Caixa de correio" not in answer.text
+            forgot = Browser(client)
+            asked = await forgot.post_form("/aurora/password/forgot", "/aurora/password/forgot",
+                                           {"email": "ana@aurora.example"})
+            assert asked.status_code == 200 and "/demo/mailbox" not in asked.text
