@@ -40,15 +40,15 @@ async def recorded_messages(session: AsyncSession, *, limit: int = LIMIT) -> lis
             continue  # went out through a real connector: it is in someone's real mailbox, not here
         payload = message.payload or {}
         text = str(payload.get("text") or "")
+        to = str(payload.get("to") or message.target or "")
         if message.channel == Channel.PLATFORM:
-            # A command says what, why and for which customer (its CPF/CNPJ, as the platform knows it).
+            # A command names its customer by CPF/CNPJ, as the platform knows it; its reason is the
+            # process's English log text, left out so the page keeps to one language.
             customer = payload.get("customer") or {}
-            text = "\n".join(part for part in (str(payload.get("reason") or ""),
-                                                 f"CPF/CNPJ {customer['tax_id']}" if customer.get("tax_id") else "")
-                              if part)
+            to = f"CPF/CNPJ {customer['tax_id']}" if customer.get("tax_id") else to
         found.append(Recorded(
             at=message.sent_at or message.created_at, channel=message.channel.value,
-            to=str(payload.get("to") or message.target or ""),
+            to=to,
             subject=str(payload.get("subject") or payload.get("command") or message.target or ""),
             text=text, links=list(dict.fromkeys(_LINK.findall(text))), payload=payload))
     return found
