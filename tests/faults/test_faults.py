@@ -10,7 +10,8 @@ PostgreSQL restarts with ``-m immediate`` (``scenario.py`` has the stories and w
 It then asserts, from what the receivers saw: every acknowledged event stored and processed; every
 expected platform command, webhook and e-mail present and nothing else; a repeat only with the identity
 of the first (webhook-id, Message-ID); no outbox row left, no delivery dead; the work in flight at each
-fault done within 60 s; the intake answering 503 with Retry-After during outages, never a bare 500.
+fault done (printed against the 60 s target; a failure past 120 s, see model.py); the intake answering
+503 with Retry-After during outages, never a bare 500.
 The figures are printed whether it passes or not.
 
 Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (five and a half minutes on
