@@ -46,6 +46,7 @@ class SessionLookups:
 async def upsert_charge(session: AsyncSession, customer: Customer, source: str, data: dict[str, Any], *,
                         known: SessionLookups | None = None) -> Charge:
     known = known or SessionLookups(session)
+    source = data.get("source") or source  # a charge named with its issuer (the sweep's) is that issuer's
     charge = await known.charge(source, data["external_id"])
     due = date.fromisoformat(data["due_date"]) if isinstance(data["due_date"], str) else data["due_date"]
     if charge is None:

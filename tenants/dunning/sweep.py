@@ -47,13 +47,13 @@ WITH today AS (
     FROM today
     WHERE c.status = 'pending' AND c.due_date < :latest_today
       AND c.tenant_id = today.tenant_id AND c.due_date < today.local_date
-    RETURNING c.tenant_id, c.id, c.customer_id, c.external_id, c.amount_cents, c.due_date, c.description
+    RETURNING c.tenant_id, c.id, c.customer_id, c.source, c.external_id, c.amount_cents, c.due_date, c.description
 ), emitted AS (
     INSERT INTO events (tenant_id, id, type, source, external_id, occurred_at, received_at, subject, data, status)
     SELECT tenant_id, {_UUID7}, :event_type, :source, 'overdue:' || id::text, :now, :now,
            json_build_object('id', customer_id),
            json_build_object('charge', json_strip_nulls(json_build_object(
-               'external_id', external_id, 'amount_cents', amount_cents, 'due_date', due_date,
+               'source', source, 'external_id', external_id, 'amount_cents', amount_cents, 'due_date', due_date,
                'description', description))),
            'pending'
     FROM overdue
@@ -138,8 +138,8 @@ async def _sweep_per_tenant(session: AsyncSession, todays: dict[uuid.UUID, date]
             update(Charge)
             .where(Charge.tenant_id == tenant_id, Charge.status == ChargeStatus.PENDING, Charge.due_date < today)
             .values(status=ChargeStatus.OVERDUE, updated_at=now)
-            .returning(Charge.id, Charge.customer_id, Charge.external_id, Charge.amount_cents, Charge.due_date,
-                       Charge.description)
+            .returning(Charge.id, Charge.customer_id, Charge.source, Charge.external_id, Charge.amount_cents,
+                       Charge.due_date, Charge.description)
             .execution_options(synchronize_session=False)
         )).all()
         events = [validate(overdue_event(charge, now)) for charge in charges]
@@ -154,6 +154,7 @@ def overdue_event(charge, now: datetime) -> dict:
     return {
         "type": EVENT_TYPE, "source": SOURCE, "external_id": f"overdue:{charge.id}", "occurred_at": now,
         "customer": {"id": str(charge.customer_id)},
-        "data": {"charge": {"external_id": charge.external_id, "amount_cents": charge.amount_cents,
+        "data": {"charge": {"source": charge.source, "external_id": charge.external_id,
+                            "amount_cents": charge.amount_cents,
                             "due_date": charge.due_date.isoformat(), "description": charge.description}},
     }

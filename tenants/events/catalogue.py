@@ -44,6 +44,9 @@ class Plan(_Strict):
 
 class ChargeData(_Strict):
     external_id: Text
+    # The system that issued the charge when it is not the event's own source: the overdue sweep reports a
+    # gateway's charge, which is found by (its source, its id), not by ("sweep", id).
+    source: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     amount_cents: Cents
     due_date: date
     description: Text | None = None

@@ -29,7 +29,9 @@ from backoffice.tenants.signatures.models import Signature, SignatureStatus
 
 def _charge_key(event: Event) -> tuple[str, str] | None:
     charge = (event.data or {}).get("charge")
-    return (event.source, str(charge["external_id"])) if isinstance(charge, dict) and charge.get("external_id") else None
+    if not isinstance(charge, dict) or not charge.get("external_id"):
+        return None
+    return (charge.get("source") or event.source, str(charge["external_id"]))  # as upsert_charge looks it up
 
 
 def _payment_key(event: Event) -> tuple[str, str] | None:

@@ -17,6 +17,7 @@ from backoffice.tenants.dunning.sweep import sweep_overdue
 from backoffice.tenants.events.intake import ingest
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant, TenantStatus
+from tests.tenants.conftest import spine  # noqa: F401  (the running spine fixture)
 
 # 01:30 UTC on 3 November is still 22:30 on 2 November in São Paulo (and 10:30 on 3 November in Tokyo).
 NOW = datetime(2026, 11, 3, 1, 30, tzinfo=UTC)
@@ -75,11 +76,12 @@ async def test_one_overdue_event_per_past_due_charge_in_the_tenants_local_calend
     assert [(e.type, e.source) for e in emitted] == [("payment.overdue", "sweep")] * 2
     first = next(e for e in emitted if e.external_id == f"overdue:{late.id}")
     assert first.subject == {"id": str(tenants.a.customer_ids[0])}
-    assert first.data == {"charge": {"external_id": "ch-oct-31", "amount_cents": 4500, "due_date": "2026-10-31"}}
+    assert first.data == {"charge": {"source": "asaas", "external_id": "ch-oct-31", "amount_cents": 4500,
+                                     "due_date": "2026-10-31"}}
     assert first.occurred_at == NOW and first.status == "pending"
     second = next(e for e in emitted if e.external_id != first.external_id)
-    assert second.data["charge"] == {"external_id": "ch-nov-1", "amount_cents": 19900, "due_date": "2026-11-01",
-                                     "description": "Plano Pro - novembro"}
+    assert second.data["charge"] == {"source": "asaas", "external_id": "ch-nov-1", "amount_cents": 19900,
+                                     "due_date": "2026-11-01", "description": "Plano Pro - novembro"}
     queued = await outbox(database, tenants.a)
     assert sorted((q.job, q.payload["event_id"]) for q in queued) == \
         sorted(("spine.process_event", str(e.id)) for e in emitted)
@@ -160,3 +162,25 @@ async def test_the_sweeps_event_is_a_valid_catalogue_event(database, tenants, fr
             "customer": stored.subject, "data": stored.data})
     assert (again.event_id, again.status) == (stored.id, "duplicate")
     assert isinstance(stored.id, uuid.UUID) and stored.id.version == 7
+
+
+async def test_the_sweeps_event_marks_the_gateways_charge_overdue_without_a_second_charge(spine):
+    """The sweep's event names the charge with its issuer, so the late-payment case opens on the gateway's
+    charge (once found by ("sweep", id), it created a copy and the overdue amount counted twice)."""
+    from backoffice.tenants.customers.models import Lifecycle
+    from backoffice.tenants.dunning.models import DunningCase
+    from tests.tenants.conftest import new_customer
+
+    a = spine.tenants.a
+    customer_id = await new_customer(spine.database, a.id, a.admin_id, name="Oficina Bom Motor",
+                                     tax_id="390.533.447-05", lifecycle=Lifecycle.ACTIVE)
+    async with spine.database.tenant(a.id) as session:
+        session.add(Charge(customer_id=customer_id, amount_cents=19900, due_date=date(2020, 1, 5),
+                           source="asaas", external_id="pay_sweep", status=ChargeStatus.PENDING))
+    await sweep_overdue(spine.database)
+    await spine.settle()
+    async with spine.database.tenant(a.id) as session:
+        charges = list((await session.execute(select(Charge))).scalars())
+        cases = list((await session.execute(select(DunningCase))).scalars())
+    assert [(c.source, c.external_id, c.status) for c in charges] == [("asaas", "pay_sweep", ChargeStatus.OVERDUE)]
+    assert [case.charge_id for case in cases] == [charges[0].id]
