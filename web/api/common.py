@@ -10,7 +10,6 @@ from litestar.datastructures import ResponseHeader, State
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.schemas import Problem, one_time_secret_fields
 
@@ -70,26 +69,8 @@ def provide_principal(request: Request) -> ApiPrincipal:
 async def provide_session(principal: ApiPrincipal, state: State) -> AsyncIterator[AsyncSession]:
     """The key's tenant session: commits when the handler succeeds, rolls back otherwise.
 
-    The transaction opens before the handler runs, and opening it is tried again once when the pooled
-    connection turns out to be dead (nothing was written yet; see platform/db/retry.py).
+    The unit of work every tenant door uses (``Database.tenant``): the transaction opens before the handler
+    runs, and opening it is tried again once when the pooled connection turns out to be dead.
     """
-    database = state.database
-
-    async def open_transaction() -> AsyncSession:
-        session = database.tenant_session(principal.tenant_id)
-        try:
-            await session.begin()
-            await session.connection()  # BEGIN and the tenant setting: the transaction's first statement
-        except BaseException:
-            await session.close()
-            raise
-        return session
-
-    session = await again_if_disconnected(open_transaction)
-    async with session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+    async with state.database.tenant(principal.tenant_id) as session:
+        yield session
