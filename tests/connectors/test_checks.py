@@ -16,7 +16,7 @@ from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import NotFound
 from tests.connectors.conftest import FAST_HTTP, Answer, connector_settings, make_instance
 from tests.connectors.test_ports import smtp_config, smtp_server  # noqa: F401  fixture
-from tests.tenants.routines.fake_asaas import FakeAsaas, serving
+from tests.providers.asaas import FakeAsaas, serving
 
 STAFF = Actor(type="staff", label="ana@provider.example", id=str(uuid.uuid4()))
 

@@ -20,7 +20,7 @@ from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundM
 from backoffice.tenants.effects.ports import RecordingPort, set_port
 from tests.connectors.conftest import connector_settings, make_instance
 from tests.connectors.test_ports import EMAIL, smtp_config, smtp_server  # noqa: F401  (fixture)
-from tests.tenants.webhooks.receiver import Receiver, Reply
+from tests.providers.webhook_receiver import Receiver, Reply
 
 
 class WorkerDied(Exception):

@@ -19,7 +19,7 @@ from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundM
 from backoffice.tenants.effects.ports import RecordingPort, set_port
 from backoffice.tenants.effects.service import DELIVER_JOB
 from tests.connectors.conftest import make_instance
-from tests.tenants.webhooks.receiver import Receiver, Reply, run_due
+from tests.providers.webhook_receiver import Receiver, Reply, run_due
 
 HTTP = {"timeout": 0.5, "retries": 0, "threshold": 50}
 

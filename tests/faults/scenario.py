@@ -85,7 +85,7 @@ class Scenario(Verdict):
     def start(self, stack) -> None:
         """Start the private services, the recorders and the platform; ``stack`` (an ExitStack) undoes it."""
         from tests.connectors.conftest import serving
-        from tests.tenants.routines.fake_asaas import FakeAsaas
+        from tests.providers.asaas import FakeAsaas
 
         stack.callback(self.cluster.close)
         self.cluster.start_services()

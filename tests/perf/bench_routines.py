@@ -10,7 +10,7 @@ What it measures, with a real worker process (``dramatiq``) and scheduler proces
   against the baseline measured in this same run), and the large run's rate under that load;
 - a re-run of a period already billed: what planning costs when there is nothing to do.
 
-The local Asaas (``tests/tenants/routines/fake_asaas.py``) serves every tenant's account from this process
+The local Asaas (``tests/providers/asaas.py``) serves every tenant's account from this process
 over loopback, so its own cost is part of every figure. Nothing here is asserted by the test suite.
 """
 
@@ -40,7 +40,7 @@ from backoffice.platform.db.session import Database  # noqa: E402
 from backoffice.platform.settings import get_settings  # noqa: E402
 from backoffice.tenants.routines import engine  # noqa: E402
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, RunStatus  # noqa: E402
-from tests.tenants.routines.fake_asaas import FakeAsaas, serving  # noqa: E402
+from tests.providers.asaas import FakeAsaas, serving  # noqa: E402
 
 ACTOR = Actor(type="cli", label="cli:bench")
 

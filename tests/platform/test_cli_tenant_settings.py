@@ -13,7 +13,7 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.tenants.registry.models import Tenant
 from tests.conftest import env_for_subprocess
-from tests.dns_server import dns_server
+from tests.providers.dns import dns_server
 from tests.platform.test_cli import BACKOFFICE_CLI, Result
 
 pytestmark = pytest.mark.postgres_only

@@ -19,7 +19,7 @@ from backoffice.tenants.registry.settings import (
     HostNotVerified, change_settings, remove_custom_host, request_custom_host, verification_record,
     verify_custom_host,
 )
-from tests.dns_server import dns_server
+from tests.providers.dns import dns_server
 
 STAFF = Actor(type="staff", label="ana@provider.example", id="00000000-0000-0000-0000-000000000001")
 

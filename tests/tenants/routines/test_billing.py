@@ -26,7 +26,7 @@ from backoffice.tenants.events.models import Event
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.routines import billing, engine
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunStatus, Trigger
-from tests.tenants.routines.fake_asaas import FakeAsaas, connect, gateway_options, serving
+from tests.providers.asaas import FakeAsaas, connect, gateway_options, serving
 from tests.tenants.routines.runs import run_and_items
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")

@@ -23,7 +23,7 @@ from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.routines import engine, gateways
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, RunStatus
-from tests.tenants.routines.fake_focusnfe import FakeFocusNfe, serving
+from tests.providers.focusnfe import FakeFocusNfe, serving
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")
 PROVIDER_ADMIN = Actor(type="staff", label="staff:admin@provider.test", id="admin")

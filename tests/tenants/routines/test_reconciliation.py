@@ -20,7 +20,7 @@ from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines import engine
 from backoffice.tenants.routines.models import FindingKind, ItemStatus, ReconciliationFinding, RunStatus
-from tests.tenants.routines.fake_asaas import FakeAsaas, connect, gateway_options, serving
+from tests.providers.asaas import FakeAsaas, connect, gateway_options, serving
 from tests.tenants.routines.runs import run_and_items
 
 STAFF = Actor(type="staff", label="staff:ana@provider.test", id="ana")

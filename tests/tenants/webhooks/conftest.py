@@ -17,7 +17,7 @@ from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import set_port
 from backoffice.tenants.webhooks.port import WebhookPort
-from tests.tenants.webhooks.receiver import Receiver, run_due
+from tests.providers.webhook_receiver import Receiver, run_due
 
 START = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 ACTOR = Actor(type="tenant_user", label="admin@alfa.example")

@@ -20,7 +20,7 @@ from backoffice.tenants.webhooks import jobs, service
 from backoffice.tenants.webhooks.jobs import DEAD_LIMIT, MAX_ATTEMPTS, SCHEDULE
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from tests.tenants.webhooks.conftest import ACTOR
-from tests.tenants.webhooks.receiver import Reply, run_due
+from tests.providers.webhook_receiver import Reply, run_due
 
 pytestmark = pytest.mark.usefixtures("frozen", "webhook_port")
 

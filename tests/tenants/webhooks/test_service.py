@@ -17,7 +17,7 @@ from backoffice.tenants.webhooks import service
 from backoffice.tenants.webhooks.jobs import deliver
 from backoffice.tenants.webhooks.models import WebhookDeliveryStatus, WebhookEndpoint
 from tests.tenants.webhooks.conftest import ACTOR
-from tests.tenants.webhooks.receiver import run_due
+from tests.providers.webhook_receiver import run_due
 
 
 async def test_create_shows_the_secret_once_and_keeps_it_encrypted(database, tenants, loopback, frozen):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.web.app import create_app
-from tests.dns_server import dns_server
+from tests.providers.dns import dns_server
 from tests.web.api.test_staff import _token, staff  # noqa: F401  fixture
 
 

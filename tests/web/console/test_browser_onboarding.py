@@ -19,8 +19,8 @@ from sqlalchemy import select
 from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.app import create_app
-from tests.dns_server import dns_server
-from tests.tenants.routines.fake_asaas import FakeAsaas, serving
+from tests.providers.dns import dns_server
+from tests.providers.asaas import FakeAsaas, serving
 from tests.web.console.conftest import PASSWORD, make_member
 from tests.web.portal.test_browser import ARGS, ARTIFACTS, LiveServer, _chromium
 

@@ -19,7 +19,7 @@ from backoffice.web.app import create_app
 from tests.tenants.deadletters.conftest import write_letters
 from tests.tenants.routines.scripted import registered, scripted
 from tests.tenants.webhooks.conftest import loopback, receiver, webhook_port  # noqa: F401  (fixtures)
-from tests.tenants.webhooks.receiver import Reply, run_due
+from tests.providers.webhook_receiver import Reply, run_due
 from tests.tenants.webhooks.test_jobs import endpoint, event_message, reload
 from tests.web.console.conftest import PASSWORD
 from tests.web.portal.test_browser import ARGS, ARTIFACTS, LiveServer, _chromium

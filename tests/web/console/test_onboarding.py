@@ -13,7 +13,7 @@ from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.policies.service import current_policy
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
-from tests.dns_server import dns_server
+from tests.providers.dns import dns_server
 from tests.web.console.conftest import csrf_of
 
 COMPANY = {"legal_name": "Gama Serviços Financeiros Ltda", "display_name": "Gama", "slug": "gama",

@@ -15,7 +15,7 @@ from backoffice.platform.settings import Settings
 from backoffice.platform.staff.models import Staff
 from backoffice.web.app import create_app
 from tests.web.console.conftest import ConsoleBrowser
-from tests.web.portal.oidc_provider import Provider
+from tests.providers.oidc import Provider
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from backoffice.tenants.users.models import TenantRole, TenantUser
 from backoffice.tenants.users.oidc import OidcSettings
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import Browser
-from tests.web.portal.oidc_provider import Provider
+from tests.providers.oidc import Provider
 
 
 @pytest.fixture
