@@ -1,11 +1,16 @@
 """The relay: hands outbox rows to the workers, fairly across tenants, and never loses one.
 
 A round (:func:`relay_once`) is one statement that claims rows and leases them, a commit, and only then
-the sends. Every claimed row gets a short ``lease_until`` (30 s) for the hand-over; the job that starts on
+the sends. Every claimed row gets a short ``lease_until`` (15 s) for the hand-over; the job that starts on
 it takes it under its own token, its worker renews the lease while it runs, and the job completes the row
 in its own transaction (``lease.py``, ``broker.py``). A relay that dies after the commit, a lost message or
-a crashed worker all look the same: the lease runs out (within 30 s) and the row is claimed again; jobs are
-idempotent, so the repeat changes nothing.
+a crashed worker all end the same way: the lease runs out (within 15 s) and the row is claimed again; jobs
+are idempotent, so the repeat changes nothing. Before claiming, a round looks in Redis for the rows whose
+hand-over ran out before any job took them (:func:`keep_waiting`, ``handover.py``): a row whose message
+still waits there is not handed out again (under a backlog that made up to 9 copies of a row), and one
+whose message a dead worker had fetched goes out as recovered work. A row a job held when it died (a token
+on the row) or a dead worker fetched goes on ``RECOVERED_QUEUE``, which workers consume beside the
+backlog's queues.
 
 Fairness: a round takes at most ``per_tenant_round`` rows of each tenant (oldest first), and none of a
 tenant whose leased-not-completed rows already reach ``per_tenant_cap``. The claimed rows are ordered by
@@ -18,7 +23,7 @@ of only a few rows, so a trickle of rows goes out in batches), then sleeps until
 notification is only a hint (it is lost while the listener reconnects), the poll is the floor. It runs as
 its own long-lived task rather than a scheduler tick, because a tick waits behind the other loops (a
 sweep may take seconds) and polls at the tick's pace; :func:`ensure_background` starts it (see
-``platform/scheduler/loops.py``). Relays need no leadership: two of them never claim the same row.
+``web/entry/loops.py``). Relays need no leadership: two of them never claim the same row.
 """
 
 from __future__ import annotations
@@ -28,22 +33,23 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import dramatiq
 from dramatiq.errors import ActorNotFound
-from sqlalchemy import JSON, Integer, String, Uuid, bindparam, text, tuple_, update
+from sqlalchemy import JSON, Boolean, Integer, String, Uuid, bindparam, select, text, tuple_, update
 from sqlalchemy.engine import make_url
 
 from backoffice.platform import clock, metrics
 from backoffice.platform.db.base import UTCDateTime
 from backoffice.platform.db.session import Database
-from backoffice.platform.outbox.lease import LEASE_SECONDS
+from backoffice.platform.outbox import handover
+from backoffice.platform.outbox.lease import HANDOVER_SECONDS, WORKER_SILENT_SECONDS
 from backoffice.platform.outbox.models import OutboxEntry
-from backoffice.platform.worker.broker import enqueue
+from backoffice.platform.worker.broker import RECOVERED_QUEUE, job_message
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +84,14 @@ WITH candidates AS (
 ), chosen AS (
     SELECT tenant_id, id FROM candidates ORDER BY turn, available_at, id LIMIT :batch
 ), locked AS (
-    SELECT o.tenant_id, o.id FROM outbox o
+    SELECT o.tenant_id, o.id, o.lease_token AS previous_token FROM outbox o
     JOIN chosen ON o.tenant_id = chosen.tenant_id AND o.id = chosen.id
     WHERE o.completed_at IS NULL AND (o.lease_until IS NULL OR o.lease_until < :now)
     FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE outbox o SET lease_until = :lease_until, lease_token = NULL, dispatched_at = :now, attempts = o.attempts + 1
 FROM locked WHERE o.tenant_id = locked.tenant_id AND o.id = locked.id
-RETURNING o.tenant_id, o.id, o.job, o.payload, o.attempts, o.available_at
+RETURNING o.tenant_id, o.id, o.job, o.payload, o.attempts, o.available_at, locked.previous_token IS NOT NULL AS recovered
 """
 
 # SQLite (the embedded mode: one process, small volumes, writers serialised by the database lock):
@@ -108,7 +114,7 @@ WITH inflight AS (
 )
 UPDATE outbox SET lease_until = :lease_until, lease_token = NULL, dispatched_at = :now, attempts = attempts + 1
 WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM chosen)
-RETURNING tenant_id, id, job, payload, attempts, available_at
+RETURNING tenant_id, id, job, payload, attempts, available_at, 0 AS recovered
 """
 
 
@@ -118,7 +124,7 @@ def _claim_statement(dialect: str):
         text(sql)
         .bindparams(bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime()))
         .columns(tenant_id=Uuid(), id=Uuid(), job=String(), payload=JSON(), attempts=Integer(),
-                 available_at=UTCDateTime())
+                 available_at=UTCDateTime(), recovered=Boolean())
     )
 
 
@@ -130,11 +136,14 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int = 1
     available_at: Any = None
+    # A job had taken the row and its lease ran out (its worker died or stalled), or the message carrying it
+    # was fetched by a worker that died: it goes on the queue of recovered work, ahead of the backlog.
+    recovered: bool = False
 
 
 async def claim(
     database: Database, *, batch: int = 500, per_tenant_round: int = 100, per_tenant_cap: int = 300,
-    lease_seconds: float = LEASE_SECONDS,
+    lease_seconds: float = HANDOVER_SECONDS,
 ) -> list[Claimed]:
     """Lease the next fair batch of rows and commit, so no other relay takes them within the lease."""
     now = clock.now()
@@ -146,21 +155,26 @@ async def claim(
             # compilation would then cost more than the whole round (measured: ~1 s against ~0.1 s).
             await session.execute(text("SET LOCAL jit = off"))
         rows = (await session.execute(_claim_statement(database.dialect), params)).all()
-    claimed = [Claimed(r.tenant_id, r.id, r.job, r.payload or {}, r.attempts, r.available_at) for r in rows]
+    claimed = [Claimed(r.tenant_id, r.id, r.job, r.payload or {}, r.attempts, r.available_at, bool(r.recovered))
+               for r in rows]
     claimed.sort(key=lambda row: (row.available_at, row.id))  # RETURNING keeps no order; work goes oldest first
     return claimed
 
 
 async def relay_once(
     database: Database, broker: dramatiq.Broker, *, batch: int = 500, per_tenant_round: int = 100,
-    per_tenant_cap: int = 300, lease_seconds: float = LEASE_SECONDS,
+    per_tenant_cap: int = 300, lease_seconds: float = HANDOVER_SECONDS,
 ) -> int:
-    """One round: claim, commit, send. Returns how many rows were sent to the broker."""
+    """One round: keep the hand-over of rows whose message still waits, claim, commit, send. Returns how
+    many rows were sent to the broker."""
     started = time.perf_counter()
+    orphaned = await keep_waiting(database, broker, limit=batch * 4, lease_seconds=lease_seconds)
     rows = await claim(database, batch=batch, per_tenant_round=per_tenant_round,
                        per_tenant_cap=per_tenant_cap, lease_seconds=lease_seconds)
     if not rows:
         return 0
+    if orphaned:
+        rows = [replace(row, recovered=True) if row.id in orphaned else row for row in rows]
     # The Redis client blocks; in the embedded mode this event loop also serves the web app.
     sent, unsent = await asyncio.to_thread(_send_all, broker, rows)
     if unsent:
@@ -170,11 +184,52 @@ async def relay_once(
     return sent
 
 
+async def keep_waiting(database: Database, broker: dramatiq.Broker, *, limit: int = 2000,
+                       lease_seconds: float = HANDOVER_SECONDS) -> set[uuid.UUID]:
+    """Rows handed over and never taken whose hand-over ran out: those whose message still waits in Redis get
+    another hand-over lease instead of a second copy (``handover.py``); returns the ids of those a dead
+    worker had fetched, for the claim that follows to send as recovered work. Everything else (a message
+    lost, Redis unreachable) is left to the claim: handed out again."""
+    if not handover.tracks(broker):
+        return set()
+    now = clock.now()
+    async with database.system() as session:
+        expired = (await session.execute(
+            select(OutboxEntry.tenant_id, OutboxEntry.id)
+            .where(OutboxEntry.completed_at.is_(None), OutboxEntry.lease_token.is_(None),
+                   OutboxEntry.lease_until.is_not(None), OutboxEntry.lease_until < now)
+            .order_by(OutboxEntry.lease_until).limit(limit)
+        )).all()
+    if not expired:
+        return set()
+    try:
+        waiting, orphaned = await asyncio.to_thread(handover.look_up, broker, [row.id for row in expired],
+                                                    alive_within=WORKER_SILENT_SECONDS)
+    except Exception:  # Redis away: its messages are likely gone with it, and the claim hands the rows out
+        log.warning("relay: cannot look up %d handed-over rows in Redis; handing them out again", len(expired),
+                    exc_info=True)
+        return set()
+    if waiting:
+        keys = [(row.tenant_id, row.id) for row in expired if row.id in waiting]
+        async with database.system() as session:
+            # Only while still untaken and expired: a job that took the row meanwhile, or another relay that
+            # claimed it, keeps it.
+            await session.execute(
+                update(OutboxEntry)
+                .where(tuple_(OutboxEntry.tenant_id, OutboxEntry.id).in_(keys), OutboxEntry.completed_at.is_(None),
+                       OutboxEntry.lease_token.is_(None), OutboxEntry.lease_until < now)
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+                .execution_options(synchronize_session=False)
+            )
+    return orphaned
+
+
 def _messages(broker: dramatiq.Broker, rows: list[Claimed]) -> list[list[Claimed]]:
     """The round's rows as messages: one per row, except a batch job's rows, which go together per tenant
-    (at most the job's batch size to a message) so its job reads and writes them set-based."""
+    (at most the job's batch size to a message) so its job reads and writes them set-based. Recovered rows
+    go in messages of their own (on the queue of recovered work)."""
     messages: list[list[Claimed]] = []
-    open_batches: dict[tuple[uuid.UUID, str], list[Claimed]] = {}
+    open_batches: dict[tuple[uuid.UUID, str, bool], list[Claimed]] = {}
     for row in rows:
         try:
             size = broker.get_actor(row.job).options.get("batch")
@@ -183,39 +238,53 @@ def _messages(broker: dramatiq.Broker, rows: list[Claimed]) -> list[list[Claimed
         if not size:
             messages.append([row])
             continue
-        group = open_batches.get((row.tenant_id, row.job))
+        key = (row.tenant_id, row.job, row.recovered)
+        group = open_batches.get(key)
         if group is None or len(group) >= size:
-            group = open_batches[(row.tenant_id, row.job)] = []
+            group = open_batches[key] = []
             messages.append(group)
         group.append(row)
     return messages
 
 
-def _send(broker: dramatiq.Broker, message: list[Claimed]) -> None:
+def _send(broker: dramatiq.Broker, message: list[Claimed]) -> dramatiq.Message:
     first = message[0]
     options = broker.get_actor(first.job).options
     if options.get("batch"):
         batch = [{"outbox_id": str(row.id), "attempts": row.attempts, **row.payload} for row in message]
-        enqueue(broker, first.job, tenant_id=first.tenant_id, batch=batch)
+        built = job_message(broker, first.job, tenant_id=first.tenant_id, batch=batch)
     else:
-        enqueue(broker, first.job, tenant_id=first.tenant_id, outbox_id=str(first.id), **first.payload)
+        built = job_message(broker, first.job, tenant_id=first.tenant_id, outbox_id=str(first.id), **first.payload)
+    if first.recovered:
+        built = built.copy(queue_name=RECOVERED_QUEUE)
+    return broker.enqueue(built)
 
 
 def _send_all(broker: dramatiq.Broker, rows: list[Claimed]) -> tuple[int, dict[str, list[Claimed]]]:
     """Send every row; returns how many went and the rows that did not, by reason."""
     sent, unsent = 0, defaultdict(list)
+    pointers: list[tuple[uuid.UUID, str, str]] = []
+    tracked = handover.tracks(broker)
     messages = _messages(broker, rows)
     for index, message in enumerate(messages):
         try:
-            _send(broker, message)
+            enqueued = _send(broker, message)
             sent += len(message)
         except ActorNotFound as error:  # a job this process does not know (mid-deploy): the others still go
             log.error("relay: outbox %s names an unknown job: %s", message[0].id, error)
             unsent[f"unknown job: {error}"].extend(message)
+            continue
         except Exception as error:  # the broker is unreachable: the rest of the round would fail too
             log.exception("relay: sending outbox %s (%s) failed", message[0].id, message[0].job)
             unsent[f"send failed: {error!r}"].extend(row for later in messages[index:] for row in later)
             break
+        if tracked:
+            pointers.extend((row.id, enqueued.queue_name, enqueued.options["redis_message_id"]) for row in message)
+    if pointers:
+        try:
+            handover.remember(broker, pointers)
+        except Exception:  # without its pointer a row is handed out again when its lease runs out: a copy, no loss
+            log.warning("relay: could not keep the hand-over pointers of %d rows", len(pointers), exc_info=True)
     return sent, unsent
 
 

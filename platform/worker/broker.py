@@ -24,6 +24,9 @@ from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenan
 from backoffice.platform.worker.registry import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
 NAMESPACE = "backoffice"
+# The queue of work a crashed job left (its rows came back from a dead worker: ``platform/outbox/relay.py``).
+# Every worker consumes it beside the jobs' own queues, so that work does not wait behind the backlog again.
+RECOVERED_QUEUE = "recovered"
 log = logging.getLogger(__name__)
 
 
@@ -35,8 +38,8 @@ def build_broker(
     ``namespace`` prefixes every Redis key: processes that share one (web, workers, scheduler) share
     queues; a separate one (a test run, a staging copy on the same Redis) never sees their messages.
     """
-    import backoffice.platform.worker.actors  # noqa: F401  (registers every job)
-
+    if not REGISTRY:
+        raise RuntimeError("no job is registered: the composition root (web/entry/wiring.py compose()) runs first")
     if settings.broker_url.startswith("redis"):
         broker: dramatiq.Broker = RedisBroker(url=settings.broker_url, namespace=namespace)
     else:
@@ -47,6 +50,7 @@ def build_broker(
         broker.add_middleware(middleware)
     for spec in REGISTRY.values():
         _declare(broker, spec, sessions)
+    broker.declare_queue(RECOVERED_QUEUE)
     dramatiq.set_broker(broker)
     return broker
 
@@ -169,12 +173,19 @@ def enqueue(
     """Send a registered job by name; tenant jobs must be given their tenant explicitly.
 
     ``broker`` and ``name`` are positional-only so a job may itself take ``name=`` or ``broker=``."""
+    return broker.enqueue(job_message(broker, name, tenant_id=tenant_id, **kwargs))
+
+
+def job_message(
+    broker: dramatiq.Broker, name: str, /, *, tenant_id: uuid.UUID | None, **kwargs: Any
+) -> dramatiq.Message:
+    """The message :func:`enqueue` sends, not yet sent (the relay may put it on another queue)."""
     actor = broker.get_actor(name)
     if actor.options.get("tenant_scoped"):
         if tenant_id is None:
             raise MissingTenant(f"{name} needs tenant_id")
         kwargs["tenant_id"] = str(tenant_id)
-    return actor.send_with_options(kwargs=kwargs)
+    return actor.message_with_options(kwargs=kwargs)
 
 
 def ping(broker: dramatiq.Broker) -> None:
