@@ -23,16 +23,21 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import brazil_day, cents, json_body, need, same, segment
 from backoffice.connectors.http import ProviderError, json_of
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
-    register,
 )
+from backoffice.connectors.service import record_failure, record_success
+from backoffice.tenants.billing.ports import BillingType, GatewayCharge, GatewayCustomer
+from backoffice.tenants.connections import CallFailed, Connection
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,9 @@ CONFIRMS: dict[str, set[str] | None] = {
 
 HOSTS = frozenset({"api.asaas.com", "api-sandbox.asaas.com", "sandbox.asaas.com"})
 PAYMENT_ID = re.compile(r"pay_[A-Za-z0-9_]{1,64}")
+CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9_]{1,64}")
+# Answers that say the connection itself is wrong (credentials, address), not the data sent.
+CONNECTION_FAULTS = frozenset({401, 403, 404})
 
 
 class AsaasConfig(ProviderConfig):
@@ -71,7 +79,6 @@ class Ignored(Exception):
     """The request is authentic but carries nothing to store (acknowledged so Asaas does not retry)."""
 
 
-@register
 class Asaas(ConnectorKind):
     name = "asaas"
     title = "Asaas (payments)"
@@ -109,6 +116,30 @@ class Asaas(ConnectorKind):
             raise
         return json_of(response, "GET asaas payment")
 
+    async def fetch_customer(self, ctx: Context, customer_id: str) -> dict[str, Any] | None:
+        """``GET /v3/customers/{id}``: the customer as Asaas has it (name, cpfCnpj, email,
+        externalReference, deleted); None when Asaas does not know it (404)."""
+        path = "/v3/customers/" + segment(customer_id, CUSTOMER_ID, "customer.id", "an Asaas customer id (cus_...)")
+        try:
+            response = await self._request(ctx, "GET", path, "GET asaas customer")
+        except ProviderError as error:
+            if error.status == 404:
+                return None
+            raise
+        return json_of(response, "GET asaas customer")
+
+    async def delete_payment(self, ctx: Context, payment_id: str) -> bool:
+        """``DELETE /v3/payments/{id}`` (Asaas's cancelation of an open charge); False when Asaas does not
+        know it (404). Repeating it is harmless: a deleted payment stays deleted."""
+        path = "/v3/payments/" + segment(payment_id, PAYMENT_ID, "payment.id", "an Asaas payment id (pay_...)")
+        try:
+            await self._request(ctx, "DELETE", path, "DELETE asaas payment")
+        except ProviderError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     async def create_customer(self, ctx: Context, *, name: str, tax_id: str, email: str | None = None,
                               external_reference: str | None = None) -> dict[str, Any]:
         """``POST /v3/customers``. Asaas has no idempotency key, so this is sent once, never retried."""
@@ -119,11 +150,19 @@ class Asaas(ConnectorKind):
 
     async def create_charge(self, ctx: Context, *, customer: str, amount_cents: int, due_date: str,
                             billing_type: str = "UNDEFINED", description: str | None = None,
-                            external_reference: str | None = None) -> dict[str, Any]:
-        """``POST /v3/payments``; the amount goes out as a decimal string built from integer cents."""
+                            external_reference: str | None = None, fine_percent: Decimal | None = None,
+                            interest_percent: Decimal | None = None) -> dict[str, Any]:
+        """``POST /v3/payments``; the amount goes out as a decimal string built from integer cents. Fine
+        (multa, once) and interest (juros, per month) are percentages: ``fine: {value}``,
+        ``interest: {value}``."""
         value = f"{amount_cents // 100}.{amount_cents % 100:02d}"
-        body = {"customer": customer, "billingType": billing_type, "value": value, "dueDate": due_date,
-                "description": description, "externalReference": external_reference}
+        body: dict[str, Any] = {"customer": customer, "billingType": billing_type, "value": value,
+                                "dueDate": due_date, "description": description,
+                                "externalReference": external_reference}
+        if fine_percent:
+            body["fine"] = {"value": float(fine_percent)}
+        if interest_percent:
+            body["interest"] = {"value": float(interest_percent)}
         response = await self._request(ctx, "POST", "/v3/payments", "POST asaas payment",
                                        json={k: v for k, v in body.items() if v is not None})
         return json_of(response, "POST asaas payment")
@@ -229,6 +268,8 @@ class Asaas(ConnectorKind):
             charge["description"] = payment["description"][:500]
         if payment.get("invoiceUrl"):
             charge["payment_url"] = payment["invoiceUrl"]
+        if payment.get("subscription"):  # a payment of a subscription (sub_...): the contract a late charge blocks
+            charge["contract_external_id"] = str(payment["subscription"])[:500]
         data: dict[str, Any] = {"charge": charge}
         if event_type == "payment.cleared":
             paid_on = payment.get("clientPaymentDate") or payment.get("paymentDate") or payment.get("confirmedDate")
@@ -245,11 +286,127 @@ class Asaas(ConnectorKind):
                 data["documents"] = [{"kind": "boleto", "number": payment.get("nossoNumero"),
                                       "url": payment["bankSlipUrl"]}]
                 data["documents"][0] = {k: v for k, v in data["documents"][0].items() if v is not None}
+        if event_type == "payment.cleared":
+            # A payment clears once: keyed on the payment, not on the hook's evt_ id, so CONFIRMED then
+            # RECEIVED (cards) and a reconciliation repair of a lost hook are all the same event.
+            event_id = cleared_key(payment["id"])
         return {
             "type": event_type, "source": self.source, "external_id": event_id,
             "customer": {"external_id": need(payment, "customer"), "source": self.source},
             "data": data,
         }
+
+
+def cleared_key(payment_id: str) -> str:
+    """The external id of a payment's ``payment.cleared`` event, whoever tells of it (hook or repair)."""
+    return f"{payment_id}:cleared"
+
+
+class AsaasGateway:
+    """The tenant's Asaas account as the domain's ``PaymentGateway`` (``tenants/billing/ports.py``)."""
+
+    def __init__(self, ctx: Context, instance: ConnectorInstance, connection: Connection,
+                 kind: Asaas | None = None) -> None:
+        self.ctx, self.instance, self.connection = ctx, instance, connection
+        self.kind = kind or Asaas()
+
+    @property
+    def source(self) -> str:
+        return self.kind.source
+
+    async def find_customer(self, *, external_reference: str) -> GatewayCustomer | None:
+        found = await self.kind.find_customer(self.ctx, external_reference=external_reference)
+        return customer_of(found) if found is not None else None
+
+    async def fetch_customer(self, customer_id: str) -> GatewayCustomer | None:
+        found = await self.kind.fetch_customer(self.ctx, customer_id)
+        return customer_of(found) if found is not None else None
+
+    async def create_customer(self, *, name: str, tax_id: str, email: str | None,
+                              external_reference: str) -> GatewayCustomer:
+        return customer_of(await self.kind.create_customer(self.ctx, name=name, tax_id=tax_id, email=email,
+                                                           external_reference=external_reference))
+
+    async def find_charge(self, *, external_reference: str) -> GatewayCharge | None:
+        found = await self.kind.find_payment(self.ctx, external_reference=external_reference)
+        return charge_of(found) if found is not None else None
+
+    async def fetch_charge(self, charge_id: str) -> GatewayCharge | None:
+        found = await self.kind.fetch_payment(self.ctx, charge_id)
+        return charge_of(found) if found is not None else None
+
+    async def create_charge(self, *, customer: str, amount_cents: int, due_date: date,
+                            billing_type: BillingType = BillingType.UNDEFINED, description: str | None = None,
+                            external_reference: str | None = None, fine_percent: Decimal | None = None,
+                            interest_percent: Decimal | None = None) -> GatewayCharge:
+        return charge_of(await self.kind.create_charge(
+            self.ctx, customer=customer, amount_cents=amount_cents, due_date=due_date.isoformat(),
+            billing_type=BillingType(billing_type).value, description=description,
+            external_reference=external_reference, fine_percent=fine_percent, interest_percent=interest_percent))
+
+    async def cancel_charge(self, charge_id: str) -> bool:
+        return await self.kind.delete_payment(self.ctx, charge_id)
+
+    async def received_on(self, day: str) -> list[GatewayCharge]:
+        return [charge_of(payment) for payment in await self.kind.received_on(self.ctx, day)]
+
+    async def create_instalments(self, *, customer: str, total_cents: int, count: int, first_due: date,
+                                 description: str, external_reference: str) -> tuple[str, list[GatewayCharge]]:
+        """``POST /v3/payments`` with ``installmentCount`` and ``totalValue`` (Asaas splits the total into
+        monthly payments from ``dueDate``), then the plan's payments (``GET /v3/payments?installment=``).
+        A plan already created under ``external_reference`` (a retry after a lost answer) is adopted."""
+        first = await self.kind.find_payment(self.ctx, external_reference=external_reference)
+        if first is None:
+            body = {"customer": customer, "billingType": BillingType.UNDEFINED.value, "installmentCount": count,
+                    "totalValue": f"{total_cents // 100}.{total_cents % 100:02d}", "dueDate": first_due.isoformat(),
+                    "description": description[:500], "externalReference": external_reference}
+            first = json_of(await self.kind._request(self.ctx, "POST", "/v3/payments", "POST asaas installment",
+                                                     json=body), "POST asaas installment")
+        plan = first.get("installment")
+        if not plan:
+            raise MalformedPayload(f"payment {first.get('id')}: Asaas answered no installment id")
+        payments = [p async for p in self.kind.each(self.ctx, "/v3/payments", {"installment": str(plan)},
+                                                    "GET asaas installment payments") if not p.get("deleted")]
+        payments.sort(key=lambda p: (p.get("installmentNumber") or 0, p.get("dueDate") or "", p.get("id") or ""))
+        return str(plan), [charge_of(payment) for payment in payments]
+
+    async def cleared_event(self, charge_id: str) -> dict[str, Any] | None:
+        """The canonical ``payment.cleared`` event Asaas's PAYMENT_RECEIVED webhook would have produced for
+        this payment, from the payment as Asaas has it now (the same external id: a webhook arriving later
+        is a duplicate); None when Asaas does not have it as received."""
+        payment = await self.kind.fetch_payment(self.ctx, charge_id)
+        if payment is None or payment.get("deleted") or payment.get("status") not in PAID:
+            return None
+        return self.kind._event("payment.cleared", cleared_key(charge_id), payment)
+
+    def record_outcome(self, error: CallFailed | None = None) -> None:
+        if error is not None and error.status in CONNECTION_FAULTS:
+            record_failure(self.instance, error)
+        else:
+            record_success(self.instance)
+
+
+def customer_of(customer: dict[str, Any]) -> GatewayCustomer:
+    return GatewayCustomer(id=need(customer, "id"), name=customer.get("name"), tax_id=customer.get("cpfCnpj"),
+                           email=customer.get("email"), external_reference=customer.get("externalReference"),
+                           deleted=bool(customer.get("deleted")))
+
+
+def charge_of(payment: dict[str, Any]) -> GatewayCharge:
+    payment_id = need(payment, "id")
+    due = payment.get("dueDate")
+    try:
+        due_date = date.fromisoformat(due) if due else None
+    except (TypeError, ValueError):
+        raise MalformedPayload(f"payment {payment_id}: dueDate {due!r} is not a date") from None
+    status = str(payment.get("status") or "")
+    return GatewayCharge(
+        id=payment_id, customer=str(payment.get("customer") or ""),
+        amount_cents=cents(need(payment, "value"), f"payment {payment_id}: value"), due_date=due_date,
+        status=status, paid=status in PAID, paid_on=payment.get("paymentDate"),
+        description=payment.get("description"), payment_url=payment.get("invoiceUrl"),
+        external_reference=payment.get("externalReference"), deleted=bool(payment.get("deleted")),
+        billing_type=payment.get("billingType"), boleto_url=payment.get("bankSlipUrl"))
 
 
 def _iso(moment) -> str | None:

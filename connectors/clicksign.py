@@ -25,7 +25,6 @@ from backoffice.connectors.common import json_body, need
 from backoffice.connectors.http import json_of
 from backoffice.connectors.registry import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
-    register,
 )
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,6 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-@register
 class Clicksign(ConnectorKind):
     name = "clicksign"
     title = "Clicksign (e-signature)"

@@ -38,9 +38,12 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 from backoffice.connectors.common import cents, json_body, need, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.registry import (
-    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, register,
+    CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig,
 )
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform.documents import InvalidDocument, normalize_cnpj
+from backoffice.tenants.connections import Connection
+from backoffice.tenants.fiscal.ports import Nota, NotaState, Tomador
 
 log = logging.getLogger(__name__)
 REF = re.compile(r"[A-Za-z0-9_-]{1,100}")  # used with fullmatch: "$" would let a final newline through
@@ -130,7 +133,6 @@ def make_ref(customer_id: uuid.UUID, suffix: str) -> str:
     return ref
 
 
-@register
 class FocusNfe(ConnectorKind):
     name = "focusnfe"
     title = "Focus NFe (NFS-e)"
@@ -289,15 +291,48 @@ def _str(value: Any, limit: int) -> str | None:
     return None if value in (None, "") else str(value)[:limit]
 
 
-async def poll(session, instance, ref: str, settings=None, **http_options: Any) -> list:
-    """The polling path: fetch the nota's status now and store what it means, in the caller's transaction
-    (the same canonical events and external ids as the hook, so a hook and a poll never double up)."""
-    from backoffice.connectors.service import open_context, record_success
-    from backoffice.tenants.events.intake import ingest
+STATES = {"processando_autorizacao": NotaState.PROCESSING, "autorizado": NotaState.AUTHORIZED,
+          "erro_autorizacao": NotaState.REJECTED, "cancelado": NotaState.CANCELED, "substituido": NotaState.CANCELED}
 
-    kind = FocusNfe()
-    ctx = open_context(instance, settings, **http_options)
-    nota = await kind.status(ctx, ref)
-    results = [await ingest(session, instance.tenant_id, event) for event in kind.normalise(ctx, ref, nota or {})]
-    record_success(instance)
-    return results
+
+class FocusNfeIssuer:
+    """The tenant's Focus NFe account as the domain's ``FiscalIssuer`` (``tenants/fiscal/ports.py``)."""
+
+    title = "Focus NFe"
+
+    def __init__(self, ctx: Context, instance: ConnectorInstance, connection: Connection,
+                 kind: FocusNfe | None = None) -> None:
+        self.ctx, self.instance, self.connection = ctx, instance, connection
+        self.kind = kind or FocusNfe()
+
+    @property
+    def source(self) -> str:
+        return self.kind.source
+
+    def missing_for_issuing(self) -> list[str]:
+        return missing_for_issuing(self.ctx.config)
+
+    def description_opening(self) -> str | None:
+        return self.ctx.config.discriminacao
+
+    def ref_for(self, customer_id: uuid.UUID, suffix: str) -> str:
+        return make_ref(customer_id, suffix)
+
+    async def submit(self, ref: str, *, issued_at: datetime, tomador: Tomador, amount_cents: int,
+                     description: str) -> Nota:
+        body = nfse_body(self.ctx.config, issued_at=issued_at, tomador_kind=tomador.tax_id_kind,
+                         tomador_tax_id=tomador.tax_id, tomador_name=tomador.name, tomador_email=tomador.email,
+                         amount_cents=amount_cents, description=description)
+        return self.nota(ref, await self.kind.submit(self.ctx, ref, body))
+
+    async def status(self, ref: str) -> Nota | None:
+        nota = await self.kind.status(self.ctx, ref)
+        return self.nota(ref, nota) if nota is not None else None
+
+    def nota(self, ref: str, nota: dict[str, Any]) -> Nota:
+        word = str(nota.get("status") or "")
+        state = STATES.get(word, NotaState.UNKNOWN)
+        events = self.kind.normalise(self.ctx, ref, nota) if state in (NotaState.AUTHORIZED, NotaState.REJECTED) else []
+        return Nota(ref=ref, state=state, word=word, number=_str(nota.get("numero"), 32),
+                    pdf_url=nota.get("url_danfse") or nota.get("url"),
+                    verification_code=_str(nota.get("codigo_verificacao"), 64), events=events)

@@ -22,7 +22,7 @@ from pydantic import SecretStr, field_validator
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig, register
+from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig
 from backoffice.platform import clock
 from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.platform.security.standard_webhooks import PREFIX, sign
@@ -56,7 +56,6 @@ class PlatformHttpConfig(KindConfig):
         return value
 
 
-@register
 class TenantPlatform(ConnectorKind):
     name = KIND
     title = "The company's platform (block, unblock, provision, deprovision)"

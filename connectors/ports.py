@@ -18,7 +18,7 @@ from backoffice.connectors.service import instance_for_channel, note_outcome, op
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.settings import Settings, get_settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
-from backoffice.tenants.effects.ports import DeliveryError, Port, send_one
+from backoffice.tenants.effects.ports import DeliveryError, Port, get_port, send_one, set_port
 from backoffice.tenants.registry.models import Tenant
 
 
@@ -92,15 +92,12 @@ class ConnectorPort:
         raise NotImplementedError
 
 
-def install(*, settings: Settings | None = None, http_options: dict[str, Any] | None = None) -> dict[Channel, Port]:
-    """Plug the connector ports in for e-mail, chat and the tenant's platform; returns the ports they replace."""
-    from backoffice.connectors.chat import ChatPort
-    from backoffice.connectors.platform_http import PlatformPort
-    from backoffice.connectors.smtp import SmtpPort
-    from backoffice.tenants.effects.ports import get_port, set_port
-
+def install(*port_classes: type[ConnectorPort], settings: Settings | None = None,
+            http_options: dict[str, Any] | None = None) -> dict[Channel, Port]:
+    """Plug connector ports in (the composition root names them: e-mail, chat, the tenant's platform) in
+    place of the domain's defaults, which each keeps as its fallback; returns the ports they replace."""
     previous: dict[Channel, Port] = {}
-    for port_class in (SmtpPort, ChatPort, PlatformPort):
+    for port_class in port_classes:
         channel = port_class.channel
         current = get_port(channel)
         fallback = current.fallback if isinstance(current, ConnectorPort) else current

@@ -11,8 +11,8 @@ Each kind declares:
   ``tenants/events/intake.ingest`` (an empty list acknowledges a request that carries nothing we use);
 - optionally ``channel``: the outbound channel of ``tenants/effects`` its port delivers.
 
-Modules register their kinds at import time with :func:`register`; ``connectors/kinds.py`` imports every
-built-in kind so a process that needs the registry imports that one module.
+A module defines its kind; the composition root (``web/entry/wiring.py``) registers every built-in one
+with :func:`register`, so importing a module registers nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from backoffice.platform.settings import Settings
+from backoffice.tenants.connections import CallFailed
 
 
-class ConnectorError(Exception):
-    """Base of the errors a connector raises."""
+class ConnectorError(CallFailed):
+    """Base of the errors a connector raises (a ``CallFailed`` of the domain's ports)."""
 
 
 class VerificationFailed(ConnectorError):
@@ -162,23 +163,18 @@ class ConnectorKind:
 _KINDS: dict[str, ConnectorKind] = {}
 
 
-def register(kind: ConnectorKind | type[ConnectorKind]) -> ConnectorKind:
-    """Add a kind (an instance, or a class with a no-argument constructor). Usable as a class decorator."""
-    instance = kind() if isinstance(kind, type) else kind
-    existing = _KINDS.get(instance.name)
-    if existing is not None and type(existing) is not type(instance):
-        raise RuntimeError(f"connector kind {instance.name!r} is registered twice")
-    _KINDS[instance.name] = instance
-    return kind  # type: ignore[return-value]
-
-
-def _builtins() -> None:
-    # Importing the built-in kinds on first lookup: the registry is complete whoever asks first.
-    import backoffice.connectors.kinds  # noqa: F401
+def register(*entries: ConnectorKind | type[ConnectorKind]) -> None:
+    """Add kinds (instances, or classes with a no-argument constructor): the composition root
+    (``web/entry/wiring.py``) names every built-in one."""
+    for kind in entries:
+        instance = kind() if isinstance(kind, type) else kind
+        existing = _KINDS.get(instance.name)
+        if existing is not None and type(existing) is not type(instance):
+            raise RuntimeError(f"connector kind {instance.name!r} is registered twice")
+        _KINDS[instance.name] = instance
 
 
 def get_kind(name: str) -> ConnectorKind:
-    _builtins()
     try:
         return _KINDS[name]
     except KeyError:
@@ -186,7 +182,6 @@ def get_kind(name: str) -> ConnectorKind:
 
 
 def kinds() -> dict[str, ConnectorKind]:
-    _builtins()
     return dict(_KINDS)
 
 

@@ -32,7 +32,7 @@ import aiosmtplib
 from pydantic import Field, SecretStr
 
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig, register
+from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig
 from backoffice.platform.security.outbound import TargetRefused, Unresolvable, open_socket
 from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
@@ -57,7 +57,6 @@ class SmtpConfig(KindConfig):
     verify_certificate: bool = True
 
 
-@register
 class Smtp(ConnectorKind):
     name = "smtp"
     title = "E-mail (SMTP)"

@@ -23,7 +23,6 @@ from backoffice.connectors.common import from_unix, json_body, need
 from backoffice.connectors.http import json_of
 from backoffice.connectors.registry import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
-    register,
 )
 from backoffice.platform import clock
 
@@ -65,7 +64,6 @@ def verify(header: str | None, body: bytes, secret: str, *, tolerance: int = TOL
     return int(timestamp)
 
 
-@register
 class Stripe(ConnectorKind):
     name = "stripe"
     title = "Stripe (card payments)"

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from backoffice.platform.db.models import metadata
+from backoffice.web.entry.models import metadata
 
 config = context.config
 

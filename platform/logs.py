@@ -21,9 +21,12 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
+
+if TYPE_CHECKING:
+    from backoffice.platform.settings import Settings
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_context", default=None)
 SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authori[sz]ation|api_?key|cookie|credential", re.IGNORECASE)
@@ -105,3 +108,10 @@ def _keep(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 def get_logger(name: str) -> Any:
     return structlog.stdlib.get_logger(name)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Structured logs: JSON in production and staging, readable text in the demo,
+    unless BACKOFFICE_LOG_FORMAT says otherwise."""
+    log_format = settings.log_format or ("json" if settings.environment in ("production", "staging") else "text")
+    configure(level=settings.log_level, json=log_format == "json")

@@ -6,7 +6,7 @@ exception is the pair of "worst tenants" gauges, which hold at most ``WORST_TENA
 
 Serving: the web app answers ``/metrics`` (``web/app.py``); a scheduler serves its own port
 (``BACKOFFICE_METRICS_PORT``); the worker command runs dramatiq's processes in prometheus_client's
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``platform/runtime.py``) and one extra process
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by ``web/entry/runtime.py``) and one extra process
 (dramatiq's ``--fork-function``) serves the sum of all of them on that port.
 """
 

@@ -22,7 +22,11 @@ from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.migrate import upgrade
 from backoffice.platform.db.session import Database
 from backoffice.platform.settings import Settings
+from backoffice.web.entry.wiring import compose
 from tests import services
+
+# The tests run what production runs: every registry filled and every port plugged by the composition root.
+compose()
 
 RUN_ID = uuid.uuid4().hex[:8]
 APP_ROLE, SYSTEM_ROLE = "backoffice_app", "backoffice_system"

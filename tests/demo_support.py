@@ -5,7 +5,7 @@ a ``Database`` on the same data whose settings say ``test``, as a staging or dem
 from __future__ import annotations
 
 from backoffice.platform.db.session import Database
-from backoffice.platform.demo import DemoLogin, seed_demo
+from backoffice.web.entry.demo import DemoLogin, seed_demo
 
 
 async def seed_demo_for_test(database: Database) -> list[DemoLogin]:

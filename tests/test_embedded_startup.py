@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from backoffice.platform.db.session import Database
-from backoffice.platform.demo import demo_counts
+from backoffice.web.entry.demo import demo_counts
 from backoffice.platform.settings import Settings
 
 BACKOFFICE_CLI = str(Path(sys.executable).with_name("backoffice"))

@@ -28,6 +28,7 @@ from backoffice.web.hooks import receive_hook
 from backoffice.web.input_rules import InputRuleMiddleware
 from backoffice.web.portal import portal_router
 from backoffice.web.portal.hosts import TenantHostApp
+from backoffice.web.portal.live import live_lifespan
 from backoffice.web.portal.sessions import csrf_config, same_origin_middleware, session_config, session_store
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -63,7 +64,7 @@ def create_app(
         route_handlers=[healthz, readyz, metrics_endpoint, home, api_router, receive_hook, portal_router,
                         build_console_router(settings),
                         create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)],
-        lifespan=[lifespan, api_lifespan],
+        lifespan=[lifespan, api_lifespan, live_lifespan],
         stores={"portal_sessions": session_store(settings), STAFF_STORE: staff_store(settings)},
         # Outermost first: the client's real address and scheme (web/clients.py), the input rule (no NUL,
         # bounded text, nesting and numbers: web/input_rules.py) before anything reads the request, then the
@@ -81,8 +82,3 @@ def create_app(
         debug=False,
     )
 
-
-def app_from_env() -> Litestar:
-    """Factory for ``uvicorn --factory backoffice.web.app:app_from_env``."""
-    logging.basicConfig(level=get_settings().log_level)
-    return create_app()

@@ -1,7 +1,7 @@
 """Who the client is: the connecting address, or what a trusted reverse proxy says it forwarded.
 
 One rule for every entry point (``backoffice web``, the embedded process, the test app): uvicorn's own
-proxy-header handling is off (``platform/runtime.py``; left on, its default believes ``X-Forwarded-For`` from
+proxy-header handling is off (``web/entry/runtime.py``; left on, its default believes ``X-Forwarded-For`` from
 loopback, so anything that can reach the port through a local hop picks its own address), and the app applies
 ``BACKOFFICE_TRUSTED_PROXIES`` here instead. Only a request whose connecting address is one of those proxies has
 ``X-Forwarded-For`` and ``X-Forwarded-Proto`` applied; the client is then the nearest address of the chain that is

@@ -1,5 +1,5 @@
 """The outbox backlog as the metrics show it: one set-based statement over every tenant, run by the leading
-scheduler (``platform/scheduler/loops.py``), never a statement per tenant.
+scheduler (``web/entry/loops.py``), never a statement per tenant.
 
 A row is in the backlog while it is due (``available_at`` has passed) and not completed: waiting for the
 relay, handed over, or running. Its age counts from when it became due, so a delivery waiting out its retry

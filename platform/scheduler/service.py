@@ -1,5 +1,6 @@
-"""The scheduler process: while it leads, it runs the platform's periodic loops (the outbox relay and
-the durable timers register here), each at its own pace, each failure logged and retried next tick."""
+"""The scheduler process: while it leads, it runs the platform's periodic loops (the outbox relay, the
+durable timers, the routines' schedule: declared with :func:`periodic` in ``web/entry/loops.py`` and
+registered by the composition root), each at its own pace, each failure logged and retried next tick."""
 
 from __future__ import annotations
 
@@ -31,11 +32,25 @@ LOOPS: dict[str, LoopSpec] = {}
 
 
 def periodic(name: str, *, every: float) -> Callable[[Loop], Loop]:
-    def register(fn: Loop) -> Loop:
-        LOOPS[name] = LoopSpec(name, every, fn)
+    """Declare a loop (marks the function; :func:`register_loops` puts it in the schedule)."""
+    def declare(fn: Loop) -> Loop:
+        fn.loop_spec = LoopSpec(name, every, fn)  # type: ignore[attr-defined]
         return fn
 
-    return register
+    return declare
+
+
+def register_loops(*sources: object) -> None:
+    """Put the loops declared in each module (or each declared function) in the schedule."""
+    for source in sources:
+        spec = getattr(source, "loop_spec", None)
+        specs = [spec] if isinstance(spec, LoopSpec) else [
+            value.loop_spec for value in vars(source).values()
+            if callable(value) and isinstance(getattr(value, "loop_spec", None), LoopSpec)]
+        if not specs:
+            raise ValueError(f"{getattr(source, '__name__', source)!r} declares no loop")
+        for loop in specs:
+            LOOPS[loop.name] = loop
 
 
 class Scheduler:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +24,35 @@ from backoffice.platform.db.session import Database, dialect_insert, ensure_scop
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.timers.clock import offsets
 from backoffice.platform.timers.models import Timer
-from backoffice.tenants.events.catalogue import EventIn
-from backoffice.tenants.events.intake import MAX_BATCH, ingest_batch, validate
-
 log = logging.getLogger(__name__)
 
 SOURCE = "timer"
+
+
+@dataclass(frozen=True)
+class EventSink:
+    """Where a timer's event goes: the domain's event intake, installed by the composition root
+    (``web/entry/wiring.py``), so the kernel names no domain. ``validate`` turns the canonical dict into the
+    intake's event (raising ``ValidationFailed``); ``ingest`` stores up to ``max_batch`` of them in the
+    caller's transaction."""
+
+    validate: Callable[[dict[str, Any]], Any]
+    ingest: Callable[[AsyncSession, uuid.UUID, list[Any]], Awaitable[Any]]
+    max_batch: int
+
+
+_sink: EventSink | None = None
+
+
+def install_sink(sink: EventSink) -> None:
+    global _sink
+    _sink = sink
+
+
+def event_sink() -> EventSink:
+    if _sink is None:
+        raise RuntimeError("timers have no event sink: the composition root (web/entry/wiring.py) installs it")
+    return _sink
 
 
 def timer_event(
@@ -53,7 +77,7 @@ async def schedule_timer(
     ensure_scope(session, tenant_id)
     if due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    validate(timer_event(key=key, event_type=event_type, due_at=due_at, customer_id=customer_id, payload=payload))
+    event_sink().validate(timer_event(key=key, event_type=event_type, due_at=due_at, customer_id=customer_id, payload=payload))
     statement = (
         dialect_insert(session)(Timer)
         .values(tenant_id=tenant_id, key=key, event_type=event_type,
@@ -123,22 +147,23 @@ async def fire_due_timers(database: Database, *, limit: int = 500) -> int:
         )
         # Emitted in due order, so the relay hands a tenant's events to the workers in that order too.
         timers = sorted((await session.execute(claim)).scalars(), key=lambda timer: (timer.due_at, timer.key))
-        by_tenant: dict[uuid.UUID, list[EventIn]] = defaultdict(list)
+        sink = event_sink()
+        by_tenant: dict[uuid.UUID, list[Any]] = defaultdict(list)
         for timer in timers:
-            event = _event_or_none(timer)
+            event = _event_or_none(sink, timer)
             if event is not None:
                 by_tenant[timer.tenant_id].append(event)
             else:
                 timer.fired_at, timer.canceled_at = None, now
         for tenant_id, events in by_tenant.items():
-            for start in range(0, len(events), MAX_BATCH):
-                await ingest_batch(session, tenant_id, events[start:start + MAX_BATCH])
+            for start in range(0, len(events), sink.max_batch):
+                await sink.ingest(session, tenant_id, events[start:start + sink.max_batch])
     return sum(len(events) for events in by_tenant.values())
 
 
-def _event_or_none(timer: Timer) -> EventIn | None:
+def _event_or_none(sink: EventSink, timer: Timer) -> Any | None:
     try:
-        return validate(timer_event(key=timer.key, event_type=timer.event_type, due_at=timer.due_at,
+        return sink.validate(timer_event(key=timer.key, event_type=timer.event_type, due_at=timer.due_at,
                                     customer_id=timer.customer_id, payload=timer.payload))
     except ValidationFailed as error:
         # Validated when scheduled, so only a catalogue change gets here; one bad timer must not block

@@ -1,9 +1,10 @@
 """Declaring jobs without a broker in hand.
 
-Modules declare their jobs with :func:`tenant_job` (or :func:`platform_job`) at import time; the
-broker is built later, once settings are known, and declares every registered job on itself
-(:func:`backoffice.platform.worker.broker.build_broker`). So importing a domain module never creates a
-broker by accident, and tests can build a broker of their own.
+Modules declare their jobs with :func:`tenant_job` (or :func:`platform_job`), which only marks the
+function; the composition root (``web/entry/wiring.py``) names every module with jobs and registers them
+(:func:`register_jobs`); the broker is built later, once settings are known, and declares every
+registered job on itself (:func:`backoffice.platform.worker.broker.build_broker`). So importing a domain
+module never registers or creates anything, and tests can register jobs of their own.
 
 A tenant job is an ``async def job(session, *, tenant_id, **ids)``: it receives a session already
 bound to the message's tenant (committed when the job returns, rolled back when it raises). Messages
@@ -78,21 +79,45 @@ class BatchOutcome:
 
 
 REGISTRY: dict[str, JobSpec] = {}
+"""The jobs a broker declares, filled by :func:`register_jobs` (the composition root, ``web/entry/wiring.py``)."""
 
 
-def _register(name: str, fn: Job, queue: str, tenant_scoped: bool, options: dict[str, Any],
-              batch: int | None = None) -> Job:
-    if name in REGISTRY and REGISTRY[name].fn is not fn:
-        raise RuntimeError(f"job {name!r} is declared twice")
-    REGISTRY[name] = JobSpec(name=name, fn=fn, queue=queue, tenant_scoped=tenant_scoped, options=options, batch=batch)
+def _declare(name: str, fn: Job, queue: str, tenant_scoped: bool, options: dict[str, Any],
+             batch: int | None = None) -> Job:
+    fn.job_spec = JobSpec(name=name, fn=fn, queue=queue, tenant_scoped=tenant_scoped,  # type: ignore[attr-defined]
+                          options=options, batch=batch)
     return fn
 
 
 def tenant_job(name: str, *, queue: str = "default", batch: int | None = None, **options: Any) -> Callable[[Job], Job]:
-    """Declare a job named ``"domain.event"`` that runs inside one tenant's scope (``batch``: see above)."""
-    return lambda fn: _register(name, fn, queue, True, options, batch)
+    """Declare a job named ``"domain.event"`` that runs inside one tenant's scope (``batch``: see above).
+    Declaring only marks the function; :func:`register_jobs` puts it in the registry."""
+    return lambda fn: _declare(name, fn, queue, True, options, batch)
 
 
 def platform_job(name: str, *, queue: str = "platform", **options: Any) -> Callable[[Job], Job]:
     """Declare a job that works across tenants with the system session (use sparingly)."""
-    return lambda fn: _register(name, fn, queue, False, options)
+    return lambda fn: _declare(name, fn, queue, False, options)
+
+
+def declared_jobs(source: Any) -> list[JobSpec]:
+    """The jobs a module declares (or the one a declared function is)."""
+    spec = getattr(source, "job_spec", None)
+    if isinstance(spec, JobSpec):
+        return [spec]
+    return [value.job_spec for value in vars(source).values()
+            if callable(value) and isinstance(getattr(value, "job_spec", None), JobSpec)]
+
+
+def register_jobs(*sources: Any) -> None:
+    """Put the jobs declared by each source (a module, or a declared job function) in the registry.
+    A source that declares none is a mistake in the list and is refused; a name declared twice, too."""
+    for source in sources:
+        specs = declared_jobs(source)
+        if not specs:
+            raise ValueError(f"{getattr(source, '__name__', source)!r} declares no job")
+        for spec in specs:
+            existing = REGISTRY.get(spec.name)
+            if existing is not None and existing.fn is not spec.fn:
+                raise RuntimeError(f"job {spec.name!r} is declared twice")
+            REGISTRY[spec.name] = spec

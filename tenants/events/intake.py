@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -246,3 +246,16 @@ async def _ingest_portable(session: AsyncSession, tenant_id: uuid.UUID, events: 
             Event.tenant_id == tenant_id, tuple_(Event.source, Event.external_id).in_(missing))
         existing = {(r.source, r.external_id): r.id for r in (await session.execute(query)).all()}
     return _results(events, created, existing)
+
+
+async def fail_given_up(session: AsyncSession, tenant_id: uuid.UUID, payload: dict[str, Any], reason: str) -> None:
+    """The outbox gave up on an event's process step (``platform/outbox/exhausted.py``): the event fails with
+    the reason, so staff see it among the dead letters and can replay it."""
+    event_id = payload.get("event_id")
+    if not event_id:
+        return
+    await session.execute(
+        update(Event)
+        .where(Event.tenant_id == tenant_id, Event.id == uuid.UUID(str(event_id)), Event.status == EventStatus.PENDING)
+        .values(status=EventStatus.FAILED, error=reason, processed_at=clock.now())
+    )

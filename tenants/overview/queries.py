@@ -18,7 +18,7 @@ from sqlalchemy import Select, and_, exists, func, literal, select, text, union_
 from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.staff.models import Assignment
+from backoffice.tenants.staff.models import Assignment
 from backoffice.tenants.billing.models import Charge, ChargeStatus
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.effects.models import DeliveryStatus, OutboundMessage

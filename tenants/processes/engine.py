@@ -57,7 +57,7 @@ from backoffice.tenants.policies.service import current_policy, policy_at
 from backoffice.tenants.policies.templates import render
 from backoffice.tenants.processes.context import customer_url, customer_view, tenant_view
 from backoffice.tenants.processes.known import Known
-from backoffice.tenants.processes.recipients import responsible_people
+from backoffice.tenants.processes.recipients import Choices, responsible_people
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
 
@@ -70,14 +70,53 @@ HANDLERS: dict[str, Handler] = {}
 
 
 def handles(*types: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for event_type in types:
-            if event_type not in CATALOGUE:
-                raise ValueError(f"{event_type} is not in the event catalogue")
-            HANDLERS[event_type] = fn
+    """Declare the process step for these event types (marks the function; :func:`register_handlers`,
+    called by the composition root, puts it in :data:`HANDLERS`)."""
+    for event_type in types:
+        if event_type not in CATALOGUE:
+            raise ValueError(f"{event_type} is not in the event catalogue")
+
+    def declare(fn: Handler) -> Handler:
+        fn.handles = types  # type: ignore[attr-defined]
         return fn
 
-    return register
+    return declare
+
+
+def register_handlers(*modules: object) -> None:
+    """Put the process steps each module declares in :data:`HANDLERS`; one step per event type."""
+    for module in modules:
+        steps = [value for value in vars(module).values()
+                 if callable(value) and isinstance(getattr(value, "handles", None), tuple)]
+        if not steps:
+            raise ValueError(f"{getattr(module, '__name__', module)!r} declares no process step")
+        for step in steps:
+            for event_type in step.handles:
+                if HANDLERS.get(event_type, step) is not step:
+                    raise RuntimeError(f"{event_type} has two process steps")
+                HANDLERS[event_type] = step
+        for value in vars(module).values():
+            for event_type in getattr(value, "intercepts", None) or () if callable(value) else ():
+                if value not in INTERCEPTORS.setdefault(event_type, []):
+                    INTERCEPTORS[event_type].append(value)
+
+
+# Steps that see an event before its process's step (a renegotiation's instalments are gateway charges
+# like any other): one that returns True has handled the event, and the process's step does not run.
+INTERCEPTORS: dict[str, list[Callable[["Step"], Awaitable[bool]]]] = {}
+
+
+def intercepts(*types: str) -> Callable:
+    """Declare a step that sees these event types first (registered by :func:`register_handlers`)."""
+    for event_type in types:
+        if event_type not in CATALOGUE:
+            raise ValueError(f"{event_type} is not in the event catalogue")
+
+    def declare(fn):
+        fn.intercepts = types
+        return fn
+
+    return declare
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -100,6 +139,7 @@ class Batch:
     _people: dict[tuple, list[TenantUser]] = field(default_factory=dict)
     _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
     _fan_outs: dict[Channel, Any] = field(default_factory=dict)
+    choices: Choices | None = None  # the people's own notification preferences, read once per batch
     clock_offset: timedelta = timedelta(0)  # the tenant's clock ahead of the real one (demo, staging)
 
     @classmethod
@@ -213,11 +253,14 @@ class Step:
         rendered = self.render(kind, context, policy)
         channels = policy.channels.get(kind, ["portal"])
         detail = {**context, "kind": kind, "reason": reason}
+        if self.batch.choices is None:
+            self.batch.choices = Choices(self.session)
         for person in await self.responsible(policy):
-            if "portal" in channels:
+            mine = await self.batch.choices.channels(person, kind, channels)  # the person's own choice first
+            if "portal" in mine:
                 await self.effects.notify(step, kind=kind, recipient=person, rendered=rendered, detail=detail,
                                           reason=reason)
-            if "email" in channels:
+            if "email" in mine:
                 await self.effects.outbound(
                     f"{step}:email", channel=Channel.EMAIL, target=person.email, suffix=person.id, reason=reason,
                     payload={"kind": kind, "to": person.email, "to_name": person.name, "subject": rendered.title,
@@ -428,7 +471,11 @@ async def _run(step: Step) -> None:
     event.customer_id = customer.id
     effects.timeline(f"Event: {event.type} from {event.source}", kind="event",
                      reason=CATALOGUE[event.type][1], ref={"external_id": event.external_id})
-    await HANDLERS[event.type](step)
+    claimed = False
+    for intercept in INTERCEPTORS.get(event.type, ()):
+        claimed = bool(await intercept(step)) or claimed
+    if not claimed:
+        await HANDLERS[event.type](step)
     # Tenant systems hear of every processed event they subscribed to.
     await effects.outbound(
         "webhook", channel=Channel.WEBHOOK, target=event.type, reason=f"{event.type} processed",

@@ -131,10 +131,6 @@ async def get_tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
     return tenant
 
 
-async def get_tenant_by_host(session: AsyncSession, host: str) -> Tenant | None:
-    return (await session.execute(select(Tenant).where(Tenant.custom_host == host.lower()))).scalar_one_or_none()
-
-
 async def list_tenants(session: AsyncSession) -> list[Tenant]:
     return list((await session.execute(select(Tenant).order_by(Tenant.slug))).scalars())
 

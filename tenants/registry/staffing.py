@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.staff.models import Assignment, Staff, StaffRole
+from backoffice.tenants.staff.models import Assignment, Staff, StaffRole
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.handover import open_runs_by_handler
 

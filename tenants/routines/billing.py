@@ -35,26 +35,20 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.connectors.asaas import Asaas
-from backoffice.connectors.common import BRAZIL, cents, need
-from backoffice.connectors.http import ProviderError
-from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import Context, get_kind
-from backoffice.connectors.service import record_failure, record_success
 from backoffice.platform import clock
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
+from backoffice.tenants.billing.ports import GATEWAY_CALENDAR, BillingType, GatewayCharge, PaymentGateway
+from backoffice.tenants.connections import CallFailed
 from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.routines.catalogue import ItemSpec, Monthly, Outcome, Plan, Routine, register
+from backoffice.tenants.routines.catalogue import ItemSpec, Monthly, Outcome, Plan, Routine
 from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
-from backoffice.tenants.routines.gateways import connector_for, context_for
+from backoffice.tenants.routines.gateways import connection_for, open_port
 from backoffice.tenants.routines.models import RoutineRun, RunItem
 
 KINDS = ("asaas",)
 SOURCE = "asaas"
 PURPOSE = "payment gateway"
-BILLING_TYPE = "UNDEFINED"
-# Answers that say the connector itself is wrong (credentials, address), not the item's data.
-CONNECTOR_FAULTS = frozenset({401, 403, 404})
+BILLING_TYPE = BillingType.UNDEFINED
 
 
 def due_date(period: str, billing_day: int) -> date:
@@ -71,7 +65,7 @@ def payment_reference(contract_id: uuid.UUID, period: str) -> str:
 # --- plan -------------------------------------------------------------------------------------------------
 
 async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
-    await connector_for(session, KINDS, PURPOSE)
+    await connection_for(session, KINDS, PURPOSE)
     billed = (select(Charge.id)
               .where(Charge.contract_id == Contract.id, Charge.billing_period == run.period).exists())
     rows = (await session.execute(
@@ -103,25 +97,24 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
         # Canceled (or removed) between the plan and now: nothing to bill, and nothing went wrong.
         return Outcome.done(skipped=f"contract is {contract.status.value if contract else 'gone'}; not billed")
     try:
-        instance = await connector_for(session, KINDS, PURPOSE)
-        ctx = context_for(instance)
+        connection = await connection_for(session, KINDS, PURPOSE)
+        gateway: PaymentGateway = await open_port(session, connection)
     except RoutineUnavailable as error:
         # The connector went away after the plan (or a retry run, which has no plan step): staff's to fix.
         return Outcome.failed(str(error), notify=False)
     planned = item.data["charge"]
     customer = await _locked_customer(session, contract.customer_id)
-    kind: Asaas = get_kind(SOURCE)
     try:
-        asaas_customer = await _asaas_customer(kind, ctx, customer)
-        payment = await _asaas_payment(kind, ctx, asaas_customer, contract, run.period, planned)
-    except ProviderError as error:
+        gateway_customer = await _gateway_customer(gateway, customer)
+        payment = await _gateway_charge(gateway, gateway_customer, contract, run.period, planned)
+    except CallFailed as error:
         if error.retryable:
             # The engine records the connector's failure and tries the item again later.
-            raise failing_connector(error, instance)
-        _note_refusal(instance, error)
+            raise failing_connector(error, connection.id)
+        gateway.record_outcome(error)
         return Outcome.failed(str(error))
-    record_success(instance)
-    charge = await _record_charge(session, contract, run.period, payment)
+    gateway.record_outcome()
+    charge = await _record_charge(session, contract, run.period, gateway.source, payment)
     return Outcome.done(**_result(charge))
 
 
@@ -144,67 +137,61 @@ async def _locked_customer(session: AsyncSession, customer_id: uuid.UUID) -> Cus
     return (await session.execute(query)).scalar_one()
 
 
-async def _asaas_customer(kind: Asaas, ctx: Context, customer: Customer) -> str:
-    known = (customer.external_ids or {}).get(SOURCE)
+async def _gateway_customer(gateway: PaymentGateway, customer: Customer) -> str:
+    known = (customer.external_ids or {}).get(gateway.source)
     if known:
         return known
     reference = str(customer.id)
-    found = await kind.find_customer(ctx, external_reference=reference)
+    found = await gateway.find_customer(external_reference=reference)
     if found is None:
-        found = await kind.create_customer(ctx, name=customer.name, tax_id=customer.tax_id, email=customer.email,
-                                           external_reference=reference)
-    asaas_id = need(found, "id")
-    customer.external_ids = {**(customer.external_ids or {}), SOURCE: asaas_id}  # a new dict: the change is seen
-    return asaas_id
+        found = await gateway.create_customer(name=customer.name, tax_id=customer.tax_id, email=customer.email,
+                                              external_reference=reference)
+    # a new dict: the change is seen
+    customer.external_ids = {**(customer.external_ids or {}), gateway.source: found.id}
+    return found.id
 
 
-async def _asaas_payment(kind: Asaas, ctx: Context, asaas_customer: str, contract: Contract, period: str,
-                         planned: dict[str, Any]) -> dict[str, Any]:
+async def _gateway_charge(gateway: PaymentGateway, gateway_customer: str, contract: Contract, period: str,
+                          planned: dict[str, Any]) -> GatewayCharge:
     reference = payment_reference(contract.id, period)
-    found = await kind.find_payment(ctx, external_reference=reference)
+    found = await gateway.find_charge(external_reference=reference)
     if found is not None:
         return found
-    today = clock.now().astimezone(BRAZIL).date()  # Asaas's calendar
+    today = clock.now().astimezone(GATEWAY_CALENDAR).date()
     due = max(date.fromisoformat(planned["due_date"]), today)
-    return await kind.create_charge(ctx, customer=asaas_customer, amount_cents=planned["amount_cents"],
-                                    due_date=due.isoformat(), billing_type=BILLING_TYPE,
-                                    description=planned.get("description"), external_reference=reference)
+    return await gateway.create_charge(customer=gateway_customer, amount_cents=planned["amount_cents"],
+                                       due_date=due, billing_type=BILLING_TYPE,
+                                       description=planned.get("description"), external_reference=reference)
 
 
-def _note_refusal(instance: ConnectorInstance, error: ProviderError) -> None:
-    # Asaas refusing a customer's data (400) shows the connector works; refusing our key or address does not.
-    if error.status in CONNECTOR_FAULTS:
-        record_failure(instance, error)
-    else:
-        record_success(instance)
-
-
-async def _record_charge(session: AsyncSession, contract: Contract, period: str, payment: dict[str, Any]) -> Charge:
-    """The charge on record for Asaas's payment. The payment's own ``PAYMENT_CREATED`` webhook may have
-    recorded it first (without contract or period): that row is the one completed."""
-    external_id = need(payment, "id")
+async def _record_charge(session: AsyncSession, contract: Contract, period: str, source: str,
+                         payment: GatewayCharge) -> Charge:
+    """The charge on record for the gateway's charge. Its own creation webhook (Asaas's
+    ``PAYMENT_CREATED``) may have recorded it first (without contract or period): that row is completed."""
     for _ in range(2):
         charge = (await session.execute(select(Charge).where(
-            Charge.source == SOURCE, Charge.external_id == external_id))).scalar_one_or_none()
+            Charge.source == source, Charge.external_id == payment.id))).scalar_one_or_none()
         try:
             async with session.begin_nested():
                 if charge is None:
-                    charge = Charge(customer_id=contract.customer_id, source=SOURCE, external_id=external_id,
+                    charge = Charge(customer_id=contract.customer_id, source=source, external_id=payment.id,
                                     status=ChargeStatus.PENDING, created_at=clock.now())
                     session.add(charge)
                 charge.contract_id, charge.billing_period = contract.id, period
-                charge.amount_cents = cents(need(payment, "value"), "payment.value")
-                charge.due_date = date.fromisoformat(need(payment, "dueDate"))
-                charge.description = (payment.get("description") or charge.description or "")[:500] or None
-                charge.payment_url = payment.get("invoiceUrl") or charge.payment_url
+                charge.amount_cents = payment.amount_cents
+                if payment.due_date is None:
+                    raise CallFailed(f"the gateway's charge {payment.id} has no due date")
+                charge.due_date = payment.due_date
+                charge.description = (payment.description or charge.description or "")[:500] or None
+                charge.payment_url = payment.payment_url or charge.payment_url
                 await session.flush()
             return charge
         except IntegrityError:
             continue  # the webhook's row was committed between our look and our insert: complete that one
-    raise RuntimeError(f"charge for Asaas payment {external_id} could not be recorded")
+    raise RuntimeError(f"charge for {source} payment {payment.id} could not be recorded")
 
 
-BILLING = register(Routine(
+BILLING = Routine(
     name="billing",
     title={"pt-BR": "Faturamento mensal", "en": "Monthly billing"},
     item_noun={"pt-BR": "cobranças emitidas", "en": "charges issued"},
@@ -212,5 +199,5 @@ BILLING = register(Routine(
     plan=_plan,
     work=_work,
     requires=KINDS,
-))
+)
 

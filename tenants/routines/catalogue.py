@@ -10,7 +10,7 @@ may move the hour and day, see ``RoutineSetting``) and three steps the engine (`
   twice (the billing run looks its charge up at the gateway by reference; Focus NFe dedupes by ``ref``);
 - ``finish(session, run)``: optional; the run's summary once every item is settled.
 
-Routine modules register themselves at import time; ``routines/all.py`` imports every one of them.
+Routine modules declare their routine; the composition root (``web/entry/wiring.py``) registers each one.
 """
 
 from __future__ import annotations
@@ -181,11 +181,12 @@ class Routine:
 CATALOGUE: dict[str, Routine] = {}
 
 
-def register(routine: Routine) -> Routine:
-    if routine.name in CATALOGUE and CATALOGUE[routine.name] is not routine:
-        raise RuntimeError(f"routine {routine.name!r} is registered twice")
-    CATALOGUE[routine.name] = routine
-    return routine
+def register(*entries: Routine) -> None:
+    """Put routines in the catalogue (the composition root, ``web/entry/wiring.py``, names every one)."""
+    for routine in entries:
+        if routine.name in CATALOGUE and CATALOGUE[routine.name] is not routine:
+            raise RuntimeError(f"routine {routine.name!r} is registered twice")
+        CATALOGUE[routine.name] = routine
 
 
 class UnknownRoutine(LookupError):
@@ -193,8 +194,6 @@ class UnknownRoutine(LookupError):
 
 
 def get_routine(name: str) -> Routine:
-    import backoffice.tenants.routines.all  # noqa: F401  (registers every routine)
-
     try:
         return CATALOGUE[name]
     except KeyError:
@@ -202,6 +201,4 @@ def get_routine(name: str) -> Routine:
 
 
 def routines() -> list[Routine]:
-    import backoffice.tenants.routines.all  # noqa: F401
-
     return list(CATALOGUE.values())

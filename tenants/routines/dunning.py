@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.tenants.dunning.sweep import sweep_overdue, sweep_session
-from backoffice.tenants.routines.catalogue import Daily, Plan, Routine, register
+from backoffice.tenants.routines.catalogue import Daily, Plan, Routine
 from backoffice.tenants.routines.models import RoutineRun
 
 
@@ -31,11 +31,11 @@ async def _for_tenants(database, periods: dict[uuid.UUID, str]) -> dict[uuid.UUI
     return await sweep_overdue(database, tenant_ids=list(dates), today_by_tenant=dates)
 
 
-DUNNING_SWEEP = register(Routine(
+DUNNING_SWEEP = Routine(
     name="dunning_sweep",
     title={"pt-BR": "Verificação de inadimplência", "en": "Overdue check"},
     item_noun={"pt-BR": "cobranças vencidas apontadas", "en": "overdue charges found"},
     schedule=Daily(hour=6),
     plan=_plan,
     run_for_tenants=_for_tenants,
-))
+)

@@ -25,14 +25,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import ConnectorError
 from backoffice.platform import clock, metrics
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import TENANT_KEY, dialect_insert, get_owned
 from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.tenants.connections import CallFailed, directory
+from backoffice.tenants.notifications.live import announce_run
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.catalogue import Outcome, Routine, UnknownRoutine, get_routine, valid_period
 from backoffice.tenants.routines.models import (
@@ -179,8 +179,7 @@ def _staff_id(actor: Actor) -> uuid.UUID | None:
 
 
 async def _has_connector(session: AsyncSession, kinds: tuple[str, ...]) -> bool:
-    query = select(ConnectorInstance.id).where(ConnectorInstance.kind.in_(kinds), ConnectorInstance.enabled.is_(True))
-    return (await session.execute(query.limit(1))).first() is not None
+    return bool(await directory().connections(session, kinds))
 
 
 async def start_run(session: AsyncSession, name: str, *, period: str | None = None, actor: Actor,
@@ -261,7 +260,7 @@ async def plan_run(session: AsyncSession, run_id: uuid.UUID) -> None:
         try:
             async with session.begin_nested():
                 plan = await routine.plan(session, run)
-        except (RoutineUnavailable, ConnectorError) as error:
+        except (RoutineUnavailable, CallFailed) as error:
             run.status, run.error, run.finished_at = RunStatus.FAILED, str(error)[:2000], clock.now()
             metrics.ROUTINE_RUNS.labels(run.routine, run.status.value).inc()
             log.warning("routine %s for tenant %s could not run: %s", run.routine, run.tenant_id, error)
@@ -315,7 +314,7 @@ async def work_item(session: AsyncSession, item_id: uuid.UUID) -> None:
     try:
         async with session.begin_nested():
             outcome = await routine.work(session, run, item)
-    except ConnectorError as error:
+    except CallFailed as error:
         await _note_connector_failure(session, error)
         retryable = getattr(error, "retryable", False)
         if retryable and item.attempts < routine.max_attempts:
@@ -325,21 +324,17 @@ async def work_item(session: AsyncSession, item_id: uuid.UUID) -> None:
     await _settle(session, run, routine, item, outcome)
 
 
-def failing_connector(error: ConnectorError, instance: ConnectorInstance) -> ConnectorError:
-    """Mark a provider error with the connector it came from, for a routine to raise: the item's savepoint
-    rolls back whatever the routine wrote, so the engine records the connector's failure after it."""
-    error.connector_id = instance.id
+def failing_connector(error: CallFailed, connection_id: uuid.UUID) -> CallFailed:
+    """Mark a provider error with the connection it came from, for a routine to raise: the item's savepoint
+    rolls back whatever the routine wrote, so the engine records the connection's failure after it."""
+    error.connector_id = connection_id
     return error
 
 
-async def _note_connector_failure(session: AsyncSession, error: ConnectorError) -> None:
-    from backoffice.connectors.service import record_failure
-
+async def _note_connector_failure(session: AsyncSession, error: CallFailed) -> None:
     connector_id = getattr(error, "connector_id", None)
     if connector_id is not None:
-        instance = await session.get(ConnectorInstance, (tenant_of(session), connector_id))
-        if instance is not None:
-            record_failure(instance, str(error))
+        await directory().note_failure(session, connector_id, str(error))
 
 
 def _try_again(session: AsyncSession, item: RunItem, reason: str, delay: float | None = None) -> None:
@@ -377,6 +372,9 @@ async def _settle(session: AsyncSession, run: RoutineRun, routine: Routine, item
         .execution_options(synchronize_session=False)
     )).one()
     await session.refresh(run)
+    settled = counts.items_done + counts.items_failed
+    announce_run(session, run.tenant_id, run.id, settled=settled, total=counts.items_total,
+                 finished=settled >= counts.items_total)
     if counts.items_done + counts.items_failed >= counts.items_total:
         await _finish(session, run, routine)
 
@@ -471,7 +469,8 @@ async def routine_overview(session: AsyncSession, *, locale: str | None = None) 
     tenant = await session.get(Tenant, tenant_of(session))
     locale = locale or tenant.locale
     settings = {s.routine: s for s in (await session.execute(select(RoutineSetting))).scalars()}
-    kinds = set((await session.execute(select(ConnectorInstance.kind).where(ConnectorInstance.enabled.is_(True)))).scalars())
+    wanted = {kind for routine in routines() for kind in routine.requires}
+    kinds = {connection.kind for connection in await directory().connections(session, wanted)} if wanted else set()
     now = clock.now()
     overview = []
     for routine in routines():
@@ -496,3 +495,13 @@ async def routine_overview(session: AsyncSession, *, locale: str | None = None) 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+async def give_up_item_job(session: AsyncSession, tenant_id: uuid.UUID, payload: dict[str, Any], reason: str) -> None:
+    """The outbox's give-up hook for :data:`ITEM_JOB` (registered by the composition root)."""
+    await give_up_item(session, tenant_id, uuid.UUID(str(payload["item_id"])), reason)
+
+
+async def give_up_plan_job(session: AsyncSession, tenant_id: uuid.UUID, payload: dict[str, Any], reason: str) -> None:
+    """The outbox's give-up hook for :data:`PLAN_JOB`."""
+    await give_up_plan(session, tenant_id, uuid.UUID(str(payload["run_id"])), reason)

@@ -48,7 +48,7 @@ async def open_runs(session: AsyncSession, staff_id: uuid.UUID, *, limit: int = 
 
 
 class RoutineWork:
-    """The routine runs a person follows up in a tenant, as work a hand-over moves (platform/staff/service.py
+    """The routine runs a person follows up in a tenant, as work a hand-over moves (tenants/staff/service.py
     ``OpenWork``)."""
 
     kind = "routine_runs"

@@ -41,21 +41,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.connectors.focusnfe import FocusNfe, make_ref, missing_for_issuing, nfse_body
-from backoffice.connectors.http import ProviderError
-from backoffice.connectors.registry import Context, get_kind
 from backoffice.platform import clock
 from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
+from backoffice.tenants.connections import CallFailed
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.events.intake import ingest
 from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
+from backoffice.tenants.fiscal.ports import FiscalIssuer, Nota, NotaState, Tomador
 from backoffice.tenants.policies.templates import format_money
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine, register
+from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine
 from backoffice.tenants.routines.engine import RoutineUnavailable, tenant_of
-from backoffice.tenants.routines.gateways import connector_for, context_for
+from backoffice.tenants.routines.gateways import connection_for, open_port
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem
 
 log = logging.getLogger(__name__)
@@ -73,15 +72,15 @@ SETTLED = (FiscalStatus.REJECTED, FiscalStatus.CANCELED)  # documents that no lo
 
 # --- plan -------------------------------------------------------------------------------------------------
 
-async def _issuer(session: AsyncSession) -> Context:
+async def _issuer(session: AsyncSession) -> FiscalIssuer:
     """The tenant's Focus NFe connector, opened, with what issuing needs filled in."""
-    instance = await connector_for(session, KINDS, PURPOSE)
-    ctx = context_for(instance)
-    missing = missing_for_issuing(ctx.config)
+    connection = await connection_for(session, KINDS, PURPOSE)
+    issuer: FiscalIssuer = await open_port(session, connection)
+    missing = issuer.missing_for_issuing()
     if missing:
-        raise RoutineUnavailable(f"connector {instance.name!r} cannot issue notas yet: fill in "
+        raise RoutineUnavailable(f"connector {connection.name!r} cannot issue notas yet: fill in "
                                  f"{', '.join(missing)} in its configuration")
-    return ctx
+    return issuer
 
 
 def _window(timezone: str, period: str) -> tuple[datetime, datetime]:
@@ -121,18 +120,17 @@ async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
 
 async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcome:
     try:
-        ctx = await _issuer(session)
+        issuer = await _issuer(session)
     except RoutineUnavailable as error:
         # The connector went away or lost its prestador data after the plan (or a retry run, which has
         # no plan step): staff's to fix, nothing the customer's front office can act on.
         return Outcome.failed(str(error), notify=False)
-    kind: FocusNfe = get_kind(SOURCE)
     if item.status == ItemStatus.WAITING:
-        return await _follow(session, item, ctx, kind)
-    return await _send(session, item, ctx, kind)
+        return await _follow(session, item, issuer)
+    return await _send(session, item, issuer)
 
 
-async def _send(session: AsyncSession, item: RunItem, ctx: Context, kind: FocusNfe) -> Outcome:
+async def _send(session: AsyncSession, item: RunItem, issuer: FiscalIssuer) -> Outcome:
     try:
         payment = await get_owned(session, Payment, uuid.UUID(item.data["payment_id"]))
         charge = await get_owned(session, Charge, payment.charge_id)
@@ -145,7 +143,7 @@ async def _send(session: AsyncSession, item: RunItem, ctx: Context, kind: FocusN
     issued = next((d for d in documents if d.status == FiscalStatus.AUTHORIZED), None)
     if issued is not None:  # a hook, or an earlier run, got there first
         return Outcome.done(ref=issued.external_id, number=issued.number, pdf_url=issued.pdf_url)
-    ours = [d for d in documents if d.source == SOURCE]
+    ours = [d for d in documents if d.source == issuer.source]
     document = next((d for d in reversed(ours) if d.status == FiscalStatus.PROCESSING), None)
     if document is None:
         if charge.status != ChargeStatus.PAID:  # refunded or canceled since the plan: nothing to invoice
@@ -153,18 +151,19 @@ async def _send(session: AsyncSession, item: RunItem, ctx: Context, kind: FocusN
         attempt = sum(1 for d in ours if d.status in SETTLED) + 1
         document = FiscalDocument(
             customer_id=customer.id, charge_id=charge.id, kind="nfse", status=FiscalStatus.PROCESSING,
-            amount_cents=payment.amount_cents, source=SOURCE,
-            external_id=make_ref(customer.id, f"{payment.id.hex}-{attempt}"), created_at=clock.now())
+            amount_cents=payment.amount_cents, source=issuer.source,
+            external_id=issuer.ref_for(customer.id, f"{payment.id.hex}-{attempt}"), created_at=clock.now())
         session.add(document)
         await session.flush()
     tenant = await session.get(Tenant, tenant_of(session))
-    body = nfse_body(ctx.config, issued_at=clock.now().astimezone(ZoneInfo(tenant.timezone)),
-                     tomador_kind=customer.tax_id_kind, tomador_tax_id=customer.tax_id, tomador_name=customer.name,
-                     tomador_email=customer.email, amount_cents=payment.amount_cents,
-                     description=_description(ctx.config.discriminacao, charge, payment, tenant.timezone))
-    nota = await kind.submit(ctx, document.external_id, body)
+    tomador = Tomador(tax_id_kind=customer.tax_id_kind, tax_id=customer.tax_id, name=customer.name,
+                      email=customer.email)
+    nota = await issuer.submit(
+        document.external_id, issued_at=clock.now().astimezone(ZoneInfo(tenant.timezone)), tomador=tomador,
+        amount_cents=payment.amount_cents,
+        description=_description(issuer.description_opening(), charge, payment, tenant.timezone))
     sent = {"ref": document.external_id, "sent_at": clock.now().isoformat()}
-    return await _outcome(session, item, ctx, kind, document, nota, sent)
+    return await _outcome(session, item, issuer, document, nota, sent)
 
 
 def _description(opening: str | None, charge: Charge, payment: Payment, timezone: str) -> str:
@@ -175,51 +174,51 @@ def _description(opening: str | None, charge: Charge, payment: Payment, timezone
     return f"{text} (pagamento recebido em {paid})"
 
 
-async def _follow(session: AsyncSession, item: RunItem, ctx: Context, kind: FocusNfe) -> Outcome:
+async def _follow(session: AsyncSession, item: RunItem, issuer: FiscalIssuer) -> Outcome:
     ref = item.result["ref"]
     document = (await session.execute(select(FiscalDocument).where(
-        FiscalDocument.source == SOURCE, FiscalDocument.external_id == ref))).scalar_one_or_none()
+        FiscalDocument.source == issuer.source, FiscalDocument.external_id == ref))).scalar_one_or_none()
     try:
-        nota = await kind.status(ctx, ref)
+        nota = await issuer.status(ref)
         if nota is None or document is None:
             # Focus NFe does not know a ref it accepted (or our document of it is gone): send it again,
             # under the same ref, which makes a repeat harmless.
             log.warning("focusnfe ref %s: %s; sending it again", ref,
                         "unknown to Focus NFe" if nota is None else "no fiscal document")
-            return await _send(session, item, ctx, kind)
-    except ProviderError as error:
+            return await _send(session, item, issuer)
+    except CallFailed as error:
         if not error.retryable:
             raise
         # Focus NFe is down for a moment: looking again later is all there is to do (the send is done).
         return _wait(item, problem=str(error))
     # Whatever a hook recorded meanwhile, the nota's status at Focus NFe decides (and its events dedupe).
-    return await _outcome(session, item, ctx, kind, document, nota, {})
+    return await _outcome(session, item, issuer, document, nota, {})
 
 
-async def _outcome(session: AsyncSession, item: RunItem, ctx: Context, kind: FocusNfe, document: FiscalDocument,
-                   nota: dict[str, Any], sent: dict[str, Any]) -> Outcome:
-    ref, status = document.external_id, nota.get("status")
-    if status == "processando_autorizacao":
+async def _outcome(session: AsyncSession, item: RunItem, issuer: FiscalIssuer, document: FiscalDocument,
+                   nota: Nota, sent: dict[str, Any]) -> Outcome:
+    ref, status = document.external_id, nota.word
+    if nota.state == NotaState.PROCESSING:
         return _wait(item, **sent)
-    if status in ("autorizado", "erro_autorizacao"):
-        events = kind.normalise(ctx, ref, nota)
+    if nota.state in (NotaState.AUTHORIZED, NotaState.REJECTED):
         try:
-            for event in events:
+            for event in nota.events:
                 await ingest(session, tenant_of(session), event)
         except ValidationFailed as error:
-            return Outcome.failed(f"Focus NFe's answer for nota {ref} cannot be recorded: {error}", ref=ref)
-        if status == "autorizado":
-            return Outcome.done(ref=ref, number=nota.get("numero"), pdf_url=nota.get("url_danfse") or nota.get("url"),
-                                verification_code=nota.get("codigo_verificacao"), status=status, problem=None)
-        message = events[0]["data"]["message"]
+            return Outcome.failed(f"{issuer.title}'s answer for nota {ref} cannot be recorded: {error}", ref=ref)
+        if nota.state == NotaState.AUTHORIZED:
+            return Outcome.done(ref=ref, number=nota.number, pdf_url=nota.pdf_url,
+                                verification_code=nota.verification_code, status=status, problem=None)
+        message = nota.events[0]["data"]["message"]
         # Marked now as well as by the event's process step: a retry of this item must find the ref used up.
         document.status, document.message = FiscalStatus.REJECTED, message
         return Outcome.failed(f"the city hall rejected the nota fiscal: {message}", notify=False, ref=ref,
                               status=status)
-    if status in ("cancelado", "substituido"):
+    if nota.state == NotaState.CANCELED:
         document.status = FiscalStatus.CANCELED
-        return Outcome.failed(f"nota {ref} is {status} at Focus NFe; retrying issues a new one", ref=ref, status=status)
-    return Outcome.failed(f"Focus NFe answered an unknown status {status!r} for nota {ref}", ref=ref)
+        return Outcome.failed(f"nota {ref} is {status} at {issuer.title}; retrying issues a new one", ref=ref,
+                              status=status)
+    return Outcome.failed(f"{issuer.title} answered an unknown status {status!r} for nota {ref}", ref=ref)
 
 
 def _wait(item: RunItem, problem: str | None = None, **sent: Any) -> Outcome:
@@ -234,7 +233,7 @@ def _wait(item: RunItem, problem: str | None = None, **sent: Any) -> Outcome:
     return Outcome.waiting(delay, status="processando_autorizacao", problem=problem, **sent)
 
 
-INVOICES = register(Routine(
+INVOICES = Routine(
     name="invoices",
     title={"pt-BR": "Emissão de notas fiscais", "en": "Invoice issuing"},
     item_noun={"pt-BR": "notas fiscais emitidas", "en": "notas fiscais issued"},
@@ -244,4 +243,4 @@ INVOICES = register(Routine(
     # Sends Focus NFe could not take (5xx, timeouts) before the item fails; a failed status check only waits.
     max_attempts=6,
     requires=KINDS,
-))
+)

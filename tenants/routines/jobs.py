@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.worker.registry import tenant_job
 from backoffice.tenants.routines import engine
-import backoffice.tenants.routines.all  # noqa: F401  (every routine registered where the jobs run)
 
 
 @tenant_job(engine.PLAN_JOB, queue="routines", min_backoff=1_000, max_backoff=300_000)

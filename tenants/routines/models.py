@@ -71,7 +71,7 @@ class RoutineRun(TenantOwned, Base):
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # the run whose failed items a retry takes
     requested_by: Mapped[str] = mapped_column(String(200))  # actor label: system:scheduler, staff:ana@...
     # The staff member who follows the run up (its progress, its failed items): who started it, until a
-    # hand-over moves it (platform/staff/service.py hand_over). None for the scheduler's and the CLI's runs.
+    # hand-over moves it (tenants/staff/service.py hand_over). None for the scheduler's and the CLI's runs.
     handled_by: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     items_total: Mapped[int] = mapped_column(Integer, default=0)
     items_done: Mapped[int] = mapped_column(Integer, default=0)

@@ -34,37 +34,30 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.connectors.asaas import PAID, Asaas
-from backoffice.connectors.common import BRAZIL, cents, need
-from backoffice.connectors.http import ProviderError
-from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import Context, get_kind
-from backoffice.connectors.service import record_failure, record_success
 from backoffice.platform import clock
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
+from backoffice.tenants.billing.ports import GATEWAY_CALENDAR, GatewayCharge, PaymentGateway
+from backoffice.tenants.connections import CallFailed, Connection, directory
 from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine, register
+from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine
 from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
-from backoffice.tenants.routines.gateways import connector_for, context_for
+from backoffice.tenants.routines.gateways import connection_for, open_port
 from backoffice.tenants.routines.models import FindingKind, ReconciliationFinding, RoutineRun, RunItem
 
 KINDS = ("asaas",)
 SOURCE = "asaas"
 PURPOSE = "payment gateway"
-CONNECTOR_FAULTS = frozenset({401, 403, 404})  # answers that say the connector itself is wrong
 CHUNK = 500  # ids per IN (...)
 
 
-async def _instances(session: AsyncSession) -> list[ConnectorInstance]:
-    return list((await session.execute(
-        select(ConnectorInstance).where(ConnectorInstance.kind.in_(KINDS), ConnectorInstance.enabled.is_(True))
-        .order_by(ConnectorInstance.created_at, ConnectorInstance.id))).scalars())
+async def _instances(session: AsyncSession) -> list[Connection]:
+    return await directory().connections(session, KINDS)
 
 
 # --- plan -------------------------------------------------------------------------------------------------
 
 async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
-    await connector_for(session, KINDS, PURPOSE)  # none: the run fails saying so
+    await connection_for(session, KINDS, PURPOSE)  # none: the run fails saying so
     return Plan(items=[ItemSpec(key=f"instance:{instance.id}", label=f"{instance.name} (Asaas), {run.period}",
                                 data={"instance_id": str(instance.id), "name": instance.name})
                        for instance in await _instances(session)])
@@ -73,30 +66,25 @@ async def _plan(session: AsyncSession, run: RoutineRun) -> Plan:
 # --- work -------------------------------------------------------------------------------------------------
 
 async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcome:
-    instance = (await session.execute(select(ConnectorInstance).where(
-        ConnectorInstance.id == uuid.UUID(item.data["instance_id"])))).scalar_one_or_none()
+    instance = await directory().connection(session, uuid.UUID(item.data["instance_id"]))
     if instance is None or not instance.enabled:
         state = "removed" if instance is None else "disabled"
         return Outcome.failed(f"connector {item.data.get('name')!r} was {state} since the run was planned",
                               notify=False)
     try:
-        ctx = context_for(instance)
+        gateway: PaymentGateway = await open_port(session, instance)
     except RoutineUnavailable as error:
         return Outcome.failed(str(error), notify=False)
-    kind: Asaas = get_kind(instance.kind)
     try:
-        received = {need(p, "id"): p for p in await kind.received_on(ctx, run.period)}
+        received = {p.id: p for p in await gateway.received_on(run.period)}
         findings = await _gateway_side(session, run, received)
-        findings += await _platform_side(session, run, kind, ctx, received)
-    except ProviderError as error:
+        findings += await _platform_side(session, run, gateway, received)
+    except CallFailed as error:
         if error.retryable:
-            raise failing_connector(error, instance)  # the engine notes it and tries again later
-        if error.status in CONNECTOR_FAULTS:
-            record_failure(instance, error)
-        else:
-            record_success(instance)  # it answered; what it refused is in the item's error
+            raise failing_connector(error, instance.id)  # the engine notes it and tries again later
+        gateway.record_outcome(error)  # a refusal of our key marks the connector; of our data, it answered
         return Outcome.failed(str(error))
-    record_success(instance)
+    gateway.record_outcome()
     await _replace(session, run, instance, findings)
     counts = Counter(finding.kind.value for finding in findings)
     return Outcome.done(**{each.value: counts[each.value] for each in FindingKind}, received=len(received))
@@ -108,7 +96,7 @@ def _finding(run: RoutineRun, kind: FindingKind, reference: str, **fields: Any) 
 
 
 async def _gateway_side(session: AsyncSession, run: RoutineRun,
-                        received: dict[str, dict[str, Any]]) -> list[ReconciliationFinding]:
+                        received: dict[str, GatewayCharge]) -> list[ReconciliationFinding]:
     """Each payment Asaas received, against the platform's charge of it."""
     charges: dict[str, Charge] = {}
     ids = sorted(received)
@@ -116,18 +104,18 @@ async def _gateway_side(session: AsyncSession, run: RoutineRun,
         rows = await session.execute(select(Charge).where(
             Charge.source == SOURCE, Charge.external_id.in_(ids[start:start + CHUNK])))
         charges.update({charge.external_id: charge for charge in rows.scalars()})
-    owners = await _customers_at_asaas(session, [p.get("customer") for i, p in received.items() if i not in charges])
+    owners = await _customers_at_asaas(session, [p.customer for i, p in received.items() if i not in charges])
     findings = []
     for payment_id in ids:
         payment = received[payment_id]
-        value = cents(need(payment, "value"), f"payment {payment_id}: value")
-        said = f"Asaas {payment.get('status')} on {payment.get('paymentDate') or run.period}"
+        value = payment.amount_cents
+        said = f"Asaas {payment.status} on {payment.paid_on or run.period}"
         charge = charges.get(payment_id)
         if charge is None:
             findings.append(_finding(
-                run, FindingKind.UNKNOWN, payment_id, received_cents=value, customer_id=owners.get(payment.get("customer")),
-                detail=_cut(f"{said}; no charge on record (Asaas customer {payment.get('customer')}"
-                            + (f", reference {payment['externalReference']}" if payment.get("externalReference") else "")
+                run, FindingKind.UNKNOWN, payment_id, received_cents=value, customer_id=owners.get(payment.customer),
+                detail=_cut(f"{said}; no charge on record (Asaas customer {payment.customer}"
+                            + (f", reference {payment.external_reference}" if payment.external_reference else "")
                             + ")")))
         elif charge.status != ChargeStatus.PAID:
             differs = f"; charged {charge.amount_cents}, received {value} (cents)" if charge.amount_cents != value else ""
@@ -159,12 +147,12 @@ async def _customers_at_asaas(session: AsyncSession, asaas_ids: list[str | None]
 
 
 def _day_window(day: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(date.fromisoformat(day), time(0), tzinfo=BRAZIL)
-    return start, datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(0), tzinfo=BRAZIL)
+    start = datetime.combine(date.fromisoformat(day), time(0), tzinfo=GATEWAY_CALENDAR)
+    return start, datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(0), tzinfo=GATEWAY_CALENDAR)
 
 
-async def _platform_side(session: AsyncSession, run: RoutineRun, kind: Asaas, ctx: Context,
-                         received: dict[str, dict[str, Any]]) -> list[ReconciliationFinding]:
+async def _platform_side(session: AsyncSession, run: RoutineRun, gateway: PaymentGateway,
+                         received: dict[str, GatewayCharge]) -> list[ReconciliationFinding]:
     """Each payment the platform recorded that day that Asaas did not list as received that day."""
     start, end = _day_window(run.period)
     recorded = (await session.execute(select(Payment).where(
@@ -175,7 +163,7 @@ async def _platform_side(session: AsyncSession, run: RoutineRun, kind: Asaas, ct
     findings = []
     for payment in unlisted:
         # What Asaas says of it now makes the line actionable (paid another day, still pending, unknown).
-        now = await kind.fetch_payment(ctx, payment.external_id)
+        now = await gateway.fetch_charge(payment.external_id)
         if now is None and shared:
             continue  # another of the tenant's Asaas accounts holds it; that account's item reconciles it
         findings.append(_finding(
@@ -185,22 +173,21 @@ async def _platform_side(session: AsyncSession, run: RoutineRun, kind: Asaas, ct
     return findings
 
 
-def _what_asaas_says(payment: dict[str, Any] | None, day: str) -> str:
+def _what_asaas_says(payment: GatewayCharge | None, day: str) -> str:
     if payment is None:
         return "Asaas does not know this payment"
-    if payment.get("deleted"):
+    if payment.deleted:
         return "Asaas has it deleted"
-    status = payment.get("status")
-    if status in PAID and payment.get("paymentDate") and payment["paymentDate"] != day:
-        return f"Asaas lists it {status} on {payment['paymentDate']}"
-    return f"Asaas has it {status}"
+    if payment.paid and payment.paid_on and payment.paid_on != day:
+        return f"Asaas lists it {payment.status} on {payment.paid_on}"
+    return f"Asaas has it {payment.status}"
 
 
 def _cut(text: str) -> str:
     return text[:500]
 
 
-async def _replace(session: AsyncSession, run: RoutineRun, instance: ConnectorInstance,
+async def _replace(session: AsyncSession, run: RoutineRun, instance: Connection,
                    findings: list[ReconciliationFinding]) -> None:
     """This run's findings for this account, written afresh: a repeat of the item (a redelivery, a crash
     before the commit) never adds duplicates; another account's lines and earlier runs' reports are left
@@ -225,7 +212,7 @@ async def _finish(session: AsyncSession, run: RoutineRun) -> None:
     run.summary = {**(run.summary or {}), **totals}
 
 
-RECONCILIATION = register(Routine(
+RECONCILIATION = Routine(
     name="reconciliation",
     title={"pt-BR": "Conciliação com o gateway", "en": "Gateway reconciliation"},
     item_noun={"pt-BR": "contas do gateway conciliadas", "en": "gateway accounts reconciled"},
@@ -234,4 +221,4 @@ RECONCILIATION = register(Routine(
     work=_work,
     finish=_finish,
     requires=KINDS,
-))
+)

@@ -8,8 +8,8 @@ network errors, timeouts) is retried until the schedule runs out, then the deliv
 reason. An endpoint failing without a single success for five days, or with ``DEAD_LIMIT`` dead
 deliveries in a row, is disabled and the company's admins are told in the portal.
 
-Importing this module installs the real webhook port for ``Channel.WEBHOOK`` (worker, embedded runtime
-and tests all import it through ``platform/worker/actors.py``).
+The composition root (``web/entry/wiring.py``) installs the real webhook port for ``Channel.WEBHOOK``
+with :func:`install`.
 """
 
 from __future__ import annotations
@@ -180,6 +180,3 @@ def install() -> None:
     """Put the real webhook port in place of the recording one (once per process)."""
     if isinstance(get_port(Channel.WEBHOOK), RecordingPort):
         set_port(Channel.WEBHOOK, WebhookPort())
-
-
-install()

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-import backoffice.platform.worker.actors  # noqa: F401  registers every job and connector kind
 from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.connectors.platform_http import KIND, PlatformPort
 from backoffice.platform.errors import ValidationFailed

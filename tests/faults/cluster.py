@@ -189,7 +189,7 @@ class Supervisor:
     _thread: threading.Thread | None = None
 
     def add(self, name: str, *args: str) -> Service:
-        service = Service(name, [sys.executable, "-m", "backoffice.platform.cli", *args], log=self.logs / f"{name}.log")
+        service = Service(name, [sys.executable, "-m", "backoffice.web.entry.cli", *args], log=self.logs / f"{name}.log")
         self.services[name] = service
         self._spawn(service)
         return service
@@ -352,7 +352,7 @@ class Cluster:
                         allow_private_targets=True, data_dir=self.root / "data", db_pool_size=3)
 
     def migrate(self) -> None:
-        result = subprocess.run([sys.executable, "-m", "backoffice.platform.cli", "migrate"], env=self.env(), cwd=ROOT,
+        result = subprocess.run([sys.executable, "-m", "backoffice.web.entry.cli", "migrate"], env=self.env(), cwd=ROOT,
                                 capture_output=True, text=True, timeout=300, check=False)
         if result.returncode:
             raise RuntimeError(f"backoffice migrate failed: {result.stderr[-3000:]}")

@@ -41,8 +41,8 @@ async def main(roots: dict[str, str], per_run: int, rounds: int) -> dict[str, li
     for turn in range(rounds):
         for name in names if turn % 2 == 0 else reversed(names):
             extra = {"BACKOFFICE_ALLOW_PRIVATE_TARGETS": "true", "PYTHONPATH": roots[name]}
-            commands = ([PY, "-m", "tests.perf.receiver", str(port)], [PY, "-m", "backoffice.platform.cli", "worker"],
-                        [PY, "-m", "backoffice.platform.cli", "scheduler"])
+            commands = ([PY, "-m", "tests.perf.receiver", str(port)], [PY, "-m", "backoffice.web.entry.cli", "worker"],
+                        [PY, "-m", "backoffice.web.entry.cli", "scheduler"])
             with processes(*commands, extra_env=extra) as (_receiver, worker, _scheduler):
                 await asyncio.sleep(6)  # workers boot
                 chosen = customers[n * per_run:(n + 1) * per_run]

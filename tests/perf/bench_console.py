@@ -176,8 +176,8 @@ async def seed(tenants: int) -> dict[str, float]:
 async def make_staff(database: Database) -> tuple[dict, dict]:
     from sqlalchemy import select
 
-    from backoffice.platform.staff import second_factor
-    from backoffice.platform.staff.service import assign_staff, create_staff
+    from backoffice.tenants.staff import second_factor
+    from backoffice.tenants.staff.service import assign_staff, create_staff
     from backoffice.tenants.registry.models import Tenant
 
     made = {}

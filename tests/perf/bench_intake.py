@@ -77,7 +77,7 @@ end
 SERVERS = {
     "trivial": (["tests.perf.apps:app"], "/events"),
     "bare": (["tests.perf.apps:app"], "/events"),
-    "intake": (["--factory", "backoffice.web.app:app_from_env"], "/api/v1/events/"),
+    "intake": (["--factory", "backoffice.web.entry.runtime:app_from_env"], "/api/v1/events/"),
 }
 
 

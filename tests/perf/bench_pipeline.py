@@ -167,8 +167,8 @@ async def bench(quick: bool) -> dict:
     port = free_port()
     receiver = f"http://127.0.0.1:{port}"
     await connect_company(database, ids["load"], receiver)
-    worker_cmd = [PY, "-m", "backoffice.platform.cli", "worker"]  # the default processes for this machine
-    scheduler_cmd = [PY, "-m", "backoffice.platform.cli", "scheduler"]
+    worker_cmd = [PY, "-m", "backoffice.web.entry.cli", "worker"]  # the default processes for this machine
+    scheduler_cmd = [PY, "-m", "backoffice.web.entry.cli", "scheduler"]
     receiver_cmd = [PY, "-m", "tests.perf.receiver", str(port)]
     extra = {"BACKOFFICE_ALLOW_PRIVATE_TARGETS": "true"}
     per_run = 2_000 if quick else 6_000

@@ -125,8 +125,8 @@ async def main() -> None:
         ids = await setup(fake, large, small, small_tenants)
         smalls = [tenant_id for name, tenant_id in ids.items() if name != "large"]
         database = Database(get_settings())
-        worker = [PY, "-m", "dramatiq", "backoffice.platform.worker.entry", "--processes", "1", "--threads", "8"]
-        scheduler = [PY, "-m", "backoffice.platform.cli", "scheduler"]
+        worker = [PY, "-m", "dramatiq", "backoffice.web.entry.worker", "--processes", "1", "--threads", "8"]
+        scheduler = [PY, "-m", "backoffice.web.entry.cli", "scheduler"]
         extra = {"BACKOFFICE_SECRETS_KEYS": SECRETS_KEY, "BACKOFFICE_ALLOW_PRIVATE_TARGETS": "true"}
         with processes(worker, scheduler, extra_env=extra):
             await asyncio.sleep(4)

@@ -268,8 +268,8 @@ async def paced(database: Database, tenant: uuid.UUID, rate: float, seconds: flo
 
 
 async def bench_pipeline(database: Database, ids, rate: float, seconds: float, flood: int) -> dict:
-    worker_cmd = [PY, "-m", "dramatiq", "backoffice.platform.worker.entry", "--processes", "1", "--threads", "8"]
-    scheduler_cmd = [PY, "-m", "backoffice.platform.cli", "scheduler"]
+    worker_cmd = [PY, "-m", "dramatiq", "backoffice.web.entry.worker", "--processes", "1", "--threads", "8"]
+    scheduler_cmd = [PY, "-m", "backoffice.web.entry.cli", "scheduler"]
     with processes(worker_cmd, scheduler_cmd) as (worker, _scheduler):
         await asyncio.sleep(4)
         # Unloaded baseline for the quiet tenant.

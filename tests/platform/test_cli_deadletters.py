@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
-from backoffice.platform.cli import main
+from backoffice.web.entry.cli import main
 from backoffice.platform.settings import get_settings
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.events.models import Event, EventStatus

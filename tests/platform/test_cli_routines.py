@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
-from backoffice.platform.cli import main
+from backoffice.web.entry.cli import main
 from backoffice.platform.settings import get_settings
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from tests.conftest import env_for_subprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from backoffice.platform.demo import demo_counts
+from backoffice.web.entry.demo import demo_counts
 from backoffice.platform.timers.clock import offsets
 from backoffice.tenants.billing.models import Charge
 from backoffice.tenants.customers.models import Customer, Lifecycle, LifecycleTransition
@@ -96,7 +96,7 @@ async def test_the_dead_letter_replays_once_the_platform_is_back(database):
     """The console's replay of Vitta's refused block: the maintenance is over (the connector is off), so in
     the embedded mode the command is recorded as sent."""
     from backoffice.platform.audit.service import Actor
-    from backoffice.platform.demo_activity import Spine
+    from backoffice.web.entry.demo_activity import Spine
     from backoffice.tenants.deadletters.service import replay_one
 
     await seed_demo_for_test(database)

@@ -14,7 +14,7 @@ from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.users.models import TenantUser
 
 from backoffice.platform.db.base import TenantOwned
-from backoffice.platform.db.models import metadata
+from backoffice.web.entry.models import metadata
 
 # Every tenant-owned table, found from the models, so a new table is covered the day it is added.
 TENANT_TABLES = sorted(

@@ -41,7 +41,7 @@ async def _until(port: int, check, seconds: float = 60.0):
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "backoffice.platform.cli", *command], env=env,
+    return subprocess.Popen([sys.executable, "-m", "backoffice.web.entry.cli", *command], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(os.environ.get("METRICS_TEST_LOG", os.devnull), "w"),
                             start_new_session=True)
 

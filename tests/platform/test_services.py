@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import Conflict, ValidationFailed
-from backoffice.platform.staff.models import Assignment, Staff, StaffRole
-from backoffice.platform.staff.service import assign_staff, can_act_on, create_staff, unassign_staff
+from backoffice.tenants.staff.models import Assignment, Staff, StaffRole
+from backoffice.tenants.staff.service import assign_staff, can_act_on, create_staff, unassign_staff
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 from backoffice.tenants.registry.service import create_tenant, get_tenant_by_slug, reactivate_tenant, suspend_tenant

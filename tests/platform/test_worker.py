@@ -22,7 +22,7 @@ from sqlalchemy import select
 from backoffice.platform.worker.broker import build_broker, enqueue
 from backoffice.platform.worker.context import current_tenant
 from backoffice.platform.worker.middleware import MissingTenant
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.registry import register_jobs, tenant_job
 from backoffice.tenants.customers.models import Customer
 from tests.conftest import RUN_ID
 
@@ -139,3 +139,6 @@ async def test_a_job_that_raises_leaves_nothing_it_wrote(database, tenants, work
         names = (await session.execute(select(Customer.name))).scalars().all()
     assert "Escrita Perdida" not in names and len(names) == len(tenants.a.customer_ids)
     assert message.message_id in running.dead_letter_ids()
+
+
+register_jobs(look_around, write_then_fail)  # declared here, registered as the composition root does

@@ -1,5 +1,5 @@
 """Who the client is, over a real uvicorn server started with the options every entry point uses
-(``platform/runtime.py``), from loopback, as a local reverse proxy (or an attacker on the same host) would
+(``web/entry/runtime.py``), from loopback, as a local reverse proxy (or an attacker on the same host) would
 connect: ``X-Forwarded-For`` counts only from ``BACKOFFICE_TRUSTED_PROXIES``, and log-ins are throttled by
 account as well as by address, so fresh addresses per request buy an attacker nothing."""
 
@@ -18,8 +18,8 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.ratelimit import LOG_IN
-from backoffice.platform.runtime import server_options
-from backoffice.platform.staff.service import create_staff
+from backoffice.web.entry.runtime import server_options
+from backoffice.tenants.staff.service import create_staff
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import PASSWORD, Browser, csrf_of
 

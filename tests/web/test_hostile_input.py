@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from backoffice.connectors import clicksign, stripe
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import InputRefused
-from backoffice.platform.staff.service import create_staff
+from backoffice.tenants.staff.service import create_staff
 from backoffice.tenants.apikeys.models import ApiKey
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.events.intake import ingest, ingest_batch, validate

@@ -1,7 +1,7 @@
 """The console's door to one tenant: the tenant, if this staff member may act on it; a 404 otherwise.
 
 A provider admin acts on every tenant; an operator only on those they are assigned to
-(``platform/staff/service.can_act_on``). A tenant that exists but is not theirs raises the same NotFound as
+(``tenants/staff/service.can_act_on``). A tenant that exists but is not theirs raises the same NotFound as
 a tenant that does not exist, so the console never tells an operator which other companies exist.
 Routes with a ``tenant_id: UUID`` path parameter take the ``console_tenant`` dependency (registered on the
 console's router) and get the tenant; ``console_tenant()`` is the same check for code that has an id in hand.
@@ -14,7 +14,7 @@ import uuid
 from litestar.datastructures import State
 
 from backoffice.platform.db.session import Database, NotFound
-from backoffice.platform.staff.service import can_act_on
+from backoffice.tenants.staff.service import can_act_on
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.console.session import StaffUser
 

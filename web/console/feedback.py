@@ -19,7 +19,7 @@ from litestar.datastructures import State
 from litestar.response import Redirect
 
 from backoffice.platform.errors import ValidationFailed
-from backoffice.platform.staff.service import assigned_tenant_ids
+from backoffice.tenants.staff.service import assigned_tenant_ids
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.timeline.models import FeedbackState
 from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox, feedback_thread

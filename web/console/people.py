@@ -4,7 +4,7 @@ demobilises them (optionally handing their open work over in the same action) or
 
 Provider admins act; an operator sees their own rows only (another person's is a 403; a company not theirs is
 the door's 404). Every change is the service call the staff API and the CLI make
-(``platform/staff/service.py``), with its reason, audited there. Demobilising ends access at once: every
+(``tenants/staff/service.py``), with its reason, audited there. Demobilising ends access at once: every
 console request passes the door again (``door.py``), so the person's open session gets a 404 for the company
 on its next request.
 """
@@ -23,8 +23,8 @@ from litestar.response import Redirect
 from backoffice.platform.db.session import NotFound
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.platform.input_rules import text_problem
-from backoffice.platform.staff.models import Staff
-from backoffice.platform.staff.service import assign_staff, can_act_on, hand_over, unassign_staff
+from backoffice.tenants.staff.models import Staff
+from backoffice.tenants.staff.service import assign_staff, can_act_on, hand_over, unassign_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import get_tenant_by_slug
 from backoffice.tenants.registry.staffing import active_assignment_since, list_staff, people_board, serving_staff

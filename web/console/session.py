@@ -29,8 +29,8 @@ from backoffice.platform.availability import redis_client
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
 from backoffice.platform.settings import Settings
-from backoffice.platform.staff.models import StaffRole
-from backoffice.platform.staff.second_factor import active_staff
+from backoffice.tenants.staff.models import StaffRole
+from backoffice.tenants.staff.second_factor import active_staff
 from backoffice.web.portal.sessions import ROTATE, TenantSessionBackend, secure_cookies
 
 STAFF_COOKIE = "bo_staff"

@@ -4,7 +4,7 @@ sign-in, or a recovery code); signing out; the staff member's language.
 The password step leaves a *pending* session (staff id and time, nothing else usable: every console page
 still asks for a signed-in member) under a new id; the second factor replaces it with the signed-in session,
 again under a new id. Both steps are throttled per account and per address like the portal's log-in
-(``platform/ratelimit.py``), and every success and failure is audited (``platform/staff/second_factor.py``).
+(``platform/ratelimit.py``), and every success and failure is audited (``tenants/staff/second_factor.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from litestar.response import Redirect
 from markupsafe import Markup
 
 from backoffice.platform.ratelimit import LOG_IN, gate
-from backoffice.platform.staff import second_factor as factor
+from backoffice.tenants.staff import second_factor as factor
 from backoffice.web.clients import client_address
 from backoffice.web.console.render import gettext_for, render
 from backoffice.web.console.session import PENDING_MAX_AGE, ROTATE, safe_next, session_data

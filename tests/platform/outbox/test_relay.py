@@ -26,7 +26,7 @@ from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import Relay, relay_once
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.broker import build_broker
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.registry import register_jobs, tenant_job
 from tests.conftest import RUN_ID
 
 QUEUE = "tests-relay"
@@ -319,3 +319,6 @@ async def test_when_the_broker_is_unreachable_rows_are_retried_soon(database, te
         assert await relay_once(database, working) == 3  # the broker is back: all three go
     finally:
         working.flush_all()
+
+
+register_jobs(probe)  # declared here, registered as the composition root does

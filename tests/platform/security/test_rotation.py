@@ -17,12 +17,12 @@ from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.service import load_config
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.cli import _secret_columns, main
+from backoffice.web.entry.cli import _secret_columns, main
 from backoffice.platform.security import secrets
 from backoffice.platform.security.secrets import SecretUnreadable, rotate_all
 from backoffice.platform.settings import get_settings
-from backoffice.platform.staff.second_factor import StaffSecondFactor
-from backoffice.platform.staff.service import create_staff
+from backoffice.tenants.staff.second_factor import StaffSecondFactor
+from backoffice.tenants.staff.service import create_staff
 from backoffice.tenants.users.oidc import OidcSettings
 from backoffice.tenants.webhooks.models import WebhookEndpoint
 from backoffice.tenants.webhooks.service import live_secrets

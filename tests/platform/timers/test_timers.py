@@ -171,9 +171,8 @@ async def test_timers_locked_by_another_scheduler_are_skipped_not_waited_for(dat
 # --- wiring: the scheduler process runs the loops ----------------------------------------------------
 
 async def test_a_running_scheduler_fires_timers_and_relays_their_events(database, tenants):
-    """What ``backoffice scheduler`` and the embedded mode run: the loops of platform/scheduler/loops.py
+    """What ``backoffice scheduler`` and the embedded mode run: the loops of web/entry/loops.py
     (timers, routines, and the relay started as its own task) under a leading Scheduler."""
-    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the loops, as runtime.py does)
     from backoffice.platform.outbox.relay import stop_background
     from backoffice.platform.scheduler.service import Scheduler
     from backoffice.platform.worker.broker import build_broker

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.staff.service import assign_staff, create_staff
+from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock, offsets, reset_clock
 from backoffice.platform.timers.models import TenantClock
 from backoffice.tenants.customers.models import Lifecycle
@@ -96,7 +96,7 @@ async def test_production_refuses_and_writes_nothing(database, tenants):
 
 def run_cli(database, *args: str, environment: str) -> subprocess.CompletedProcess:
     env = {**env_for_subprocess(database.settings), "BACKOFFICE_ENVIRONMENT": environment}
-    return subprocess.run([sys.executable, "-m", "backoffice.platform.cli", "clock", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "backoffice.web.entry.cli", "clock", *args], env=env,
                           capture_output=True, text=True, timeout=120, cwd=os.getcwd())
 
 

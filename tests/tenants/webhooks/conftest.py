@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import backoffice.platform.worker.actors  # noqa: F401  registers every job, installs the real ports
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.clock import FrozenClock

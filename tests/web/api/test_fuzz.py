@@ -26,7 +26,7 @@ from schemathesis.checks import (
 
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.input_rules import MAX_TEXT
-from backoffice.platform.staff.service import create_staff
+from backoffice.tenants.staff.service import create_staff
 from tests.web.api.conftest import bearer, make_key, make_objects
 
 EXAMPLES = 4

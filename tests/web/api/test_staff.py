@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.staff.service import assign_staff, create_staff
+from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.app import create_app
 

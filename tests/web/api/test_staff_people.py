@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.staff.models import Staff
-from backoffice.platform.staff.service import assign_staff, create_staff
+from backoffice.tenants.staff.models import Staff
+from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from tests.platform.test_cli import _cli

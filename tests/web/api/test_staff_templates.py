@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import uvicorn
-from backoffice.platform.runtime import server_options
+from backoffice.web.entry.runtime import server_options
 from backoffice.tenants.policies.sandbox import RENDER_SECONDS
 from backoffice.web.app import create_app
 

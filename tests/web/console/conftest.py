@@ -6,7 +6,7 @@ browser-like clients already signed in to the console through its real sign-in (
 - ``admin_client`` / ``operator_client``: ConsoleBrowser instances signed in as them (separate apps'
   clients, so their cookies never mix), with ``.tenants`` (the TwoTenants fixture) at hand;
 - ``Totp``: codes for a secret that are always for a later step than the last one used (a code is
-  accepted once: see platform/staff/second_factor.py).
+  accepted once: see tenants/staff/second_factor.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.staff import second_factor
-from backoffice.platform.staff.service import assign_staff, create_staff
+from backoffice.tenants.staff import second_factor
+from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.app import create_app
 
@@ -101,7 +101,7 @@ async def staff_members(database, tenants) -> StaffMembers:
     async with database.system() as session:
         from sqlalchemy import select
 
-        from backoffice.platform.staff.models import Staff
+        from backoffice.tenants.staff.models import Staff
 
         staff = (await session.execute(select(Staff).where(Staff.id == operator.id))).scalar_one()
         await assign_staff(session, staff=staff, tenant=await session.get(Tenant, tenants.a.id),

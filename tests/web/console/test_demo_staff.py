@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from backoffice.platform.demo import DEMO_PASSWORD
+from backoffice.web.entry.demo import DEMO_PASSWORD
 from tests.demo_support import seed_demo_for_test as seed_demo
 from tests.web.console.conftest import ConsoleBrowser, Totp
 from tests.web.console.test_overview import _cells

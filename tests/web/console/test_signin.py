@@ -9,8 +9,8 @@ import pyotp
 from sqlalchemy import select, update
 
 from backoffice.platform.audit.models import AuditEntry
-from backoffice.platform.staff.models import Staff
-from backoffice.platform.staff.second_factor import StaffRecoveryCode, StaffSecondFactor
+from backoffice.tenants.staff.models import Staff
+from backoffice.tenants.staff.second_factor import StaffRecoveryCode, StaffSecondFactor
 from tests.web.console.conftest import PASSWORD, ConsoleBrowser, Totp, csrf_of, make_member
 
 
@@ -181,7 +181,7 @@ async def test_the_console_and_portal_sessions_are_separate(database, tenants, a
 
 def test_totp_codes_from_an_authenticator_app_match():
     # The provisioning URI is what authenticator apps read from the QR code.
-    from backoffice.platform.staff.second_factor import provisioning_uri, qr_svg
+    from backoffice.tenants.staff.second_factor import provisioning_uri, qr_svg
 
     uri = provisioning_uri("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "ana@provider.example")
     assert pyotp.parse_uri(uri).secret == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" and "issuer=Backoffice" in uri

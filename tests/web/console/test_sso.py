@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.settings import Settings
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 from backoffice.web.app import create_app
 from tests.web.console.conftest import ConsoleBrowser
 from tests.providers.oidc import Provider

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import async_playwright, expect
 
-from backoffice.platform.demo_activity import Spine
+from backoffice.web.entry.demo_activity import Spine
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, set_port
 from backoffice.web.app import create_app

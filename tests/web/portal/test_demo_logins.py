@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backoffice.platform.demo import DEMO_PASSWORD
+from backoffice.web.entry.demo import DEMO_PASSWORD
 from tests.demo_support import seed_demo_for_test as seed_demo
 from tests.web.portal.conftest import Browser
 

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from backoffice.platform.demo import DEMO_PASSWORD
-from backoffice.platform.demo_activity import Spine
+from backoffice.web.entry.demo import DEMO_PASSWORD
+from backoffice.web.entry.demo_activity import Spine
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.ports import RecordingPort, set_port
 from backoffice.tenants.registry.models import Tenant

@@ -14,9 +14,9 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database, NotFound
-from backoffice.platform.staff.models import Staff, StaffRole
-from backoffice.platform.staff.service import can_act_on
-from backoffice.platform.staff.tokens import staff_for_token
+from backoffice.tenants.staff.models import Staff, StaffRole
+from backoffice.tenants.staff.service import can_act_on
+from backoffice.tenants.staff.tokens import staff_for_token
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.auth import bearer
 

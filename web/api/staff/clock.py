@@ -13,7 +13,7 @@ from litestar.exceptions import PermissionDeniedException
 from pydantic import BaseModel, Field
 
 from backoffice.platform import clock
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock, offsets, reset_clock
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems

@@ -15,7 +15,7 @@ from backoffice.connectors import service
 from backoffice.connectors.checks import check_connection
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import kinds, secret_fields
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate

@@ -15,7 +15,7 @@ from litestar.params import Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from backoffice.platform.db.session import get_owned
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.deadletters import queries, service
 from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.events.models import Event

@@ -13,12 +13,12 @@ from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.params import Parameter
 
 from backoffice.platform.ratelimit import LOG_IN, gate
-from backoffice.platform.staff.models import Staff, StaffRole
+from backoffice.tenants.staff.models import Staff, StaffRole
 from backoffice.platform.audit.queries import audit_filter, search_audit
-from backoffice.platform.staff.service import (
+from backoffice.tenants.staff.service import (
     assign_staff, assigned_tenant_ids, get_staff_by_email, hand_over, unassign_staff,
 )
-from backoffice.platform.staff.tokens import InvalidCredentials, issue_token
+from backoffice.tenants.staff.tokens import InvalidCredentials, issue_token
 from backoffice.tenants.policies.service import current_policy, policy_history, update_policy
 from backoffice.tenants.registry.branding import validate_colours
 from backoffice.tenants.registry.models import Tenant

@@ -20,7 +20,7 @@ from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.base import Base, PlatformOwned, new_id, utcnow
 from backoffice.platform.security.passwords import hash_password, verify_password
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 
 PREFIX = "bo_staff_"
 LIFETIME = timedelta(hours=12)

@@ -23,8 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dramatiq
-from sqlalchemy import func, select
-
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
@@ -35,9 +33,10 @@ from backoffice.platform.timers.clock import advance_clock, offsets, tenant_now
 from backoffice.platform.timers.service import fire_due_timers
 from backoffice.platform.worker.broker import build_broker
 from backoffice.tenants.events.intake import ingest
-from backoffice.tenants.routines.engine import start_run
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.routines.engine import start_run
 from backoffice.tenants.routines.models import Trigger
+from sqlalchemy import func, select
 
 ACTOR = Actor.system("demo-seed")
 PLAN_PRO = {"code": "pro", "name": "Plano Pro", "price_cents": 19990, "billing_day": 5}
@@ -202,7 +201,11 @@ async def _platform(database: Database, settings: Settings, tenant_id: uuid.UUID
     """Configure the tenant's platform connector at the stand-in ("down"), or switch it off ("back": the
     commands are recorded again, as for every demo tenant, so a replay from the console goes through)."""
     from backoffice.connectors.platform_http import KIND
-    from backoffice.connectors.service import create_instance, list_instances, set_enabled
+    from backoffice.connectors.service import (
+        create_instance,
+        list_instances,
+        set_enabled,
+    )
 
     async with database.provider(tenant_id) as session:
         existing = [i for i in await list_instances(session) if i.name == PLATFORM_NAME]
@@ -220,12 +223,13 @@ async def play_month(database: Database, settings: Settings, tenant_ids: dict[st
     """Play each demo tenant's month (its clock ends ~28 days ahead of real time). The tenant's platform
     stand-in listens on loopback, so this run's connectors may reach private addresses (``seeding``)."""
     from backoffice.connectors.ports import install
+    from backoffice.web.entry.wiring import CONNECTOR_PORTS
     from backoffice.tenants.effects.ports import set_port
 
     environment = settings.environment or ("demo" if settings.embedded else "production")
     seeding = settings.model_copy(update={"allow_private_targets": True})
     with Spine(database, seeding) as spine:  # first: building the broker imports the default port wiring
-        previous = install(settings=seeding)
+        previous = install(*CONNECTOR_PORTS, settings=seeding)
         server = await _platform_in_maintenance()
         try:
             await _play(spine, database, seeding, environment, tenant_ids, server)

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import ValidationFailed
-from backoffice.platform.staff.models import Staff
-from backoffice.platform.staff.service import assign_staff, can_act_on, create_staff, hand_over, unassign_staff
+from backoffice.tenants.staff.models import Staff
+from backoffice.tenants.staff.service import assign_staff, can_act_on, create_staff, hand_over, unassign_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.staffing import people_board
 from backoffice.tenants.routines import engine

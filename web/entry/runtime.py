@@ -1,22 +1,29 @@
-"""Process entry points: the embedded all-in-one process, the web server, the worker, the scheduler."""
+"""Process entry points: the embedded all-in-one process, the web server, the worker, the scheduler.
+Each composes the platform first (``wiring.compose``)."""
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import signal
 import sys
+import tempfile
 
+import dramatiq
 import uvicorn
-
-from backoffice.platform.settings import Settings
-
-def configure_logging(settings: Settings) -> None:
-    """Structured logs (``platform/logs.py``): JSON in production and staging, readable text in the demo,
-    unless BACKOFFICE_LOG_FORMAT says otherwise."""
-    from backoffice.platform import logs
-
-    log_format = settings.log_format or ("json" if settings.environment in ("production", "staging") else "text")
-    logs.configure(level=settings.log_level, json=log_format == "json")
+from backoffice.platform.db.migrate import upgrade
+from backoffice.platform.db.session import Database
+from backoffice.platform.logs import configure_logging
+from backoffice.platform.metrics import serve
+from backoffice.platform.outbox.relay import stop_background as stop_relay
+from backoffice.platform.scheduler.service import Scheduler
+from backoffice.platform.settings import Settings, get_settings
+from backoffice.platform.worker.broker import build_broker
+from backoffice.web.app import create_app
+from backoffice.web.entry.demo import DEMO_PASSWORD, seed_demo
+from backoffice.web.entry.wiring import compose
+from litestar import Litestar
 
 
 def server_options(settings: Settings) -> dict:
@@ -31,12 +38,19 @@ def server_options(settings: Settings) -> dict:
 
 def run_web(settings: Settings) -> None:
     configure_logging(settings)
-    uvicorn.run("backoffice.web.app:app_from_env", factory=True, **server_options(settings))
+    uvicorn.run("backoffice.web.entry.runtime:app_from_env", factory=True, **server_options(settings))
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory backoffice.web.entry.runtime:app_from_env`` (the web processes)."""
+    configure_logging(get_settings())
+    compose()
+    return create_app()
 
 
 def run_worker(settings: Settings, processes: int) -> None:
     """dramatiq's own CLI supervises the worker processes (signals, restarts, graceful shutdown)."""
-    argv = [sys.executable, "-m", "dramatiq", "backoffice.platform.worker.entry",
+    argv = [sys.executable, "-m", "dramatiq", "backoffice.web.entry.worker",
             "--processes", str(processes), "--threads", str(settings.worker_threads)]
     if settings.metrics_port:
         # Each forked worker writes its metrics to files in this directory; one extra process serves their sum.
@@ -49,9 +63,6 @@ def run_worker(settings: Settings, processes: int) -> None:
 def multiprocess_directory() -> str:
     """The directory of prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR when set (emptied of
     a previous run's files, as the library requires), else a new temporary one."""
-    import glob
-    import tempfile
-
     chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not chosen:
         return tempfile.mkdtemp(prefix="backoffice-metrics-")
@@ -62,24 +73,15 @@ def multiprocess_directory() -> str:
 
 
 def run_scheduler(settings: Settings) -> None:
-    from backoffice.platform.db.session import Database
-    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
-    from backoffice.platform.outbox.relay import stop_background as stop_relay
-    from backoffice.platform.scheduler.service import Scheduler
-    from backoffice.platform.worker.broker import build_broker
-
     configure_logging(settings)
+    compose()
     if settings.metrics_port:
-        from backoffice.platform.metrics import serve
-
         serve(settings.metrics_port)
 
     async def main() -> None:
         database = Database(settings)
         scheduler = Scheduler(database, build_broker(settings, database=database))
         loop = asyncio.get_running_loop()
-        import signal
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, scheduler.stop.set)
         try:
@@ -94,19 +96,8 @@ def run_scheduler(settings: Settings) -> None:
 def run_embedded(settings: Settings, *, seed: bool = True) -> None:
     """Everything in one process: migrate, seed, then web + in-process broker and worker threads +
     scheduler, all on the SQLite file (or whatever the settings say)."""
-    import dramatiq
-    from litestar import Litestar
-
-    from backoffice.platform.db.migrate import upgrade
-    from backoffice.platform.db.session import Database
-    from backoffice.platform.demo import DEMO_PASSWORD, seed_demo
-    import backoffice.platform.scheduler.loops  # noqa: F401  (registers the relay, timers and routines)
-    from backoffice.platform.outbox.relay import stop_background as stop_relay
-    from backoffice.platform.scheduler.service import Scheduler
-    from backoffice.platform.worker.broker import build_broker
-    from backoffice.web.app import create_app
-
     configure_logging(settings)
+    compose()
     upgrade(settings)
     logins = []
     if seed:

@@ -34,7 +34,7 @@ from backoffice.platform.ratelimit import AttemptLimits
 from backoffice.platform.security import secrets
 from backoffice.platform.security.passwords import hash_password, verify_password
 from backoffice.platform.settings import Settings
-from backoffice.platform.staff.models import Staff
+from backoffice.tenants.staff.models import Staff
 
 log = logging.getLogger(__name__)
 ISSUER = "Backoffice"
@@ -210,6 +210,13 @@ async def recovery_codes_left(session: AsyncSession, staff_id: uuid.UUID) -> int
 async def record_sign_in(session: AsyncSession, *, staff: Staff, method: str, address: str) -> None:
     await record(session, actor=staff_actor(staff), action="staff.signed_in", target_type="staff",
                  target_id=staff.id, tenant_id=None, detail={"method": method, "address": address})
+
+
+async def record_sign_in_refused(session: AsyncSession, *, email: str, step: str, reason: str, address: str) -> None:
+    """A sign-in refused before any staff member was known (single sign-on naming no active member)."""
+    await record(session, actor=Actor(type="anonymous", label=f"staff console ({address})"),
+                 action="staff.sign_in_failed", target_type="staff", target_id=None, tenant_id=None,
+                 detail={"email": email[:254], "step": step, "reason": reason})
 
 
 async def active_staff(session: AsyncSession, staff_id: uuid.UUID) -> Staff | None:

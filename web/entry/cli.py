@@ -10,13 +10,85 @@ import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
-
+from backoffice.platform import clock as platform_clock
 from backoffice.platform.audit.service import Actor
-from backoffice.platform.errors import ValidationFailed
+from backoffice.platform.db.migrate import upgrade
+from backoffice.platform.db.session import Database, get_owned
+from backoffice.platform.documents import format_cnpj
+from backoffice.platform.errors import FieldError, ValidationFailed
+from backoffice.platform.security.secrets import count_secret_rows, new_key, rotate_all
 from backoffice.platform.settings import Settings, settings_or_exit
+from backoffice.platform.timers.clock import (
+    ClockShiftRefused,
+    advance_clock,
+    reset_clock,
+)
+from backoffice.tenants.apikeys.service import (
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
+from backoffice.tenants.deadletters import queries as deadletter_queries
+from backoffice.tenants.deadletters import service as deadletter_service
+from backoffice.tenants.registry.export import (
+    count_rows,
+    export_tenant,
+    import_tenant,
+    purge_tenant,
+    tenant_tables,
+)
+from backoffice.tenants.registry.service import (
+    create_tenant,
+    get_tenant_by_slug,
+    list_tenants,
+    reactivate_tenant,
+    suspend_tenant,
+)
+from backoffice.tenants.registry.settings import (
+    change_settings,
+    remove_custom_host,
+    request_custom_host,
+    verification_record,
+    verify_custom_host,
+)
+from backoffice.tenants.routines.catalogue import get_routine
+from backoffice.tenants.routines.engine import (
+    pause,
+    resume,
+    retry_failed,
+    run_view,
+    start_run,
+)
+from backoffice.tenants.routines.handover import OPEN_WORK
+from backoffice.tenants.routines.models import (
+    FINISHED_STATUSES,
+    ItemStatus,
+    RoutineRun,
+    RunStatus,
+)
+from backoffice.tenants.routines.queries import routine_statuses, run_detail, runs_query
+from backoffice.tenants.staff.queries import staff_and_their_tenants
+from backoffice.tenants.staff.service import (
+    assign_staff,
+    create_staff,
+    get_staff_by_email,
+    hand_over,
+    unassign_staff,
+)
+from backoffice.tenants.users.service import create_tenant_user, list_tenant_users
+from backoffice.web.entry.runtime import (
+    run_embedded,
+    run_scheduler,
+    run_web,
+    run_worker,
+)
+from backoffice.web.entry.wiring import SECRET_COLUMNS, compose
 
 
 def _settings() -> Settings:
@@ -28,7 +100,6 @@ def _run_db(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from backoffice.platform.db.session import Database
 
         async def main() -> Any:
             database = Database(_settings())
@@ -53,6 +124,7 @@ def _run_db(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
 @click.group()
 def main() -> None:
     """The back-office platform."""
+    compose()
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -61,7 +133,6 @@ def main() -> None:
 @click.option("--no-seed", is_flag=True, help="Do not create the demo tenants.")
 def demo(no_seed: bool) -> None:
     """Embedded mode: migrate, seed two demo tenants and run everything in this process."""
-    from backoffice.platform.runtime import run_embedded
 
     run_embedded(_settings(), seed=not no_seed)
 
@@ -69,7 +140,6 @@ def demo(no_seed: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Apply the Alembic migrations (as the schema owner)."""
-    from backoffice.platform.db.migrate import upgrade
 
     upgrade(_settings())
     click.echo("database is at the latest migration")
@@ -78,7 +148,6 @@ def migrate() -> None:
 @main.command()
 def web() -> None:
     """Run the web server (API, webhooks, portal)."""
-    from backoffice.platform.runtime import run_web
 
     run_web(_settings())
 
@@ -88,7 +157,6 @@ def web() -> None:
               help="Worker processes (each runs its async jobs on one event loop, so one per core).")
 def worker(processes: int) -> None:
     """Run dramatiq workers for every job (threads per process: BACKOFFICE_WORKER_THREADS)."""
-    from backoffice.platform.runtime import run_worker
 
     run_worker(_settings(), processes)
 
@@ -96,7 +164,6 @@ def worker(processes: int) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the scheduler (relay and durable timers); standbys wait for the leader's lock."""
-    from backoffice.platform.runtime import run_scheduler
 
     run_scheduler(_settings())
 
@@ -119,7 +186,6 @@ def tenants() -> None:
 @_run_db
 async def tenants_create(database, slug, display_name, legal_name, cnpj, timezone, locale, primary_colour) -> None:
     """Create a client company (CNPJ validated; the slug names it in every other command)."""
-    from backoffice.tenants.registry.service import create_tenant
 
     branding = {"primary": primary_colour} if primary_colour else None
     async with database.system() as session:
@@ -133,8 +199,6 @@ async def tenants_create(database, slug, display_name, legal_name, cnpj, timezon
 @_run_db
 async def tenants_list(database) -> None:
     """Every client company: slug, status, CNPJ and name."""
-    from backoffice.platform.documents import format_cnpj
-    from backoffice.tenants.registry.service import list_tenants
 
     async with database.system() as session:
         rows = await list_tenants(session)
@@ -149,7 +213,6 @@ async def tenants_list(database) -> None:
 @_run_db
 async def tenants_suspend(database, slug, reason) -> None:
     """Suspend a company: its portal and API refuse, its data is kept."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug, suspend_tenant
 
     async with database.system() as session:
         tenant = await suspend_tenant(session, await get_tenant_by_slug(session, slug), reason=reason,
@@ -163,7 +226,6 @@ async def tenants_suspend(database, slug, reason) -> None:
 @_run_db
 async def tenants_reactivate(database, slug, reason) -> None:
     """Give a suspended company its access back."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug, reactivate_tenant
 
     async with database.system() as session:
         tenant = await reactivate_tenant(session, await get_tenant_by_slug(session, slug), reason=reason,
@@ -181,8 +243,6 @@ async def tenants_reactivate(database, slug, reason) -> None:
 @_run_db
 async def tenants_set(database, slug, timezone, locale, key_max_days, rate_limit, reason) -> None:
     """Change a company's settings (each change audited with its value before and after)."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.registry.settings import change_settings
 
     given = {"timezone": timezone, "locale": locale, "api_key_max_days": key_max_days,
              "api_rate_limit_per_minute": rate_limit}
@@ -203,8 +263,6 @@ async def tenants_set(database, slug, timezone, locale, key_max_days, rate_limit
 @_run_db
 async def tenants_host(database, slug, host, reason) -> None:
     """Ask for a custom host: prints the DNS TXT record the client publishes before `verify-host`."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.registry.settings import request_custom_host, verification_record
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -223,8 +281,6 @@ async def tenants_host(database, slug, host, reason) -> None:
 @_run_db
 async def tenants_verify_host(database, slug) -> None:
     """Look the TXT record up; once it holds the token, the portal is served on the host."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.registry.settings import verify_custom_host
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -238,8 +294,6 @@ async def tenants_verify_host(database, slug) -> None:
 @_run_db
 async def tenants_remove_host(database, slug, reason) -> None:
     """Stop serving the portal on its custom host (the path address remains)."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.registry.settings import remove_custom_host
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -254,8 +308,6 @@ async def tenants_remove_host(database, slug, reason) -> None:
 @_run_db
 async def tenants_export(database, slug, output) -> None:
     """Every row of one tenant as JSON lines (secrets stay encrypted at rest)."""
-    from backoffice.tenants.registry.export import count_rows, export_tenant, tenant_tables
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -270,7 +322,6 @@ async def tenants_export(database, slug, output) -> None:
 @_run_db
 async def tenants_import(database, file) -> None:
     """Load a tenant export into this database (which must not hold that tenant yet)."""
-    from backoffice.tenants.registry.export import import_tenant
 
     with open(file, encoding="utf-8") as source:
         lines = sum(1 for line in source if line.strip())
@@ -288,10 +339,7 @@ async def tenants_import(database, file) -> None:
 @_run_db
 async def tenants_purge(database, slug, reason, yes) -> None:
     """Delete every row of a tenant suspended for BACKOFFICE_TENANT_PURGE_GRACE_DAYS (its audit entries stay)."""
-    from datetime import timedelta
 
-    from backoffice.tenants.registry.export import purge_tenant, tenant_tables
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     if not yes:
         click.confirm(f"Delete every row of {slug}? This cannot be undone", abort=True)
@@ -321,7 +369,6 @@ def staff() -> None:
 @_run_db
 async def staff_create(database, email, name, role, password) -> None:
     """Create a staff member of the provider (they enrol their second factor at first sign-in)."""
-    from backoffice.platform.staff.service import create_staff
 
     async with database.system() as session:
         member = await create_staff(session, email=email, name=name, role=role, password=password,
@@ -336,8 +383,6 @@ async def staff_create(database, email, name, role, password) -> None:
 @_run_db
 async def staff_assign(database, email, slug, reason) -> None:
     """Mobilise a staff member on a tenant."""
-    from backoffice.platform.staff.service import assign_staff, get_staff_by_email
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.system() as session:
         member = await get_staff_by_email(session, email)
@@ -354,9 +399,6 @@ async def staff_assign(database, email, slug, reason) -> None:
 @_run_db
 async def staff_unassign(database, email, slug, reason, hand_over_to) -> None:
     """Demobilise a staff member from a tenant (optionally handing their open routine work over first)."""
-    from backoffice.platform.staff.service import get_staff_by_email, unassign_staff
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.routines.handover import OPEN_WORK
 
     async with database.system() as session:
         member = await get_staff_by_email(session, email)
@@ -375,9 +417,6 @@ async def staff_unassign(database, email, slug, reason, hand_over_to) -> None:
 @_run_db
 async def staff_handover(database, email, slug, to_email, reason) -> None:
     """Hand a staff member's open routine work on a tenant (the runs they follow up) to someone else."""
-    from backoffice.platform.staff.service import get_staff_by_email, hand_over
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.routines.handover import OPEN_WORK
 
     async with database.system() as session:
         member = await get_staff_by_email(session, email)
@@ -393,21 +432,10 @@ async def staff_handover(database, email, slug, to_email, reason) -> None:
 @_run_db
 async def staff_list(database) -> None:
     """Every staff member, their role and the companies they serve."""
-    from sqlalchemy import select
-
-    from backoffice.platform.staff.models import Assignment, Staff
-    from backoffice.tenants.registry.models import Tenant
-
     async with database.system() as session:
-        members = (await session.execute(select(Staff).order_by(Staff.email))).scalars().all()
-        rows = (await session.execute(
-            select(Assignment.staff_id, Tenant.slug).join(Tenant, Tenant.id == Assignment.tenant_id)
-            .where(Assignment.ended_at.is_(None)))).all()
-    serving: dict[Any, list[str]] = {}
-    for staff_id, slug in rows:
-        serving.setdefault(staff_id, []).append(slug)
-    for member in members:
-        tenants_text = "all tenants" if member.role.value == "provider_admin" else ", ".join(sorted(serving.get(member.id, []))) or "-"
+        members = await staff_and_their_tenants(session)
+    for member, slugs in members:
+        tenants_text = "all tenants" if member.role.value == "provider_admin" else ", ".join(slugs) or "-"
         click.echo(f"{member.email:<32} {member.role.value:<18} {tenants_text}")
 
 
@@ -429,8 +457,6 @@ def users() -> None:
 @_run_db
 async def users_create(database, slug, email, name, role, sso_only, password) -> None:
     """Create a front-office user of a company."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.users.service import create_tenant_user
 
     if not sso_only and password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -447,8 +473,6 @@ async def users_create(database, slug, email, name, role, sso_only, password) ->
 @_run_db
 async def users_list(database, slug) -> None:
     """A company's front-office users: e-mail, role, how they sign in, active or not."""
-    from backoffice.tenants.registry.service import get_tenant_by_slug
-    from backoffice.tenants.users.service import list_tenant_users
 
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -477,8 +501,6 @@ def keys() -> None:
 @_run_db
 async def keys_create(database, slug, name, scopes, expires_days) -> None:
     """Create an API key for a company's systems (the secret is printed once)."""
-    from backoffice.tenants.apikeys.service import create_api_key
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -495,22 +517,19 @@ async def keys_create(database, slug, name, scopes, expires_days) -> None:
 @_run_db
 async def keys_list(database, slug) -> None:
     """A company's API keys: id, prefix, name, scopes, expiry, last use and state (never the secret)."""
-    from backoffice.platform import clock
-    from backoffice.tenants.apikeys.service import list_api_keys
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
     async with database.provider(tenant.id) as session:
         rows = await list_api_keys(session)
-    now = clock.now()
+    now = platform_clock.now()
     click.echo(f"{'ID':<36} {'PREFIX':<16} {'STATE':<8} {'EXPIRES':<10} {'LAST USED':<16} NAME / SCOPES")
     for key in rows:
         state = ("revoked" if key.revoked_at else "expired" if key.expires_at and key.expires_at <= now
                  else "active")
         expires = key.expires_at.date().isoformat() if key.expires_at else "never"
         used = key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "-"
-        click.echo(f"{str(key.id):<36} {key.display_prefix:<16} {state:<8} {expires:<10} {used:<16} "
+        click.echo(f"{key.id!s:<36} {key.display_prefix:<16} {state:<8} {expires:<10} {used:<16} "
                    f"{key.name} / {', '.join(key.scopes)}")
 
 
@@ -521,8 +540,6 @@ async def keys_list(database, slug) -> None:
 @_run_db
 async def keys_revoke(database, slug, key_id, reason) -> None:
     """Revoke a company's API key at once (its next request is refused)."""
-    from backoffice.tenants.apikeys.service import revoke_api_key
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.anonymous() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -547,15 +564,12 @@ FAILED_SHOWN = 50
 
 
 async def _tenant_named(database, slug: str):
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.anonymous() as session:
         return await get_tenant_by_slug(session, slug)
 
 
 def _local(moment, timezone: str) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
 
     if moment is None:
         return "-"
@@ -573,7 +587,6 @@ def _counts(run: dict) -> str:
 @_run_db
 async def routines_list(database, slug) -> None:
     """Each routine's schedule, state, last and next run."""
-    from backoffice.tenants.routines.queries import routine_statuses
 
     tenant = await _tenant_named(database, slug)
     async with database.provider(tenant.id) as session:
@@ -603,9 +616,6 @@ async def routines_list(database, slug) -> None:
 @_run_db
 async def routines_runs(database, slug, routine, statuses, limit) -> None:
     """The tenant's runs, newest first."""
-    from backoffice.tenants.routines.engine import run_view
-    from backoffice.tenants.routines.models import RoutineRun, RunStatus
-    from backoffice.tenants.routines.queries import runs_query
 
     tenant = await _tenant_named(database, slug)
     async with database.provider(tenant.id) as session:
@@ -635,7 +645,6 @@ def routines_start(slug, routine, period, reason, follow, interval) -> None:
     was paused while followed; 2 when it was refused."""
 
     async def start(session, tenant):
-        from backoffice.tenants.routines.engine import start_run
 
         return await start_run(session, routine, period=period, actor=Actor.cli(), reason=reason)
 
@@ -652,7 +661,6 @@ def routines_retry(slug, run_id, reason, follow, interval) -> None:
     """Retry the failed items of a finished run, as a new run; exit codes as for start."""
 
     async def retry(session, tenant):
-        from backoffice.tenants.routines.engine import retry_failed
 
         return await retry_failed(session, run_id, actor=Actor.cli(), reason=reason)
 
@@ -671,7 +679,6 @@ def _act_and_follow(slug, action, follow: bool | None, interval: float) -> None:
 
 @_run_db
 async def _start_and_follow(database, slug, action, follow: bool, interval: float) -> int:
-    from backoffice.tenants.routines.engine import run_view
 
     tenant = await _tenant_named(database, slug)
     async with database.provider(tenant.id) as session:
@@ -686,13 +693,7 @@ async def _start_and_follow(database, slug, action, follow: bool, interval: floa
 async def _follow(database, tenant, run_id, interval: float) -> int:
     """Poll the run until it finishes, drawing a progress bar of settled items over all items (plain
     lines when stdout is not a terminal), then print the outcome and the failed items."""
-    from contextlib import ExitStack
 
-    from backoffice.platform.db.session import get_owned
-    from backoffice.tenants.routines.catalogue import get_routine
-    from backoffice.tenants.routines.engine import run_view
-    from backoffice.tenants.routines.models import FINISHED_STATUSES, ItemStatus, RoutineRun, RunStatus
-    from backoffice.tenants.routines.queries import run_detail
 
     terminal = sys.stdout.isatty()
     last_line = None
@@ -741,7 +742,6 @@ async def _follow(database, tenant, run_id, interval: float) -> int:
 @_run_db
 async def routines_pause(database, slug, routine, reason) -> None:
     """No scheduled run starts, and a running one's pending items wait until resumed."""
-    from backoffice.tenants.routines.engine import pause
 
     tenant = await _tenant_named(database, slug)
     async with database.provider(tenant.id) as session:
@@ -756,7 +756,6 @@ async def routines_pause(database, slug, routine, reason) -> None:
 @_run_db
 async def routines_resume(database, slug, routine, reason) -> None:
     """Run the routine again; the runs it held go on from their pending items."""
-    from backoffice.tenants.routines.engine import resume
 
     tenant = await _tenant_named(database, slug)
     async with database.provider(tenant.id) as session:
@@ -774,19 +773,8 @@ def secrets_group() -> None:
 @secrets_group.command("new-key")
 def secrets_new_key() -> None:
     """Print a new key for BACKOFFICE_SECRETS_KEYS (put it first; keep the old ones after it)."""
-    from backoffice.platform.security.secrets import new_key
 
     click.echo(new_key())
-
-
-def _secret_columns() -> list:
-    """Every column where a domain keeps encrypted values (each domain declares its own)."""
-    from backoffice.connectors.service import SECRET_COLUMN as connectors
-    from backoffice.platform.staff.second_factor import SECRET_COLUMN as staff_totp
-    from backoffice.tenants.users.oidc import SECRET_COLUMN as sso
-    from backoffice.tenants.webhooks.service import SECRET_COLUMN as webhooks
-
-    return [connectors, webhooks, sso, staff_totp]
 
 
 @secrets_group.command("rotate")
@@ -799,9 +787,8 @@ async def secrets_rotate(database, batch_size) -> None:
     Safe to run again (values already under that key are left alone). Afterwards the older keys can be
     removed from BACKOFFICE_SECRETS_KEYS.
     """
-    from backoffice.platform.security.secrets import count_secret_rows, rotate_all
 
-    columns = _secret_columns()
+    columns = list(SECRET_COLUMNS)
     total = await count_secret_rows(database, columns)
     with click.progressbar(length=total, label="Re-encrypting secrets", file=sys.stderr) as bar:
         report = await rotate_all(database, columns, acting=Actor.cli(), batch_size=batch_size, progress=bar.update)
@@ -855,21 +842,16 @@ def deadletters_replay(slug, since, until, unmatched, items, reason, follow, int
 @_run_db
 async def _replay_and_follow(database, slug, since, until, unmatched, items, reason, follow: bool,
                              interval: float) -> int:
-    from zoneinfo import ZoneInfo
-
-    from backoffice.platform.errors import FieldError
-    from backoffice.tenants.deadletters import queries, service
-
     tenant = await _tenant_named(database, slug)
     zone = ZoneInfo(tenant.timezone)
     async with database.provider(tenant.id) as session:
         if items:
             if since or until:
                 raise ValidationFailed(FieldError("item", "give either --item or --since/--until, not both"))
-            refs = [service.ItemRef.parse(item, "item") for item in items]
-            replay = await service.replay_selection(session, refs, acting=Actor.cli(), reason=reason)
+            refs = [deadletter_service.ItemRef.parse(item, "item") for item in items]
+            replay = await deadletter_service.replay_selection(session, refs, acting=Actor.cli(), reason=reason)
         else:
-            replay = await service.replay_window(
+            replay = await deadletter_service.replay_window(
                 session, since=since and (since if since.tzinfo else since.replace(tzinfo=zone)),
                 until=until and (until if until.tzinfo else until.replace(tzinfo=zone)),
                 what="unmatched" if unmatched else "dead_letters", acting=Actor.cli(), reason=reason)
@@ -887,7 +869,7 @@ async def _replay_and_follow(database, slug, since, until, unmatched, items, rea
     with click.progressbar(length=requeued, label="Replayed items settled", show_pos=True) as bar:
         while True:
             async with database.provider(tenant.id) as session:
-                outcome = await queries.replay_outcome(session, replay.id, limit=FAILED_SHOWN)
+                outcome = await deadletter_queries.replay_outcome(session, replay.id, limit=FAILED_SHOWN)
             settled = outcome.totals.get("done", 0) + outcome.totals.get("failed_again", 0) + \
                 outcome.totals.get("gone", 0)
             if settled > bar.pos:
@@ -922,10 +904,7 @@ def clock() -> None:
 @_run_db
 async def clock_advance(database, slug, hours, days, reason) -> None:
     """Move one company's clock forward (demo and staging only), so its due timers fire now."""
-    from datetime import timedelta
 
-    from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)
@@ -946,8 +925,6 @@ async def clock_advance(database, slug, hours, days, reason) -> None:
 @_run_db
 async def clock_reset(database, slug, reason) -> None:
     """Put one company's clock back to real time."""
-    from backoffice.platform.timers.clock import reset_clock
-    from backoffice.tenants.registry.service import get_tenant_by_slug
 
     async with database.system() as session:
         tenant = await get_tenant_by_slug(session, slug)

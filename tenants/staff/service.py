@@ -15,7 +15,7 @@ from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.base import utcnow
 from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
 from backoffice.platform.security.passwords import check_password_strength, hash_password
-from backoffice.platform.staff.models import Assignment, Staff, StaffRole
+from backoffice.tenants.staff.models import Assignment, Staff, StaffRole
 from backoffice.tenants.registry.models import Tenant
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
-from backoffice.platform.demo_activity import play_month
-from backoffice.platform.staff.models import Staff
-from backoffice.platform.staff.service import assign_staff, create_staff
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import create_tenant
+from backoffice.tenants.staff.models import Staff
+from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.tenants.timeline.models import FeedbackItem
 from backoffice.tenants.timeline.service import add_note, reply_to_feedback
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.service import create_tenant_user
+from backoffice.web.entry.demo_activity import play_month
+from sqlalchemy import select
 
 DEMO_PASSWORD = "demo-password-123"
 
@@ -39,7 +38,7 @@ TENANTS = [
         "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
         "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
                   ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
-        # Every customer starts in onboarding; the month of events (platform/demo_activity.py) moves them on.
+        # Every customer starts in onboarding; the month of events (web/entry/demo_activity.py) moves them on.
         "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ONBOARDING),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
                       ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.ONBOARDING),

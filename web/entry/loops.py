@@ -1,5 +1,5 @@
-"""The platform's periodic loops. Importing this module registers them with the scheduler; the
-``backoffice scheduler`` process and the embedded runtime import it.
+"""The platform's periodic loops, registered with the scheduler by the composition root (``wiring.py``);
+they run in the ``backoffice scheduler`` process and the embedded runtime, while that scheduler leads.
 
 The relay is not a tick of its own: it runs as a long-lived task (lower latency: it wakes on PostgreSQL
 notifications and never waits behind another loop), and its loop here only starts it on the first tick
@@ -9,13 +9,13 @@ of a leading scheduler and restarts it if it ever died.
 from __future__ import annotations
 
 import dramatiq
-
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.backlog import measure_backlog
 from backoffice.platform.outbox.exhausted import give_up_exhausted
 from backoffice.platform.outbox.relay import ensure_background
 from backoffice.platform.scheduler.service import periodic
 from backoffice.platform.timers.service import fire_due_timers
+from backoffice.tenants.notifications.digest import send_daily_digests
 from backoffice.tenants.routines.schedule import start_due_runs
 
 TIMER_BATCH = 500
@@ -47,3 +47,8 @@ async def give_up_on_exhausted_rows(database: Database, broker: dramatiq.Broker)
 @periodic("metrics.outbox", every=15.0)
 async def outbox_metrics(database: Database, broker: dramatiq.Broker) -> None:
     await measure_backlog(database)
+
+
+@periodic("notifications.digest", every=300.0)
+async def daily_digests(database: Database, broker: dramatiq.Broker) -> None:
+    await send_daily_digests(database)
