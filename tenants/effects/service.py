@@ -29,6 +29,7 @@ from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, Effect, OutboundMessage
 from backoffice.tenants.events.models import Event
+from backoffice.tenants.notifications.live import announce_notifications
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.tasks.models import Task, TaskStatus
@@ -90,6 +91,8 @@ class EffectRows:
         for model, rows in self.rows.items():
             if rows:  # Core executemany: the ORM's bulk path adds nothing here but its cost
                 await session.execute(insert(model.__table__), rows)
+                if model is Notification:  # the recipients' open pages hear of it after commit
+                    announce_notifications(session, self.tenant_id, rows)
         self.rows = {model: [] for model in self.rows}
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKeyConstraint, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Boolean, ForeignKeyConstraint, Index, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
@@ -30,3 +30,22 @@ class Notification(TenantOwned, Base):
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column()
+
+
+class NotificationPreference(TenantOwned, Base):
+    """One front-office person's choices on top of the tenant's policy: per kind, the channels they want
+    (a kind absent from ``channels`` follows the policy), the daily digest, and the digest's language.
+    No row means: the policy's channels, no digest."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "user_id"),
+        ForeignKeyConstraint(["tenant_id", "user_id"], ["tenant_users.tenant_id", "tenant_users.id"]),
+        Index("ix_notification_preferences_digest", "tenant_id", "digest"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    channels: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)  # kind -> ["portal", "email"]
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    locale: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

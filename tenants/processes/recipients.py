@@ -7,6 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.notifications.preferences import channels_for
+from backoffice.tenants.notifications.queries import preferences_by_user
 from backoffice.tenants.users.models import TenantRole, TenantUser
 
 
@@ -28,3 +30,17 @@ async def responsible_people(session: AsyncSession, customer: Customer | None, n
             return people
     admins = select(TenantUser).where(TenantUser.role == TenantRole.ADMIN, TenantUser.active.is_(True))
     return list((await session.execute(admins.order_by(TenantUser.email))).scalars())
+
+
+class Choices:
+    """The people's own notification preferences (tenants/notifications/preferences.py), for one process
+    batch: read in one statement the first time a step tells someone, whoever the batch's recipients are."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._by_user: dict | None = None
+
+    async def channels(self, person: TenantUser, kind: str, policy_channels: list[str]) -> list[str]:
+        if self._by_user is None:
+            self._by_user = await preferences_by_user(self.session)
+        return channels_for(kind, policy_channels, self._by_user.get(person.id))
