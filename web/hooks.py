@@ -28,7 +28,6 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.datastructures import State
 
-import backoffice.connectors.kinds  # noqa: F401  every built-in kind registered
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import InboundRequest, MalformedPayload, VerificationFailed, get_kind
