@@ -24,12 +24,12 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, tuple_
 
-from backoffice.connectors.models import ConnectorInstance
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import Database, dialect_insert
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.timers.clock import offsets
+from backoffice.tenants.connections import directory
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 from backoffice.tenants.routines.catalogue import Routine, routines
 from backoffice.tenants.routines.engine import PLAN_JOB
@@ -52,8 +52,7 @@ async def due_periods(database: Database, routine: Routine) -> dict[uuid.UUID, s
             select(RoutineSetting).where(RoutineSetting.routine == routine.name))).scalars()}
         equipped = None
         if routine.requires:
-            equipped = set((await session.execute(select(ConnectorInstance.tenant_id).where(
-                ConnectorInstance.kind.in_(routine.requires), ConnectorInstance.enabled.is_(True)))).scalars())
+            equipped = await directory().tenants_with(session, routine.requires)
         wanted: dict[uuid.UUID, str] = {}
         for tenant in tenants:
             setting = settings.get(tenant.id)

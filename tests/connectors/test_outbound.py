@@ -8,12 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.connectors.asaas import Asaas
-from backoffice.connectors.focusnfe import FocusNfe, make_ref, poll
+from backoffice.connectors.directory import connection_of
+from backoffice.connectors.focusnfe import FocusNfe, FocusNfeIssuer, make_ref
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.common import segment
 from backoffice.connectors.registry import MalformedPayload
 from backoffice.connectors.service import create_instance, get_instance, open_context
+from backoffice.tenants.events.intake import ingest
 from backoffice.tenants.events.models import Event
 from tests.connectors.conftest import FAST_HTTP, PROVIDER_ADMIN, Answer, connector_settings, make_instance
 from tests.platform.security.test_outbound import dns  # noqa: F401  (plays DNS for the check)
@@ -74,7 +76,10 @@ async def test_focusnfe_polling_stores_the_same_event_as_the_hook_once(database,
     for _ in range(3):
         async with database.tenant(a.id) as session:
             instance = await session.get(ConnectorInstance, (a.id, instance.id))
-            await poll(session, instance, ref, connector_settings(database), **FAST_HTTP)
+            ctx = open_context(instance, connector_settings(database), **FAST_HTTP)
+            nota = await FocusNfeIssuer(ctx, instance, connection_of(instance)).status(ref)
+            for event in nota.events:  # what the invoices routine does with a nota it follows
+                await ingest(session, a.id, event)
     async with database.tenant(a.id) as session:
         stored = list((await session.execute(select(Event))).scalars())
     assert [(e.type, e.external_id, e.data["document"]["number"]) for e in stored] == [

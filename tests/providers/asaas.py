@@ -15,6 +15,17 @@ test can check that a run touched only its tenant's account. It follows the docu
 - ``GET /v3/myAccount/commercialInfo/``: the account's company data (what a connection test reads);
 - an unknown query parameter is a 400 here (Asaas ignores it silently, which would hide a typo of ours).
 
+Payments carry ``subscription`` (the ``sub_...`` id of the subscription that generated them, else null), as
+Asaas's payment object does; ``plant`` takes it, and ``settle`` marks a planted payment received later.
+
+Renegotiations and repairs (issue 17): ``POST /v3/payments`` with ``installmentCount`` and ``totalValue`` (or
+``installmentValue``) creates an instalment plan, one payment a month from ``dueDate``, each with
+``installment`` (the plan's id) and ``installmentNumber``, the total split in cents with the remainder on the
+last; the answer is the first payment. ``GET /v3/payments?installment=`` lists a plan;
+``DELETE /v3/payments/{id}`` answers ``{"deleted": true, "id": ...}`` (404 when unknown or already deleted).
+``mark_overdue`` turns a pending payment OVERDUE; ``hook`` builds the webhook body Asaas would POST
+(``{"id": "evt_...", "event": ..., "dateCreated": ..., "payment": {...}}``).
+
 Switches: ``fail`` answers some requests with a 5xx and does nothing; ``cut_after_create`` creates the next
 payment and then drops the connection before the answer (the provider acted, we never heard); ``plant``
 puts a payment in an account as if the customer had paid it. ``calls`` is the log of every request.
@@ -26,6 +37,7 @@ import itertools
 import json
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +46,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-from backoffice.tenants.routines import gateways
+from backoffice.connectors.directory import ConnectorDirectory
+from backoffice.tenants.connections import install_directory
+from backoffice.web.entry.wiring import DOMAIN_PORTS
 from tests.connectors.conftest import FAST_HTTP, connector_settings, make_instance
 from tests.connectors.conftest import read_request
 from tests.connectors.conftest import serving as serve
@@ -112,7 +126,8 @@ class FakeAsaas:
 
     def plant(self, token: str, *, customer: str, value: str, status: str = "RECEIVED",
               payment_date: str | None = None, external_reference: str | None = None,
-              description: str | None = None, due_date: str | None = None) -> dict[str, Any]:
+              description: str | None = None, due_date: str | None = None,
+              subscription: str | None = None) -> dict[str, Any]:
         """A payment in ``token``'s account, received (or not) as the test says."""
         account = self.account(token)
         with self._lock:
@@ -120,8 +135,17 @@ class FakeAsaas:
                                     due_date=due_date or payment_date or "2026-11-01", description=description,
                                     external_reference=external_reference)
             payment["status"] = status
+            payment["subscription"] = subscription
             if status in RECEIVED:
                 payment.update(paymentDate=payment_date, clientPaymentDate=payment_date, confirmedDate=payment_date)
+            return dict(payment)
+
+    def settle(self, token: str, payment_id: str, *, payment_date: str, status: str = "RECEIVED") -> dict[str, Any]:
+        """The customer paid ``payment_id`` (an overdue one, say) on ``payment_date``."""
+        with self._lock:
+            payment = self.accounts[token].payments[payment_id]
+            payment.update(status=status, paymentDate=payment_date, clientPaymentDate=payment_date,
+                           confirmedDate=payment_date)
             return dict(payment)
 
     def add_customer(self, token: str, *, name: str, cpf_cnpj: str, external_reference: str | None = None) -> dict[str, Any]:
@@ -181,6 +205,8 @@ class FakeAsaas:
         if route == ("GET", "/v3/customers"):
             return self._list(call.query, CUSTOMER_FILTERS, account.customers.values(), {
                 "externalReference": "externalReference", "cpfCnpj": "cpfCnpj", "name": "name", "email": "email"})
+        if route == ("POST", "/v3/payments") and (call.body or {}).get("installmentCount") is not None:
+            return self._create_installment(account, call.body or {})
         if route == ("POST", "/v3/payments"):
             return self._create_payment(account, call.body or {})
         if route == ("GET", "/v3/payments"):
@@ -189,6 +215,12 @@ class FakeAsaas:
             return 200, {"object": "commercialInfo", "personType": "JURIDICA", "companyName": account.company_name,
                          "name": account.company_name, "cpfCnpj": account.cpf_cnpj, "email": "financeiro@example.com"}
         match = PAYMENT_PATH.match(call.path)
+        if call.method == "DELETE" and match:
+            payment = account.payments.get(match.group(1))
+            if payment is None or payment["deleted"]:
+                return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
+            payment["deleted"] = True
+            return 200, {"deleted": True, "id": payment["id"]}
         if call.method == "GET" and match:
             payment = account.payments.get(match.group(1))
             if payment is None:
@@ -247,10 +279,60 @@ class FakeAsaas:
             "netValue": float(value - Decimal("0.99")), "billingType": billing_type, "status": "PENDING",
             "dueDate": due_date, "originalDueDate": due_date, "description": description,
             "externalReference": external_reference, "invoiceUrl": f"{self.url}/i/{number:012d}",
-            "paymentDate": None, "clientPaymentDate": None, "confirmedDate": None, "deleted": False,
+            "subscription": None, "paymentDate": None, "clientPaymentDate": None, "confirmedDate": None, "deleted": False,
         }
         account.payments[payment["id"]] = payment
         return payment
+
+    def _create_installment(self, account: Account, body: dict[str, Any]) -> tuple[int, Any]:
+        if body.get("customer") not in account.customers:
+            return self._refusal("invalid_customer", "Customer inválido ou não informado.")
+        if body.get("billingType") not in BILLING_TYPES:
+            return self._refusal("invalid_billingType", "Forma de pagamento inválida.")
+        try:
+            count = int(body["installmentCount"])
+            due = date.fromisoformat(str(body.get("dueDate")))
+            if body.get("totalValue") is not None:
+                total = round(Decimal(str(body["totalValue"])) * 100)
+            else:
+                total = round(Decimal(str(body.get("installmentValue"))) * 100) * count
+        except (InvalidOperation, ValueError, TypeError):
+            return self._refusal("invalid_object", "Parcelamento, valor ou data de vencimento inválidos.")
+        if not 1 <= count <= 24:
+            return self._refusal("invalid_installmentCount", "O número de parcelas deve ser de 1 a 24.")
+        if total <= 0:
+            return self._refusal("invalid_value", "O valor da cobrança deve ser maior que zero.")
+        if self.today is not None and due < self.today():
+            return self._refusal("invalid_dueDate", "A data de vencimento não pode ser anterior à data atual.")
+        plan = str(uuid.uuid4())
+        share, rest = divmod(int(total), count)
+        first = None
+        for number in range(1, count + 1):
+            month = due.month - 1 + number - 1
+            day = date(due.year + month // 12, month % 12 + 1, min(due.day, 28))
+            cents = share + (rest if number == count else 0)
+            payment = self._payment(account, customer=body["customer"], value=Decimal(cents) / 100,
+                                    billing_type=body["billingType"], due_date=day.isoformat(),
+                                    description=body.get("description"),
+                                    external_reference=body.get("externalReference"))
+            payment.update(installment=plan, installmentNumber=number)
+            first = first or payment
+        return 200, first
+
+    def mark_overdue(self, token: str, payment_id: str) -> dict[str, Any]:
+        """A pending payment passed its due date unpaid (Asaas turns it OVERDUE and sends PAYMENT_OVERDUE)."""
+        with self._lock:
+            payment = self.accounts[token].payments[payment_id]
+            payment["status"] = "OVERDUE"
+            return dict(payment)
+
+    def hook(self, token: str, event: str, payment_id: str) -> dict[str, Any]:
+        """The body Asaas POSTs for ``event`` about ``payment_id`` (a fresh ``evt_`` id each time, as Asaas's
+        event ids are per delivery of an event, kept across its retries)."""
+        with self._lock:
+            payment = dict(self.accounts[token].payments[payment_id])
+        return {"id": f"evt_{uuid.uuid4().hex}&{next(self._ids)}", "event": event,
+                "dateCreated": "2026-11-02 10:00:00", "payment": payment}
 
     def _list_payments(self, account: Account, query: dict[str, str]) -> tuple[int, Any]:
         entries = list(account.payments.values())
@@ -260,7 +342,7 @@ class FakeAsaas:
                        and (not high or p["paymentDate"] <= high)]
         return self._list(query, PAYMENT_FILTERS, entries, {
             "externalReference": "externalReference", "customer": "customer", "status": "status",
-            "billingType": "billingType"})
+            "billingType": "billingType", "installment": "installment"})
 
     def _list(self, query: dict[str, str], known: set[str], entries, exact: dict[str, str]) -> tuple[int, Any]:
         unknown = sorted(set(query) - known)
@@ -288,17 +370,16 @@ def serving(fake: FakeAsaas) -> Iterator[FakeAsaas]:
 
 
 @contextmanager
-def gateway_options(database) -> Iterator[dict[str, Any]]:
-    """Short timeouts and backoff for the routines' connector calls, and the test database's settings to
-    read the connectors' secrets with (workers use the process's settings)."""
-    previous = dict(gateways.HTTP_OPTIONS)
-    gateways.HTTP_OPTIONS.clear()
-    gateways.HTTP_OPTIONS.update({"settings": connector_settings(database), **FAST_HTTP})
+def gateway_options(database, **http_options: Any) -> Iterator[ConnectorDirectory]:
+    """The routines' connection directory with short timeouts and backoff, reading the connectors' secrets
+    with the test database's settings (workers use the process's), put back as it was afterwards."""
+    directory = ConnectorDirectory(DOMAIN_PORTS, settings=connector_settings(database),
+                                   **{**FAST_HTTP, **http_options})
+    previous = install_directory(directory)
     try:
-        yield gateways.HTTP_OPTIONS
+        yield directory
     finally:
-        gateways.HTTP_OPTIONS.clear()
-        gateways.HTTP_OPTIONS.update(previous)
+        install_directory(previous)
 
 
 async def connect(database, tenant_id, fake: FakeAsaas, token: str, name: str = "Asaas") -> Any:

@@ -144,11 +144,11 @@ async def test_a_worker_crash_after_asaas_created_the_payment_does_not_charge_tw
     contracts = [await add_contract(spine.database, a.id, customer) for customer in a.customer_ids]
     record, crashed = billing._record_charge, []
 
-    async def crash_once(session, contract, period, payment):
+    async def crash_once(session, contract, period, source, payment):
         if not crashed:
-            crashed.append(payment["id"])  # Asaas has the payment; our transaction is about to be lost
+            crashed.append(payment.id)  # Asaas has the payment; our transaction is about to be lost
             raise ConnectionResetError("worker lost its database connection before the commit")
-        return await record(session, contract, period, payment)
+        return await record(session, contract, period, source, payment)
 
     monkeypatch.setattr(billing, "_record_charge", crash_once)
     run_id = await start(spine, a.id)

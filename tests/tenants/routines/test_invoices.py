@@ -13,7 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.connectors.focusnfe import FocusNfe
+from backoffice.connectors.directory import ConnectorDirectory
 from backoffice.connectors.service import create_instance
+from backoffice.tenants.connections import directory as connection_directory
+from backoffice.tenants.connections import install_directory
+from backoffice.web.entry.wiring import DOMAIN_PORTS
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import Conflict, ValidationFailed
 from backoffice.platform.settings import get_settings
@@ -21,7 +25,7 @@ from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
 from backoffice.tenants.notifications.models import Notification
-from backoffice.tenants.routines import engine, gateways
+from backoffice.tenants.routines import engine
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunItem, RunStatus
 from tests.providers.focusnfe import FakeFocusNfe, serving
 
@@ -35,13 +39,12 @@ REJECTION = ("E145", "Regime Especial de Tributação ausente/inválido.")
 
 
 @pytest.fixture(autouse=True)
-def fast_http() -> Iterator[None]:
-    previous = dict(gateways.HTTP_OPTIONS)
-    gateways.HTTP_OPTIONS.clear()
-    gateways.HTTP_OPTIONS.update({"timeout": 5.0, "retries": 0, "backoff": 0.01, "threshold": 5, "cooldown": 0.2})
-    yield
-    gateways.HTTP_OPTIONS.clear()
-    gateways.HTTP_OPTIONS.update(previous)
+def connections() -> Iterator[ConnectorDirectory]:
+    """The routines' connection directory, with short timeouts (its settings are set by :func:`equip`)."""
+    directory = ConnectorDirectory(DOMAIN_PORTS, timeout=5.0, retries=0, backoff=0.01, threshold=5, cooldown=0.2)
+    previous = install_directory(directory)
+    yield directory
+    install_directory(previous)
 
 
 @pytest.fixture
@@ -52,10 +55,10 @@ def focus() -> Iterator[tuple[FakeFocusNfe, FakeFocusNfe]]:
 
 
 async def equip(spine, tenant_id: uuid.UUID, fake: FakeFocusNfe, **config) -> None:
-    # Sealed with the process's settings: the workers open connectors with them (gateways.context_for). The
-    # fake listens on loopback: private targets allowed, and its host allowed by a provider admin's override.
+    # Sealed with the settings the routines' directory opens connectors with. The fake listens on loopback:
+    # private targets allowed, and its host allowed by a provider admin's override.
     settings = get_settings().model_copy(update={"allow_private_targets": True})
-    gateways.HTTP_OPTIONS["settings"] = settings
+    connection_directory().settings = settings
     async with spine.database.provider(tenant_id) as session:
         await create_instance(session, kind="focusnfe", name="Focus NFe", acting=PROVIDER_ADMIN, settings=settings,
                               config={"base_url": fake.url, "token": fake.token, **config}, host_override="127.0.0.1")
