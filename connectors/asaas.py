@@ -270,6 +270,8 @@ class Asaas(ConnectorKind):
             charge["payment_url"] = payment["invoiceUrl"]
         if payment.get("subscription"):  # a payment of a subscription (sub_...): the contract a late charge blocks
             charge["contract_external_id"] = str(payment["subscription"])[:500]
+        if payment.get("subscription"):  # a payment of a subscription (sub_...): the contract a late charge blocks
+            charge["contract_external_id"] = str(payment["subscription"])[:500]
         data: dict[str, Any] = {"charge": charge}
         if event_type == "payment.cleared":
             paid_on = payment.get("clientPaymentDate") or payment.get("paymentDate") or payment.get("confirmedDate")

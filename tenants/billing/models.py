@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
 from backoffice.platform.db.types import customer_fk, str_enum
+from backoffice.tenants.customers.models import Lifecycle
 
 
 class ContractStatus(enum.StrEnum):
@@ -51,6 +52,10 @@ class Contract(TenantOwned, Base):
     canceled_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The subscription's own service stage (active, in grace, blocked): a late charge of this contract
+    # blocks this contract; the customer's lifecycle summarises its contracts (tenants/customers/lifecycle.py).
+    lifecycle: Mapped[Lifecycle] = mapped_column(str_enum(Lifecycle, 16), default=Lifecycle.ACTIVE,
+                                                 server_default=Lifecycle.ACTIVE.value)
 
 
 class Charge(TenantOwned, Base):

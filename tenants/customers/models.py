@@ -47,15 +47,18 @@ class Customer(TenantOwned, Base):
 
 
 class LifecycleTransition(TenantOwned, Base):
-    """The customer's lifecycle history: every change of state, when, why, and which event caused it."""
+    """The customer's lifecycle history: every change of state, when, why, and which event caused it.
+    A row with ``contract_id`` is the stage change of that contract (subscription); without, the customer's own."""
 
     __tablename__ = "lifecycle_transitions"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "customer_id"], ["customers.tenant_id", "customers.id"]),
+        ForeignKeyConstraint(["tenant_id", "contract_id"], ["contracts.tenant_id", "contracts.id"]),
         Index("ix_lifecycle_transitions_customer", "tenant_id", "customer_id", "at"),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    contract_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500))

@@ -1,4 +1,4 @@
-"""Late-payment cases: one per overdue charge, with the policy version it started under."""
+"""Late-payment cases: one per overdue charge, with the policy version it started under and the contract it blocks."""
 
 from __future__ import annotations
 
@@ -26,12 +26,16 @@ class DunningCase(TenantOwned, Base):
     __table_args__ = (
         *customer_fk(),
         ForeignKeyConstraint(["tenant_id", "charge_id"], ["charges.tenant_id", "charges.id"]),
+        ForeignKeyConstraint(["tenant_id", "contract_id"], ["contracts.tenant_id", "contracts.id"]),
         UniqueConstraint("tenant_id", "charge_id"),
         Index("ix_dunning_open", "tenant_id", "customer_id", "status"),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     charge_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    # The contract (subscription) the late charge belongs to: what the case blocks. None: the whole customer
+    # (a charge of no known contract, a policy with ``block_scope="customer"``, or a case from before 0020).
+    contract_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     # A policy change applies to new cases: a running case keeps the version it opened with.
     policy_version: Mapped[int] = mapped_column()
     status: Mapped[CaseStatus] = mapped_column(str_enum(CaseStatus, 16), default=CaseStatus.GRACE)

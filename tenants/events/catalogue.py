@@ -137,6 +137,23 @@ class SubscriptionChanged(_Strict):
     effective_at: datetime | None = None
 
 
+class SubscriptionChangeCanceled(_Strict):
+    """A scheduled change of plan (a ``subscription.changed`` with a future ``effective_at``) was called off."""
+
+    subscription_external_id: Text | None = None
+    reason: Text | None = None
+
+
+class SubscriptionChangeDue(_Strict):
+    """Emitted by the timer of a scheduled change of plan when its date comes."""
+
+    contract_id: uuid.UUID
+    change_event_id: uuid.UUID
+    before: Plan
+    after: Plan
+    effective_at: datetime
+
+
 class SubscriptionCanceled(_Strict):
     subscription_external_id: Text | None = None
     reason: Text | None = None
@@ -172,6 +189,8 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "invoice.rejected": (InvoiceRejected, "The fiscal issuer (city hall) rejected a nota fiscal."),
     "contract.signed": (ContractSigned, "The customer signed the contract; may start the customer."),
     "subscription.changed": (SubscriptionChanged, "Upgrade, downgrade or add-on: before and after."),
+    "subscription.change_canceled": (SubscriptionChangeCanceled, "A scheduled change of plan was called off."),
+    "subscription.change_due": (SubscriptionChangeDue, "Timer: a scheduled change of plan takes effect."),
     "subscription.canceled": (SubscriptionCanceled, "The relationship ends: offboarding."),
     "dunning.reminder_due": (CaseTimer, "Timer: remind the end customer of the grace deadline."),
     "dunning.deadline_reached": (CaseTimer, "Timer: the grace deadline passed; block if still unpaid."),

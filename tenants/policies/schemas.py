@@ -131,6 +131,9 @@ class PolicyConfig(_Strict):
     auto_block: bool = True
     auto_unblock: bool = True
     terminate_after_days: Annotated[int, Field(strict=True, ge=1, le=365)] | None = None  # None: never
+    # What a late charge blocks: its own contract (subscription) only, or every contract of the customer.
+    # A charge that names no known contract always blocks the whole customer.
+    block_scope: Literal["contract", "customer"] = "contract"
 
     # Start and end of the relationship.
     provision_on_start: bool = True

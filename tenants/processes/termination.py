@@ -1,5 +1,9 @@
 """End of the relationship: offboarding task, access revoked on the tenant's platform, open cases and
-timers closed, the responsible person told."""
+timers closed, the responsible person told.
+
+A customer holds subscriptions: the end of one of them (its ``subscription.canceled``, or its own late-payment
+case blocked for the policy's days) ends that contract only, while the customer keeps another active one;
+the end of the last one ends the relationship."""
 
 from __future__ import annotations
 
@@ -14,13 +18,45 @@ from backoffice.tenants.customers.lifecycle import can_transition, transition
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.processes.context import plan_view
+from backoffice.tenants.processes.dunning import case_of, contract_view, follow_cases, timer_prefix
 from backoffice.tenants.processes.engine import Step, handles
 
 
 @handles("subscription.canceled")
 async def on_subscription_canceled(step: Step) -> None:
     reason = step.data.get("reason") or "The subscription was canceled"
+    named = step.data.get("subscription_external_id")
+    contracts = await step.known.contracts(step.customer)
+    contract = next((c for c in contracts if named and c.external_id == named), None)
+    if contract is not None:
+        if contract.status == ContractStatus.CANCELED:
+            step.effects.timeline(f"Subscription {contract.plan_name} already canceled", reason=reason)
+            return
+        await terminate_contract(step, contract, reason=reason)
+        return
     await terminate(step, reason=reason)
+
+
+async def terminate_contract(step: Step, contract: Contract, *, reason: str) -> None:
+    """End one subscription: its open cases and timers closed, its entitlement deprovisioned on the tenant's
+    platform; the customer's stage follows its other contracts. The last active one ends the relationship."""
+    contracts = await step.known.contracts(step.customer)
+    others = [c for c in contracts if c.id != contract.id and c.status == ContractStatus.ACTIVE]
+    if not others:
+        await terminate(step, reason=reason)
+        return
+    contract.status = ContractStatus.CANCELED
+    contract.canceled_at = clock.now()
+    for case in await step.known.cases(step.customer):
+        if case.contract_id == contract.id and case.status in (CaseStatus.GRACE, CaseStatus.BLOCKED):
+            case.status = CaseStatus.TERMINATED
+            await cancel_timers(step.session, step.tenant.id, key_prefix=timer_prefix(case))
+    await step.effects.command("end:deprovision", command="deprovision", reason=reason,
+                               data={"scope": "contract", "contract": contract_view(contract),
+                                     "entitlement": contract.plan_code, "plans": [plan_view(contract)]})
+    step.effects.timeline(f"Subscription {contract.plan_name} ended", reason=reason,
+                          ref={"contract_id": str(contract.id)})
+    await follow_cases(step, reason=f"Subscription {contract.plan_name} ended: {reason}")
 
 
 async def terminate(step: Step, *, reason: str) -> None:
@@ -54,3 +90,20 @@ async def terminate(step: Step, *, reason: str) -> None:
             "end:task", kind="offboarding", assignee=people[0], title=f"Offboarding: {customer.name}",
             description=reason, checklist=step.policy.offboarding_checklist, due_at=now + timedelta(days=2),
             reason=reason)
+
+
+@handles("customer.termination_due")
+async def on_termination_due(step: Step) -> None:
+    case = await case_of(step)
+    if case is None or case.status != CaseStatus.BLOCKED:
+        step.effects.timeline("Termination not needed: the case was resolved", reason="paid after the block")
+        return
+    policy = await step.policy_of(case.policy_version)
+    case.status = CaseStatus.TERMINATED
+    reason = f"Blocked for {policy.terminate_after_days} days without payment (policy v{case.policy_version})"
+    contracts = await step.known.contracts(step.customer)
+    contract = next((c for c in contracts if c.id == case.contract_id), None) if case.contract_id else None
+    if contract is not None:
+        await terminate_contract(step, contract, reason=reason)
+    else:
+        await terminate(step, reason=reason)

@@ -53,7 +53,7 @@ ZONES = ("America/Sao_Paulo", "America/Manaus", "America/Recife", "America/Forta
          "America/Cuiaba", "America/Porto_Velho", "America/Rio_Branco", "America/Noronha", "UTC")
 CONNECTOR_KINDS = ("asaas", "focusnfe", "clicksign", "stripe", "tenant_platform", "smtp", "chat")
 POLICY_FIELDS = ("grace_days", "reminder_offsets_days", "reminder_hour_local", "auto_block", "auto_unblock",
-                 "terminate_after_days")
+                 "terminate_after_days", "block_scope")
 
 
 def step_titles(request: Request) -> dict[str, str]:
@@ -442,7 +442,8 @@ def _policy_changes(form: dict[str, Any]) -> dict[str, Any]:
             "reminder_offsets_days": [number(part) for part in offsets],
             "reminder_hour_local": number(_text(form, "reminder_hour_local")),
             "auto_block": _text(form, "auto_block") == "on", "auto_unblock": _text(form, "auto_unblock") == "on",
-            "terminate_after_days": number(terminate) if terminate else None}
+            "terminate_after_days": number(terminate) if terminate else None,
+            "block_scope": _text(form, "block_scope") or "contract"}
 
 
 async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: dict[str, Any] | None = None,
