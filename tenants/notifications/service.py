@@ -36,7 +36,16 @@ async def get_notification(session: AsyncSession, recipient_id: uuid.UUID, notif
 
 
 async def mark_read(session: AsyncSession, recipient_id: uuid.UUID, notification_id: uuid.UUID) -> Notification:
-    notification = await get_notification(session, recipient_id, notification_id)
+    return await _read(session, await get_notification(session, recipient_id, notification_id))
+
+
+async def mark_read_for_tenant(session: AsyncSession, notification_id: uuid.UUID) -> Notification:
+    """Any of the tenant's notifications, whoever it was for: the tenant's API keys act for the whole front
+    office (another tenant's id is NotFound like a missing one)."""
+    return await _read(session, await get_owned(session, Notification, notification_id))
+
+
+async def _read(session: AsyncSession, notification: Notification) -> Notification:
     if notification.read_at is None:
         notification.read_at = clock.now()
         await session.flush()

@@ -226,6 +226,8 @@ class TaskPatch(BaseModel):
 
     status: Literal["open", "done", "canceled"] | None = None
     checklist: list[ChecklistItem] | None = Field(default=None, max_length=100)
+    unticked_confirmed: bool = Field(default=False, description=(
+        "Complete (status done) even with checklist items unticked; without it that answers 409 naming them."))
 
 
 # --- API keys -------------------------------------------------------------------------------------
