@@ -19,6 +19,7 @@ class CaseStatus(enum.StrEnum):
     RESOLVED = "resolved"  # paid (before or after the block)
     TERMINATED = "terminated"
     CANCELED = "canceled"  # charge canceled or refunded
+    AGREEMENT = "agreement"  # waiting on a renegotiation (tenants/agreements): no deadline runs
 
 
 class DunningCase(TenantOwned, Base):

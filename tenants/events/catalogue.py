@@ -179,6 +179,12 @@ class CaseTimer(_Strict):
     reminder: Annotated[int, Field(ge=0, le=60)] | None = None
 
 
+class AgreementMade(_Strict):
+    """Emitted when staff or the front office record a renegotiation (tenants/agreements)."""
+
+    agreement_id: uuid.UUID
+
+
 CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "payment.created": (PaymentCreated, "A charge was created at the gateway."),
     "payment.cleared": (PaymentCleared, "A payment cleared (received/confirmed); may start the customer."),
@@ -192,6 +198,7 @@ CATALOGUE: dict[str, tuple[type[BaseModel], str]] = {
     "subscription.change_canceled": (SubscriptionChangeCanceled, "A scheduled change of plan was called off."),
     "subscription.change_due": (SubscriptionChangeDue, "Timer: a scheduled change of plan takes effect."),
     "subscription.canceled": (SubscriptionCanceled, "The relationship ends: offboarding."),
+    "agreement.made": (AgreementMade, "A renegotiation replaced overdue charges by instalments; the case waits on it."),
     "dunning.reminder_due": (CaseTimer, "Timer: remind the end customer of the grace deadline."),
     "dunning.deadline_reached": (CaseTimer, "Timer: the grace deadline passed; block if still unpaid."),
     "customer.termination_due": (CaseTimer, "Timer: blocked for the policy's days; terminate."),

@@ -21,6 +21,7 @@ from backoffice.platform.settings import Settings
 from backoffice.web.console import overview, signin, sso
 from backoffice.web.console import audit_log, feedback, people
 from backoffice.web.console import tenant_work
+from backoffice.web.console import agreements
 from backoffice.web.console import onboarding, tenant_settings
 from backoffice.web.console.door import provide_console_tenant
 from backoffice.web.console.render import render
@@ -39,6 +40,7 @@ MODULES = [
     tenant_work,
     onboarding,
     tenant_settings,
+    agreements,
 ]
 
 

@@ -7,6 +7,7 @@ from litestar.di import Provide
 
 from backoffice.web.portal.admin import ADMIN_HANDLERS, NotAdmin, not_admin, provide_admin
 from backoffice.web.portal.admin_keys import KEY_HANDLERS
+from backoffice.web.portal.agreements import AGREEMENT_HANDLERS
 from backoffice.web.portal.admin_webhooks import WEBHOOK_HANDLERS
 from backoffice.web.portal.auth import AUTH_HANDLERS, LoginRequired, login_redirect, provide_user
 from backoffice.web.portal.demo_mailbox import DEMO_HANDLERS
@@ -19,7 +20,7 @@ from backoffice.web.tenancy import provide_tenant, provide_tenant_session
 portal_router = Router(
     path="/{tenant_slug:str}",
     route_handlers=[*AUTH_HANDLERS, *PAGE_HANDLERS, *ROUTINE_HANDLERS, *ADMIN_HANDLERS, *KEY_HANDLERS, *WEBHOOK_HANDLERS, *SSO_HANDLERS,
-                    *DEMO_HANDLERS],
+                    *DEMO_HANDLERS, *AGREEMENT_HANDLERS],
     dependencies={
         "tenant": Provide(provide_tenant),
         "db": Provide(provide_tenant_session),
