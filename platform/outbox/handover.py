@@ -12,7 +12,10 @@ lease runs out the row's message is in one of three places, and each wants somet
 - **orphaned**: fetched by a worker process that died before it started the job (dramatiq's prefetch).
   dramatiq would put it back only after its own heartbeat timeout (60 s) and then at random (its queue
   maintenance runs on about one command in a thousand), so the relay hands the row out again itself, on
-  the queue of recovered work (``RECOVERED_QUEUE``), ahead of the backlog.
+  the queue of recovered work (``RECOVERED_QUEUE``), ahead of the backlog. Likewise a message a live worker
+  fetched and has still not started ``FETCHED_GRACE_SECONDS`` after a look first found it fetched (the
+  moment is kept on the pointer): a dramatiq consumer that hits a connection error restarts and forgets
+  the messages it had fetched, and dramatiq never puts back a live process's messages.
 
 So after each send the relay keeps, per row, a pointer to the message that carries it
 (``<namespace>:outbox-handover:<row id>`` = ``<queue> <redis message id>``, expiring after
@@ -35,23 +38,35 @@ from collections.abc import Iterable
 from dramatiq.brokers.redis import RedisBroker
 
 POINTER_TTL_SECONDS = 3600  # a message waiting longer than this is handed out again anyway
+# A message a live worker fetched starts within a few jobs' time (dramatiq prefetches two per thread); one
+# still not started this long after a look found it fetched was forgotten by its consumer.
+FETCHED_GRACE_SECONDS = 30.0
 
-# ARGV: namespace, now (ms), alive_within (ms), row ids... Returns {waiting row ids, orphaned row ids}.
+# ARGV: namespace, now (ms), alive_within (ms), fetched_grace (ms), row ids...
+# Returns {waiting row ids, orphaned row ids}; a row in neither is gone.
 _LOOK_UP = """
-local namespace, now, alive_within = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local dead = redis.call("zrangebyscore", namespace .. ":__heartbeats__", 0, now - alive_within)
+local namespace, now = ARGV[1], tonumber(ARGV[2])
+local alive_within, fetched_grace = tonumber(ARGV[3]), tonumber(ARGV[4])
+local beats = redis.call("zrange", namespace .. ":__heartbeats__", 0, -1, "WITHSCORES")
 local waiting, orphaned = {}, {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
     local row = ARGV[i]
-    local pointer = redis.call("get", namespace .. ":outbox-handover:" .. row)
+    local key = namespace .. ":outbox-handover:" .. row
+    local pointer = redis.call("get", key)
     if pointer then
-        local space = string.find(pointer, " ", 1, true)
-        local queue, message = string.sub(pointer, 1, space - 1), string.sub(pointer, space + 1)
-        if redis.call("hexists", namespace .. ":" .. queue .. ".msgs", message) == 1 then
+        local queue, message = string.match(pointer, "^(%S+) (%S+)")
+        local seen = tonumber(string.match(pointer, "^%S+ %S+ (%d+)$"))
+        if queue and redis.call("hexists", namespace .. ":" .. queue .. ".msgs", message) == 1 then
             local lost = false
-            for _, worker in ipairs(dead) do
-                if redis.call("sismember", namespace .. ":__acks__." .. worker .. "." .. queue, message) == 1 then
-                    lost = true
+            for b = 1, #beats, 2 do
+                if redis.call("sismember", namespace .. ":__acks__." .. beats[b] .. "." .. queue, message) == 1 then
+                    if tonumber(beats[b + 1]) < now - alive_within then
+                        lost = true  -- fetched by a process that died
+                    elseif not seen then  -- fetched by a live one: remember since when
+                        redis.call("set", key, queue .. " " .. message .. " " .. now, "KEEPTTL")
+                    else  -- and still not started: its consumer forgot it (a connection error)
+                        lost = seen < now - fetched_grace
+                    end
                     break
                 end
             end
@@ -61,7 +76,6 @@ for i = 4, #ARGV do
 end
 return {waiting, orphaned}
 """
-
 
 def tracks(broker: object) -> bool:
     """Whether the relay can see the broker's messages (Redis); the in-process broker of the embedded mode
@@ -78,13 +92,15 @@ def remember(broker: RedisBroker, sent: Iterable[tuple[uuid.UUID, str, str]]) ->
     pipeline.execute()
 
 
-def look_up(broker: RedisBroker, row_ids: list[uuid.UUID], *,
-            alive_within: float) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-    """The rows whose message still waits in Redis, and those whose message a dead worker fetched."""
+def look_up(broker: RedisBroker, row_ids: list[uuid.UUID], *, alive_within: float,
+            fetched_grace: float | None = None) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """The rows whose message still waits in Redis, and those whose message was fetched and will not run
+    (by a dead worker, or by a live one ``fetched_grace`` ago and still not started)."""
     if not row_ids:
         return set(), set()
     script = broker.client.register_script(_LOOK_UP)
     waiting, orphaned = script(args=[broker.namespace, int(time.time() * 1000), int(alive_within * 1000),
+                                     int((FETCHED_GRACE_SECONDS if fetched_grace is None else fetched_grace) * 1000),
                                      *map(str, row_ids)])
     return ({uuid.UUID(_text(row)) for row in waiting}, {uuid.UUID(_text(row)) for row in orphaned})
 

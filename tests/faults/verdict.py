@@ -3,6 +3,7 @@ how what they saw, the database at the end, the intake's answers and the recover
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter, defaultdict
 
@@ -182,9 +183,11 @@ class Verdict:
         figures.values["intake 5xx without Retry-After"] = dict(self.no_retry_after) or "none"
         figures.values["intake connection errors (web down)"] = self.connection_errors
         bad5xx = {s: n for s, n in five.items() if s != 503}
+        unhandled = self._unhandled_errors()
+        figures.values["web: unhandled errors logged (route: exception)"] = unhandled[:5] or "none"
         if bad5xx:
             failures.append(f"the intake answered {bad5xx} during outages: an unavailable dependency must be "
-                            "503 with Retry-After")
+                            f"503 with Retry-After; the web log's unhandled errors: {unhandled[:5]}")
         if self.no_retry_after:
             failures.append(f"5xx answers without Retry-After: {dict(self.no_retry_after)}")
 
@@ -254,6 +257,29 @@ class Verdict:
                           if again and again > fault.db_at else "not handed over again")
                 fault.detail += (f"; slowest {row['job']} done after {seconds:.1f} s, {handed}, "
                                  f"{rows[row['id']]['attempts']} hand-overs in all")
+
+    def _unhandled_errors(self) -> list[str]:
+        """What the web process logged for each bare 500 (``web/errors.py`` logs "unhandled error on <method>
+        <path>" with the traceback): the route and the exception's last line, so a 500 names its cause."""
+        found = []
+        for path in sorted(self.cluster.logs.glob("web*.log")):
+            lines = path.read_text(errors="replace").splitlines()
+            for n, line in enumerate(lines):
+                if "unhandled error on" not in line:
+                    continue
+                route = line.split("unhandled error on", 1)[1].split('"', 1)[0].strip()
+                cause = ""
+                try:  # JSON logs: the traceback is a field of the same line
+                    record = json.loads(line)
+                    trace = str(record.get("exception") or record.get("exc_info") or "")
+                    cause = [t for t in trace.splitlines() if t.strip()][-1] if trace.strip() else ""
+                except (ValueError, AttributeError):
+                    for following in lines[n + 1:n + 200]:  # text logs: the traceback follows
+                        if following and not following.startswith((" ", "Traceback", "During", "The above")):
+                            cause = following
+                            break
+                found.append(f"{route}: {cause[:300]}")
+        return found
 
     def state(self) -> str:
         """The recorders' state, for a failure message."""

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from backoffice.platform import clock
 from backoffice.platform.clock import FrozenClock
-from backoffice.platform.outbox import lease
+from backoffice.platform.outbox import handover, lease
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import claim, relay_once
 from backoffice.platform.outbox.service import add_to_outbox
@@ -98,6 +98,7 @@ async def test_a_message_fetched_by_a_worker_that_died_is_handed_out_again_as_re
     frozen.advance(seconds=lease.HANDOVER_SECONDS + 1)
     assert await relay_once(database, redis_broker) == 0  # that worker still beats: it will run it
 
+    # The worker dies (its dramatiq heartbeat stops).
     heartbeats = f"{redis_broker.namespace}:__heartbeats__"
     silent_since = time.time() - lease.WORKER_SILENT_SECONDS - 5
     redis_broker.client.zadd(heartbeats, {fetcher.broker_id: int(silent_since * 1000)})
@@ -121,3 +122,22 @@ async def test_a_row_whose_job_died_holding_it_goes_out_as_recovered_work_ahead_
     assert [m.kwargs["outbox_id"] for m in waiting(redis_broker, RECOVERED_QUEUE)] == [str(held)]
     assert sorted(m.kwargs["outbox_id"] for m in waiting(redis_broker, QUEUE)) == sorted(map(str, backlog))
     assert {(await row_of(database, row)).attempts for row in backlog} == {1}
+
+
+async def test_a_message_a_live_worker_fetched_and_never_started_is_handed_out_again_after_a_grace(
+        database, tenants, redis_broker, frozen, monkeypatch):
+    """A dramatiq consumer that hits a connection error restarts and forgets what it had fetched; dramatiq
+    puts back only a dead process's messages, so the relay does it once the grace has passed."""
+    monkeypatch.setattr(handover, "FETCHED_GRACE_SECONDS", 0.5)
+    row = await add_row(database, tenants.a.id, "forgotten")
+    assert await relay_once(database, redis_broker) == 1
+    fetcher = RedisBroker(client=redis_broker.client, namespace=redis_broker.namespace)
+    assert len(fetcher.do_fetch(QUEUE, 10)) == 1  # fetched, then forgotten; the process lives on
+
+    frozen.advance(seconds=lease.HANDOVER_SECONDS + 1)
+    assert await relay_once(database, redis_broker) == 0  # first seen fetched: it may start any moment
+    time.sleep(0.6)
+    fetcher.do_qsize(QUEUE)  # the process still beats
+    frozen.advance(seconds=lease.HANDOVER_SECONDS + 1)
+    assert await relay_once(database, redis_broker) == 1
+    assert [m.kwargs["outbox_id"] for m in waiting(redis_broker, RECOVERED_QUEUE)] == [str(row)]
