@@ -141,6 +141,10 @@ class PolicyConfig(_Strict):
     onboarding_checklist: Annotated[list[ChecklistItem], Field(max_length=30)] = DEFAULT_ONBOARDING
     offboarding_checklist: Annotated[list[ChecklistItem], Field(max_length=30)] = DEFAULT_OFFBOARDING
 
+    # Reconciliation: a payment the gateway received but the platform never heard of (a lost webhook) is
+    # ingested from the finding at once, as staff would with "repair" (tenants/routines/repairs.py).
+    reconciliation_auto_repair: bool = False
+
     notify: NotifyRule = NotifyRule()
     channels: dict[NotificationKind, list[Channel]] = Field(default_factory=_default_channels)
     templates: dict[TemplateKind, dict[Locale, TemplateOverride]] = {}

@@ -22,6 +22,10 @@ cut at the same instants whatever the tenant's own time zone.
 Findings are report lines, not failures: the item is done with the counts per kind and the run's summary
 totals them. A repeat of the day (a re-run) replaces the findings it writes: each reference (Asaas payment
 id) has one finding per day, the latest. Money from Asaas is decimal reais, read as exact cents.
+
+An ``unrecorded`` or ``unknown`` payment (a lost webhook) can be repaired (``repairs.py``): the event the
+webhook would have produced is ingested from the finding, by staff, or here at once when the tenant's policy
+says ``reconciliation_auto_repair`` (the item's result counts ``repaired`` and ``repair_failed``).
 """
 
 from __future__ import annotations
@@ -35,19 +39,24 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.audit.service import Actor
+from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.billing.ports import GATEWAY_CALENDAR, GatewayCharge, PaymentGateway
 from backoffice.tenants.connections import CallFailed, Connection, directory
 from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.policies.service import current_policy
 from backoffice.tenants.routines.catalogue import Daily, ItemSpec, Outcome, Plan, Routine
 from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
 from backoffice.tenants.routines.gateways import connection_for, open_port
 from backoffice.tenants.routines.models import FindingKind, ReconciliationFinding, RoutineRun, RunItem
+from backoffice.tenants.routines.repairs import REPAIRABLE, RepairFailed, repair_finding
 
 KINDS = ("asaas",)
 SOURCE = "asaas"
 PURPOSE = "payment gateway"
 CHUNK = 500  # ids per IN (...)
+POLICY = Actor.system("policy:reconciliation_auto_repair")  # who repairs when the policy does
 
 
 async def _instances(session: AsyncSession) -> list[Connection]:
@@ -87,7 +96,27 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
     gateway.record_outcome()
     await _replace(session, run, instance, findings)
     counts = Counter(finding.kind.value for finding in findings)
-    return Outcome.done(**{each.value: counts[each.value] for each in FindingKind}, received=len(received))
+    _, policy = await current_policy(session)
+    repaired = await _auto_repair(session, gateway, findings) if policy.reconciliation_auto_repair else {}
+    return Outcome.done(**{each.value: counts[each.value] for each in FindingKind}, received=len(received),
+                        **repaired)
+
+
+async def _auto_repair(session: AsyncSession, gateway: PaymentGateway,
+                       findings: list[ReconciliationFinding]) -> dict[str, int]:
+    """The tenant's policy repairs every lost webhook at once, as staff would (``repairs.repair_finding``,
+    audited as the policy); one that cannot be repaired now stays on the report for staff."""
+    done = failed = 0
+    for finding in findings:
+        if finding.kind not in REPAIRABLE:
+            continue
+        try:
+            async with session.begin_nested():
+                await repair_finding(session, finding.id, acting=POLICY, gateway=gateway)
+            done += 1
+        except (RepairFailed, ValidationFailed):
+            failed += 1
+    return {"repaired": done, "repair_failed": failed}
 
 
 def _finding(run: RoutineRun, kind: FindingKind, reference: str, **fields: Any) -> ReconciliationFinding:

@@ -15,7 +15,7 @@ from backoffice.connectors.common import brazil_day
 from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import Conflict
-from backoffice.platform.db.session import get_owned
+from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.routines import engine
@@ -235,3 +235,88 @@ async def test_a_tenant_without_asaas_gets_a_failed_run_and_another_tenants_find
         await start(spine, b.id)
     assert Counter(f.kind.value for f in await findings(spine, a.id)) == Counter(
         {"matched": 2, "unrecorded": 1, "amount_mismatch": 1, "unknown": 1, "missing": 3})
+
+
+# --- repairs (issue 17, item 6) ------------------------------------------------------------------------------
+
+async def _lost_webhook(spine, asaas) -> tuple[str, uuid.UUID, uuid.UUID]:
+    """Tenant A: Maria's charge on record, pending; Asaas received it on the day; its webhook never came."""
+    a = spine.tenants.a
+    maria = a.customer_ids[1]
+    instance_id = await connect(spine.database, a.id, asaas, A_KEY)
+    cus = asaas.add_customer(A_KEY, name="Maria", cpf_cnpj="39053344705", external_reference=str(maria))["id"]
+    async with spine.database.tenant(a.id) as session:
+        (await session.get(Customer, (a.id, maria))).external_ids = {"asaas": cus}
+    pay = asaas.plant(A_KEY, customer=cus, value="120.00", payment_date=DAY, due_date=DAY)["id"]
+    await on_record(spine.database, a.id, maria, pay, 12000, status=ChargeStatus.PENDING)
+    return pay, maria, instance_id
+
+
+@pytest.mark.postgres_only
+async def test_a_repaired_finding_becomes_the_event_and_its_effects_once(spine, asaas):
+    from litestar.testing import AsyncTestClient
+
+    from backoffice.platform.audit.models import AuditEntry
+    from backoffice.tenants.events.models import Event
+    from backoffice.tenants.routines import repairs
+    from backoffice.web.app import create_app
+    from tests.connectors.conftest import connector_settings
+
+    a, b = spine.tenants.a, spine.tenants.b
+    pay, maria, instance_id = await _lost_webhook(spine, asaas)
+    await start(spine, a.id)
+    await spine.settle()
+    [finding] = await findings(spine, a.id, kind=FindingKind.UNRECORDED)
+
+    # Another tenant cannot repair it (the same 404 as a finding that does not exist).
+    with pytest.raises(NotFound):
+        async with spine.database.provider(b.id) as session:
+            await repairs.repair_finding(session, finding.id, acting=STAFF)
+    async with spine.database.provider(a.id) as session:
+        repair = await repairs.repair_finding(session, finding.id, acting=STAFF)
+    assert (repair.outcome, repair.repaired_by) == ("accepted", STAFF.label)
+    await spine.settle()
+    async with spine.database.tenant(a.id) as session:
+        [event] = (await session.execute(select(Event))).scalars().all()
+        charge = (await session.execute(select(Charge).where(Charge.external_id == pay))).scalar_one()
+        [payment] = (await session.execute(select(Payment).where(Payment.external_id == pay))).scalars().all()
+        [audit] = (await session.execute(select(AuditEntry).where(
+            AuditEntry.action == "reconciliation.repair"))).scalars().all()
+    assert (event.type, event.external_id, event.status.value) == ("payment.cleared", f"{pay}:cleared", "processed")
+    assert event.customer_id == maria and charge.status == ChargeStatus.PAID and payment.amount_cents == 12000
+    assert audit.actor_label == STAFF.label and audit.detail["event_id"] == str(event.id)
+
+    # Repairing again does nothing more; nor does the real webhook arriving late (a duplicate).
+    async with spine.database.provider(a.id) as session:
+        again = await repairs.repair_finding(session, finding.id, acting=STAFF)
+        assert again.id == repair.id
+        repaired, failed = await repairs.repair_all(session, acting=STAFF)
+        assert (repaired, failed) == ([], {})
+    app = create_app(connector_settings(spine.database))
+    async with AsyncTestClient(app=app) as web:
+        late = await web.post(f"/hooks/{a.slug}/{instance_id}", json=asaas.hook(A_KEY, "PAYMENT_RECEIVED", pay),
+                              headers={"asaas-access-token": f"hook-{A_KEY}"})
+    assert late.status_code == 200 and late.json()["duplicates"] == 1, late.text
+    await spine.settle()
+    async with spine.database.tenant(a.id) as session:
+        assert len((await session.execute(select(Event))).scalars().all()) == 1
+        assert len((await session.execute(select(Payment).where(Payment.external_id == pay))).scalars().all()) == 1
+
+
+async def test_the_policy_repairs_a_lost_webhook_during_the_run(spine, asaas):
+    from backoffice.tenants.events.models import Event
+    from backoffice.tenants.routines.repairs import FindingRepair
+
+    a = spine.tenants.a
+    pay, maria, _ = await _lost_webhook(spine, asaas)
+    await spine.set_policy(a.id, reconciliation_auto_repair=True)
+    run_id = await start(spine, a.id)
+    await spine.settle()
+    run, [item] = await run_and_items(spine, a.id, run_id)
+    assert item.result["repaired"] == 1 and item.result["repair_failed"] == 0
+    async with spine.database.tenant(a.id) as session:
+        [repair] = (await session.execute(select(FindingRepair))).scalars().all()
+        [event] = (await session.execute(select(Event))).scalars().all()
+        charge = (await session.execute(select(Charge).where(Charge.external_id == pay))).scalar_one()
+    assert repair.repaired_by == "system:policy:reconciliation_auto_repair" and repair.event_id == event.id
+    assert charge.status == ChargeStatus.PAID and event.customer_id == maria
