@@ -233,6 +233,17 @@ def bus_for(settings: Settings) -> Bus:
     return _buses[key]
 
 
+_process_bus: Bus | None = None
+
+
+def use(bus: Bus | None) -> Bus | None:
+    """Make ``bus`` the one this process publishes to (the web app's lifespan does, so that in the embedded
+    mode its worker threads publish where its streams listen); returns the previous one."""
+    global _process_bus
+    previous, _process_bus = _process_bus, bus
+    return previous
+
+
 def forget_bus(settings: Settings) -> None:
     """Tests and restarts: the next ``bus_for`` builds a fresh bus (the old one's connections are closed)."""
     _buses.pop(settings.redis_url or "local", None)
@@ -270,7 +281,7 @@ def _after_commit(session) -> None:
         return
     by_bus: dict[int, tuple[Bus, list]] = {}
     for bus, tenant_id, message in pending:
-        bus = bus or bus_for(get_settings())
+        bus = bus or _process_bus or bus_for(get_settings())
         by_bus.setdefault(id(bus), (bus, []))[1].append((tenant_id, message))
     for bus, items in by_bus.values():
         task = loop.create_task(bus.publish(items))

@@ -30,7 +30,7 @@ from litestar.datastructures import State
 from litestar.response import Stream
 
 from backoffice.platform.db.session import Database
-from backoffice.platform.live import Bus, bus_for, messages
+from backoffice.platform.live import Bus, bus_for, messages, use
 from backoffice.tenants.notifications import queries
 from backoffice.tenants.notifications.live import NOTIFICATION, RUN
 from backoffice.tenants.registry.models import Tenant
@@ -142,12 +142,14 @@ async def live_lifespan(app: Litestar) -> AsyncIterator[None]:
     app.state.live_bus = bus
     app.state.live_stop = stop
     await bus.start()
+    previous = use(bus)
     install_exit_hook(stop)
     try:
         yield
     finally:
         stop.set()
         _STOPS.pop(stop, None)
+        use(previous)
         await bus.stop()
 
 
