@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,6 +88,12 @@ def customer_search_query(q: str = "", stage: str = "") -> Select:
     return query
 
 
+async def count_created_since(session: AsyncSession, since: datetime) -> int:
+    """How many customers were created at or after ``since``."""
+    query = select(func.count()).select_from(Customer).where(Customer.created_at >= since)
+    return (await session.execute(query)).scalar_one()
+
+
 async def count_by_lifecycle(session: AsyncSession) -> dict[str, int]:
     """How many customers the tenant has in each stage, in one statement."""
     rows = await session.execute(select(Customer.lifecycle, func.count()).group_by(Customer.lifecycle))
@@ -94,5 +101,5 @@ async def count_by_lifecycle(session: AsyncSession) -> dict[str, int]:
     return {stage.value: int(found.get(stage.value, 0)) for stage in Lifecycle}
 
 
-__all__ = ["count_by_lifecycle", "customer_search_query", "customers_by_external_ids", "customers_by_ids",
+__all__ = ["count_by_lifecycle", "count_created_since", "customer_search_query", "customers_by_external_ids", "customers_by_ids",
            "customers_by_tax_ids", "lock_customers"]

@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.errors import Collector, Conflict, FieldError
-from backoffice.platform.security.passwords import check_password_strength, hash_password
-from backoffice.platform.staff.service import normalize_email
+from backoffice.platform.security.passwords import check_password_strength, hash_password, verify_password
+from backoffice.tenants.staff.service import normalize_email
 from backoffice.tenants.users.models import TenantRole, TenantUser
+from backoffice.tenants.users.queries import user_by_email
 
 
 def _role(value: str) -> TenantRole:
@@ -97,3 +98,25 @@ async def set_tenant_user_active(session: AsyncSession, user_id, *, active: bool
     await record(session, actor=acting, action="user.reactivated" if active else "user.deactivated",
                  target_type="tenant_user", target_id=user.id, tenant_id=user.tenant_id, detail={"email": user.email})
     return user
+
+
+def user_actor(user: TenantUser) -> Actor:
+    return Actor(type="tenant_user", label=user.email, id=str(user.id))
+
+
+async def log_in_with_password(session: AsyncSession, *, email: str, password: str, address: str) -> TenantUser | None:
+    """The active user with this e-mail and password, their log-in audited; None when either is wrong (the
+    caller answers the same whichever it was)."""
+    user = await user_by_email(session, email)
+    # The password is checked (or the same work done) whether or not the account exists or is active.
+    matches = verify_password(user.password_hash if user is not None else None, password)
+    if user is None or not matches or not user.active:
+        return None
+    await record_log_in(session, user, method="password", address=address)
+    return user
+
+
+async def record_log_in(session: AsyncSession, user: TenantUser, *, method: str, **detail: str) -> None:
+    """A user's log-in (``method``: password, oidc; ``detail``: where from, which identity provider)."""
+    await record(session, actor=user_actor(user), action="user.logged_in", target_type="tenant_user",
+                 target_id=user.id, tenant_id=user.tenant_id, detail={"method": method, **detail})

@@ -7,11 +7,11 @@ import uuid
 
 from litestar import Router, get
 from litestar.params import Parameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import get_owned
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
+from backoffice.tenants.billing.queries import charges_query, contracts_query
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.schemas import ChargeOut, ContractOut, Page
@@ -26,12 +26,7 @@ async def list_contracts(
     limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
     cursor: str | None = Parameter(default=None, max_length=500),
 ) -> Page[ContractOut]:
-    query = select(Contract)
-    if status is not None:
-        query = query.where(Contract.status == status)
-    if customer_id is not None:
-        query = query.where(Contract.customer_id == customer_id)
-    page = await paginate(session, query, Contract, sorts={"created_at": Contract.created_at}, sort=sort,
+    page = await paginate(session, contracts_query(status=status, customer_id=customer_id), Contract, sorts={"created_at": Contract.created_at}, sort=sort,
                           limit=limit, cursor=cursor)
     return Page[ContractOut](data=[ContractOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 
@@ -50,12 +45,7 @@ async def list_charges(
     limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
     cursor: str | None = Parameter(default=None, max_length=500),
 ) -> Page[ChargeOut]:
-    query = select(Charge)
-    if status is not None:
-        query = query.where(Charge.status == status)
-    if customer_id is not None:
-        query = query.where(Charge.customer_id == customer_id)
-    page = await paginate(session, query, Charge, sorts={"created_at": Charge.created_at},
+    page = await paginate(session, charges_query(status=status, customer_id=customer_id), Charge, sorts={"created_at": Charge.created_at},
                           sort=sort, limit=limit, cursor=cursor)
     return Page[ChargeOut](data=[ChargeOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 

@@ -17,15 +17,15 @@ from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.ratelimit import LOG_IN, RESET_REQUEST, forget_account, gate
-from backoffice.platform.security.passwords import verify_password
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.users.models import TenantRole, TenantUser
+from backoffice.tenants.users.models import TenantRole
+from backoffice.tenants.users.queries import active_user
+from backoffice.tenants.users.service import log_in_with_password
 from backoffice.tenants.users.resets import request_password_reset, reset_password, valid_reset
 from backoffice.web.clients import client_address
 from backoffice.web.portal.render import base_path, page, translations, pick_locale
@@ -58,9 +58,7 @@ async def provide_user(request: Request, tenant: Tenant, db: AsyncSession) -> Po
     data = request.session if request.scope.get("session") else {}
     if not data or data.get("tenant_id") != str(tenant.id) or not data.get("user_id"):
         raise LoginRequired()
-    user = (await db.execute(
-        select(TenantUser).where(TenantUser.id == uuid.UUID(data["user_id"]), TenantUser.active.is_(True))
-    )).scalar_one_or_none()
+    user = await active_user(db, uuid.UUID(data["user_id"]))
     if user is None:
         request.clear_session()
         raise LoginRequired()
@@ -117,21 +115,14 @@ async def login_submit(request: Request, tenant: Tenant, db: AsyncSession, state
                        error=_("Too many attempts. Wait 15 minutes and try again, or reset your password."))
         refused.headers["Retry-After"] = str(attempt.retry_after)
         return refused
-    # A NUL or an overlong value cannot be an account's e-mail; PostgreSQL would refuse it as a query value.
-    plausible = "\x00" not in email and len(email) <= 254
-    user = (await db.execute(select(TenantUser).where(TenantUser.email == email))).scalar_one_or_none() \
-        if plausible else None
-    ok = verify_password(user.password_hash if user else None, password) and user is not None and user.active
-    if not ok:
+    user = await log_in_with_password(db, email=email, password=password, address=client_address(request))
+    if user is None:
         return page(request, tenant, "portal/login.html", status_code=400, email=email, next=target,
                     error=_("E-mail or password is not correct."), field="password")
     await attempt.succeeded()
     before = request.session if request.scope.get("session") else {}
     kept = {"locale": before["locale"]} if before.get("tenant_id") == str(tenant.id) and "locale" in before else {}
     request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), **kept, ROTATE: True})
-    await record(db, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)), action="user.logged_in",
-                 target_type="tenant_user", target_id=user.id, tenant_id=tenant.id,
-                 detail={"method": "password", "address": client_address(request)})
     return Redirect(f"{base_path(request, tenant)}{target if target != '/' else '/dashboard'}", status_code=303)
 
 

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
-from backoffice.tenants.billing.models import Charge, ChargeStatus
-from backoffice.tenants.customers.models import Customer, Lifecycle
+from backoffice.tenants.billing.queries import overdue_amounts
+from backoffice.tenants.customers.queries import count_by_lifecycle, count_created_since
 
 AGE_BUCKETS = (("0–30", 0, 30), ("31–60", 31, 60), ("61–90", 61, 90), ("90+", 91, None))
 
@@ -34,14 +33,10 @@ async def figures(session: AsyncSession, timezone: str) -> Figures:
     today = local_now.date()
     week_start_local = datetime.combine(today - timedelta(days=today.weekday()), datetime.min.time(),
                                         tzinfo=ZoneInfo(timezone))
-    new = (await session.execute(select(func.count()).select_from(Customer).where(
-        Customer.created_at >= week_start_local))).scalar_one()
-    counts = dict((await session.execute(select(Customer.lifecycle, func.count()).group_by(Customer.lifecycle))).all())
-    by_lifecycle = {state.value: int(counts.get(state, 0)) for state in Lifecycle}
-    overdue = (await session.execute(select(Charge.due_date, Charge.amount_cents).where(
-        Charge.status == ChargeStatus.OVERDUE))).all()
+    new = await count_created_since(session, week_start_local)
+    by_lifecycle = await count_by_lifecycle(session)
     return Figures(new, by_lifecycle["in_grace"], by_lifecycle["blocked"], by_lifecycle,
-                   _by_age(today, [(due, cents) for due, cents in overdue]))
+                   _by_age(today, await overdue_amounts(session)))
 
 
 def _by_age(today: date, charges: list[tuple[date, int]]) -> list[tuple[str, int, int]]:

@@ -13,13 +13,13 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 from markupsafe import Markup
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.customers.file import customer_file
 from backoffice.tenants.customers.models import Customer, Lifecycle
+from backoffice.tenants.customers.queries import SEARCH_MAX, customer_search_query
 from backoffice.tenants.notifications import service as notifications
 from backoffice.tenants.policies.templates import format_money
 from backoffice.tenants.registry.models import Tenant
@@ -27,6 +27,7 @@ from backoffice.tenants.tasks import service as tasks
 from backoffice.tenants.tasks.models import Task, TaskStatus
 from backoffice.tenants.timeline import service as timeline
 from backoffice.tenants.users.models import TenantUser
+from backoffice.tenants.users.queries import user_names
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.dashboard import bar_chart, figures
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
@@ -94,7 +95,7 @@ async def task_list(request: Request, tenant: Tenant, user: PortalUser, db: Asyn
     # The filter is "whose", not "scope": Litestar hands a parameter named scope the ASGI scope itself.
     wanted = None if status == "all" else TaskStatus(status) if status in TaskStatus._value2member_map_ else TaskStatus.OPEN
     items = await tasks.list_tasks(db, assignee_id=user.id if whose != "all" else None, status=wanted)
-    people = {u.id: u.name for u in (await db.execute(select(TenantUser))).scalars()}
+    people = await user_names(db)
     return page(request, tenant, "portal/tasks.html", user=user, items=items, whose=whose, status=status,
                 people=people, section="tasks", unread=await notifications.unread_count(db, user.id))
 
@@ -136,18 +137,9 @@ async def task_complete(request: Request, tenant: Tenant, user: PortalUser, db: 
 @get("/customers", name="portal:customers")
 async def customer_list(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, stage: str = "",
                         q: str = "") -> Response:
-    query = select(Customer).order_by(Customer.name)
-    if stage in Lifecycle._value2member_map_:
-        query = query.where(Customer.lifecycle == Lifecycle(stage))
-    term = q.replace("\x00", "").strip()[:200]
-    if term:
-        digits = "".join(ch for ch in term if ch.isalnum()).upper()
-        like = f"%{term.lower()}%"
-        conditions = [Customer.name.ilike(like), Customer.email.ilike(like)]
-        if digits:
-            conditions.append(Customer.tax_id.like(f"%{digits}%"))
-        query = query.where(or_(*conditions))
-    items = list((await db.execute(query.limit(500))).scalars())
+    term = q.replace("\x00", "").strip()[:SEARCH_MAX]
+    query = customer_search_query(term, stage).order_by(Customer.name).limit(500)
+    items = list((await db.execute(query)).scalars())
     return page(request, tenant, "portal/customers.html", user=user, items=items, stage=stage, q=term,
                 states=[s.value for s in Lifecycle], section="customers",
                 unread=await notifications.unread_count(db, user.id))
@@ -159,7 +151,7 @@ async def _customer_page(request: Request, tenant: Tenant, user: PortalUser, db:
     show = show if show in timeline.TIMELINE_FILTERS else "all"
     entries = await timeline.timeline(db, customer.id, show=show)
     file = await customer_file(db, customer.id)
-    authors = {u.id: u.name for u in (await db.execute(select(TenantUser))).scalars()}
+    authors = await user_names(db)
     open_tasks = await tasks.list_tasks(db, assignee_id=None, customer_id=customer.id)
     return page(request, tenant, "portal/customer.html", status_code=status_code, user=user, customer=customer,
                 entries=entries, authors=authors, tasks=open_tasks, file=file, show=show, section="customers",

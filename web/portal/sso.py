@@ -24,12 +24,12 @@ from litestar.datastructures import State
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.security import secrets
 from backoffice.platform.security.outbound import CheckedTransport, TargetRefused, check_target
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.oidc import OidcSettings, SsoRefused, admit_sso_user, get_oidc_settings, save_oidc_settings
+from backoffice.tenants.users.service import record_log_in
 from backoffice.web.clients import client_address
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
@@ -163,9 +163,7 @@ async def sso_callback(request: Request, tenant: Tenant, db: AsyncSession, state
         log.warning("OIDC log-in for tenant %s failed: %s", tenant.slug, failure)
         return _refused(request, tenant, "the company's identity provider did not answer correctly", 502)
     request.set_session({"tenant_id": str(tenant.id), "user_id": str(user.id), ROTATE: True})
-    await record(db, actor=Actor(type="tenant_user", label=user.email, id=str(user.id)), action="user.logged_in",
-                 target_type="tenant_user", target_id=user.id, tenant_id=tenant.id,
-                 detail={"method": "oidc", "issuer": config.issuer, "subject": str(claims.get("sub"))})
+    await record_log_in(db, user, method="oidc", issuer=config.issuer, subject=str(claims.get("sub")))
     return Redirect(f"{base_path(request, tenant)}/dashboard", status_code=303)
 
 
