@@ -21,6 +21,12 @@ def tenants_query(*, only: Collection[uuid.UUID] | None = None) -> Select:
     return query if only is None else query.where(Tenant.id.in_(list(only)))
 
 
+async def tenant_slug_for_host(session: AsyncSession, host: str) -> str | None:
+    """The slug of the tenant whose portal is served on this host: a host is routed only once its DNS proof
+    was seen (``custom_host``; a pending one is not). Readable through ``Database.anonymous()``."""
+    return (await session.execute(select(Tenant.slug).where(Tenant.custom_host == host.lower()))).scalar()
+
+
 async def onboarding_in_progress(session: AsyncSession, *, only: Collection[uuid.UUID] | None = None,
                                  limit: int = SHOWN) -> list[Tenant]:
     """Companies whose onboarding was started in the console and is not finished, newest first; ``only``:

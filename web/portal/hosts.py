@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 
 from litestar import Litestar
-from sqlalchemy import select
 
-from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.queries import tenant_slug_for_host
 from backoffice.web.portal.sessions import platform_hosts, request_host
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class TenantHostApp(Litestar):
             return None
         try:
             async with database.anonymous() as session:
-                return (await session.execute(select(Tenant.slug).where(Tenant.custom_host == host))).scalar()
+                return await tenant_slug_for_host(session, host)
         except Exception:
             # The request goes on by path; a database that is down answers there as the logged 500.
             log.exception("resolving the tenant of host %s failed", host)
