@@ -11,6 +11,8 @@ from backoffice.web.portal.agreements import AGREEMENT_HANDLERS
 from backoffice.web.portal.admin_webhooks import WEBHOOK_HANDLERS
 from backoffice.web.portal.auth import AUTH_HANDLERS, LoginRequired, login_redirect, provide_user
 from backoffice.web.portal.demo_mailbox import DEMO_HANDLERS
+from backoffice.web.portal.live import LIVE_HANDLERS
+from backoffice.web.portal.preferences import PREFERENCE_HANDLERS
 from backoffice.web.portal.pages import PAGE_HANDLERS
 from backoffice.web.portal.routines import ROUTINE_HANDLERS
 from backoffice.web.portal.sso import SSO_HANDLERS
@@ -20,7 +22,7 @@ from backoffice.web.tenancy import provide_tenant, provide_tenant_session
 portal_router = Router(
     path="/{tenant_slug:str}",
     route_handlers=[*AUTH_HANDLERS, *PAGE_HANDLERS, *ROUTINE_HANDLERS, *ADMIN_HANDLERS, *KEY_HANDLERS, *WEBHOOK_HANDLERS, *SSO_HANDLERS,
-                    *DEMO_HANDLERS, *AGREEMENT_HANDLERS],
+                    *DEMO_HANDLERS, *LIVE_HANDLERS, *PREFERENCE_HANDLERS, *AGREEMENT_HANDLERS],
     dependencies={
         "tenant": Provide(provide_tenant),
         "db": Provide(provide_tenant_session),

@@ -1,14 +1,21 @@
-// New notifications without reloading: ask this user's portal (same origin, same session) every 15 s.
-// Everything works without it; it only updates the unread badge and announces what is new.
+// New notifications and run progress without reloading. The server pushes them (server-sent events on
+// <base>/live, same origin, same session); when the stream cannot be held (an old proxy, the server away)
+// the page falls back to asking /inbox/poll every 15 s, and tries the stream again later.
+// Everything works without this script; it only updates the unread badge, announces what is new, and
+// refreshes a routine run's page while the run is under way.
 (function () {
   "use strict";
   var badge = document.getElementById("unread-count");
   var live = document.getElementById("live");
   if (!badge || !window.fetch) { return; }
-  var url = badge.getAttribute("data-poll");
+  var pollUrl = badge.getAttribute("data-poll");
+  var streamUrl = badge.getAttribute("data-live");
   var seen = null;
-  function poll() {
-    fetch(url, { credentials: "same-origin", headers: { "accept": "application/json" } })
+  var timer = null;
+  var failures = 0;
+
+  function refresh() {
+    return fetch(pollUrl, { credentials: "same-origin", headers: { "accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
         if (!data) { return; }
@@ -23,6 +30,50 @@
       })
       .catch(function () { /* offline for a moment: the next round tries again */ });
   }
-  poll();
-  setInterval(poll, 15000);
+
+  function startPolling() {
+    if (timer === null) { timer = setInterval(refresh, 15000); }
+  }
+
+  function stopPolling() {
+    if (timer !== null) { clearInterval(timer); timer = null; }
+  }
+
+  // A routine run's page (data-run on its card) reloads its card when its run moves.
+  var runCard = document.querySelector("[data-run]");
+  function runMoved(data) {
+    if (!runCard || data.run_id !== runCard.getAttribute("data-run")) { return; }
+    fetch(window.location.href, { credentials: "same-origin", headers: { "accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-run]");
+        if (fresh) { runCard.replaceWith(fresh); runCard = fresh; }
+      })
+      .catch(function () { /* the next event tries again */ });
+  }
+
+  function connect() {
+    if (!window.EventSource || !streamUrl) { startPolling(); return; }
+    var source = new EventSource(streamUrl);
+    source.onopen = function () { failures = 0; stopPolling(); };
+    source.addEventListener("notification", function () { refresh(); });
+    source.addEventListener("run", function (e) {
+      try { runMoved(JSON.parse(e.data)); } catch (err) { /* not ours */ }
+    });
+    source.onerror = function () {
+      // EventSource retries by itself while the server answers; a refusal (401) or repeated failures
+      // close it: poll instead, and try the stream again in a minute.
+      failures += 1;
+      if (source.readyState === EventSource.CLOSED || failures >= 3) {
+        source.close();
+        startPolling();
+        setTimeout(connect, 60000);
+      }
+    };
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  refresh();
+  connect();
 })();
