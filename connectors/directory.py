@@ -53,6 +53,9 @@ class ConnectorDirectory:
         return set((await session.execute(select(ConnectorInstance.tenant_id).where(
             ConnectorInstance.kind.in_(list(kinds)), ConnectorInstance.enabled.is_(True)))).scalars())
 
+    def opens(self, kind: str) -> bool:
+        return kind in self.ports
+
     async def open(self, session: AsyncSession, connection: Connection) -> Any:
         factory = self.ports.get(connection.kind)
         if factory is None:

@@ -15,16 +15,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from backoffice.connectors.common import from_unix, json_body, need
-from backoffice.connectors.http import json_of
+from backoffice.connectors.common import from_unix, json_body, need, segment
+from backoffice.connectors.http import ProviderError, json_of
+from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.registry import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
 )
 from backoffice.platform import clock
+from backoffice.tenants.billing.ports import GatewayCustomer
+from backoffice.tenants.connections import Connection
 
 log = logging.getLogger(__name__)
 TOLERANCE = 300
@@ -154,6 +158,50 @@ class Stripe(ConnectorKind):
         data = {"subscription_external_id": need(subscription, "id"),
                 "reason": details.get("reason") or details.get("comment"), "effective_at": _iso(ended)}
         return "subscription.canceled", {k: v for k, v in data.items() if v is not None}
+
+
+CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]{1,64}")
+BRAZILIAN_TAX_IDS = ("br_cnpj", "br_cpf")
+
+
+class StripeCustomers:
+    """The tenant's Stripe account as the domain's ``GatewayCustomers`` (``tenants/billing/ports.py``): who
+    one of its customers is, so a payment of a customer born at Stripe's checkout can start its process.
+    Reading needs the connector's ``api_key`` (a restricted key with Customers read)."""
+
+    def __init__(self, ctx: Context, instance: ConnectorInstance, connection: Connection,
+                 kind: Stripe | None = None) -> None:
+        self.ctx, self.instance, self.connection = ctx, instance, connection
+        self.kind = kind or Stripe()
+
+    @property
+    def source(self) -> str:
+        return self.kind.source
+
+    async def fetch_customer(self, customer_id: str) -> GatewayCustomer | None:
+        """``GET /v1/customers/{id}?expand[]=tax_ids`` (https://docs.stripe.com/api/customers/retrieve): name,
+        email, and the customer's Brazilian tax id (``tax_ids`` of type ``br_cnpj`` or ``br_cpf``); None when
+        Stripe does not know the customer. A deleted customer answers ``{"id", "deleted": true}``."""
+        key = self.ctx.config.api_key
+        if key is None:
+            raise ProviderError(f"Stripe connector {self.connection.name!r} has no api_key to read customers with",
+                                retryable=False)
+        path = "/v1/customers/" + segment(customer_id, CUSTOMER_ID, "customer", "a Stripe customer id (cus_...)")
+        label = "GET stripe customer"
+        try:
+            response = await self.ctx.http.request(
+                "GET", str(self.ctx.config.base_url).rstrip("/") + path, params={"expand[]": "tax_ids"},
+                headers={"Authorization": f"Bearer {key.get_secret_value()}"}, label=label)
+        except ProviderError as error:
+            if error.status == 404:
+                return None
+            raise
+        body = json_of(response, label)
+        tax_ids = [t for t in ((body.get("tax_ids") or {}).get("data") or []) if isinstance(t, dict)]
+        tax_id = next((str(t.get("value")) for kind in BRAZILIAN_TAX_IDS for t in tax_ids
+                       if t.get("type") == kind and t.get("value")), None)
+        return GatewayCustomer(id=need(body, "id"), name=body.get("name"), tax_id=tax_id, email=body.get("email"),
+                               deleted=bool(body.get("deleted")))
 
 
 def _plan(holder: dict[str, Any], subscription: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,9 @@ class Directory(Protocol):
     async def tenants_with(self, session: AsyncSession, kinds: Iterable[str]) -> set[uuid.UUID]:
         """Every tenant with an enabled connection of these kinds (a system session)."""
 
+    def opens(self, kind: str) -> bool:
+        """Whether a connection of this kind opens into a port of the domain (a gateway, an issuer)."""
+
     async def open(self, session: AsyncSession, connection: Connection) -> Any:
         """The connection's port (a ``PaymentGateway``, a ``FiscalIssuer``), credentials decrypted and calls
         bound to its circuit breaker; raises :class:`Unusable` when its credentials cannot be read."""

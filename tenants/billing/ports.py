@@ -61,17 +61,24 @@ class GatewayCharge:
     boleto_url: str | None = None
 
 
-class PaymentGateway(Protocol):
+class GatewayCustomers(Protocol):
+    """What every gateway answers, even one the platform only receives payments from (Stripe): who one of
+    its customers is (``tenants/billing/gateway_customers.py``)."""
+
     connection: Connection
 
     @property
     def source(self) -> str:
-        """The ``source`` of the charges it creates, and the key of ``Customer.external_ids``."""
-
-    async def find_customer(self, *, external_reference: str) -> GatewayCustomer | None: ...
+        """The ``source`` of its events and charges, and the key of ``Customer.external_ids``."""
 
     async def fetch_customer(self, customer_id: str) -> GatewayCustomer | None:
         """The gateway's record of a customer; None when it does not know it."""
+
+
+class PaymentGateway(GatewayCustomers, Protocol):
+    """A gateway the platform bills through (creates customers and charges at)."""
+
+    async def find_customer(self, *, external_reference: str) -> GatewayCustomer | None: ...
 
     async def create_customer(self, *, name: str, tax_id: str, email: str | None,
                               external_reference: str) -> GatewayCustomer: ...

@@ -9,9 +9,12 @@ web layer shows next to the input.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError, field_validator,
+)
 from pydantic_core.core_schema import ValidationInfo
 
 from backoffice.platform.errors import FieldError
@@ -56,6 +59,9 @@ Locale = Literal["pt-BR", "en"]
 # Ints are strict: a JSON `true` or `"5"` for grace_days is a client bug, not a value to coerce.
 Days = Annotated[int, Field(strict=True, ge=0, le=60)]
 ChecklistItem = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Percentages with cents of a percent, sent to the gateway as numbers (JSON keeps them numbers too).
+Percent = Annotated[Decimal, Field(ge=0, max_digits=5, decimal_places=2),
+                    PlainSerializer(float, return_type=float, when_used="json")]
 
 DEFAULT_ONBOARDING = [
     "Agendar reunião de boas-vindas",
@@ -145,6 +151,18 @@ class PolicyConfig(_Strict):
     # ingested from the finding at once, as staff would with "repair" (tenants/routines/repairs.py).
     reconciliation_auto_repair: bool = False
 
+    # Customers born at the gateway: a payment for a gateway customer the platform does not know creates
+    # the customer from the gateway's record (valid CPF/CNPJ; an existing customer with it is matched
+    # first), so the payment's process runs instead of waiting, unmatched, for someone to re-type the
+    # gateway's data (tenants/billing/gateway_customers.py).
+    create_customers_from_gateway: bool = True
+    # What a charge created at the gateway adds when paid late: a fine (multa, once) and interest (juros,
+    # per month), percent of the amount. Bounded by Brazilian law: the fine at 2% (Código de Defesa do
+    # Consumidor, art. 52 §1), interest at 1% a month (Código Civil art. 406 with CTN art. 161 §1; the Lei
+    # de Usura's 12% a year). 0: none.
+    late_fine_percent: Percent = Decimal("0")
+    late_interest_percent_month: Percent = Decimal("0")
+
     notify: NotifyRule = NotifyRule()
     channels: dict[NotificationKind, list[Channel]] = Field(default_factory=_default_channels)
     templates: dict[TemplateKind, dict[Locale, TemplateOverride]] = {}
@@ -163,6 +181,21 @@ class PolicyConfig(_Strict):
                 f"(grace_days is {grace})"
             )
         return sorted(value, reverse=True)
+
+    @field_validator("late_fine_percent")
+    @classmethod
+    def _fine(cls, value: Decimal) -> Decimal:
+        if value > 2:
+            raise ValueError("at most 2 (%): Brazilian law caps a late-payment fine at 2% (CDC art. 52 §1)")
+        return value
+
+    @field_validator("late_interest_percent_month")
+    @classmethod
+    def _interest(cls, value: Decimal) -> Decimal:
+        if value > 1:
+            raise ValueError("at most 1 (% a month): Brazilian law caps late-payment interest at 1% a month "
+                             "(Código Civil art. 406, CTN art. 161 §1)")
+        return value
 
     @field_validator("channels")
     @classmethod

@@ -42,6 +42,7 @@ from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.timers.models import TenantClock
 from backoffice.platform.worker.registry import BatchItem, BatchOutcome, Deferral, tenant_job
+from backoffice.tenants.billing.gateway_customers import Adoption, adopt_gateway_customers
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.customers.queries import (
     customers_by_external_ids, customers_by_ids, customers_by_tax_ids, lock_customers,
@@ -140,6 +141,7 @@ class Batch:
     _reaches: dict[tuple[Channel, str | None], bool] = field(default_factory=dict)
     _fan_outs: dict[Channel, Any] = field(default_factory=dict)
     choices: Choices | None = None  # the people's own notification preferences, read once per batch
+    born: dict[uuid.UUID, str] = field(default_factory=dict)  # event id -> its customer born from a gateway record
     clock_offset: timedelta = timedelta(0)  # the tenant's clock ahead of the real one (demo, staging)
 
     @classmethod
@@ -345,11 +347,22 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
         return outcome
     batch = await Batch.open(session, tenant_id, events)
     customers = await resolve_customers(session, events)
+    unknown = [event for event in events if customers[event.id] is None]
+    # A gateway's customer the platform does not know yet may be born from the gateway's record.
+    adoption = await adopt_gateway_customers(session, unknown, batch.policy) if unknown else Adoption()
+    batch.born.update(adoption.created)
     matched = []
     for event in events:
-        if customers[event.id] is None:
+        customers[event.id] = customers[event.id] or adoption.customers.get(event.id)
+        item = wanted[event.id]
+        if customers[event.id] is None and event.id in adoption.retry and item.outbox_id is not None \
+                and item.attempts <= MAX_PROCESS_RETRIES:
+            outcome.deferred[item.outbox_id] = Deferral(clock.now() + retry_delay(item.attempts),
+                                                        adoption.retry[event.id])
+        elif customers[event.id] is None:
             event.status = EventStatus.UNMATCHED
-            event.error = f"no customer of this company matches {event.subject or 'the event'}"
+            event.error = (adoption.reasons.get(event.id) or adoption.retry.get(event.id)
+                           or f"no customer of this company matches {event.subject or 'the event'}")[:2000]
             event.processed_at = now
         else:
             matched.append(event)
@@ -469,6 +482,9 @@ async def _run_into(batch: Batch, event: Event, customer: Customer, rows: Effect
 async def _run(step: Step) -> None:
     event, customer, effects = step.event, step.customer, step.effects
     event.customer_id = customer.id
+    if event.id in step.batch.born:
+        effects.timeline(step.batch.born[event.id], kind="customer", reason="a payment arrived for a customer "
+                         "the platform did not know yet", ref={"subject": event.subject or {}})
     effects.timeline(f"Event: {event.type} from {event.source}", kind="event",
                      reason=CATALOGUE[event.type][1], ref={"external_id": event.external_id})
     claimed = False
@@ -492,8 +508,3 @@ async def retry_event(session: AsyncSession, event: Event) -> None:
     event.error = None
     event.processed_at = None
     add_to_outbox(session, event.tenant_id, PROCESS_JOB, event_id=str(event.id))
-
-
-async def list_unmatched(session: AsyncSession, limit: int = 100) -> list[Event]:
-    query = select(Event).where(Event.status == EventStatus.UNMATCHED).order_by(Event.received_at.desc())
-    return list((await session.execute(query.limit(limit))).scalars())

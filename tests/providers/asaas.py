@@ -63,6 +63,11 @@ PAYMENT_FILTERS = {
     "dueDate[ge]", "dueDate[le]", "user", "offset", "limit",
 }
 PAYMENT_PATH = re.compile(r"^/v3/payments/(pay_[A-Za-z0-9]+)$")
+CUSTOMER_PATH = re.compile(r"^/v3/customers/(cus_[A-Za-z0-9]+)$")
+PIX_PATH = re.compile(r"^/v3/payments/(pay_[A-Za-z0-9]+)/pixQrCode$")
+BOLETO_LINE_PATH = re.compile(r"^/v3/payments/(pay_[A-Za-z0-9]+)/identificationField$")
+# A 1x1 PNG: what ``encodedImage`` carries is a base64 PNG of the QR code.
+QR_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
 
 class Cut(Exception):
@@ -148,10 +153,12 @@ class FakeAsaas:
                            confirmedDate=payment_date)
             return dict(payment)
 
-    def add_customer(self, token: str, *, name: str, cpf_cnpj: str, external_reference: str | None = None) -> dict[str, Any]:
+    def add_customer(self, token: str, *, name: str, cpf_cnpj: str, external_reference: str | None = None,
+                     email: str | None = None) -> dict[str, Any]:
+        """A customer registered at Asaas directly (its checkout, a payment link, by hand)."""
         account = self.account(token)
         with self._lock:
-            return dict(self._customer(account, name=name, cpf_cnpj=cpf_cnpj, email=None,
+            return dict(self._customer(account, name=name, cpf_cnpj=cpf_cnpj, email=email,
                                        external_reference=external_reference))
 
     def calls(self, method: str | None = None, path: str | None = None, token: str | None = None) -> list[Call]:
@@ -214,6 +221,18 @@ class FakeAsaas:
         if route == ("GET", "/v3/myAccount/commercialInfo/"):
             return 200, {"object": "commercialInfo", "personType": "JURIDICA", "companyName": account.company_name,
                          "name": account.company_name, "cpfCnpj": account.cpf_cnpj, "email": "financeiro@example.com"}
+        customer_match = CUSTOMER_PATH.match(call.path)
+        if call.method == "GET" and customer_match:
+            customer = account.customers.get(customer_match.group(1))
+            if customer is None:
+                return 404, {"errors": [{"code": "not_found", "description": "Cliente não encontrado."}]}
+            return 200, customer
+        pix_match = PIX_PATH.match(call.path)
+        if call.method == "GET" and pix_match:
+            return self._pix(account, pix_match.group(1))
+        line_match = BOLETO_LINE_PATH.match(call.path)
+        if call.method == "GET" and line_match:
+            return self._boleto_line(account, line_match.group(1))
         match = PAYMENT_PATH.match(call.path)
         if call.method == "DELETE" and match:
             payment = account.payments.get(match.group(1))
@@ -227,6 +246,27 @@ class FakeAsaas:
                 return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
             return 200, payment
         return 404, {"errors": [{"code": "not_found", "description": f"{call.method} {call.path} não existe."}]}
+
+    def _pix(self, account: Account, payment_id: str) -> tuple[int, Any]:
+        """``GET /v3/payments/{id}/pixQrCode``: Pix is offered for PIX, BOLETO and UNDEFINED charges."""
+        payment = account.payments.get(payment_id)
+        if payment is None or payment["deleted"]:
+            return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
+        if payment["billingType"] not in ("PIX", "BOLETO", "UNDEFINED"):
+            return self._refusal("invalid_billingType", "Esta cobrança não aceita Pix.")
+        number = payment_id.removeprefix("pay_")
+        return 200, {"encodedImage": QR_PNG, "payload": pix_payload(number, payment["value"]),
+                     "expirationDate": f"{int(payment['dueDate'][:4]) + 1}{payment['dueDate'][4:]} 23:59:59"}
+
+    def _boleto_line(self, account: Account, payment_id: str) -> tuple[int, Any]:
+        """``GET /v3/payments/{id}/identificationField``: the boleto's linha digitável (BOLETO, UNDEFINED)."""
+        payment = account.payments.get(payment_id)
+        if payment is None or payment["deleted"]:
+            return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
+        if payment["billingType"] not in ("BOLETO", "UNDEFINED"):
+            return self._refusal("invalid_billingType", "Esta cobrança não possui boleto.")
+        return 200, {"identificationField": boleto_line(payment_id), "nossoNumero": payment_id[-8:],
+                     "barCode": "0" * 44}
 
     @staticmethod
     def _refusal(code: str, description: str) -> tuple[int, Any]:
@@ -266,6 +306,9 @@ class FakeAsaas:
         payment = self._payment(account, customer=body["customer"], value=value, billing_type=body["billingType"],
                                 due_date=due.isoformat(), description=body.get("description"),
                                 external_reference=body.get("externalReference"))
+        for name in ("fine", "interest"):  # percentages, as the billing routine sends them
+            if isinstance(body.get(name), dict):
+                payment[name] = {"value": float(body[name].get("value") or 0), "type": "PERCENTAGE"}
         if self._cuts:
             self._cuts -= 1
             raise Cut
@@ -280,6 +323,8 @@ class FakeAsaas:
             "dueDate": due_date, "originalDueDate": due_date, "description": description,
             "externalReference": external_reference, "invoiceUrl": f"{self.url}/i/{number:012d}",
             "subscription": None, "paymentDate": None, "clientPaymentDate": None, "confirmedDate": None, "deleted": False,
+            "bankSlipUrl": f"{self.url}/b/pdf/{number:012d}" if billing_type in ("BOLETO", "UNDEFINED") else None,
+            "fine": {"value": 0, "type": "PERCENTAGE"}, "interest": {"value": 0, "type": "PERCENTAGE"},
         }
         account.payments[payment["id"]] = payment
         return payment
@@ -360,6 +405,19 @@ class FakeAsaas:
         page = chosen[offset:offset + limit]
         return 200, {"object": "list", "hasMore": offset + len(page) < len(chosen), "totalCount": len(chosen),
                      "limit": limit, "offset": offset, "data": page}
+
+
+def pix_payload(number: str, value: float) -> str:
+    """A Pix copia-e-cola (BR Code, EMV) of the charge's shape: what Asaas's ``payload`` carries."""
+    amount = f"{value:.2f}"
+    return (f"00020101021226820014br.gov.bcb.pix2560pix.example.com/qr/v2/cobv/{number}"
+            f"520400005303986540{len(amount)}{amount}5802BR5905ASAAS6009SAO PAULO62070503***6304ABCD")
+
+
+def boleto_line(payment_id: str) -> str:
+    """A linha digitável of 47 digits, as Asaas's ``identificationField`` answers."""
+    digits = re.sub(r"\D", "", payment_id).rjust(12, "0")
+    return f"00190.00009 0{digits[:4]}.{digits[4:9]}0 {digits[9:12]}00.000000 1 0000000000{digits[-4:]}"
 
 
 @contextmanager

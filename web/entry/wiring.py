@@ -17,7 +17,7 @@ from backoffice.connectors.focusnfe import FocusNfe, FocusNfeIssuer
 from backoffice.connectors.platform_http import PlatformPort, TenantPlatform
 from backoffice.connectors.service import SECRET_COLUMN as CONNECTOR_SECRETS
 from backoffice.connectors.smtp import Smtp, SmtpPort
-from backoffice.connectors.stripe import Stripe
+from backoffice.connectors.stripe import Stripe, StripeCustomers
 from backoffice.platform.outbox.exhausted import on_give_up
 from backoffice.platform.scheduler.service import register_loops
 from backoffice.platform.timers.service import EventSink, install_sink
@@ -52,7 +52,7 @@ CONNECTOR_KINDS = (Asaas, Chat, Clicksign, FocusNfe, TenantPlatform, Smtp, Strip
 CONNECTOR_PORTS = (SmtpPort, ChatPort, PlatformPort)  # e-mail, chat and the tenant's platform, per tenant
 # What a tenant's connection of each kind opens into for the domain (tenants/billing/ports.PaymentGateway,
 # tenants/fiscal/ports.FiscalIssuer): the routines reach their gateway and issuer through this directory.
-DOMAIN_PORTS = {Asaas.name: AsaasGateway, FocusNfe.name: FocusNfeIssuer}
+DOMAIN_PORTS = {Asaas.name: AsaasGateway, FocusNfe.name: FocusNfeIssuer, Stripe.name: StripeCustomers}
 ROUTINES = (BILLING, DUNNING_SWEEP, INVOICES, RECONCILIATION)
 PROCESS_STEPS = (onboarding, plan_change, termination, dunning, routine_failures, agreements)
 JOBS = (engine, effect_jobs, webhook_jobs, routine_jobs, census)
