@@ -17,10 +17,15 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
-from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from backoffice.connectors.http import Http
+from backoffice.connectors.models import ConnectorInstance, Health
+from backoffice.connectors.registry import (
+    Context,
+    UnknownKind,
+    get_kind,
+    kinds,
+    secret_fields,
+)
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned
@@ -28,8 +33,9 @@ from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.platform.security import secrets
 from backoffice.platform.security.outbound import TargetRefused, check_host
 from backoffice.platform.settings import Settings, get_settings
-from backoffice.connectors.models import ConnectorInstance, Health
-from backoffice.connectors.registry import UnknownKind, get_kind, kinds, secret_fields
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 REDACTED = "••••••••"
@@ -302,8 +308,6 @@ def record_failure(instance: ConnectorInstance, error: str | BaseException) -> N
 
 def open_context(instance: ConnectorInstance, settings: Settings | None = None, **http_options: Any):
     """Everything a kind needs to act for one instance: typed config and the breaker-bound HTTP helper."""
-    from backoffice.connectors.http import Http
-    from backoffice.connectors.registry import Context
 
     settings = settings or get_settings()
     config = load_config(instance, settings)

@@ -29,16 +29,23 @@ from io import BytesIO
 from typing import Annotated, Any, Literal
 
 import aiosmtplib
-from pydantic import Field, SecretStr
-
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig
-from backoffice.platform.security.outbound import TargetRefused, Unresolvable, open_socket
+from backoffice.connectors.registry import (
+    CheckResult,
+    ConnectorError,
+    ConnectorKind,
+    KindConfig,
+)
+from backoffice.platform.security.outbound import (
+    TargetRefused,
+    Unresolvable,
+    open_socket,
+)
 from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
 from backoffice.tenants.registry.models import Tenant
-
+from pydantic import Field, SecretStr
 
 # A plain address check: header injection (CR/LF, angle brackets) is what must never get through.
 Address = Annotated[str, Field(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$", max_length=254)]
@@ -73,7 +80,6 @@ class Smtp(ConnectorKind):
 
 
 async def check_server(config: SmtpConfig, settings: Settings | None = None) -> CheckResult:
-    from backoffice.connectors.registry import ConnectorError
 
     try:
         sock = await open_socket(config.host, config.port, settings, timeout=config.timeout_seconds)

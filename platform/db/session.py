@@ -22,21 +22,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
-
-from sqlalchemy import event, false, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session, with_loader_criteria
-from sqlalchemy.pool import NullPool
 
 from backoffice.platform import metrics
 from backoffice.platform.db.base import TenantOwned
 from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.platform.settings import Settings
+from sqlalchemy import event, false, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, with_loader_criteria
+from sqlalchemy.pool import NullPool
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -259,8 +265,6 @@ class Database:
 
 def dialect_insert(session: AsyncSession):
     """``insert`` of the session's dialect, for ``ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite alike."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 

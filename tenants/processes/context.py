@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from backoffice.platform.documents import format_cnpj, format_cpf
+from backoffice.platform.settings import get_settings
 from backoffice.tenants.billing.models import Charge, Contract, Payment
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.fiscal.models import FiscalDocument
@@ -23,7 +24,6 @@ def customer_view(customer: Customer) -> dict[str, Any]:
 
 def customer_url(tenant: Tenant, customer: Customer) -> str:
     """The customer's page on the tenant's portal, for links in notifications and e-mails."""
-    from backoffice.platform.settings import get_settings
 
     settings = get_settings()
     base = settings.base_url or f"http://{settings.host}:{settings.port}"

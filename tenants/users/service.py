@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from backoffice.platform.audit.service import Actor, record
-from backoffice.platform.errors import Collector, Conflict, FieldError
-from backoffice.platform.security.passwords import check_password_strength, hash_password, verify_password
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
+from backoffice.platform.security.passwords import (
+    check_password_strength,
+    hash_password,
+    verify_password,
+)
 from backoffice.tenants.staff.service import normalize_email
 from backoffice.tenants.users.models import TenantRole, TenantUser
 from backoffice.tenants.users.queries import user_by_email
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def _role(value: str) -> TenantRole:
@@ -54,7 +58,6 @@ async def list_tenant_users(session: AsyncSession) -> list[TenantUser]:
 
 
 async def _other_active_admins(session: AsyncSession, user: TenantUser) -> int:
-    from sqlalchemy import func
 
     query = select(func.count()).select_from(TenantUser).where(
         TenantUser.role == TenantRole.ADMIN, TenantUser.active.is_(True), TenantUser.id != user.id)
@@ -63,8 +66,6 @@ async def _other_active_admins(session: AsyncSession, user: TenantUser) -> int:
 
 async def change_tenant_user_role(session: AsyncSession, user_id, *, role: str, acting: Actor) -> TenantUser:
     """Change a user's role; the company always keeps at least one active admin."""
-    from backoffice.platform.db.session import get_owned
-    from backoffice.platform.errors import ValidationFailed
 
     user = await get_owned(session, TenantUser, user_id)
     try:
@@ -85,8 +86,6 @@ async def change_tenant_user_role(session: AsyncSession, user_id, *, role: str, 
 
 async def set_tenant_user_active(session: AsyncSession, user_id, *, active: bool, acting: Actor) -> TenantUser:
     """Deactivate (no more log-in, sessions refused at their next request) or reactivate a user."""
-    from backoffice.platform.db.session import get_owned
-    from backoffice.platform.errors import ValidationFailed
 
     user = await get_owned(session, TenantUser, user_id)
     if user.active == active:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
+from backoffice.platform.documents import normalize_tax_id
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
@@ -18,7 +19,7 @@ from backoffice.tenants.timeline.service import add_note, reply_to_feedback
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.service import create_tenant_user
 from backoffice.web.entry.demo_activity import play_month
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 DEMO_PASSWORD = "demo-password-123"
 
@@ -65,7 +66,6 @@ TENANTS = [
 
 
 async def seed_demo(database: Database) -> list[DemoLogin]:
-    from backoffice.platform.documents import normalize_tax_id
 
     actor = Actor.system("demo-seed")
     logins = [DemoLogin("staff", email, role) for email, _, role in STAFF]
@@ -126,7 +126,6 @@ async def _front_office_notes(database: Database, tenant_id, notes, *, answer: b
 
 
 async def demo_counts(database: Database) -> dict[str, int]:
-    from sqlalchemy import func
 
     async with database.system() as session:
         return {

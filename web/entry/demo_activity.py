@@ -23,6 +23,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dramatiq
+from backoffice.connectors.platform_http import KIND
+from backoffice.connectors.ports import install
+from backoffice.connectors.service import (
+    create_instance,
+    list_instances,
+    set_enabled,
+)
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
@@ -32,10 +39,12 @@ from backoffice.platform.settings import Settings
 from backoffice.platform.timers.clock import advance_clock, offsets, tenant_now
 from backoffice.platform.timers.service import fire_due_timers
 from backoffice.platform.worker.broker import build_broker
+from backoffice.tenants.effects.ports import set_port
 from backoffice.tenants.events.intake import ingest
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.engine import start_run
 from backoffice.tenants.routines.models import Trigger
+from backoffice.web.entry.wiring import CONNECTOR_PORTS
 from sqlalchemy import func, select
 
 ACTOR = Actor.system("demo-seed")
@@ -200,12 +209,6 @@ async def _platform(database: Database, settings: Settings, tenant_id: uuid.UUID
                     server: asyncio.Server | None) -> None:
     """Configure the tenant's platform connector at the stand-in ("down"), or switch it off ("back": the
     commands are recorded again, as for every demo tenant, so a replay from the console goes through)."""
-    from backoffice.connectors.platform_http import KIND
-    from backoffice.connectors.service import (
-        create_instance,
-        list_instances,
-        set_enabled,
-    )
 
     async with database.provider(tenant_id) as session:
         existing = [i for i in await list_instances(session) if i.name == PLATFORM_NAME]
@@ -222,9 +225,6 @@ async def _platform(database: Database, settings: Settings, tenant_id: uuid.UUID
 async def play_month(database: Database, settings: Settings, tenant_ids: dict[str, uuid.UUID]) -> None:
     """Play each demo tenant's month (its clock ends ~28 days ahead of real time). The tenant's platform
     stand-in listens on loopback, so this run's connectors may reach private addresses (``seeding``)."""
-    from backoffice.connectors.ports import install
-    from backoffice.web.entry.wiring import CONNECTOR_PORTS
-    from backoffice.tenants.effects.ports import set_port
 
     environment = settings.environment or ("demo" if settings.embedded else "production")
     seeding = settings.model_copy(update={"allow_private_targets": True})
