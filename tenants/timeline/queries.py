@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, literal_column, or_, select
+from sqlalchemy import Select, and_, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.cursor import decode_cursor, encode_cursor
@@ -168,3 +168,8 @@ async def feedback_thread(session: AsyncSession, item_id: uuid.UUID) -> Feedback
         .order_by(TimelineEntry.at, TimelineEntry.id).limit(500))).scalars()
     replies = [reply for reply in candidates if (reply.ref or {}).get("in_reply_to") == str(entry.id)]
     return FeedbackThread(item, entry, customer, author or (entry.ref or {}).get("author", ""), replies)
+
+
+def customer_timeline_query(customer_id: uuid.UUID) -> Select:
+    """A customer's timeline entries, for the tenant's API to page through (the tenant door scopes it)."""
+    return select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)

@@ -279,22 +279,6 @@ async def get_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> Webhook
     return await get_owned(session, WebhookDelivery, delivery_id)
 
 
-async def list_deliveries(
-    session: AsyncSession, endpoint_id: uuid.UUID, *, limit: int = 50, before: datetime | None = None,
-    status: WebhookDeliveryStatus | None = None,
-) -> list[WebhookDelivery]:
-    """The endpoint's delivery log, newest first; page with ``before`` = the last row's created_at."""
-    await get_endpoint(session, endpoint_id)
-    limit = max(1, min(limit, 200))
-    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
-    if before is not None:
-        query = query.where(WebhookDelivery.created_at < before)
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
-    query = query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit)
-    return list((await session.execute(query)).scalars())
-
-
 async def replay_delivery(session: AsyncSession, delivery_id: uuid.UUID, *, acting: Actor) -> WebhookDelivery:
     """Send again now with a fresh schedule (same webhook-id, so a receiver that has it can drop it)."""
     delivery = await get_delivery(session, delivery_id)

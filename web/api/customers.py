@@ -6,13 +6,13 @@ import uuid
 
 from litestar import Router, get, patch, post
 from litestar.params import Parameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import get_owned
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.customers.service import create_customer, search_customers, update_customer
 from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.tenants.timeline.queries import customer_timeline_query
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
@@ -64,7 +64,7 @@ async def timeline(
     cursor: str | None = Parameter(default=None, max_length=500),
 ) -> Page[TimelineEntryOut]:
     await get_owned(session, Customer, customer_id)
-    query = select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    query = customer_timeline_query(customer_id)
     page = await paginate(session, query, TimelineEntry, sorts={"at": TimelineEntry.at}, sort=sort, limit=limit,
                           cursor=cursor)
     return Page[TimelineEntryOut](data=[TimelineEntryOut.model_validate(e) for e in page.items],

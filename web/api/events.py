@@ -7,7 +7,6 @@ from typing import Any
 
 from litestar import Response, Router, get, post
 from litestar.params import Parameter
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import metrics
@@ -15,6 +14,7 @@ from backoffice.platform.db.session import get_owned
 from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.events.intake import MAX_BATCH, ingest, ingest_batch, validate
 from backoffice.tenants.events.models import Event, EventStatus
+from backoffice.tenants.events.queries import events_query
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
@@ -65,13 +65,7 @@ async def list_(
     limit: int = Parameter(default=DEFAULT_LIMIT, ge=1, le=200),
     cursor: str | None = Parameter(default=None, max_length=500),
 ) -> Page[EventOut]:
-    query = select(Event)
-    if type is not None:
-        query = query.where(Event.type == type)
-    if status is not None:
-        query = query.where(Event.status == status)
-    if customer_id is not None:
-        query = query.where(Event.customer_id == customer_id)
+    query = events_query(type=type, status=status, customer_id=customer_id)
     page = await paginate(session, query, Event, sorts=SORTS, sort=sort, limit=limit, cursor=cursor)
     return Page[EventOut](data=[EventOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 

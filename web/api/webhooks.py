@@ -10,11 +10,11 @@ from litestar import Router, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.tenants.webhooks import service
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from backoffice.tenants.webhooks.queries import endpoint_deliveries_query
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
@@ -151,11 +151,8 @@ async def deliveries(
     cursor: str | None = Parameter(default=None, max_length=500),
 ) -> Page[DeliveryOut]:
     await service.get_endpoint(session, endpoint_id)
-    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
-    if status is not None:
-        query = query.where(WebhookDelivery.status == status)
-    page = await paginate(session, query, WebhookDelivery, sorts={"created_at": WebhookDelivery.created_at},
-                          sort=sort, limit=limit, cursor=cursor)
+    page = await paginate(session, endpoint_deliveries_query(endpoint_id, status=status), WebhookDelivery,
+                          sorts={"created_at": WebhookDelivery.created_at}, sort=sort, limit=limit, cursor=cursor)
     return Page[DeliveryOut](data=[DeliveryOut.model_validate(service.describe_delivery(d)) for d in page.items],
                              next_cursor=page.next_cursor)
 

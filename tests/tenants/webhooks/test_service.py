@@ -16,6 +16,7 @@ from backoffice.platform.security.standard_webhooks import SignatureError, verif
 from backoffice.tenants.webhooks import service
 from backoffice.tenants.webhooks.jobs import deliver
 from backoffice.tenants.webhooks.models import WebhookDeliveryStatus, WebhookEndpoint
+from backoffice.tenants.webhooks.queries import endpoint_deliveries_query
 from tests.tenants.webhooks.conftest import ACTOR
 from tests.providers.webhook_receiver import run_due
 
@@ -131,7 +132,6 @@ async def test_another_tenants_endpoints_and_deliveries_are_not_found(database, 
         for call in (
             lambda: service.get_endpoint(session, theirs.id),
             lambda: service.get_delivery(session, their_delivery.id),
-            lambda: service.list_deliveries(session, theirs.id),
             lambda: service.replay_delivery(session, their_delivery.id, acting=ACTOR),
             lambda: service.replay_window(session, theirs.id, since=frozen.now() - timedelta(days=1),
                                           until=frozen.now() + timedelta(days=1), acting=ACTOR),
@@ -146,6 +146,7 @@ async def test_another_tenants_endpoints_and_deliveries_are_not_found(database, 
                 await call()
         with pytest.raises(NotFound):
             await service.get_endpoint(session, uuid.uuid4())  # a missing id answers the same
+        assert (await session.execute(endpoint_deliveries_query(theirs.id))).scalars().all() == []
     async with database.tenant(tenants.b.id) as session:
         still = await session.get(WebhookEndpoint, (tenants.b.id, theirs.id))
         delivery = await service.get_delivery(session, their_delivery.id)

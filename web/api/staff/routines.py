@@ -10,12 +10,12 @@ import uuid
 from litestar import get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
-from sqlalchemy import select
 
 from backoffice.platform.db.session import NotFound
-from backoffice.platform.staff.models import Staff, StaffRole
-from backoffice.platform.staff.service import assigned_tenant_ids
+from backoffice.tenants.staff.models import Staff, StaffRole
+from backoffice.tenants.staff.service import assigned_tenant_ids
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.registry.queries import tenants_query
 from backoffice.tenants.routines import engine, queries
 from backoffice.tenants.routines.catalogue import Routine, UnknownRoutine, get_routine
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunStatus, Trigger
@@ -102,11 +102,9 @@ async def routines_overview(
     schedule in the tenant's time zone, paused or not, last run and next run: the morning's look at how
     the back office stands. With ``attention``, a page may hold fewer tenants than ``limit``."""
     async with state.database.system() as session:
-        query = select(Tenant)
-        if staff.role != StaffRole.ADMIN:
-            query = query.where(Tenant.id.in_(await assigned_tenant_ids(session, staff)))
-        page = await paginate(session, query, Tenant, sorts={"name": Tenant.display_name}, sort="name",
-                              limit=limit, cursor=cursor)
+        only = None if staff.role == StaffRole.ADMIN else await assigned_tenant_ids(session, staff)
+        page = await paginate(session, tenants_query(only=only), Tenant, sorts={"name": Tenant.display_name},
+                              sort="name", limit=limit, cursor=cursor)
     data = []
     for tenant in page.items:
         async with state.database.provider(tenant.id) as session:
