@@ -45,12 +45,13 @@ Per kind:
     customer.started        plan, trigger (payment.cleared|invoice.issued|contract.signed), started_at,
                             charge, payment, documents, task
     subscription.changed    before!, after!, direction (upgrade|downgrade|addon|change), effective_at
-    dunning.grace_started   charge!, deadline_at!, grace_days, auto_block
+    dunning.grace_started   charge!, deadline_at!, grace_days, auto_block, plan (the late subscription;
+                            None when the case reaches the whole customer)
     dunning.blocked         charge!, deadline_at!, blocked (False: the deadline passed but the policy does
-                            not block, the front office decides), blocked_at, auto_unblock, terminate_at
+                            not block, the front office decides), blocked_at, auto_unblock, terminate_at, plan
     dunning.unblocked       charge!, unblocked (False: paid, but the policy does not unblock: unblock by
-                            hand), payment, unblocked_at
-    dunning.resolved        charge!, payment
+                            hand), payment, unblocked_at, plan
+    dunning.resolved        charge!, payment, plan
     customer.terminated     plans, terminated_at, documents (the final ones), task
     invoice.rejected        message! (the issuer's words), document, charge
     routine.item_failed     routine! (its title), period!, item!, message! (the provider's words), charge
@@ -93,12 +94,12 @@ CONTEXT: dict[str, tuple[str, ...]] = {
         "plan", "trigger", "started_at", "charge", "payment", "documents", "task", *_FRONT_OFFICE,
     ),
     "subscription.changed": ("before", "after", "direction", "effective_at", *_FRONT_OFFICE),
-    "dunning.grace_started": ("charge", "deadline_at", "grace_days", "auto_block", *_FRONT_OFFICE),
+    "dunning.grace_started": ("charge", "deadline_at", "grace_days", "auto_block", "plan", *_FRONT_OFFICE),
     "dunning.blocked": (
-        "charge", "deadline_at", "blocked", "blocked_at", "auto_unblock", "terminate_at", *_FRONT_OFFICE,
+        "charge", "deadline_at", "blocked", "blocked_at", "auto_unblock", "terminate_at", "plan", *_FRONT_OFFICE,
     ),
-    "dunning.unblocked": ("charge", "unblocked", "payment", "unblocked_at", *_FRONT_OFFICE),
-    "dunning.resolved": ("charge", "payment", *_FRONT_OFFICE),
+    "dunning.unblocked": ("charge", "unblocked", "payment", "unblocked_at", "plan", *_FRONT_OFFICE),
+    "dunning.resolved": ("charge", "payment", "plan", *_FRONT_OFFICE),
     "customer.terminated": ("plans", "terminated_at", "documents", "task", *_FRONT_OFFICE),
     "invoice.rejected": ("message", "document", "charge", *_FRONT_OFFICE),
     "routine.item_failed": ("routine", "period", "item", "message", "charge", *_FRONT_OFFICE),

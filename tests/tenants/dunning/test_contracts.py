@@ -16,6 +16,7 @@ from backoffice.tenants.billing.models import Contract, ContractStatus
 from backoffice.tenants.customers.models import Lifecycle, LifecycleTransition
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.effects.models import Channel
+from backoffice.tenants.notifications.models import Notification
 from backoffice.web.app import create_app
 from tests.connectors.conftest import connector_settings
 from tests.providers.asaas import FakeAsaas, connect, serving
@@ -97,6 +98,8 @@ async def test_a_late_subscription_is_blocked_and_the_other_goes_on(spine, asaas
     assert block.payload["command"] == "block" and data["scope"] == "contract"
     assert data["contract"]["external_id"] == "sub_erp1" and data["entitlement"] == "erp"
     assert data["contract"]["plan"]["name"] == "ERP Completo"
+    [told] = await _read(spine, a.id, Notification, Notification.kind == "dunning.blocked")
+    assert "Assinatura: ERP Completo (erp)" in told.body  # the front office reads which subscription
     history = await _read(spine, a.id, LifecycleTransition, LifecycleTransition.contract_id == contracts["erp"])
     assert [t.to_state for t in history] == ["in_grace", "blocked"]
 
