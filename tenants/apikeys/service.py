@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
@@ -21,7 +21,7 @@ from backoffice.platform.db.session import TENANT_KEY, Database, get_owned
 from backoffice.platform.errors import Collector, FieldError, ValidationFailed
 from backoffice.tenants.apikeys import keys
 from backoffice.tenants.apikeys.cache import CachedKey, authenticated, forget_on_commit
-from backoffice.tenants.apikeys.models import ApiKey
+from backoffice.tenants.apikeys.models import ApiKey, IdempotencyRecord
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import ensure_active
 
@@ -228,8 +228,13 @@ async def find_by_secret(system_session: AsyncSession, secret: str) -> ApiKey | 
     """The key with this secret's hash, any tenant (hash only: nothing else is known yet)."""
     if not keys.looks_like_key(secret):
         return None
-    digest = keys.hash_key(secret)
-    return (await system_session.execute(select(ApiKey).where(ApiKey.key_hash == digest))).scalar_one_or_none()
+    row = (await system_session.execute(_key_and_tenant(keys.hash_key(secret)))).first()
+    return row.ApiKey if row is not None else None
+
+
+def _key_and_tenant(digest: str) -> Select:
+    """The one lookup of a key by its secret's hash (any tenant), with its tenant."""
+    return select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).where(ApiKey.key_hash == digest)
 
 
 async def authenticate_key(database: Database, secret: str, ip: str | None) -> CachedKey | None:
@@ -250,9 +255,7 @@ async def authenticate_key(database: Database, secret: str, ip: str | None) -> C
         async def lookup():
             # Before the tenant is known: the system session, filtered by the hash and nothing else.
             async with database.system() as session:
-                return (await session.execute(
-                    select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).where(ApiKey.key_hash == digest)
-                )).first()
+                return (await session.execute(_key_and_tenant(digest))).first()
 
         row = await again_if_disconnected(lookup)
         if row is None or not usable(row.ApiKey, now):
@@ -281,3 +284,49 @@ async def touch(session: AsyncSession, key_id: uuid.UUID, ip: str | None, now: d
         .values(last_used_at=now, last_used_ip=(ip or "")[:45] or None)
         .execution_options(synchronize_session=False)
     )
+
+
+# --- idempotency records: a key's Idempotency-Key reservations and the answers kept for replay ---------
+
+def _idempotency_record(key_id: uuid.UUID, idempotency_key: str) -> Select:
+    """The key's own record for this Idempotency-Key (in its tenant's session): never another key's."""
+    return select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == key_id,
+                                           IdempotencyRecord.idempotency_key == idempotency_key)
+
+
+async def find_idempotency_record(session: AsyncSession, key_id: uuid.UUID, idempotency_key: str, *,
+                                  now: datetime) -> IdempotencyRecord | None:
+    """The key's record for this Idempotency-Key, if one is alive. The tenant's expired records go first
+    (one indexed delete on its next keyed request: no sweeper needed)."""
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+                          .execution_options(synchronize_session=False))
+    return (await session.execute(_idempotency_record(key_id, idempotency_key))).scalar_one_or_none()
+
+
+async def reserve_idempotency_key(session: AsyncSession, key_id: uuid.UUID, idempotency_key: str, *,
+                                  request_hash: str, method: str, path: str, now: datetime,
+                                  ttl: timedelta) -> IdempotencyRecord:
+    """Reserve the Idempotency-Key for this request (no answer yet); a concurrent twin that reserved it
+    first makes the flush raise IntegrityError."""
+    reserved = IdempotencyRecord(idempotency_key=idempotency_key, api_key_id=key_id, request_hash=request_hash,
+                                 method=method, path=path[:500], created_at=now, expires_at=now + ttl,
+                                 response_headers={})
+    session.add(reserved)
+    await session.flush()
+    return reserved
+
+
+async def keep_idempotent_answer(session: AsyncSession, key_id: uuid.UUID, idempotency_key: str, *,
+                                 status: int, body: str, headers: dict[str, str]) -> None:
+    """Keep the answer of the request that reserved the key, for its retries to replay."""
+    kept = (await session.execute(_idempotency_record(key_id, idempotency_key))).scalar_one()
+    kept.response_status = status
+    kept.response_body = body
+    kept.response_headers = headers
+
+
+async def release_idempotency_key(session: AsyncSession, key_id: uuid.UUID, idempotency_key: str) -> None:
+    """Free a reservation whose request kept no answer (a 5xx): the client may retry with the same key."""
+    await session.execute(delete(IdempotencyRecord).where(
+        IdempotencyRecord.api_key_id == key_id, IdempotencyRecord.idempotency_key == idempotency_key,
+        IdempotencyRecord.response_status.is_(None)))

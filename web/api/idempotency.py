@@ -23,13 +23,15 @@ from datetime import timedelta
 
 from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from backoffice.platform import clock
 from backoffice.platform.db.session import Database
 from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.tenants.apikeys.models import IdempotencyRecord
+from backoffice.tenants.apikeys.service import (
+    find_idempotency_record, keep_idempotent_answer, release_idempotency_key, reserve_idempotency_key,
+)
 
 HEADER = "Idempotency-Key"
 TTL = timedelta(hours=24)
@@ -153,20 +155,11 @@ def withhold_secrets(body: bytes, fields: tuple[str, ...]) -> tuple[bytes, tuple
     return json.dumps(document, separators=(",", ":")).encode(), withheld
 
 
-def _mine(principal, key: str):
-    """The caller's own record for this Idempotency-Key (in its tenant's session): never another key's."""
-    return select(IdempotencyRecord).where(IdempotencyRecord.api_key_id == principal.key_id,
-                                           IdempotencyRecord.idempotency_key == key)
-
-
 async def _reserve(database: Database, principal, key: str, request_hash: str, scope: Scope):
     """The stored record to replay, or None after reserving the key for this request."""
     now = clock.now()
     async with database.tenant(principal.tenant_id) as session:
-        # Expired records go on the tenant's next keyed POST (one indexed delete): no sweeper needed.
-        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
-                              .execution_options(synchronize_session=False))
-        record = (await session.execute(_mine(principal, key))).scalar_one_or_none()
+        record = await find_idempotency_record(session, principal.key_id, key, now=now)
         if record is not None:
             if record.response_status is None:
                 raise Conflict(FieldError(HEADER, "a request with this key is still in progress; retry later"))
@@ -176,11 +169,8 @@ async def _reserve(database: Database, principal, key: str, request_hash: str, s
             return record
     try:
         async with database.tenant(principal.tenant_id) as session:
-            session.add(IdempotencyRecord(
-                idempotency_key=key, api_key_id=principal.key_id, request_hash=request_hash,
-                method=scope["method"], path=scope["path"][:500], created_at=now, expires_at=now + TTL,
-                response_headers={},
-            ))
+            await reserve_idempotency_key(session, principal.key_id, key, request_hash=request_hash,
+                                          method=scope["method"], path=scope["path"], now=now, ttl=TTL)
     except IntegrityError:  # a concurrent request reserved it between our read and our insert
         raise Conflict(FieldError(HEADER, "a request with this key is still in progress; retry later")) from None
     return None
@@ -188,17 +178,13 @@ async def _reserve(database: Database, principal, key: str, request_hash: str, s
 
 async def _complete(database: Database, principal, key: str, status: int, body: bytes, headers: dict) -> None:
     async with database.tenant(principal.tenant_id) as session:
-        record = (await session.execute(_mine(principal, key))).scalar_one()
-        record.response_status = status
-        record.response_body = body.decode("utf-8")
-        record.response_headers = headers
+        await keep_idempotent_answer(session, principal.key_id, key, status=status, body=body.decode("utf-8"),
+                                     headers=headers)
 
 
 async def _release(database: Database, principal, key: str) -> None:
     async with database.tenant(principal.tenant_id) as session:
-        await session.execute(delete(IdempotencyRecord).where(
-            IdempotencyRecord.api_key_id == principal.key_id, IdempotencyRecord.idempotency_key == key,
-            IdempotencyRecord.response_status.is_(None)))
+        await release_idempotency_key(session, principal.key_id, key)
 
 
 async def _replay(record: IdempotencyRecord, send: Send) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.tenants.apikeys.models import ApiKey
 from backoffice.tenants.apikeys.service import (
     api_keys_query,
-    create_api_key, get_api_key, list_api_keys, revoke_api_key, roll_api_key,
+    create_api_key, get_api_key, revoke_api_key, roll_api_key,
 )
 from backoffice.web.api.auth import ApiPrincipal
 from backoffice.web.api.common import endpoint
