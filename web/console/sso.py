@@ -23,9 +23,8 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.response import Redirect
 
-from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.security.outbound import CheckedTransport
-from backoffice.platform.staff import second_factor as factor
+from backoffice.tenants.staff import second_factor as factor
 from backoffice.tenants.users.oidc import SsoRefused
 from backoffice.web.clients import client_address
 from backoffice.web.console.render import gettext_for, render
@@ -81,9 +80,7 @@ async def sso_start(request: Request, state: State, next: str | None = None) -> 
 
 async def _audit_refusal(state: State, email: str, reason: str, address: str) -> None:
     async with state.database.system() as session:
-        await record(session, actor=Actor(type="anonymous", label=f"staff console ({address})"),
-                     action="staff.sign_in_failed", target_type="staff", target_id=None, tenant_id=None,
-                     detail={"email": email[:254], "step": "oidc", "reason": reason})
+        await factor.record_sign_in_refused(session, email=email, step="oidc", reason=reason, address=address)
 
 
 @get("/sso/callback", name="console:sso_callback")
