@@ -8,9 +8,10 @@ a crashed worker all end the same way: the lease runs out (within 15 s) and the 
 are idempotent, so the repeat changes nothing. Before claiming, a round looks in Redis for the rows whose
 hand-over ran out before any job took them (:func:`keep_waiting`, ``handover.py``): a row whose message
 still waits there is not handed out again (under a backlog that made up to 9 copies of a row), and one
-whose message a dead worker had fetched goes out as recovered work. A row a job held when it died (a token
-on the row) or a dead worker fetched goes on ``RECOVERED_QUEUE``, which workers consume beside the
-backlog's queues.
+whose message a dead worker had fetched goes out as recovered work. Every row handed out again because its
+lease ran out (a job that died holding it, a message lost or orphaned) goes on ``RECOVERED_QUEUE``, which
+workers consume beside the backlog's queues: it has waited once, and must not wait behind the up to
+``per_tenant_cap`` rows per tenant handed out since (measured under load: over a minute).
 
 Fairness: a round takes at most ``per_tenant_round`` rows of each tenant (oldest first), and none of a
 tenant whose leased-not-completed rows already reach ``per_tenant_cap``. The claimed rows are ordered by
@@ -84,14 +85,14 @@ WITH candidates AS (
 ), chosen AS (
     SELECT tenant_id, id FROM candidates ORDER BY turn, available_at, id LIMIT :batch
 ), locked AS (
-    SELECT o.tenant_id, o.id, o.lease_token AS previous_token FROM outbox o
+    SELECT o.tenant_id, o.id, o.lease_until AS previous_lease FROM outbox o
     JOIN chosen ON o.tenant_id = chosen.tenant_id AND o.id = chosen.id
     WHERE o.completed_at IS NULL AND (o.lease_until IS NULL OR o.lease_until < :now)
     FOR UPDATE OF o SKIP LOCKED
 )
 UPDATE outbox o SET lease_until = :lease_until, lease_token = NULL, dispatched_at = :now, attempts = o.attempts + 1
 FROM locked WHERE o.tenant_id = locked.tenant_id AND o.id = locked.id
-RETURNING o.tenant_id, o.id, o.job, o.payload, o.attempts, o.available_at, locked.previous_token IS NOT NULL AS recovered
+RETURNING o.tenant_id, o.id, o.job, o.payload, o.attempts, o.available_at, locked.previous_lease IS NOT NULL AS recovered
 """
 
 # SQLite (the embedded mode: one process, small volumes, writers serialised by the database lock):
@@ -136,8 +137,10 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int = 1
     available_at: Any = None
-    # A job had taken the row and its lease ran out (its worker died or stalled), or the message carrying it
-    # was fetched by a worker that died: it goes on the queue of recovered work, ahead of the backlog.
+    # Handed out before and its lease ran out (the job holding it died or stalled, its message was lost with
+    # Redis or fetched by a worker that died, the send failed): it has waited once already, so it goes on the
+    # queue of recovered work, ahead of the backlog of rows handed out since. (A deferred row, whose lease
+    # was released for its retry time, is not: it is new work at that time.)
     recovered: bool = False
 
 

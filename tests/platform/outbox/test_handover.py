@@ -84,7 +84,7 @@ async def test_a_row_whose_message_still_waits_keeps_its_hand_over_until_the_mes
     frozen.advance(seconds=lease.HANDOVER_SECONDS + 1)
     assert await relay_once(database, redis_broker) == 1
     assert (await row_of(database, row)).attempts == 2
-    assert [m.kwargs["outbox_id"] for m in waiting(redis_broker, QUEUE)] == [str(row)]
+    assert [m.kwargs["outbox_id"] for m in waiting(redis_broker, RECOVERED_QUEUE)] == [str(row)]  # it waited once
 
 
 async def test_a_message_fetched_by_a_worker_that_died_is_handed_out_again_as_recovered_work(
