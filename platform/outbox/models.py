@@ -54,7 +54,3 @@ class OutboxEntry(TenantOwned, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     completed_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(String(2000))
-
-
-def outbox_entry(tenant_id: uuid.UUID, job: str, **payload: Any) -> OutboxEntry:
-    return OutboxEntry(tenant_id=tenant_id, job=job, payload=payload)

@@ -182,7 +182,3 @@ async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
     if not isinstance(principal, ApiPrincipal):
         raise PermissionDeniedException(detail="This route is not open to API keys")
     authorise(principal, handler)
-
-
-def provide_principal(request) -> ApiPrincipal:
-    return request.scope["user"]
