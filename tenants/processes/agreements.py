@@ -69,6 +69,17 @@ MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
                "{reopened}\n\nCustomer record: {url}"),
     },
 }
+# The "why" line of each notification, in the tenant's language (the English reason stays on the effect).
+WHY: dict[str, dict[str, str]] = {
+    "agreement.made": {"pt-BR": "Acordo registrado por {actor}: {count} parcela(s) substituem as cobranças vencidas",
+                       "en": "Agreement recorded by {actor}: {count} instalment(s) replace the overdue charges"},
+    "agreement.first_paid": {"pt-BR": "A primeira parcela do acordo foi paga",
+                             "en": "The first instalment of the agreement was paid"},
+    "agreement.completed": {"pt-BR": "Todas as parcelas do acordo foram pagas",
+                            "en": "Every instalment of the agreement was paid"},
+    "agreement.broken": {"pt-BR": "A parcela {number} de {count} do acordo venceu sem pagamento",
+                         "en": "Instalment {number} of {count} of the agreement passed its due date unpaid"},
+}
 PHRASES: dict[str, dict[str, str]] = {
     "unblocked": {"pt-BR": "O serviço foi desbloqueado automaticamente.",
                   "en": "The service was unblocked automatically."},
@@ -103,7 +114,7 @@ async def _tell(step: Step, kind: str, values: dict[str, Any], detail: dict[str,
     title, body = MESSAGES[kind][_locale(step)]
     values = {"customer": step.customer.name, "url": step.base_context()["customer_url"], **values}
     rendered = Rendered(title.format(**values), body.format(**values))
-    context = {**step.base_context(), **detail, "kind": kind, "reason": reason}
+    context = {**step.base_context(), **detail, "kind": kind, "reason": WHY[kind][_locale(step)].format(**values)}
     for person in await step.responsible():
         await step.effects.notify(kind, kind=kind, recipient=person, rendered=rendered, detail=context, reason=reason)
 
