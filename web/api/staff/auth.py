@@ -19,6 +19,16 @@ from backoffice.tenants.staff.service import can_act_on
 from backoffice.tenants.staff.tokens import staff_for_token
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.auth import bearer
+from backoffice.web.api.common import problems
+
+# What any staff route may answer besides its success: bad input, no or a wrong token, a company the staff
+# member does not serve, a missing resource, a value refused.
+STAFF_ERRORS = (400, 401, 403, 404, 422)
+
+
+def staff_problems(*extra: int) -> dict:
+    """The problem answers a staff route documents: every staff route's, and ``extra`` (409, 429...)."""
+    return problems(*STAFF_ERRORS, *extra)
 
 INVALID_TOKEN = "Invalid or expired staff token"
 

@@ -16,10 +16,8 @@ from backoffice.platform import clock
 from backoffice.tenants.staff.models import Staff
 from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock, offsets, reset_clock
 from backoffice.tenants.registry.models import Tenant
-from backoffice.web.api.common import problems
-from backoffice.web.api.staff.auth import actor
+from backoffice.web.api.staff.auth import actor, staff_problems
 
-ERRORS = (400, 401, 403, 404, 422)
 
 
 class ClockAdvanceIn(BaseModel):
@@ -46,13 +44,13 @@ async def _out(state: State, tenant: Tenant) -> ClockOut:
                     offset_seconds=int(offset.total_seconds()), tenant_now=clock.now() + offset)
 
 
-@get("/tenants/{tenant_id:uuid}/clock", operation_id="staffGetTenantClock", responses=problems(*ERRORS))
+@get("/tenants/{tenant_id:uuid}/clock", operation_id="staffGetTenantClock", responses=staff_problems())
 async def get_clock(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> ClockOut:
     return await _out(state, tenant)
 
 
 @post("/tenants/{tenant_id:uuid}/clock/advance", operation_id="staffAdvanceTenantClock", status_code=200,
-      responses=problems(*ERRORS))
+      responses=staff_problems())
 async def advance(tenant_id: uuid.UUID, tenant: Tenant, data: ClockAdvanceIn, staff: Staff, state: State) -> ClockOut:
     try:
         async with state.database.provider(tenant.id) as session:
@@ -64,7 +62,7 @@ async def advance(tenant_id: uuid.UUID, tenant: Tenant, data: ClockAdvanceIn, st
 
 
 @post("/tenants/{tenant_id:uuid}/clock/reset", operation_id="staffResetTenantClock", status_code=200,
-      responses=problems(*ERRORS))
+      responses=staff_problems())
 async def reset(tenant_id: uuid.UUID, tenant: Tenant, data: ClockReset, staff: Staff, state: State) -> ClockOut:
     async with state.database.provider(tenant.id) as session:
         await reset_clock(session, tenant.id, acting=actor(staff), reason=data.reason)

@@ -20,12 +20,11 @@ from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.schemas import Page
-from backoffice.web.api.staff.auth import actor, require_admin
+from backoffice.web.api.staff.auth import actor, require_admin, staff_problems
 from backoffice.web.api.staff.schemas import (
     ConnectionCheckOut, ConnectorIn, ConnectorKindOut, ConnectorOut, ConnectorPatch,
 )
 
-ERRORS = (400, 401, 403, 404, 422)
 
 
 def _out(instance) -> ConnectorOut:
@@ -43,7 +42,7 @@ async def list_kinds(staff: Staff) -> Page[ConnectorKindOut]:
     ], next_cursor=None)
 
 
-@get("/tenants/{tenant_id:uuid}/connectors", operation_id="staffListConnectors", responses=problems(*ERRORS))
+@get("/tenants/{tenant_id:uuid}/connectors", operation_id="staffListConnectors", responses=staff_problems())
 async def list_connectors(
     tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
     sort: str = Parameter(default="created_at", description="created_at, name; prefix - for descending."),
@@ -58,7 +57,7 @@ async def list_connectors(
 
 
 @post("/tenants/{tenant_id:uuid}/connectors", operation_id="staffCreateConnector", status_code=201,
-      responses=problems(*ERRORS, 409))
+      responses=staff_problems(409))
 async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: ConnectorIn, staff: Staff,
                            state: State) -> ConnectorOut:
     async with state.database.provider(tenant.id) as session:
@@ -71,7 +70,7 @@ async def create_connector(tenant_id: uuid.UUID, tenant: Tenant, data: Connector
 
 
 @get("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}", operation_id="staffGetConnector",
-     responses=problems(*ERRORS))
+     responses=staff_problems())
 async def get_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, staff: Staff,
                         state: State) -> ConnectorOut:
     async with state.database.provider(tenant.id) as session:
@@ -79,7 +78,7 @@ async def get_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: T
 
 
 @patch("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}", operation_id="staffUpdateConnector",
-       responses=problems(*ERRORS, 409))
+       responses=staff_problems(409))
 async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, data: ConnectorPatch,
                            staff: Staff, state: State) -> ConnectorOut:
     async with state.database.provider(tenant.id) as session:
@@ -98,7 +97,7 @@ async def update_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant
 
 
 @post("/tenants/{tenant_id:uuid}/connectors/{connector_id:uuid}/test", operation_id="staffTestConnector",
-      status_code=200, responses=problems(*ERRORS))
+      status_code=200, responses=staff_problems())
 async def test_connector(tenant_id: uuid.UUID, connector_id: uuid.UUID, tenant: Tenant, staff: Staff,
                          state: State) -> ConnectionCheckOut:
     """Call the provider (a cheap documented read) and answer what it said; a refusal is ``ok: false``."""

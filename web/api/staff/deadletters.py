@@ -20,19 +20,13 @@ from backoffice.tenants.deadletters import queries, service
 from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
-from backoffice.web.api.common import problems
 from backoffice.web.api.pagination import paginate
 from backoffice.web.api.schemas import EventOut, Page
-from backoffice.web.api.staff.auth import actor
+from backoffice.web.api.staff.auth import actor, staff_problems
 from backoffice.web.api.staff.schemas import DeadLettersOut, DeadMessageOut
 
-ERRORS = (400, 401, 403, 404, 422)
 NO_NUL = r"^[^\x00]*$"
 ITEM = r"^(event|message|webhook):[0-9a-fA-F-]{32,36}$"
-
-
-def _r(*extra: int):
-    return problems(*ERRORS, *extra)
 
 
 class Strict(BaseModel):
@@ -101,7 +95,7 @@ async def _outcome(state: State, tenant_id: uuid.UUID, replay_id: uuid.UUID, lim
         return replay_out(await queries.replay_outcome(session, replay_id, limit=limit))
 
 
-@get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=_r())
+@get("/tenants/{tenant_id:uuid}/unmatched-events", operation_id="staffListUnmatched", responses=staff_problems())
 async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
                     sort: str = Parameter(default="-received_at", description="received_at; - for descending."),
                     limit: int = Parameter(default=100, ge=1, le=200),
@@ -113,7 +107,7 @@ async def unmatched(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: S
         return Page[EventOut](data=[EventOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 
 
-@get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=_r())
+@get("/tenants/{tenant_id:uuid}/dead-letters", operation_id="staffListDeadLetters", responses=staff_problems())
 async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
                        limit: int = Parameter(default=100, ge=1, le=200)) -> DeadLettersOut:
     """Failed events and dead (or failing) outbound messages, newest first."""
@@ -127,7 +121,7 @@ async def dead_letters(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state
 
 
 @post("/tenants/{tenant_id:uuid}/events/{event_id:uuid}/retry", operation_id="staffRetryEvent", status_code=202,
-      responses=_r())
+      responses=staff_problems())
 async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff: Staff, state: State) -> EventOut:
     """Process a failed or unmatched event again (422 naming ``event_id`` for any other)."""
     async with state.database.provider(tenant_id) as session:
@@ -136,7 +130,7 @@ async def retry(tenant_id: uuid.UUID, tenant: Tenant, event_id: uuid.UUID, staff
 
 
 @post("/tenants/{tenant_id:uuid}/messages/{message_id:uuid}/replay", operation_id="staffReplayMessage",
-      status_code=202, responses=_r())
+      status_code=202, responses=staff_problems())
 async def replay_message(tenant_id: uuid.UUID, tenant: Tenant, message_id: uuid.UUID, staff: Staff,
                          state: State) -> DeadMessageOut:
     """Send a dead or failed outbound message again, attempts from zero (422 naming ``message_id`` otherwise)."""
@@ -146,7 +140,7 @@ async def replay_message(tenant_id: uuid.UUID, tenant: Tenant, message_id: uuid.
 
 
 @post("/tenants/{tenant_id:uuid}/webhook-deliveries/{delivery_id:uuid}/replay",
-      operation_id="staffReplayWebhookDelivery", status_code=202, responses=_r())
+      operation_id="staffReplayWebhookDelivery", status_code=202, responses=staff_problems())
 async def replay_webhook(tenant_id: uuid.UUID, tenant: Tenant, delivery_id: uuid.UUID, staff: Staff,
                          state: State) -> ReplayOut:
     """Send a dead or failed webhook delivery again (422 naming ``delivery_id`` when it is neither, or its
@@ -156,7 +150,8 @@ async def replay_webhook(tenant_id: uuid.UUID, tenant: Tenant, delivery_id: uuid
     return await _outcome(state, tenant_id, done.id)
 
 
-@post("/tenants/{tenant_id:uuid}/replays", operation_id="staffReplaySelection", status_code=201, responses=_r())
+@post("/tenants/{tenant_id:uuid}/replays", operation_id="staffReplaySelection", status_code=201,
+      responses=staff_problems())
 async def replay_selection(tenant_id: uuid.UUID, tenant: Tenant, data: SelectionIn, staff: Staff,
                            state: State) -> ReplayOut:
     """Replay the named items; one that cannot be replayed is skipped with the reason. An id the tenant does
@@ -168,7 +163,7 @@ async def replay_selection(tenant_id: uuid.UUID, tenant: Tenant, data: Selection
 
 
 @post("/tenants/{tenant_id:uuid}/replays/window", operation_id="staffReplayWindow", status_code=201,
-      responses=_r())
+      responses=staff_problems())
 async def replay_window(tenant_id: uuid.UUID, tenant: Tenant, data: WindowIn, staff: Staff,
                         state: State) -> ReplayOut:
     """Replay every replayable item of the tenant in [since, until), oldest first (webhook deliveries of a
@@ -179,7 +174,7 @@ async def replay_window(tenant_id: uuid.UUID, tenant: Tenant, data: WindowIn, st
     return await _outcome(state, tenant_id, done.id)
 
 
-@get("/tenants/{tenant_id:uuid}/replays/{replay_id:uuid}", operation_id="staffGetReplay", responses=_r())
+@get("/tenants/{tenant_id:uuid}/replays/{replay_id:uuid}", operation_id="staffGetReplay", responses=staff_problems())
 async def get_replay(tenant_id: uuid.UUID, tenant: Tenant, replay_id: uuid.UUID, staff: Staff, state: State,
                      items_limit: int = Parameter(default=200, ge=1, le=1000)) -> ReplayOut:
     """What the replay did to each item and what became of it since."""

@@ -28,7 +28,6 @@ from backoffice.tenants.registry.settings import (
     change_settings, remove_custom_host, request_custom_host, verification_record, verify_custom_host,
 )
 from backoffice.platform.errors import FieldError, ValidationFailed
-from backoffice.web.api.common import problems
 from backoffice.tenants.registry.queries import tenants_query
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.schemas import Page
@@ -38,7 +37,7 @@ from backoffice.web.api.staff.deadletters import deadletter_routes
 from backoffice.web.clients import client_address
 from backoffice.web.api.staff.routines import routine_routes
 from backoffice.web.api.staff.auth import (
-    StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, tenant_for,
+    StaffTokenMiddleware, actor, provide_staff, provide_tenant, require_admin, staff_problems, tenant_for,
 )
 from backoffice.web.api.staff.schemas import (
     AssignmentIn, AssignmentOut, AuditOut, BrandingIn, HandOverIn, HandOverOut,
@@ -46,16 +45,11 @@ from backoffice.web.api.staff.schemas import (
     PolicyVersionOut, Reason, SuspendIn, CustomHostIn, TenantIn, TenantOut, TenantSettingsPatch, TokenIn, TokenOut,
 )
 
-STAFF_ERRORS = (400, 401, 403, 404, 422)
-
-
-def _r(*extra: int):
-    return problems(*STAFF_ERRORS, *extra)
 
 
 # --- tokens ---------------------------------------------------------------------------------------
 
-@post("/tokens", opt={"public": True}, operation_id="staffCreateToken", status_code=201, responses=_r(429),
+@post("/tokens", opt={"public": True}, operation_id="staffCreateToken", status_code=201, responses=staff_problems(429),
       security=[])
 async def create_token(data: TokenIn, request: Request, state: State) -> TokenOut:
     # Throttled by account and by address, in sliding windows, before the password is checked (ratelimit.py).
@@ -75,7 +69,7 @@ async def create_token(data: TokenIn, request: Request, state: State) -> TokenOu
 
 # --- tenants --------------------------------------------------------------------------------------
 
-@get("/tenants", operation_id="staffListTenants", responses=_r())
+@get("/tenants", operation_id="staffListTenants", responses=staff_problems())
 async def list_tenants(
     staff: Staff, state: State,
     sort: str = Parameter(default="slug", description="slug, created_at; prefix - for descending."),
@@ -91,7 +85,7 @@ async def list_tenants(
         return Page[TenantOut](data=[_tenant_out(t) for t in page.items], next_cursor=page.next_cursor)
 
 
-@post("/tenants", operation_id="staffCreateTenant", status_code=201, responses=_r(409))
+@post("/tenants", operation_id="staffCreateTenant", status_code=201, responses=staff_problems(409))
 async def create(data: TenantIn, staff: Staff, state: State) -> TenantOut:
     require_admin(staff)
     async with state.database.system() as session:
@@ -99,12 +93,13 @@ async def create(data: TenantIn, staff: Staff, state: State) -> TenantOut:
     return _tenant_out(tenant)
 
 
-@get("/tenants/{tenant_id:uuid}", operation_id="staffGetTenant", responses=_r())
+@get("/tenants/{tenant_id:uuid}", operation_id="staffGetTenant", responses=staff_problems())
 async def get_tenant(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> TenantOut:
     return _tenant_out(tenant)
 
 
-@post("/tenants/{tenant_id:uuid}/suspend", operation_id="staffSuspendTenant", status_code=200, responses=_r())
+@post("/tenants/{tenant_id:uuid}/suspend", operation_id="staffSuspendTenant", status_code=200,
+      responses=staff_problems())
 async def suspend(tenant_id: uuid.UUID, tenant: Tenant, data: SuspendIn, staff: Staff, state: State) -> TenantOut:
     async with state.database.system() as session:
         tenant = await suspend_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
@@ -113,7 +108,7 @@ async def suspend(tenant_id: uuid.UUID, tenant: Tenant, data: SuspendIn, staff: 
 
 
 @post("/tenants/{tenant_id:uuid}/reactivate", operation_id="staffReactivateTenant", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def reactivate(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: Staff, state: State) -> TenantOut:
     async with state.database.system() as session:
         tenant = await reactivate_tenant(session, await session.get(Tenant, tenant_id), reason=data.reason,
@@ -121,7 +116,7 @@ async def reactivate(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: 
     return _tenant_out(tenant)
 
 
-@put("/tenants/{tenant_id:uuid}/branding", operation_id="staffSetBranding", responses=_r())
+@put("/tenants/{tenant_id:uuid}/branding", operation_id="staffSetBranding", responses=staff_problems())
 async def set_branding(tenant_id: uuid.UUID, tenant: Tenant, data: BrandingIn, staff: Staff, state: State) -> TenantOut:
     try:
         colours = validate_colours(data.colours)  # the whole set: keys left out go back to the defaults
@@ -132,7 +127,7 @@ async def set_branding(tenant_id: uuid.UUID, tenant: Tenant, data: BrandingIn, s
     return _tenant_out(tenant)
 
 
-@patch("/tenants/{tenant_id:uuid}/settings", operation_id="staffChangeTenantSettings", responses=_r())
+@patch("/tenants/{tenant_id:uuid}/settings", operation_id="staffChangeTenantSettings", responses=staff_problems())
 async def change_tenant_settings(tenant_id: uuid.UUID, tenant: Tenant, data: TenantSettingsPatch, staff: Staff,
                                  state: State) -> TenantOut:
     """Only the fields sent change (``null`` clears a limit); each change is its own audit entry."""
@@ -142,7 +137,7 @@ async def change_tenant_settings(tenant_id: uuid.UUID, tenant: Tenant, data: Ten
     return _tenant_out(tenant)
 
 
-@put("/tenants/{tenant_id:uuid}/custom-host", operation_id="staffRequestCustomHost", responses=_r(409))
+@put("/tenants/{tenant_id:uuid}/custom-host", operation_id="staffRequestCustomHost", responses=staff_problems(409))
 async def put_custom_host(tenant_id: uuid.UUID, tenant: Tenant, data: CustomHostIn, staff: Staff,
                           state: State) -> TenantOut:
     """The host waits for the TXT record named in ``host_verification``; the host in use keeps routing."""
@@ -153,7 +148,7 @@ async def put_custom_host(tenant_id: uuid.UUID, tenant: Tenant, data: CustomHost
 
 
 @post("/tenants/{tenant_id:uuid}/custom-host/verify", operation_id="staffVerifyCustomHost", status_code=200,
-      responses=_r(409))
+      responses=staff_problems(409))
 async def verify_host(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> TenantOut:
     async with state.database.system() as session:
         tenant = await verify_custom_host(session, tenant_id, settings=state.settings, acting=actor(staff))
@@ -161,7 +156,7 @@ async def verify_host(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state:
 
 
 @post("/tenants/{tenant_id:uuid}/custom-host/remove", operation_id="staffRemoveCustomHost", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def remove_host(tenant_id: uuid.UUID, tenant: Tenant, data: Reason, staff: Staff, state: State) -> TenantOut:
     async with state.database.system() as session:
         tenant = await remove_custom_host(session, tenant_id, acting=actor(staff), reason=data.reason)
@@ -174,14 +169,14 @@ def _tenant_out(tenant: Tenant) -> TenantOut:
 
 # --- policies -------------------------------------------------------------------------------------
 
-@get("/tenants/{tenant_id:uuid}/policy", operation_id="staffGetPolicy", responses=_r())
+@get("/tenants/{tenant_id:uuid}/policy", operation_id="staffGetPolicy", responses=staff_problems())
 async def get_policy(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> PolicyOut:
     async with state.database.provider(tenant_id) as session:
         version, config = await current_policy(session)
     return PolicyOut(version=version, config=config.model_dump(mode="json"))
 
 
-@patch("/tenants/{tenant_id:uuid}/policy", operation_id="staffUpdatePolicy", responses=_r())
+@patch("/tenants/{tenant_id:uuid}/policy", operation_id="staffUpdatePolicy", responses=staff_problems())
 async def patch_policy(
     tenant_id: uuid.UUID, tenant: Tenant, data: PolicyPatch, staff: Staff, state: State,
 ) -> PolicyOut:
@@ -190,7 +185,7 @@ async def patch_policy(
     return PolicyOut(version=version, config=config.model_dump(mode="json"))
 
 
-@get("/tenants/{tenant_id:uuid}/policy/history", operation_id="staffPolicyHistory", responses=_r())
+@get("/tenants/{tenant_id:uuid}/policy/history", operation_id="staffPolicyHistory", responses=staff_problems())
 async def get_policy_history(
     tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
 ) -> Page[PolicyVersionOut]:
@@ -202,7 +197,8 @@ async def get_policy_history(
 
 # --- assignments ----------------------------------------------------------------------------------
 
-@post("/tenants/{tenant_id:uuid}/assignments", operation_id="staffMobilise", status_code=201, responses=_r())
+@post("/tenants/{tenant_id:uuid}/assignments", operation_id="staffMobilise", status_code=201,
+      responses=staff_problems())
 async def mobilise(
     tenant_id: uuid.UUID, tenant: Tenant, data: AssignmentIn, staff: Staff, state: State,
 ) -> AssignmentOut:
@@ -214,7 +210,7 @@ async def mobilise(
 
 
 @post("/tenants/{tenant_id:uuid}/assignments/demobilise", operation_id="staffDemobilise", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def demobilise(
     tenant_id: uuid.UUID, tenant: Tenant, data: AssignmentIn, staff: Staff, state: State,
 ) -> AssignmentOut:
@@ -228,7 +224,7 @@ async def demobilise(
 
 
 @post("/tenants/{tenant_id:uuid}/assignments/handover", operation_id="staffHandOver", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def handover(
     tenant_id: uuid.UUID, tenant: Tenant, data: HandOverIn, staff: Staff, state: State,
 ) -> HandOverOut:
@@ -251,7 +247,7 @@ async def _staff_named(session, email: str, field: str = "staff_email") -> Staff
 
 # --- audit log ------------------------------------------------------------------------------------
 
-@get("/audit", operation_id="staffAuditLog", responses=_r())
+@get("/audit", operation_id="staffAuditLog", responses=staff_problems())
 async def audit_log(
     staff: Staff, state: State,
     tenant_id: uuid.UUID | None = None,

@@ -19,21 +19,15 @@ from backoffice.tenants.registry.queries import tenants_query
 from backoffice.tenants.routines import engine, queries
 from backoffice.tenants.routines.catalogue import Routine, UnknownRoutine, get_routine
 from backoffice.tenants.routines.models import ItemStatus, RoutineRun, RunStatus, Trigger
-from backoffice.web.api.common import problems
 from backoffice.web.api.pagination import DEFAULT_LIMIT, paginate
 from backoffice.web.api.routine_schemas import (
     PERIOD, ROUTINE_NAME, ReasonIn, RoutineOut, RunOut, ScheduleIn, StaffRunDetailOut, StaffRunOut, StartRunIn,
     TenantRoutinesOut, detail_out, run_out,
 )
 from backoffice.web.api.schemas import Page
-from backoffice.web.api.staff.auth import actor, tenant_for
+from backoffice.web.api.staff.auth import actor, staff_problems, tenant_for
 
-ERRORS = (400, 401, 403, 404, 422)
 SORTS = {"created_at": RoutineRun.created_at}
-
-
-def _r(*extra: int):
-    return problems(*ERRORS, *extra)
 
 
 def routine_or_404(name: str) -> Routine:
@@ -44,7 +38,7 @@ def routine_or_404(name: str) -> Routine:
         raise NotFound(Routine, name) from None
 
 
-@get("/routine-runs", operation_id="staffListRoutineRuns", responses=_r())
+@get("/routine-runs", operation_id="staffListRoutineRuns", responses=staff_problems())
 async def list_runs(
     staff: Staff, state: State,
     tenant_id: uuid.UUID | None = None,
@@ -73,7 +67,7 @@ async def list_runs(
         next_cursor=page.next_cursor)
 
 
-@get("/tenants/{tenant_id:uuid}/routines", operation_id="staffListRoutines", responses=_r())
+@get("/tenants/{tenant_id:uuid}/routines", operation_id="staffListRoutines", responses=staff_problems())
 async def list_routines(tenant_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State) -> Page[RoutineOut]:
     """Each routine of the tenant: schedule in the tenant's time zone, paused (by whom, why), last and next run.
     The routines are the platform's fixed catalogue, so one page (``next_cursor`` is null)."""
@@ -90,7 +84,7 @@ def _needs_attention(routine: dict) -> bool:
     return routine["paused"] or last.get("status") in NEEDS_ATTENTION
 
 
-@get("/routines", operation_id="staffRoutinesOverview", responses=_r())
+@get("/routines", operation_id="staffRoutinesOverview", responses=staff_problems())
 async def routines_overview(
     staff: Staff, state: State,
     attention: bool = Parameter(default=False, description="Only the tenants with a routine paused or whose "
@@ -116,7 +110,8 @@ async def routines_overview(
     return Page[TenantRoutinesOut](data=data, next_cursor=page.next_cursor)
 
 
-@patch("/tenants/{tenant_id:uuid}/routines/{routine:str}", operation_id="staffScheduleRoutine", responses=_r())
+@patch("/tenants/{tenant_id:uuid}/routines/{routine:str}", operation_id="staffScheduleRoutine",
+       responses=staff_problems())
 async def schedule_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: ScheduleIn, staff: Staff,
                            state: State) -> RoutineOut:
     """Move the routine's local hour (and day of the month, for monthly routines); null resets to the catalogue's."""
@@ -131,7 +126,7 @@ async def schedule_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, d
 
 
 @post("/tenants/{tenant_id:uuid}/routines/{routine:str}/pause", operation_id="staffPauseRoutine", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def pause_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: ReasonIn, staff: Staff,
                         state: State) -> RoutineOut:
     """No scheduled run starts and a running one's pending items wait, until resumed."""
@@ -142,7 +137,7 @@ async def pause_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data
 
 
 @post("/tenants/{tenant_id:uuid}/routines/{routine:str}/resume", operation_id="staffResumeRoutine", status_code=200,
-      responses=_r())
+      responses=staff_problems())
 async def resume_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: ReasonIn, staff: Staff,
                          state: State) -> RoutineOut:
     """The routine runs again; the runs it held go on from their pending items."""
@@ -153,7 +148,7 @@ async def resume_routine(tenant_id: uuid.UUID, routine: str, tenant: Tenant, dat
 
 
 @post("/tenants/{tenant_id:uuid}/routines/{routine:str}/runs", operation_id="staffStartRoutineRun", status_code=202,
-      responses=_r(409))
+      responses=staff_problems(409))
 async def start_run(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: StartRunIn, staff: Staff,
                     state: State) -> RunOut:
     """Queue a run (default: the current period). 409 while a run of the same period is under way or the
@@ -164,7 +159,8 @@ async def start_run(tenant_id: uuid.UUID, routine: str, tenant: Tenant, data: St
         return run_out(engine.run_view(run, locale=tenant.locale))
 
 
-@get("/tenants/{tenant_id:uuid}/routine-runs/{run_id:uuid}", operation_id="staffGetRoutineRun", responses=_r())
+@get("/tenants/{tenant_id:uuid}/routine-runs/{run_id:uuid}", operation_id="staffGetRoutineRun",
+     responses=staff_problems())
 async def get_run(
     tenant_id: uuid.UUID, run_id: uuid.UUID, tenant: Tenant, staff: Staff, state: State,
     item_status: ItemStatus | None = Parameter(default=None, description="Only the items in this status."),
@@ -178,7 +174,7 @@ async def get_run(
 
 
 @post("/tenants/{tenant_id:uuid}/routine-runs/{run_id:uuid}/retry", operation_id="staffRetryRoutineRun",
-      status_code=202, responses=_r(409))
+      status_code=202, responses=staff_problems(409))
 async def retry_run(tenant_id: uuid.UUID, run_id: uuid.UUID, tenant: Tenant, data: ReasonIn, staff: Staff,
                     state: State) -> RunOut:
     """A new run of the same routine and period over the failed items of a finished run."""
