@@ -13,7 +13,8 @@ from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.effects.models import Channel, Effect
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.notifications.models import Notification
-from backoffice.tenants.processes.engine import list_unmatched, retry_event
+from backoffice.tenants.deadletters.queries import unmatched_events_query
+from backoffice.tenants.processes.engine import retry_event
 from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
 from tests.tenants.processes.conftest import new_customer
@@ -257,11 +258,11 @@ async def test_an_unknown_customer_is_kept_as_unmatched_then_replayed(spine):
     a, b = spine.tenants.a, spine.tenants.b
     await spine.ingest(a.id, cleared("evt_u", {"external_id": "cus_unknown"}))
     await spine.settle()
-    async with spine.database.tenant(a.id) as session:
-        [event] = await list_unmatched(session)
+    async with spine.database.tenant(a.id) as session:  # what the staff's unmatched list reads
+        [event] = (await session.execute(unmatched_events_query())).scalars().all()
         assert event.status == EventStatus.UNMATCHED and "cus_unknown" in event.error
     async with spine.database.tenant(b.id) as session:
-        assert await list_unmatched(session) == []
+        assert (await session.execute(unmatched_events_query())).scalars().all() == []
     await new_customer(spine.database, a.id, a.admin_id, name="Agora Existe", tax_id="390.533.447-05",
                        external={"asaas": "cus_unknown"})
     async with spine.database.tenant(a.id) as session:
