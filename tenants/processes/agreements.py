@@ -21,16 +21,18 @@ from typing import Any
 
 from backoffice.tenants.agreements.models import Agreement, AgreementStatus, InstalmentStatus
 from backoffice.tenants.agreements.queries import agreement_parts, instalment_of
-from backoffice.tenants.billing.models import Charge, ChargeStatus
+from backoffice.tenants.billing.models import Charge, ChargeStatus, ContractStatus
 from backoffice.tenants.billing.service import upsert_charge
-from backoffice.tenants.customers.lifecycle import transition
+from backoffice.tenants.customers.lifecycle import (
+    SERVICE_STAGES, contract_transition, stage_from, summarise, transition,
+)
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.dunning.agreements import reopen_case, resolve_after_agreement
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.effects.service import Rendered
 from backoffice.tenants.policies.templates import format_date, format_money
 from backoffice.tenants.processes.context import charge_view
-from backoffice.tenants.processes.dunning import deadline_for, reminder_times
+from backoffice.tenants.processes.dunning import deadline_for, follow_cases, reminder_times, scope_of
 from backoffice.tenants.processes.engine import Step, handles, intercepts
 
 # What the responsible people read, in the tenant's language (pt-BR first).
@@ -160,6 +162,40 @@ async def _instalment(step: Step, *, only_if_waiting: bool):
     return (charge, *found) if found else None
 
 
+async def _release(step: Step, cases: list[DunningCase], policy, charge: Charge, agreement: Agreement,
+                   reason: str) -> str:
+    """The first instalment paid: what the waiting cases reached (their contract, or every active contract
+    and the customer) goes back to the stage the customer's other open cases give it; a blocked case gets
+    its ``unblock`` command (scoped as the block was). The cases keep waiting until the last instalment."""
+    if not policy.auto_unblock and any(case.blocked_at for case in cases):
+        return "unblock_by_hand"
+    contracts = await step.known.contracts(step.customer)
+    others = [c for c in await step.known.cases(step.customer)
+              if c.status in (CaseStatus.GRACE, CaseStatus.BLOCKED) and c not in cases]
+    wide = [c.status == CaseStatus.BLOCKED for c in others if c.contract_id is None]
+    unblocked = False
+    for case in cases:
+        reached = [c for c in contracts if c.status == ContractStatus.ACTIVE
+                   and (case.contract_id is None or c.id == case.contract_id)]
+        for contract in reached:
+            own = [c.status == CaseStatus.BLOCKED for c in others if c.contract_id == contract.id]
+            contract_transition(step.session, step.customer, contract, stage_from(wide + own), reason=reason,
+                                event_id=step.event.id)
+        if case.blocked_at is not None and not any(wide):
+            await step.effects.command(f"agreement:unblock:{case.id}", command="unblock", reason=reason,
+                                       data={"charge": charge_view(charge), "case_id": str(case.id),
+                                             "agreement_id": str(agreement.id), **scope_of(case, contracts)})
+            unblocked = True
+    before = step.customer.lifecycle
+    if before in SERVICE_STAGES:
+        target = summarise(contracts, stage_from(wide))
+        if target != before:
+            await transition(step.session, step.customer, target, reason=reason, event_id=step.event.id)
+    if unblocked:
+        return "unblocked"
+    return "grace_ended" if before == Lifecycle.IN_GRACE and step.customer.lifecycle == Lifecycle.ACTIVE else "nothing"
+
+
 @intercepts("payment.cleared")
 async def on_instalment_paid(step: Step) -> bool:
     found = await _instalment(step, only_if_waiting=True)
@@ -177,21 +213,8 @@ async def on_instalment_paid(step: Step) -> bool:
         agreement.status = AgreementStatus.ACTIVE
         agreement.first_paid_at = step.now
         policy = await step.policy_of(max((c.policy_version for c in cases), default=step.policy_version))
-        others = [c for c in await step.known.cases(step.customer)
-                  if c.status in (CaseStatus.GRACE, CaseStatus.BLOCKED) and c not in cases]
         reason = f"The first instalment of the agreement was paid (instalment {instalment.number})"
-        phrase = "nothing"
-        if step.customer.lifecycle == Lifecycle.BLOCKED:
-            if not policy.auto_unblock:
-                phrase = "unblock_by_hand"
-            elif not any(c.status == CaseStatus.BLOCKED for c in others):
-                await step.effects.command("agreement:unblock", command="unblock", reason=reason,
-                                           data={"charge": charge_view(charge), "agreement_id": str(agreement.id)})
-                await transition(step.session, step.customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
-                phrase = "unblocked"
-        elif step.customer.lifecycle == Lifecycle.IN_GRACE and not others:
-            await transition(step.session, step.customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
-            phrase = "grace_ended"
+        phrase = await _release(step, cases, policy, charge, agreement, reason)
         await _tell(step, "agreement.first_paid", {
             "count": agreement.instalment_count, "amount": _money(step, instalment.amount_cents),
             "unblock": PHRASES[phrase][_locale(step)]}, {**detail, "unblocked": phrase == "unblocked"}, reason)
@@ -200,6 +223,7 @@ async def on_instalment_paid(step: Step) -> bool:
         agreement.completed_at = step.now
         resolve_after_agreement(cases, step.now)
         reason = f"Every instalment of the agreement is paid ({agreement.instalment_count})"
+        await follow_cases(step, reason=reason)
         await _tell(step, "agreement.completed", {"count": agreement.instalment_count,
                                                   "total": _money(step, agreement.total_cents)}, detail, reason)
     else:
@@ -239,8 +263,7 @@ async def on_instalment_missed(step: Step) -> bool:
                           policy_version=step.policy_version, deadline_at=deadline,
                           reminders=reminder_times(deadline, step.tenant.timezone, policy, step.now),
                           still_blocked=still_blocked)
-    if cases and not still_blocked and step.customer.lifecycle == Lifecycle.ACTIVE:
-        await transition(step.session, step.customer, Lifecycle.IN_GRACE, reason=reason, event_id=step.event.id)
+    await follow_cases(step, reason=reason)  # the reopened cases reach their contracts (or the customer) again
     phrase = PHRASES["still_blocked" if still_blocked else "reopened"][_locale(step)].format(
         version=step.policy_version, deadline=format_date(deadline, step.tenant.timezone, _locale(step)))
     await _tell(step, "agreement.broken", {
