@@ -229,8 +229,3 @@ def field_errors(error: ValidationError) -> list[FieldError]:
             message = "required"
         problems.append(FieldError(field_path(item["loc"]) or "policy", message))
     return problems
-
-
-def parse_policy(data: dict[str, Any]) -> PolicyConfig:
-    """Validate a full configuration; raises ValidationError (see :func:`field_errors`)."""
-    return PolicyConfig.model_validate(data)
