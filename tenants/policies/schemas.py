@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError, field_validator,
