@@ -201,12 +201,6 @@ async def check_second_factor(session: AsyncSession, *, staff: Staff, code: str,
     return method
 
 
-async def recovery_codes_left(session: AsyncSession, staff_id: uuid.UUID) -> int:
-    rows = await session.execute(select(StaffRecoveryCode.id).where(StaffRecoveryCode.staff_id == staff_id,
-                                                                    StaffRecoveryCode.used_at.is_(None)))
-    return len(rows.all())
-
-
 async def record_sign_in(session: AsyncSession, *, staff: Staff, method: str, address: str) -> None:
     await record(session, actor=staff_actor(staff), action="staff.signed_in", target_type="staff",
                  target_id=staff.id, tenant_id=None, detail={"method": method, "address": address})
