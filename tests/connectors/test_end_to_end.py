@@ -19,7 +19,7 @@ from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.tasks.models import Task
 from backoffice.web.app import create_app
 from tests.connectors.conftest import Answer, connector_settings, make_instance
-from tests.connectors.test_hooks import API_KEY, TOKEN, asaas_hook, asaas_payment
+from tests.web.test_hooks import API_KEY, TOKEN, asaas_hook, asaas_payment
 from tests.connectors.test_ports import smtp_config, smtp_server  # noqa: F401  fixture
 from tests.tenants.conftest import new_customer, spine  # noqa: F401  fixture
 

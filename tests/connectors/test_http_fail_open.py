@@ -73,7 +73,7 @@ async def test_an_asaas_hook_is_stored_while_the_breakers_redis_is_down(database
 
     from backoffice.web.app import create_app
     from tests.connectors.conftest import FAST_HTTP, connector_settings
-    from tests.connectors.test_hooks import TOKEN, asaas, asaas_hook, asaas_payment, events, post
+    from tests.web.test_hooks import TOKEN, asaas, asaas_hook, asaas_payment, events, post
 
     hook_id = await asaas(database, provider, tenants.a.id)
     provider.on("GET", "/v3/payments/pay_080225913252", Answer(200, asaas_payment(value=199.9)))

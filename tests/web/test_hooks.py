@@ -14,7 +14,7 @@ from backoffice.connectors.models import ConnectorInstance, Health
 from backoffice.connectors.service import set_enabled
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant, TenantStatus
-from tests.connectors.conftest import ACTOR, Answer, make_instance
+from tests.connectors.conftest import ACTOR, Answer, make_instance, provider, web  # noqa: F401  (fixtures)
 
 TOKEN = "asaas-hook-token-Zq81"
 API_KEY = "$aact_test_key_9f8e7d"

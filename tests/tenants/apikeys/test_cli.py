@@ -8,7 +8,7 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.tenants.apikeys import keys
 from backoffice.tenants.apikeys.service import find_by_secret
-from tests.platform.test_cli import _cli
+from tests.web.entry.test_cli import _cli
 
 pytestmark = pytest.mark.postgres_only
 

@@ -147,7 +147,7 @@ async def test_a_gateway_that_cannot_be_asked_keeps_the_payment_waiting_not_unma
 
 async def test_an_unknown_stripe_customers_paid_invoice_starts_a_customer_made_from_stripes_record(spine, provider):
     from tests.connectors.conftest import Answer, make_instance
-    from tests.connectors.test_hooks import INVOICE, WHSEC, stripe_event, stripe_headers
+    from tests.web.test_hooks import INVOICE, WHSEC, stripe_event, stripe_headers
 
     a, b = spine.tenants.a, spine.tenants.b
     provider.on("GET", "/v1/customers/cus_Stripe1", Answer(200, {

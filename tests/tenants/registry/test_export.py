@@ -148,7 +148,7 @@ async def test_a_purge_waits_for_suspension_and_grace_then_deletes_one_tenant_an
 
 async def test_the_cli_exports_with_a_progress_bar_and_refuses_an_early_purge(database, tenants, tmp_path):
     from tests.conftest import env_for_subprocess
-    from tests.platform.test_cli import BACKOFFICE_CLI
+    from tests.web.entry.test_cli import BACKOFFICE_CLI
 
     async def cli(*args: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(

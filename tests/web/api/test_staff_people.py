@@ -14,7 +14,7 @@ from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.staff.service import assign_staff, create_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
-from tests.platform.test_cli import _cli
+from tests.web.entry.test_cli import _cli
 
 PASSWORD = "correct-horse-battery"
 

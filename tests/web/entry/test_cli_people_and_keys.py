@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.web.entry.cli import main
 from backoffice.tenants.apikeys.models import ApiKey
-from tests.platform.test_cli import _cli
+from tests.web.entry.test_cli import _cli
 from tests.web.api.conftest import make_key
 
 

@@ -19,7 +19,7 @@ from backoffice.web.entry.cli import main
 from backoffice.platform.settings import get_settings
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from tests.conftest import env_for_subprocess
-from tests.platform.test_cli import _cli
+from tests.web.entry.test_cli import _cli
 from tests.tenants.conftest import spine  # noqa: F401  (the running pipeline fixture)
 from tests.tenants.routines.scripted import registered, scripted
 

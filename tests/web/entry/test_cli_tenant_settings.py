@@ -14,7 +14,7 @@ from backoffice.platform.audit.models import AuditEntry
 from backoffice.tenants.registry.models import Tenant
 from tests.conftest import env_for_subprocess
 from tests.providers.dns import dns_server
-from tests.platform.test_cli import BACKOFFICE_CLI, Result
+from tests.web.entry.test_cli import BACKOFFICE_CLI, Result
 
 pytestmark = pytest.mark.postgres_only
 
