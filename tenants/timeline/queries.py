@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, literal_column, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.cursor import decode_cursor, encode_cursor
@@ -127,20 +127,6 @@ async def feedback_inbox(
     rows = rows[:limit]
     next_cursor = encode_cursor(CURSOR_KIND, rows[-1].recorded_at, rows[-1].id) if more else None
     return rows, next_cursor
-
-
-async def unread_feedback_by_tenant(session: AsyncSession, tenant_ids: list[uuid.UUID] | None) -> dict[uuid.UUID, int]:
-    """Unread feedback items per tenant (tenants with none are absent); ``None``: every tenant. One statement
-    on the partial index of unread items."""
-    if tenant_ids is not None and not tenant_ids:
-        return {}
-    # The state as a literal, so PostgreSQL can plan on the partial index whatever the parameter.
-    query = (select(FeedbackItem.tenant_id, func.count()).where(FeedbackItem.state == literal_column("'unread'"))
-             .group_by(FeedbackItem.tenant_id))
-    if tenant_ids is not None:
-        query = query.where(FeedbackItem.tenant_id.in_(tenant_ids))
-    return {tenant_id: count for tenant_id, count in (await session.execute(query)).all()}
-
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from backoffice.platform.db.migrate import upgrade  # noqa: E402
 from backoffice.platform.db.session import Database  # noqa: E402
 from backoffice.platform.settings import get_settings  # noqa: E402
 from backoffice.tenants.registry.staffing import people_board  # noqa: E402
-from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox, unread_feedback_by_tenant  # noqa: E402
+from backoffice.tenants.overview.queries import unread_feedback  # noqa: E402
+from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox  # noqa: E402
 
 ADMIN, OPERATOR = uuid.UUID(int=1), uuid.UUID(int=2)
 EXTRA = [
@@ -123,8 +124,8 @@ def calls(operator_tenants: list[uuid.UUID]):
             "operator": lambda s: feedback_inbox(s, tenant_ids=operator_tenants,
                                                  filters=feedback_filter(text="recebido"))},
         "unread feedback per tenant": {
-            "admin": lambda s: unread_feedback_by_tenant(s, None),
-            "operator": lambda s: unread_feedback_by_tenant(s, operator_tenants)},
+            "admin": lambda s: unread_feedback(s, None),
+            "operator": lambda s: unread_feedback(s, None, operator_tenants)},
         "audit, newest page": {
             "admin": lambda s: search_audit(s, tenant_ids=None),
             "operator": lambda s: search_audit(s, tenant_ids=operator_tenants)},

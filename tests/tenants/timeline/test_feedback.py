@@ -17,7 +17,8 @@ from backoffice.platform.clock import FrozenClock
 from backoffice.platform.errors import InputRefused, ValidationFailed
 from backoffice.platform.db.session import NotFound
 from backoffice.tenants.timeline.models import FeedbackItem, FeedbackState
-from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox, unread_feedback_by_tenant
+from backoffice.tenants.overview.queries import unread_feedback
+from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox
 from backoffice.tenants.timeline.service import add_note, mark_feedback, reply_to_feedback, timeline
 
 STAFF = Actor(type="staff", label="ana@provider.example", id=str(uuid.UUID(int=7)))
@@ -52,7 +53,7 @@ async def notes(database, tenants):
 async def test_a_note_becomes_an_unread_item_and_the_inbox_is_newest_first_across_tenants(database, tenants, notes):
     async with database.system() as session:
         rows, cursor = await feedback_inbox(session, tenant_ids=None)
-        unread = await unread_feedback_by_tenant(session, [tenants.a.id, tenants.b.id])
+        unread = await unread_feedback(session, None, [tenants.a.id, tenants.b.id])
     assert [r.text for r in rows] == list(reversed(notes))
     assert cursor is None
     assert {r.state for r in rows} == {FeedbackState.UNREAD}
@@ -68,7 +69,7 @@ async def test_an_operator_of_alfa_never_sees_betas_feedback(database, tenants, 
         rows, _ = await feedback_inbox(session, tenant_ids=[tenants.a.id], filters=feedback_filter(
             tenant=str(tenants.b.id)))
         assert rows == []
-        assert await unread_feedback_by_tenant(session, [tenants.a.id]) == {tenants.a.id: 3}
+        assert await unread_feedback(session, None, [tenants.a.id]) == {tenants.a.id: 3}
         assert await feedback_inbox(session, tenant_ids=[]) == ([], None)
     # Beta's item cannot be read or changed through alfa's door.
     async with database.provider(tenants.b.id) as session:
@@ -144,7 +145,7 @@ async def test_state_changes_and_a_reply_are_recorded_audited_and_on_the_timelin
         actions = [(e.action, e.tenant_id, e.actor_label) for e in (await session.execute(
             select(AuditEntry).where(AuditEntry.action.like("feedback.%")).order_by(AuditEntry.occurred_at)))
             .scalars()]
-        unread = await unread_feedback_by_tenant(session, None)
+        unread = await unread_feedback(session, None)
     assert actions == [("feedback.read", tenants.a.id, "ana@provider.example"),
                        ("feedback.replied", tenants.a.id, "ana@provider.example")]
     assert unread == {tenants.a.id: 2, tenants.b.id: 1}
@@ -156,7 +157,7 @@ async def test_the_demo_gives_the_inbox_something_and_answers_one(database):
     await seed_demo_for_test(database)
     async with database.system() as session:
         rows, _ = await feedback_inbox(session, tenant_ids=None)
-        unread = await unread_feedback_by_tenant(session, None)
+        unread = await unread_feedback(session, None)
     assert len(rows) == 4 and {r.tenant_name for r in rows} == {"Aurora Software", "Vitta Academias"}
     assert sorted(unread.values()) == [1, 2]  # Aurora's first feedback was answered
     [answered] = [r for r in rows if r.replies]
@@ -178,7 +179,7 @@ async def test_the_inbox_and_the_counts_are_one_statement_each_whatever_the_tena
             for scope in (None, [tenants.a.id], [tenants.a.id, tenants.b.id]):
                 seen.clear()
                 await feedback_inbox(session, tenant_ids=scope, filters=feedback_filter(text="cliente"))
-                await unread_feedback_by_tenant(session, scope)
+                await unread_feedback(session, None, scope)
                 assert len(seen) == 2, seen
     finally:
         event.remove(database.system_engine.sync_engine, "before_cursor_execute", count)
