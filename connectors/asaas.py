@@ -32,11 +32,11 @@ from pydantic import Field, HttpUrl, SecretStr
 from backoffice.connectors.common import brazil_day, cents, json_body, need, same, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
 )
 from backoffice.connectors.service import record_failure, record_success
-from backoffice.tenants.billing.ports import BillingType, GatewayCharge, GatewayCustomer
+from backoffice.tenants.billing.ports import BillingType, GatewayCharge, GatewayCustomer, PixCode
 from backoffice.tenants.connections import CallFailed, Connection
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ EVENT_TYPES = {
 }
 PAID = {"CONFIRMED", "RECEIVED", "RECEIVED_IN_CASH"}
 PAGE = 100  # Asaas's largest page
+BILLING_TYPES = frozenset(kind.value for kind in BillingType)
 # The fetched status that confirms each event (None: any status; creation is a past fact).
 CONFIRMS: dict[str, set[str] | None] = {
     "PAYMENT_CREATED": None,
@@ -139,6 +140,26 @@ class Asaas(ConnectorKind):
                 return False
             raise
         return True
+
+    async def pix_qr_code(self, ctx: Context, payment_id: str) -> dict[str, Any] | None:
+        """``GET /v3/payments/{id}/pixQrCode``: ``payload`` (copia-e-cola), ``encodedImage`` (base64 PNG),
+        ``expirationDate``; None when Asaas does not know the payment (404)."""
+        return await self._payment_read(ctx, payment_id, "/pixQrCode", "GET asaas pixQrCode")
+
+    async def identification_field(self, ctx: Context, payment_id: str) -> dict[str, Any] | None:
+        """``GET /v3/payments/{id}/identificationField``: the boleto's ``identificationField`` (linha
+        digitável), ``nossoNumero``, ``barCode``; None when Asaas does not know the payment (404)."""
+        return await self._payment_read(ctx, payment_id, "/identificationField", "GET asaas identificationField")
+
+    async def _payment_read(self, ctx: Context, payment_id: str, suffix: str, label: str) -> dict[str, Any] | None:
+        path = "/v3/payments/" + segment(payment_id, PAYMENT_ID, "payment.id", "an Asaas payment id (pay_...)") + suffix
+        try:
+            response = await self._request(ctx, "GET", path, label)
+        except ProviderError as error:
+            if error.status == 404:
+                return None
+            raise
+        return json_of(response, label)
 
     async def create_customer(self, ctx: Context, *, name: str, tax_id: str, email: str | None = None,
                               external_reference: str | None = None) -> dict[str, Any]:
@@ -268,8 +289,10 @@ class Asaas(ConnectorKind):
             charge["description"] = payment["description"][:500]
         if payment.get("invoiceUrl"):
             charge["payment_url"] = payment["invoiceUrl"]
-        if payment.get("subscription"):  # a payment of a subscription (sub_...): the contract a late charge blocks
-            charge["contract_external_id"] = str(payment["subscription"])[:500]
+        if payment.get("billingType") in BILLING_TYPES:
+            charge["billing_type"] = payment["billingType"]
+        if payment.get("bankSlipUrl"):
+            charge["boleto_url"] = payment["bankSlipUrl"]
         if payment.get("subscription"):  # a payment of a subscription (sub_...): the contract a late charge blocks
             charge["contract_external_id"] = str(payment["subscription"])[:500]
         data: dict[str, Any] = {"charge": charge}
@@ -348,6 +371,17 @@ class AsaasGateway:
 
     async def cancel_charge(self, charge_id: str) -> bool:
         return await self.kind.delete_payment(self.ctx, charge_id)
+
+    async def pix_code(self, charge_id: str) -> PixCode | None:
+        found = await self.kind.pix_qr_code(self.ctx, charge_id)
+        if found is None:
+            return None
+        return PixCode(payload=str(need(found, "payload")), qr_png=str(need(found, "encodedImage")),
+                       expires_at=found.get("expirationDate"))
+
+    async def boleto_line(self, charge_id: str) -> str | None:
+        found = await self.kind.identification_field(self.ctx, charge_id)
+        return str(need(found, "identificationField")) if found is not None else None
 
     async def received_on(self, day: str) -> list[GatewayCharge]:
         return [charge_of(payment) for payment in await self.kind.received_on(self.ctx, day)]

@@ -14,7 +14,7 @@ from pydantic import SecretStr, field_validator
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig
+from backoffice.connectors.kinds import CheckResult, ConnectorKind, KindConfig
 from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError

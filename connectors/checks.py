@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.connectors.asaas import refusal as asaas_refusal
 from backoffice.connectors.http import CircuitOpen, ProviderError
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import CheckResult, ConnectorError, get_kind
+from backoffice.connectors.kinds import CheckResult, ConnectorError, get_kind
 from backoffice.connectors.service import open_context, record_failure, record_success
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned

@@ -23,7 +23,7 @@ from pydantic import Field, HttpUrl, SecretStr
 
 from backoffice.connectors.common import json_body, need
 from backoffice.connectors.http import json_of
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
 )
 

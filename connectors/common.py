@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from backoffice.connectors.registry import InboundRequest, MalformedPayload
+from backoffice.connectors.kinds import InboundRequest, MalformedPayload
 
 BRAZIL = ZoneInfo("America/Sao_Paulo")
 

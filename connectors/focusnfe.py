@@ -37,7 +37,7 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from backoffice.connectors.common import cents, json_body, need, segment
 from backoffice.connectors.http import ProviderError, json_of
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig,
 )
 from backoffice.connectors.models import ConnectorInstance

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from backoffice.connectors.registry import ConnectorError
+from backoffice.connectors.kinds import ConnectorError
 from backoffice.platform import metrics
 from backoffice.platform.availability import REDIS_ERRORS, Pause, redis_client
 from backoffice.platform.security.outbound import CheckedTransport, TargetRefused

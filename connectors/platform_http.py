@@ -22,7 +22,7 @@ from pydantic import SecretStr, field_validator
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import CheckResult, ConnectorKind, KindConfig
+from backoffice.connectors.kinds import CheckResult, ConnectorKind, KindConfig
 from backoffice.platform import clock
 from backoffice.platform.security.outbound import TargetRefused, check_url_shape
 from backoffice.platform.security.standard_webhooks import PREFIX, sign

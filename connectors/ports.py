@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.connectors.registry import ConnectorError
+from backoffice.connectors.kinds import ConnectorError
 from backoffice.connectors.service import instance_for_channel, note_outcome, open_context, record_failure
 from backoffice.platform.security.secrets import SecretUnreadable
 from backoffice.platform.settings import Settings, get_settings

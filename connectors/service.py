@@ -19,7 +19,7 @@ from typing import Any
 
 from backoffice.connectors.http import Http
 from backoffice.connectors.models import ConnectorInstance, Health
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     Context,
     UnknownKind,
     get_kind,

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 import aiosmtplib
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     CheckResult,
     ConnectorError,
     ConnectorKind,

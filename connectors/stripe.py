@@ -23,7 +23,7 @@ from pydantic import Field, HttpUrl, SecretStr
 from backoffice.connectors.common import from_unix, json_body, need, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import (
+from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
 )
 from backoffice.platform import clock

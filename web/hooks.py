@@ -30,7 +30,7 @@ from litestar.datastructures import State
 
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import InboundRequest, MalformedPayload, VerificationFailed, get_kind
+from backoffice.connectors.kinds import InboundRequest, MalformedPayload, VerificationFailed, get_kind
 from backoffice.connectors.service import open_context, record_failure, record_success
 from backoffice.platform import metrics
 from backoffice.platform.db.session import Database, NotFound, get_owned

@@ -12,7 +12,7 @@ from backoffice.platform import clock
 from backoffice.platform.db.base import UTCDateTime
 from backoffice.platform.outbox.lease import LeaseLost
 from backoffice.platform.outbox.models import OutboxEntry
-from backoffice.platform.worker.registry import Deferral
+from backoffice.platform.worker.jobs import Deferral
 
 
 def add_to_outbox(session: AsyncSession, tenant_id: uuid.UUID, job: str, **payload: Any) -> OutboxEntry:

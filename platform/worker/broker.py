@@ -21,7 +21,7 @@ from backoffice.platform.settings import Settings
 from backoffice.platform.worker.logcontext import JobLogContext
 from backoffice.platform.worker.metrics import JobMetrics
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
-from backoffice.platform.worker.registry import REGISTRY, BatchItem, BatchOutcome, JobSpec
+from backoffice.platform.worker.jobs import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
 NAMESPACE = "backoffice"
 # The queue of work a crashed job left (its rows came back from a dead worker: ``platform/outbox/relay.py``).

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.jobs import tenant_job
 from backoffice.tenants.customers.models import Customer
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.platform import clock, metrics
 from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.outbox.service import add_to_outbox
-from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
+from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, item_ids, tenant_job
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError, get_port, send_many
 from backoffice.tenants.effects.service import DELIVER_JOB

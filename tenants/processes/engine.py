@@ -41,7 +41,7 @@ from backoffice.platform.documents import InvalidDocument, normalize_tax_id
 from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.timers.models import TenantClock
-from backoffice.platform.worker.registry import BatchItem, BatchOutcome, Deferral, tenant_job
+from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, Deferral, tenant_job
 from backoffice.tenants.billing.gateway_customers import Adoption, adopt_gateway_customers
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.customers.queries import (

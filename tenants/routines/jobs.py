@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backoffice.platform.worker.registry import tenant_job
+from backoffice.platform.worker.jobs import tenant_job
 from backoffice.tenants.routines import engine
 
 

@@ -27,7 +27,7 @@ from backoffice.platform import clock, metrics
 from backoffice.platform.db.session import get_owned, owned_by_ids
 from backoffice.platform.security.outbound import TargetRefused
 from backoffice.platform.security.secrets import SecretUnreadable
-from backoffice.platform.worker.registry import BatchItem, BatchOutcome, item_ids, tenant_job
+from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, item_ids, tenant_job
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint

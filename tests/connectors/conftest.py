@@ -147,7 +147,7 @@ async def make_instance(database: Database, tenant_id: uuid.UUID, kind: str, con
                         name: str | None = None) -> uuid.UUID:
     """A connector as staff would configure it. A provider kind pointed at a local stand-in gets the stand-in's
     host allowed the way production allows any other host: a provider admin's audited ``host_override``."""
-    from backoffice.connectors.registry import get_kind
+    from backoffice.connectors.kinds import get_kind
     from backoffice.connectors.service import create_instance
 
     host = urlsplit(str(config.get("base_url", ""))).hostname

@@ -13,7 +13,7 @@ from backoffice.connectors.focusnfe import FocusNfe, FocusNfeIssuer, make_ref
 from backoffice.connectors.http import ProviderError
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.common import segment
-from backoffice.connectors.registry import MalformedPayload
+from backoffice.connectors.kinds import MalformedPayload
 from backoffice.connectors.service import create_instance, get_instance, open_context
 from backoffice.tenants.events.intake import ingest
 from backoffice.tenants.events.models import Event

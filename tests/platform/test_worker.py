@@ -22,7 +22,7 @@ from sqlalchemy import select
 from backoffice.platform.worker.broker import build_broker, enqueue
 from backoffice.platform.worker.context import current_tenant
 from backoffice.platform.worker.middleware import MissingTenant
-from backoffice.platform.worker.registry import register_jobs, tenant_job
+from backoffice.platform.worker.jobs import register_jobs, tenant_job
 from backoffice.tenants.customers.models import Customer
 from tests.conftest import RUN_ID
 

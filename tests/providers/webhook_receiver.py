@@ -19,7 +19,7 @@ from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.service import complete_outbox_entry
 from backoffice.platform.worker.broker import run_batch
-from backoffice.platform.worker.registry import REGISTRY, BatchItem
+from backoffice.platform.worker.jobs import REGISTRY, BatchItem
 from backoffice.platform.security.standard_webhooks import SignatureError, verify
 
 

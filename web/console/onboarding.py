@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from backoffice.connectors import service as connectors
 from backoffice.connectors.checks import check_connection
-from backoffice.connectors.registry import CheckResult, get_kind, kinds, secret_fields
+from backoffice.connectors.kinds import CheckResult, get_kind, kinds, secret_fields
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.policies.service import current_policy, preview_template, update_policy
@@ -36,7 +36,7 @@ from backoffice.tenants.policies.schemas import TEMPLATE_KINDS
 from backoffice.tenants.policies.templates import default_source
 from backoffice.tenants.registry.branding import COLOUR_KEYS, DEFAULT_BRANDING, LOGO_MAX_BYTES
 from backoffice.tenants.registry.models import Tenant
-from backoffice.platform.staff.service import assigned_tenant_ids
+from backoffice.tenants.staff.service import assigned_tenant_ids
 from backoffice.tenants.registry.onboarding import STEPS, complete_step, next_step, steps_done
 from backoffice.tenants.registry.queries import onboarding_in_progress
 from backoffice.tenants.registry.service import LOCALES, create_tenant, update_branding

@@ -8,7 +8,7 @@ scheduler loop is added to the lists below; the test suite composes through this
 from __future__ import annotations
 
 from backoffice.connectors import ports as connector_ports
-from backoffice.connectors import registry as connector_kinds
+from backoffice.connectors import kinds as connector_kinds
 from backoffice.connectors.asaas import Asaas, AsaasGateway
 from backoffice.connectors.chat import Chat, ChatPort
 from backoffice.connectors.clicksign import Clicksign
@@ -21,7 +21,7 @@ from backoffice.connectors.stripe import Stripe, StripeCustomers
 from backoffice.platform.outbox.exhausted import on_give_up
 from backoffice.platform.scheduler.service import register_loops
 from backoffice.platform.timers.service import EventSink, install_sink
-from backoffice.platform.worker.registry import register_jobs
+from backoffice.platform.worker.jobs import register_jobs
 from backoffice.tenants.connections import install_directory
 from backoffice.tenants.customers import census
 from backoffice.tenants.effects import jobs as effect_jobs

@@ -25,7 +25,7 @@ from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import claim, relay_once
 from backoffice.platform.outbox.service import add_to_outbox, settle_outbox_entries
 from backoffice.platform.worker.broker import build_broker
-from backoffice.platform.worker.registry import register_jobs, BatchOutcome, Deferral, tenant_job
+from backoffice.platform.worker.jobs import register_jobs, BatchOutcome, Deferral, tenant_job
 from tests.conftest import RUN_ID, redis_url, require
 
 QUEUE = "tests-lease"

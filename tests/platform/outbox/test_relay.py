@@ -26,7 +26,7 @@ from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.relay import Relay, relay_once
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.worker.broker import RECOVERED_QUEUE, build_broker
-from backoffice.platform.worker.registry import register_jobs, tenant_job
+from backoffice.platform.worker.jobs import register_jobs, tenant_job
 from tests.conftest import RUN_ID
 
 QUEUE = "tests-relay"

@@ -14,7 +14,7 @@ from litestar.params import Parameter
 from backoffice.connectors import service
 from backoffice.connectors.checks import check_connection
 from backoffice.connectors.models import ConnectorInstance
-from backoffice.connectors.registry import kinds, secret_fields
+from backoffice.connectors.kinds import kinds, secret_fields
 from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.api.common import problems
