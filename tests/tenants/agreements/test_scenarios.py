@@ -1,6 +1,7 @@
 """Renegotiation (acordo) end to end on PostgreSQL, driven by Asaas-shaped webhooks posted to /hooks and the
 stateful Asaas stand-in: three instalments paid to the end; a missed instalment that reopens the case and
-blocks again; what a proposal refuses, naming the field; another tenant sees none of it."""
+blocks again; a subscription blocked alone, unblocked by the first instalment; what a proposal refuses,
+naming the field; another tenant sees none of it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.agreements import service
 from backoffice.tenants.agreements.models import Agreement, AgreementStatus
 from backoffice.tenants.agreements.queries import customer_agreements
-from backoffice.tenants.billing.models import Charge, ChargeStatus
+from backoffice.tenants.billing.models import Charge, Contract, ContractStatus
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.effects.models import Channel
@@ -190,3 +191,33 @@ async def test_a_proposal_names_what_it_refuses(world):
     assert await refused(charge_ids=["not-a-uuid"]) == {"charges"}
     assert world.asaas.calls("DELETE") == []  # nothing reached the gateway
     assert await world.rows(Agreement) == []
+
+
+async def test_a_subscription_blocked_alone_is_unblocked_by_the_first_instalment(world):
+    spine, asaas, a = world.spine, world.asaas, world.a
+    cus = asaas.add_customer(KEY, name="Academia Forte", cpf_cnpj="98765432000198")["id"]
+    customer_id = await new_customer(spine.database, a.id, a.member_id, name="Academia Forte",
+                                     tax_id="98.765.432/0001-98", lifecycle=Lifecycle.ACTIVE, external={"asaas": cus})
+    async with spine.database.tenant(a.id) as session:
+        for sub, plan in (("sub_late", "Plano Pro"), ("sub_ok", "Add-on Relatórios")):
+            session.add(Contract(customer_id=customer_id, plan_code=sub, plan_name=plan, price_cents=30000,
+                                 status=ContractStatus.ACTIVE, source="asaas", external_id=sub,
+                                 lifecycle=Lifecycle.ACTIVE))
+    pay = asaas.plant(KEY, customer=cus, value="300.00", status="PENDING", due_date="2026-10-30",
+                      subscription="sub_late")["id"]
+    asaas.mark_overdue(KEY, pay)
+    await world.hook("PAYMENT_OVERDUE", pay)
+    await spine.advance(days=6)
+    [block] = spine.sent(Channel.PLATFORM, a.id)
+    assert block.payload["data"]["scope"] == "contract" and block.payload["data"]["entitlement"] == "sub_late"
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.IN_GRACE  # the add-on still runs
+
+    await world.propose(customer_id, [await world.charge_id(pay)])
+    first = (await world.agreement(customer_id)).instalments[0][1].external_id
+    asaas.settle(KEY, first, payment_date="2026-11-19")
+    await world.hook("PAYMENT_RECEIVED", first)
+    _, unblock = spine.sent(Channel.PLATFORM, a.id)
+    assert unblock.payload["command"] == "unblock" and unblock.payload["data"]["entitlement"] == "sub_late"
+    contracts = {c.external_id: c.lifecycle for c in await world.rows(Contract)}
+    assert contracts == {"sub_late": Lifecycle.ACTIVE, "sub_ok": Lifecycle.ACTIVE}
+    assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.ACTIVE

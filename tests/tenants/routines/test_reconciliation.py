@@ -9,17 +9,23 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from backoffice.connectors.common import brazil_day
 from backoffice.connectors.models import ConnectorInstance, Health
+from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.errors import Conflict
 from backoffice.platform.db.session import NotFound, get_owned
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Payment
 from backoffice.tenants.customers.models import Customer
-from backoffice.tenants.routines import engine
+from backoffice.tenants.events.models import Event
+from backoffice.tenants.routines import engine, repairs
 from backoffice.tenants.routines.models import FindingKind, ItemStatus, ReconciliationFinding, RunStatus
+from backoffice.tenants.routines.repairs import FindingRepair
+from backoffice.web.app import create_app
+from tests.connectors.conftest import connector_settings
 from tests.providers.asaas import FakeAsaas, connect, gateway_options, serving
 from tests.tenants.routines.runs import run_and_items
 
@@ -254,14 +260,6 @@ async def _lost_webhook(spine, asaas) -> tuple[str, uuid.UUID, uuid.UUID]:
 
 @pytest.mark.postgres_only
 async def test_a_repaired_finding_becomes_the_event_and_its_effects_once(spine, asaas):
-    from litestar.testing import AsyncTestClient
-
-    from backoffice.platform.audit.models import AuditEntry
-    from backoffice.tenants.events.models import Event
-    from backoffice.tenants.routines import repairs
-    from backoffice.web.app import create_app
-    from tests.connectors.conftest import connector_settings
-
     a, b = spine.tenants.a, spine.tenants.b
     pay, maria, instance_id = await _lost_webhook(spine, asaas)
     await start(spine, a.id)
@@ -304,9 +302,6 @@ async def test_a_repaired_finding_becomes_the_event_and_its_effects_once(spine, 
 
 
 async def test_the_policy_repairs_a_lost_webhook_during_the_run(spine, asaas):
-    from backoffice.tenants.events.models import Event
-    from backoffice.tenants.routines.repairs import FindingRepair
-
     a = spine.tenants.a
     pay, maria, _ = await _lost_webhook(spine, asaas)
     await spine.set_policy(a.id, reconciliation_auto_repair=True)
