@@ -39,7 +39,7 @@ from backoffice.platform.audit.queries import audit_filter, search_audit  # noqa
 from backoffice.platform.db.migrate import upgrade  # noqa: E402
 from backoffice.platform.db.session import Database  # noqa: E402
 from backoffice.platform.settings import get_settings  # noqa: E402
-from backoffice.tenants.registry.staffing import people_board  # noqa: E402
+from backoffice.tenants.staff.queries import people_board  # noqa: E402
 from backoffice.tenants.overview.queries import unread_feedback  # noqa: E402
 from backoffice.tenants.timeline.queries import feedback_filter, feedback_inbox  # noqa: E402
 

@@ -27,7 +27,7 @@ from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.staff.service import assign_staff, can_act_on, hand_over, unassign_staff
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.registry.service import get_tenant_by_slug
-from backoffice.tenants.registry.staffing import active_assignment_since, list_staff, people_board, serving_staff
+from backoffice.tenants.staff.queries import active_assignment_since, list_staff, people_board, serving_staff
 from backoffice.tenants.routines.catalogue import UnknownRoutine, get_routine
 from backoffice.tenants.routines.handover import OPEN_WORK, open_runs
 from backoffice.web.console.onboarding import field_errors

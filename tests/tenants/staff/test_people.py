@@ -14,7 +14,7 @@ from backoffice.platform.errors import ValidationFailed
 from backoffice.tenants.staff.models import Staff
 from backoffice.tenants.staff.service import assign_staff, can_act_on, create_staff, hand_over, unassign_staff
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.registry.staffing import people_board
+from backoffice.tenants.staff.queries import people_board
 from backoffice.tenants.routines import engine
 from backoffice.tenants.routines.handover import OPEN_WORK
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
