@@ -67,16 +67,20 @@ def unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
         return True  # asyncpg's connect raises these bare (refused, reset, DNS, connect timeout)
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, BaseExceptionGroup):  # e.g. a session's rollback failing on the same dead connection
+        return all(unavailable(inner) for inner in error.exceptions)
+    # A DBAPIError names the driver's error; code that talks to asyncpg directly (the intake's hot path) gets
+    # the driver's error itself, untranslated.
+    candidates = (error.orig, getattr(error.orig, "__cause__", None)) if isinstance(error, DBAPIError) else (error,)
+    for candidate in candidates:
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
             return True
-        for candidate in (error.orig, getattr(error.orig, "__cause__", None)):
-            state = getattr(candidate, "sqlstate", None)
-            if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
-                return True
-            if isinstance(candidate, ConnectionError | TimeoutError):
-                return True
-            if type(candidate).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"} and \
-                    "connection" in str(candidate).lower() and "closed" in str(candidate).lower():
-                return True
+        if isinstance(candidate, ConnectionError | TimeoutError):
+            return True
+        if type(candidate).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"} and \
+                "connection" in str(candidate).lower() and "closed" in str(candidate).lower():
+            return True
     return False

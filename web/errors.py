@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -114,5 +115,11 @@ EXCEPTION_HANDLERS = {
     PoolTimeout: dependency_error,
     RedisError: dependency_error,
     OSError: dependency_error,  # asyncpg's connect raises ConnectionRefusedError and the like bare
+    # The intake writes through asyncpg directly: a connection dropped under it raises the driver's own error.
+    asyncpg.PostgresError: dependency_error,
+    asyncpg.InterfaceError: dependency_error,
+    # Litestar groups what failed while closing a request's dependencies (the session's rollback on that same
+    # dead connection): an outage when every one of them is.
+    ExceptionGroup: dependency_error,
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
 }
