@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from backoffice.connectors.common import brazil_day, cents, json_body, need, same, segment
+from backoffice.connectors.common import brazil_day, cents, credential_matches, json_body, required_field, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.kinds import (
@@ -213,7 +213,7 @@ class Asaas(ConnectorKind):
             async for payment in self.each(ctx, "/v3/payments", filters, "GET asaas payments"):
                 if payment.get("deleted") or payment.get("status") not in PAID:
                     continue
-                seen.setdefault(need(payment, "id"), payment)
+                seen.setdefault(required_field(payment, "id"), payment)
         return list(seen.values())
 
     async def each(self, ctx: Context, path: str, filters: dict[str, str],
@@ -245,15 +245,15 @@ class Asaas(ConnectorKind):
                                 status=error.status) from None
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
-        if not same(request.header("asaas-access-token"), ctx.config.webhook_token.get_secret_value()):
+        if not credential_matches(request.header("asaas-access-token"), ctx.config.webhook_token.get_secret_value()):
             raise VerificationFailed("asaas-access-token does not match this connector's webhook token")
         body = json_body(request)
         name = body.get("event")
         if name not in EVENT_TYPES:
             log.debug("asaas event %r ignored: not one the platform uses", name)
             return []
-        event_id = need(body, "id")
-        payment_id = need(body, "payment", "id")
+        event_id = required_field(body, "id")
+        payment_id = required_field(body, "payment", "id")
         fetched = await self.fetch_payment(ctx, payment_id)
         try:
             payment = self._confirmed(name, payment_id, fetched)
@@ -282,8 +282,8 @@ class Asaas(ConnectorKind):
     def _event(self, event_type: str, event_id: str, payment: dict[str, Any]) -> dict[str, Any]:
         charge = {
             "external_id": payment["id"],
-            "amount_cents": cents(need(payment, "value"), "payment.value"),
-            "due_date": need(payment, "dueDate"),
+            "amount_cents": cents(required_field(payment, "value"), "payment.value"),
+            "due_date": required_field(payment, "dueDate"),
         }
         if payment.get("description"):
             charge["description"] = payment["description"][:500]
@@ -317,7 +317,7 @@ class Asaas(ConnectorKind):
             event_id = cleared_key(payment["id"])
         return {
             "type": event_type, "source": self.source, "external_id": event_id,
-            "customer": {"external_id": need(payment, "customer"), "source": self.source},
+            "customer": {"external_id": required_field(payment, "customer"), "source": self.source},
             "data": data,
         }
 
@@ -376,12 +376,12 @@ class AsaasGateway:
         found = await self.kind.pix_qr_code(self.ctx, charge_id)
         if found is None:
             return None
-        return PixCode(payload=str(need(found, "payload")), qr_png=str(need(found, "encodedImage")),
+        return PixCode(payload=str(required_field(found, "payload")), qr_png=str(required_field(found, "encodedImage")),
                        expires_at=found.get("expirationDate"))
 
     async def boleto_line(self, charge_id: str) -> str | None:
         found = await self.kind.identification_field(self.ctx, charge_id)
-        return str(need(found, "identificationField")) if found is not None else None
+        return str(required_field(found, "identificationField")) if found is not None else None
 
     async def received_on(self, day: str) -> list[GatewayCharge]:
         return [charge_of(payment) for payment in await self.kind.received_on(self.ctx, day)]
@@ -423,13 +423,13 @@ class AsaasGateway:
 
 
 def customer_of(customer: dict[str, Any]) -> GatewayCustomer:
-    return GatewayCustomer(id=need(customer, "id"), name=customer.get("name"), tax_id=customer.get("cpfCnpj"),
+    return GatewayCustomer(id=required_field(customer, "id"), name=customer.get("name"), tax_id=customer.get("cpfCnpj"),
                            email=customer.get("email"), external_reference=customer.get("externalReference"),
                            deleted=bool(customer.get("deleted")))
 
 
 def charge_of(payment: dict[str, Any]) -> GatewayCharge:
-    payment_id = need(payment, "id")
+    payment_id = required_field(payment, "id")
     due = payment.get("dueDate")
     try:
         due_date = date.fromisoformat(due) if due else None
@@ -438,7 +438,7 @@ def charge_of(payment: dict[str, Any]) -> GatewayCharge:
     status = str(payment.get("status") or "")
     return GatewayCharge(
         id=payment_id, customer=str(payment.get("customer") or ""),
-        amount_cents=cents(need(payment, "value"), f"payment {payment_id}: value"), due_date=due_date,
+        amount_cents=cents(required_field(payment, "value"), f"payment {payment_id}: value"), due_date=due_date,
         status=status, paid=status in PAID, paid_on=payment.get("paymentDate"),
         description=payment.get("description"), payment_url=payment.get("invoiceUrl"),
         external_reference=payment.get("externalReference"), deleted=bool(payment.get("deleted")),

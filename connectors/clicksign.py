@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from backoffice.connectors.common import json_body, need
+from backoffice.connectors.common import json_body, required_field
 from backoffice.connectors.http import json_of
 from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
@@ -78,7 +78,7 @@ class Clicksign(ConnectorKind):
         if not closed:
             log.debug("clicksign event %r ignored: not a closed envelope", event_name)
             return []
-        envelope_id = str(document.get("id") or need(document, "key"))
+        envelope_id = str(document.get("id") or required_field(document, "key"))
         downloads = document.get("downloads") or {}
         data: dict[str, Any] = {"envelope_id": envelope_id}
         url = downloads.get("signed_file_url") or downloads.get("original_file_url")

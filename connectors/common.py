@@ -26,7 +26,7 @@ def json_body(request: InboundRequest) -> dict[str, Any]:
     return body
 
 
-def need(mapping: Any, *path: str) -> Any:
+def required_field(mapping: Any, *path: str) -> Any:
     """``mapping[path[0]][path[1]]...``, or MalformedPayload naming the missing field."""
     value = mapping
     for depth, key in enumerate(path):
@@ -67,7 +67,7 @@ def from_unix(value: Any) -> datetime | None:
         raise MalformedPayload("expected a Unix timestamp") from None
 
 
-def same(given: str | None, expected: str) -> bool:
+def credential_matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented credential with the configured one."""
     if not given:
         return False

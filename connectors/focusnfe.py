@@ -35,7 +35,7 @@ from urllib.parse import urljoin
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator
 
-from backoffice.connectors.common import cents, json_body, need, segment
+from backoffice.connectors.common import cents, json_body, required_field, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig,
@@ -205,7 +205,7 @@ class FocusNfe(ConnectorKind):
 
     async def receive(self, ctx: Context, request: InboundRequest) -> list[dict[str, Any]]:
         hint = json_body(request)
-        ref = need(hint, "ref")
+        ref = required_field(hint, "ref")
         if not isinstance(ref, str) or not REF.fullmatch(ref):
             raise MalformedPayload("ref: expected letters, digits, '-' or '_'")
         nota = await self.status(ctx, ref)

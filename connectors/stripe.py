@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from backoffice.connectors.common import from_unix, json_body, need, segment
+from backoffice.connectors.common import from_unix, json_body, required_field, segment
 from backoffice.connectors.http import ProviderError, json_of
 from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.kinds import (
@@ -95,8 +95,8 @@ class Stripe(ConnectorKind):
         verify(request.header("stripe-signature"), request.body, ctx.config.webhook_secret.get_secret_value(),
                tolerance=ctx.config.tolerance_seconds)
         body = json_body(request)
-        event_id, event_type = need(body, "id"), need(body, "type")
-        obj = need(body, "data", "object")
+        event_id, event_type = required_field(body, "id"), required_field(body, "type")
+        obj = required_field(body, "data", "object")
         handler = {
             "invoice.paid": self._invoice_paid,
             "invoice.payment_failed": self._invoice_failed,
@@ -112,11 +112,11 @@ class Stripe(ConnectorKind):
         made_type, data = made
         return [{"type": made_type, "source": self.source, "external_id": event_id,
                  "occurred_at": _iso(from_unix(body.get("created"))),
-                 "customer": {"external_id": need(obj, "customer"), "source": self.source}, "data": data}]
+                 "customer": {"external_id": required_field(obj, "customer"), "source": self.source}, "data": data}]
 
     def _charge(self, invoice: dict[str, Any]) -> dict[str, Any]:
-        due = from_unix(invoice.get("due_date")) or from_unix(need(invoice, "created"))
-        charge = {"external_id": need(invoice, "id"), "amount_cents": int(invoice.get("amount_due") or 0),
+        due = from_unix(invoice.get("due_date")) or from_unix(required_field(invoice, "created"))
+        charge = {"external_id": required_field(invoice, "id"), "amount_cents": int(invoice.get("amount_due") or 0),
                   "due_date": due.date().isoformat()}
         if invoice.get("hosted_invoice_url"):
             charge["payment_url"] = invoice["hosted_invoice_url"]
@@ -149,13 +149,13 @@ class Stripe(ConnectorKind):
         before = _plan(previous, subscription)
         after = _plan(subscription, subscription)
         return "subscription.changed", {
-            "subscription_external_id": need(subscription, "id"), "before": before, "after": after,
+            "subscription_external_id": required_field(subscription, "id"), "before": before, "after": after,
             "effective_at": _iso(from_unix(body.get("created")))}
 
     def _subscription_deleted(self, body: dict[str, Any], subscription: dict[str, Any]):
         details = subscription.get("cancellation_details") or {}
         ended = from_unix(subscription.get("ended_at")) or from_unix(subscription.get("canceled_at"))
-        data = {"subscription_external_id": need(subscription, "id"),
+        data = {"subscription_external_id": required_field(subscription, "id"),
                 "reason": details.get("reason") or details.get("comment"), "effective_at": _iso(ended)}
         return "subscription.canceled", {k: v for k, v in data.items() if v is not None}
 
@@ -200,8 +200,8 @@ class StripeCustomers:
         tax_ids = [t for t in ((body.get("tax_ids") or {}).get("data") or []) if isinstance(t, dict)]
         tax_id = next((str(t.get("value")) for kind in BRAZILIAN_TAX_IDS for t in tax_ids
                        if t.get("type") == kind and t.get("value")), None)
-        return GatewayCustomer(id=need(body, "id"), name=body.get("name"), tax_id=tax_id, email=body.get("email"),
-                               deleted=bool(body.get("deleted")))
+        return GatewayCustomer(id=required_field(body, "id"), name=body.get("name"), tax_id=tax_id,
+                               email=body.get("email"), deleted=bool(body.get("deleted")))
 
 
 def _plan(holder: dict[str, Any], subscription: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def _plan(holder: dict[str, Any], subscription: dict[str, Any]) -> dict[str, Any
     amount = price.get("unit_amount", price.get("amount"))
     if amount is None:
         raise MalformedPayload("missing field price.unit_amount")
-    code = str(price.get("lookup_key") or need(price, "id"))[:64]
+    code = str(price.get("lookup_key") or required_field(price, "id"))[:64]
     return {"code": code, "name": str(price.get("nickname") or code)[:500], "price_cents": int(amount)}
 
 
