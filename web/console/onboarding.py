@@ -53,7 +53,7 @@ ZONES = ("America/Sao_Paulo", "America/Manaus", "America/Recife", "America/Forta
          "America/Cuiaba", "America/Porto_Velho", "America/Rio_Branco", "America/Noronha", "UTC")
 CONNECTOR_KINDS = ("asaas", "focusnfe", "clicksign", "stripe", "tenant_platform", "smtp", "chat")
 POLICY_FIELDS = ("grace_days", "reminder_offsets_days", "reminder_hour_local", "auto_block", "auto_unblock",
-                 "terminate_after_days", "block_scope")
+                 "terminate_after_days", "block_scope", "reconciliation_auto_repair")
 
 
 def step_titles(request: Request) -> dict[str, str]:
@@ -443,7 +443,8 @@ def _policy_changes(form: dict[str, Any]) -> dict[str, Any]:
             "reminder_hour_local": number(_text(form, "reminder_hour_local")),
             "auto_block": _text(form, "auto_block") == "on", "auto_unblock": _text(form, "auto_unblock") == "on",
             "terminate_after_days": number(terminate) if terminate else None,
-            "block_scope": _text(form, "block_scope") or "contract"}
+            "block_scope": _text(form, "block_scope") or "contract",
+            "reconciliation_auto_repair": _text(form, "reconciliation_auto_repair") == "on"}
 
 
 async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: dict[str, Any] | None = None,
@@ -460,7 +461,8 @@ async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: 
         template = {"title": form.get("title") or "", "body": form.get("body") or ""}
     if form and "grace_days" in form:
         values = {name: _text(form, name) for name in POLICY_FIELDS}
-        values.update(auto_block=_text(form, "auto_block") == "on", auto_unblock=_text(form, "auto_unblock") == "on")
+        values.update(auto_block=_text(form, "auto_block") == "on", auto_unblock=_text(form, "auto_unblock") == "on",
+                      reconciliation_auto_repair=_text(form, "reconciliation_auto_repair") == "on")
     if preview is None and not preview_errors:
         preview, preview_errors = await _preview(tenant, kind, tlocale, template)
     return _step_page(request, tenant, "policy", "console/onboarding/policy.html", status_code=status_code,

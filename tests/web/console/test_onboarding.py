@@ -87,7 +87,8 @@ async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database
     assert 'class="error"' in refused_preview.text
 
     policy = {"grace_days": "7", "reminder_offsets_days": "5, 2", "reminder_hour_local": "10", "auto_block": "on",
-              "auto_unblock": "on", "terminate_after_days": "", "kind": "dunning.notice", "tlocale": "pt-BR",
+              "auto_unblock": "on", "reconciliation_auto_repair": "on", "terminate_after_days": "",
+              "kind": "dunning.notice", "tlocale": "pt-BR",
               "title": "Fatura de {{ customer.name }}", "body": "Olá, {{ customer.name }}. Vence {{ deadline_at|date }}."}
     wrong = await _post(admin_client, f"{base}/policy", f"{base}/policy", {**policy, "reminder_offsets_days": "9"})
     assert wrong.status_code == 422 and "reminder_offsets_days" in wrong.text
@@ -96,6 +97,7 @@ async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database
     async with database.provider(__import__("uuid").UUID(tenant_id)) as session:
         version, config = await current_policy(session)
         assert config.grace_days == 7 and config.reminder_offsets_days == [5, 2]
+        assert config.reconciliation_auto_repair is True
         assert config.templates["dunning.notice"]["pt-BR"].title == "Fatura de {{ customer.name }}"
 
     admin_page = await admin_client.get(f"{base}/admin")  # no e-mail connector: said before inviting
