@@ -17,7 +17,8 @@ from backoffice.connectors.models import ConnectorInstance
 from backoffice.connectors.service import load_config
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.audit.service import Actor
-from backoffice.web.entry.cli import _secret_columns, main
+from backoffice.web.entry.cli import main
+from backoffice.web.entry.wiring import SECRET_COLUMNS
 from backoffice.platform.security import secrets
 from backoffice.platform.security.secrets import SecretUnreadable, rotate_all
 from backoffice.platform.settings import get_settings
@@ -93,7 +94,7 @@ async def test_rotating_lets_the_old_key_go_in_every_tenant(database, tenants):
         await read_secrets(database, tenants, only_b)
 
     seen = []
-    report = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"), settings=a_then_b,
+    report = await rotate_all(database, list(SECRET_COLUMNS), acting=Actor.system("tests"), settings=a_then_b,
                               batch_size=1, progress=seen.append)  # one row a batch: the paging is exercised
     assert report.done and report.unreadable == []
     assert report.rows == {"connector configs": 2, "webhook signing secrets": 2, "SSO client secrets": 2,
@@ -101,7 +102,7 @@ async def test_rotating_lets_the_old_key_go_in_every_tenant(database, tenants):
     assert report.resealed == report.rows and sum(seen) == 7
     assert await read_secrets(database, tenants, only_b) == plain  # A can go
 
-    again = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"), settings=a_then_b)
+    again = await rotate_all(database, list(SECRET_COLUMNS), acting=Actor.system("tests"), settings=a_then_b)
     assert again.resealed == {label: 0 for label in again.rows}  # idempotent: nothing left to re-encrypt
     assert await read_secrets(database, tenants, only_b) == plain
     async with database.system() as session:
@@ -112,7 +113,7 @@ async def test_rotating_lets_the_old_key_go_in_every_tenant(database, tenants):
 async def test_a_value_no_key_reads_is_reported_and_left_alone(database, tenants):
     stranger = keyed(database, Fernet.generate_key().decode())
     await store_secrets(database, tenants, stranger)
-    report = await rotate_all(database, _secret_columns(), acting=Actor.system("tests"),
+    report = await rotate_all(database, list(SECRET_COLUMNS), acting=Actor.system("tests"),
                               settings=keyed(database, f"{KEY_B},{KEY_A}"))
     assert not report.done and len(report.unreadable) == 2 * 5 + 1  # every value, named by column and row
     assert any(where.startswith("staff TOTP secrets ") for where in report.unreadable)
@@ -121,12 +122,12 @@ async def test_a_value_no_key_reads_is_reported_and_left_alone(database, tenants
 
 
 def test_every_module_that_encrypts_declares_its_column():
-    # A new place that stores encrypted values must give rotate_all its column (cli._secret_columns).
+    # A new place that stores encrypted values must give rotate_all its column (web/entry/wiring.py SECRET_COLUMNS).
     encrypting = sorted(
         str(path.relative_to(ROOT)) for folder in ("platform", "tenants", "connectors", "web")
         for path in (ROOT / folder).rglob("*.py")
         if re.search(r"\b(secrets|vault)\.encrypt\(", path.read_text()) and path.name != "secrets.py")
-    declaring = sorted(str(Path(*column.reseal.__module__.split(".")[1:])) + ".py" for column in _secret_columns())
+    declaring = sorted(str(Path(*column.reseal.__module__.split(".")[1:])) + ".py" for column in list(SECRET_COLUMNS))
     assert encrypting == declaring
 
 
