@@ -219,6 +219,10 @@ class Supervisor:
     def kill9(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
+    def worker_processes(self) -> list[int]:
+        """The forked dramatiq worker processes of every worker service."""
+        return sorted(pid for name in self.services if name.startswith("worker") for pid in self.children(name))
+
     def children(self, name: str) -> list[int]:
         """The worker processes dramatiq forked (the CLI's main process only supervises them)."""
         parent = self.pid(name)
@@ -360,7 +364,12 @@ class Cluster:
     def start_platform(self) -> Supervisor:
         self.supervisor = Supervisor(self.env(), self.logs)
         self.supervisor.add("web", "web")
-        self.supervisor.add("worker", "worker", "--processes", "2")
+        # Two worker containers of one process each, not one of two: dramatiq's CLI stops every process it
+        # forked when one of them dies, so killing a process of a two-process worker took both down until
+        # the restart, and the target (a crashed job's effects done within 60 s *with a worker still
+        # running*) was measured with no worker at all. Scale-out runs more worker containers anyway.
+        for n in (1, 2):
+            self.supervisor.add(f"worker-{n}", "worker", "--processes", "1")
         self.supervisor.add("scheduler-1", "scheduler")
         self.supervisor.add("scheduler-2", "scheduler")
         self.supervisor.start()

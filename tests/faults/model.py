@@ -8,13 +8,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# Issue 18's target: every effect of a crashed job done within 60 s. Measured on this kind of machine it is
-# met by the scheduler, PostgreSQL and Redis faults and missed by a hair for a killed worker (61.7 s quiet,
-# ~90 s under load: a row taken by the dead job waits one 30 s lease, and a copy handed out behind a queue
-# can wait a second one). Times over the target are printed as such; the suite fails past the bound, where
-# the work is stuck rather than slow (four leases).
+# Issue 18's target: every effect of a crashed job done within 60 s of the crash, with a worker still
+# running. The suite fails when the work in flight at a worker kill takes longer than that (plus a margin
+# for the measurement itself: the snapshot of the rows in flight is taken just before the kill, and the
+# completion times are the database's commit clock). Measured, 2026-12-07 on the 2-core development machine
+# shared with other engineers' test runs (load average 8-16): a killed worker's rows done after 21-38 s
+# (tests/perf/README.md, "Faults"), so 60 s leaves room without hiding a return of the old 60-90 s.
+# The other faults are printed against the same target but bounded looser: their rows (lost with Redis,
+# handed over by a relay that died, failed by a database restart) then wait behind the backlog the load
+# built meanwhile, which on a machine this loaded is over a minute by itself; past 120 s they are stuck.
 RECOVERY_TARGET_S = 60.0
-RECOVERY_BOUND_S = 120.0
+RECOVERY_MARGIN_S = 3.0
+RECOVERY_BOUND_S = {"worker": RECOVERY_TARGET_S + RECOVERY_MARGIN_S}
+RECOVERY_BOUND_OTHER_S = 120.0
+
+
+def recovery_bound(kind: str) -> float:
+    return RECOVERY_BOUND_S.get(kind, RECOVERY_BOUND_OTHER_S)
+
+
 PLAN_PRO = {"code": "pro", "name": "Plano Pro", "price_cents": 19990}
 PLAN_MAX = {"code": "max", "name": "Plano Max", "price_cents": 39990}
 BETA_WEBHOOK_TYPES = ["contract.signed", "payment.cleared", "payment.overdue", "subscription.changed",

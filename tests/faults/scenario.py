@@ -18,7 +18,8 @@ The stories (each customer is in exactly one, so the expected effects follow fro
 | block | both | payment.overdue, then its grace deadline brought forward, then the payment | grace e-mail, `block` + blocked e-mail (+ beta: manager e-mail), `unblock`, a webhook for each of the three events |
 
 Faults (each once per round, in a seeded random order, each at a random moment of its own slice of the
-load): kill -9 of ``backoffice web``, of one of the two dramatiq worker processes, of the scheduler that
+load): kill -9 of ``backoffice web``, of one of the two dramatiq worker processes (two worker services of
+one process each: the other keeps running), of the scheduler that
 holds the leadership lock; a Redis kill -9 and restart (no persistence: its queued messages are lost); a
 PostgreSQL ``pg_ctl restart -m immediate``. The supervisor restarts what died one second later.
 """
@@ -376,7 +377,10 @@ class Scenario(Verdict):
     # --- the faults -----------------------------------------------------------------------------------------
 
     def _schedule_faults(self) -> None:
-        kinds = [kind for _ in range(self.fault_rounds) for kind in self.random.sample(FAULTS, len(FAULTS))]
+        # The worker kill comes last in its round, the others in a seeded random order: its recovery is judged
+        # against the 60 s target (model.py), which a database or Redis restart 30 s later would blur.
+        others = [kind for kind in FAULTS if kind != "worker"]
+        kinds = [kind for _ in range(self.fault_rounds) for kind in (*self.random.sample(others, len(others)), "worker")]
         if not kinds:
             return
         span = self.load_seconds * 0.8
@@ -399,7 +403,7 @@ class Scenario(Verdict):
         reports what it found."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if fault.kind == "worker" and self.cluster.supervisor.children("worker"):
+            if fault.kind == "worker" and self.cluster.supervisor.worker_processes():
                 return
             if fault.kind == "scheduler":
                 try:
@@ -459,7 +463,7 @@ class Scenario(Verdict):
             supervisor.kill9(pid)
             fault.detail = f"web pid {pid}"
         elif fault.kind == "worker":
-            children = supervisor.children("worker")
+            children = supervisor.worker_processes()
             if not children:
                 fault.detail = "no worker process was running"
                 self.problems.append(f"fault worker at {fault.planned_at:.1f} s: no worker process to kill")

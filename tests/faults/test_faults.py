@@ -1,6 +1,6 @@
 """The fault suite: the production shape as real processes, faults injected under load, judged from outside.
 
-``backoffice migrate``, ``web``, ``worker --processes 2`` and two ``scheduler`` processes run against a
+``backoffice migrate``, ``web``, two ``worker --processes 1`` and two ``scheduler`` processes run against a
 PostgreSQL cluster and a Redis this test starts on free ports (``cluster.py``); recorders stand in for the
 tenants' platforms, webhook endpoints, SMTP server and Asaas (``recorders.py``). About 1,100 events of
 eight kinds across two tenants go in through the API and Asaas-shaped webhooks while web, a worker
@@ -9,9 +9,9 @@ PostgreSQL restarts with ``-m immediate`` (``scenario.py`` has the stories and w
 
 It then asserts, from what the receivers saw: every acknowledged event stored and processed; every
 expected platform command, webhook and e-mail present and nothing else; a repeat only with the identity
-of the first (webhook-id, Message-ID); no outbox row left, no delivery dead; the work in flight at each
-fault done (printed against the 60 s target; a failure past 120 s, see model.py); the intake answering
-503 with Retry-After during outages, never a bare 500.
+of the first (webhook-id, Message-ID); no outbox row left, no delivery dead; the work in flight at a
+worker kill done within the 60 s target (and at the other faults within 120 s, see model.py); the intake
+answering 503 with Retry-After during outages, never a bare 500.
 The figures are printed whether it passes or not.
 
 Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (five and a half minutes on

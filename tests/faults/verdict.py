@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import asyncpg
 
-from tests.faults.model import RECOVERY_BOUND_S, RECOVERY_TARGET_S, TENANTS, Figures
+from tests.faults.model import RECOVERY_TARGET_S, TENANTS, Figures, recovery_bound
 from tests.faults.recorders import Received
 
 
@@ -203,10 +203,11 @@ class Verdict:
                                      + (f" (OVER the {RECOVERY_TARGET_S:.0f} s target)" if over else "")
                                      + (f", {fault.unrecovered} never completed" if fault.unrecovered else "")
                                      + f" ({fault.detail})")
-            if fault.unrecovered or fault.recovery_s > RECOVERY_BOUND_S:
+            bound = recovery_bound(fault.kind)
+            if fault.unrecovered or fault.recovery_s > bound:
                 failures.append(f"{fault.kind} fault: the work in flight took {fault.recovery_s:.1f} s to complete "
                                 f"({fault.unrecovered} of {len(fault.inflight)} rows never did); bound "
-                                f"{RECOVERY_BOUND_S:.0f} s (target {RECOVERY_TARGET_S:.0f} s)")
+                                f"{bound:.0f} s (target {RECOVERY_TARGET_S:.0f} s)")
         worst = max((f.recovery_s for f in self.faults if f.recovery_s is not None), default=0.0)
         figures.values["worst recovery (s)"] = round(worst, 1)
         if any(f.kind == "web" and f.at is not None for f in self.faults):
