@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from backoffice.web.entry.wiring import compose
 from tests.faults.scenario import run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--drain", type=float, default=300.0, help="seconds allowed after the load")
     args = parser.parse_args()
+    # The scenario's setup creates connectors in this process: the registries are filled by the composition
+    # root, as tests/conftest.py does for the suite.
+    compose()
     failures, figures, _ = run_scenario(scale=args.scale, rate=args.rate, seed=args.seed, fault_rounds=args.rounds,
                                         drain_timeout=args.drain)
     print(f"\nfault soak (scale {args.scale}, {args.rate}/s, {args.rounds} rounds of faults):\n{figures.text()}")
