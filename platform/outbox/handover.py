@@ -37,7 +37,9 @@ from collections.abc import Iterable
 
 from dramatiq.brokers.redis import RedisBroker
 
-POINTER_TTL_SECONDS = 3600  # a message waiting longer than this is handed out again anyway
+# A message waiting longer than this is handed out again anyway (a copy, never a loss). Pointers are not
+# deleted when their row completes: they cost ~100 bytes of Redis each for this long.
+POINTER_TTL_SECONDS = 900
 # A message a live worker fetched starts within a few jobs' time (dramatiq prefetches two per thread); one
 # still not started this long after a look found it fetched was forgotten by its consumer.
 FETCHED_GRACE_SECONDS = 30.0
