@@ -7,7 +7,9 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKeyConstraint, Index, SmallInteger, String, UniqueConstraint, Uuid, text
+from sqlalchemy import (
+    JSON, BigInteger, Date, ForeignKeyConstraint, Index, SmallInteger, String, Text, UniqueConstraint, Uuid, text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.platform.db.base import Base, TenantOwned, utcnow
@@ -84,6 +86,14 @@ class Charge(TenantOwned, Base):
     paid_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # How the customer pays it (migration 0019): the gateway's billing type (BOLETO, PIX, CREDIT_CARD,
+    # UNDEFINED: the customer chooses), and what paying takes, fetched once when the charge is created at the
+    # gateway: the Pix copia-e-cola and its QR code (a base64 PNG), the boleto's linha digitável and PDF.
+    billing_type: Mapped[str | None] = mapped_column(String(16))
+    pix_payload: Mapped[str | None] = mapped_column(Text)
+    pix_qr_png: Mapped[str | None] = mapped_column(Text)
+    boleto_line: Mapped[str | None] = mapped_column(String(64))
+    boleto_url: Mapped[str | None] = mapped_column(String(500))
 
 
 class Payment(TenantOwned, Base):

@@ -61,6 +61,19 @@ class GatewayCharge:
     boleto_url: str | None = None
 
 
+@dataclass(frozen=True)
+class PixCode:
+    payload: str  # the copia-e-cola (BR Code)
+    qr_png: str  # the QR code, a base64 PNG
+    expires_at: str | None = None
+
+
+# Which billing types offer which means (Asaas: Pix is enabled for PIX, BOLETO and UNDEFINED charges; a boleto
+# exists for BOLETO and UNDEFINED).
+OFFERS_PIX = frozenset({BillingType.PIX, BillingType.BOLETO, BillingType.UNDEFINED})
+OFFERS_BOLETO = frozenset({BillingType.BOLETO, BillingType.UNDEFINED})
+
+
 class GatewayCustomers(Protocol):
     """What every gateway answers, even one the platform only receives payments from (Stripe): who one of
     its customers is (``tenants/billing/gateway_customers.py``)."""
@@ -95,6 +108,12 @@ class PaymentGateway(GatewayCustomers, Protocol):
 
     async def cancel_charge(self, charge_id: str) -> bool:
         """Cancel (delete) an open charge; False when the gateway no longer knows it."""
+
+    async def pix_code(self, charge_id: str) -> PixCode | None:
+        """The charge's Pix copia-e-cola and QR code; None when the gateway does not know the charge."""
+
+    async def boleto_line(self, charge_id: str) -> str | None:
+        """The charge's boleto linha digitável; None when the gateway does not know the charge."""
 
     async def received_on(self, day: str) -> list[GatewayCharge]:
         """Every charge the gateway received on ``day`` (YYYY-MM-DD), each once."""

@@ -59,6 +59,8 @@ async def upsert_charge(session: AsyncSession, customer: Customer, source: str, 
     charge.due_date = due
     charge.description = data.get("description", charge.description)
     charge.payment_url = data.get("payment_url", charge.payment_url)
+    charge.billing_type = data.get("billing_type", charge.billing_type)
+    charge.boleto_url = data.get("boleto_url", charge.boleto_url)
     return charge
 
 
@@ -78,12 +80,6 @@ async def record_payment(
         charge.status = ChargeStatus.PAID
         charge.paid_at = paid_at
     return payment
-
-
-async def open_charges(session: AsyncSession, customer: Customer) -> list[Charge]:
-    query = select(Charge).where(Charge.customer_id == customer.id,
-                                 Charge.status.in_([ChargeStatus.PENDING, ChargeStatus.OVERDUE]))
-    return list((await session.execute(query)).scalars())
 
 
 def current_contract(contracts: list[Contract], external_id: str | None = None) -> Contract | None:

@@ -52,6 +52,9 @@ class ChargeData(_Strict):
     description: Text | None = None
     payment_url: HttpUrl | None = None
     contract_external_id: Text | None = None
+    # How the customer pays it at the gateway, and the boleto's PDF when there is one.
+    billing_type: Literal["BOLETO", "PIX", "CREDIT_CARD", "UNDEFINED"] | None = None
+    boleto_url: HttpUrl | None = None
 
 
 class ChargeSummary(_Strict):

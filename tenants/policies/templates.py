@@ -37,7 +37,9 @@ Every kind:
 Every front-office kind also: reason (one line, in the tenant's locale), customer_url (portal link).
 Objects:
     plan, before, after, plans[]  {code, name, price_cents}
-    charge                        {amount_cents, due_date (date), description, payment_url}
+    charge                        {amount_cents, due_date (date), description, payment_url, billing_type
+                                   (BOLETO|PIX|CREDIT_CARD|UNDEFINED), pix_payload (Pix copia e cola),
+                                   boleto_line (linha digitável), boleto_url}
     payment                       {amount_cents, paid_at (datetime), method: pix|boleto|credit_card|...}
     document, documents[]         {kind: nfse|nfe|contract|receipt|boleto, number, url}
     task                          {title, due_date}
@@ -130,7 +132,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "plan": _PLAN,
     "before": _PLAN,
     "after": _PLAN,
-    "charge": ("amount_cents", "due_date", "description", "payment_url"),
+    "charge": ("amount_cents", "due_date", "description", "payment_url", "billing_type", "pix_payload",
+               "boleto_line", "boleto_url"),
     "payment": ("amount_cents", "paid_at", "method"),
     "document": _DOCUMENT,
     "task": ("title", "due_date"),

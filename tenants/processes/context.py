@@ -48,7 +48,8 @@ def charge_view(charge: Charge | None) -> dict[str, Any] | None:
         return None
     return {"id": str(charge.id), "external_id": charge.external_id, "amount_cents": charge.amount_cents,
             "due_date": charge.due_date.isoformat(), "description": charge.description,
-            "payment_url": charge.payment_url, "status": charge.status.value}
+            "payment_url": charge.payment_url, "status": charge.status.value, "billing_type": charge.billing_type,
+            "pix_payload": charge.pix_payload, "boleto_line": charge.boleto_line, "boleto_url": charge.boleto_url}
 
 
 def payment_view(payment: Payment | None) -> dict[str, Any] | None:

@@ -37,9 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
-from backoffice.tenants.billing.ports import GATEWAY_CALENDAR, BillingType, GatewayCharge, PaymentGateway
+from backoffice.tenants.billing.ports import (
+    GATEWAY_CALENDAR, OFFERS_BOLETO, OFFERS_PIX, BillingType, GatewayCharge, PaymentGateway,
+)
 from backoffice.tenants.connections import CallFailed
 from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.policies.schemas import PolicyConfig
+from backoffice.tenants.policies.service import current_policy
 from backoffice.tenants.routines.catalogue import ItemSpec, Monthly, Outcome, Plan, Routine
 from backoffice.tenants.routines.engine import RoutineUnavailable, failing_connector
 from backoffice.tenants.routines.gateways import connection_for, open_port
@@ -104,9 +108,11 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
         return Outcome.failed(str(error), notify=False)
     planned = item.data["charge"]
     customer = await _locked_customer(session, contract.customer_id)
+    _, policy = await current_policy(session)
     try:
         gateway_customer = await _gateway_customer(gateway, customer)
-        payment = await _gateway_charge(gateway, gateway_customer, contract, run.period, planned)
+        payment = await _gateway_charge(gateway, gateway_customer, contract, run.period, planned, policy)
+        means, problem = await _payment_means(gateway, payment)
     except CallFailed as error:
         if error.retryable:
             # The engine records the connector's failure and tries the item again later.
@@ -115,7 +121,10 @@ async def _work(session: AsyncSession, run: RoutineRun, item: RunItem) -> Outcom
         return Outcome.failed(str(error))
     gateway.record_outcome()
     charge = await _record_charge(session, contract, run.period, gateway.source, payment)
-    return Outcome.done(**_result(charge))
+    for name, value in means.items():
+        setattr(charge, name, value)
+    await session.flush()
+    return Outcome.done(**_result(charge), **({"problem": problem} if problem else {}))
 
 
 async def _charge_of(session: AsyncSession, contract_id: uuid.UUID, period: str) -> Charge | None:
@@ -125,7 +134,7 @@ async def _charge_of(session: AsyncSession, contract_id: uuid.UUID, period: str)
 
 def _result(charge: Charge) -> dict[str, Any]:
     return {"charge_id": str(charge.id), "external_id": charge.external_id, "payment_url": charge.payment_url,
-            "due_date": charge.due_date.isoformat()}
+            "due_date": charge.due_date.isoformat(), "billing_type": charge.billing_type}
 
 
 async def _locked_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
@@ -152,7 +161,7 @@ async def _gateway_customer(gateway: PaymentGateway, customer: Customer) -> str:
 
 
 async def _gateway_charge(gateway: PaymentGateway, gateway_customer: str, contract: Contract, period: str,
-                          planned: dict[str, Any]) -> GatewayCharge:
+                          planned: dict[str, Any], policy: PolicyConfig) -> GatewayCharge:
     reference = payment_reference(contract.id, period)
     found = await gateway.find_charge(external_reference=reference)
     if found is not None:
@@ -161,7 +170,39 @@ async def _gateway_charge(gateway: PaymentGateway, gateway_customer: str, contra
     due = max(date.fromisoformat(planned["due_date"]), today)
     return await gateway.create_charge(customer=gateway_customer, amount_cents=planned["amount_cents"],
                                        due_date=due, billing_type=BILLING_TYPE,
-                                       description=planned.get("description"), external_reference=reference)
+                                       description=planned.get("description"), external_reference=reference,
+                                       fine_percent=policy.late_fine_percent or None,
+                                       interest_percent=policy.late_interest_percent_month or None)
+
+
+async def _payment_means(gateway: PaymentGateway, payment: GatewayCharge) -> tuple[dict[str, Any], str | None]:
+    """What paying the charge takes, read once now so e-mails and the portal show it without asking the
+    gateway again: the billing type, the Pix copia-e-cola and QR code, the boleto's linha digitável and PDF.
+    A refusal of one of them (a gateway account without a Pix key, say) leaves that one out and is said in
+    the item's result; a hiccup is raised, and the engine tries the item again (it finds the charge)."""
+    kind = BillingType(payment.billing_type) if payment.billing_type in set(BillingType) else BillingType.UNDEFINED
+    means: dict[str, Any] = {"billing_type": kind.value, "boleto_url": payment.boleto_url}
+    problems = []
+    if kind in OFFERS_PIX:
+        try:
+            pix = await gateway.pix_code(payment.id)
+        except CallFailed as error:
+            if error.retryable:
+                raise
+            problems.append(f"no Pix code: {error}")
+        else:
+            if pix is not None:
+                means.update(pix_payload=pix.payload, pix_qr_png=pix.qr_png)
+    if kind in OFFERS_BOLETO:
+        try:
+            line = await gateway.boleto_line(payment.id)
+        except CallFailed as error:
+            if error.retryable:
+                raise
+            problems.append(f"no boleto line: {error}")
+        else:
+            means["boleto_line"] = line[:64] if line else None
+    return means, "; ".join(problems)[:500] or None
 
 
 async def _record_charge(session: AsyncSession, contract: Contract, period: str, source: str,

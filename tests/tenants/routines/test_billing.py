@@ -112,7 +112,8 @@ async def test_a_run_charges_each_active_contract_once_at_the_tenants_own_asaas(
          basic_payment["invoiceUrl"], "Plano Básico — 2026-11"),
     ]
     assert items[0].result == {"charge_id": str(recorded[0].id), "external_id": pro_payment["id"],
-                               "payment_url": pro_payment["invoiceUrl"], "due_date": "2026-11-05"}
+                               "payment_url": pro_payment["invoiceUrl"], "due_date": "2026-11-05",
+                               "billing_type": "UNDEFINED"}
     async with spine.database.tenant(a.id) as session:
         ids = {c.id: c.external_ids for c in (await session.execute(select(Customer))).scalars()}
         instance = (await session.execute(select(ConnectorInstance))).scalar_one()
