@@ -219,18 +219,6 @@ def check_window(since: datetime | None, until: datetime | None) -> tuple[dateti
     return since, until
 
 
-async def count_window(session: AsyncSession, *, since: datetime, until: datetime,
-                       what: str = "dead_letters") -> int:
-    """How many items a window replay would requeue now."""
-    since, until = check_window(since, until)
-    if what not in WINDOW_SETS:
-        raise ValidationFailed(FieldError("what", f"expected one of {', '.join(WINDOW_SETS)}"))
-    total = 0
-    for _kind, _rows, count in _window_queries(what, since, until):
-        total += (await session.execute(count)).scalar_one()
-    return total
-
-
 async def replay_window(session: AsyncSession, *, since: datetime, until: datetime, what: str = "dead_letters",
                         acting: Actor, reason: str | None = None, limit: int = MAX_WINDOW) -> Replay:
     """Every replayable item of the tenant that arrived (events) or was created (deliveries) in
@@ -267,5 +255,5 @@ async def _audit(session: AsyncSession, replay: Replay, acting: Actor) -> None:
                  tenant_id=replay.tenant_id, reason=replay.reason, detail=detail)
 
 
-__all__ = ["ItemRef", "KINDS", "MAX_SELECTION", "MAX_WINDOW", "WINDOW_SETS", "check_window", "count_window",
+__all__ = ["ItemRef", "KINDS", "MAX_SELECTION", "MAX_WINDOW", "WINDOW_SETS", "check_window",
            "replay_one", "replay_selection", "replay_window"]

@@ -315,10 +315,6 @@ async def resolve_customers(session: AsyncSession, events: list[Event]) -> dict[
     return found
 
 
-async def resolve_customer(session: AsyncSession, event: Event) -> Customer | None:
-    return (await resolve_customers(session, [event]))[event.id]
-
-
 # --- the job -------------------------------------------------------------------------------------------
 
 def _retries() -> int:
