@@ -12,6 +12,12 @@ test can check that a run touched only its tenant's account. It follows the docu
   ``paymentDate[le]``), ``GET /v3/payments/{id}`` (404 when unknown);
 - lists paginate with ``offset``/``limit`` and answer ``object``, ``hasMore``, ``totalCount``, ``limit``,
   ``offset``, ``data``. Pages are capped at ``page_cap`` (Asaas caps at 100) so tests follow pages;
+- ``GET /v3/customers/{id}`` (404 when unknown): the customer's record (a customer born at Asaas's checkout
+  is planted with ``add_customer``);
+- ``GET /v3/payments/{id}/pixQrCode`` (``payload``, ``encodedImage``, ``expirationDate``; PIX, BOLETO and
+  UNDEFINED charges, and only for an account with a Pix key) and ``GET /v3/payments/{id}/identificationField``
+  (the boleto's linha digitável; BOLETO and UNDEFINED); payments carry ``bankSlipUrl`` when they have a
+  boleto, and keep the ``fine`` and ``interest`` percentages they were created with;
 - ``GET /v3/myAccount/commercialInfo/``: the account's company data (what a connection test reads);
 - an unknown query parameter is a 400 here (Asaas ignores it silently, which would hide a typo of ours).
 
@@ -80,6 +86,7 @@ class Account:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refused_tax_ids: set[str] = field(default_factory=set)
+    pix_key: bool = True  # an account without a Pix key gets no Pix QR code (pixQrCode answers 400)
     company_name: str = "Empresa de Teste Ltda"  # GET /v3/myAccount/commercialInfo/
     cpf_cnpj: str = "11222333000181"
 
@@ -254,6 +261,8 @@ class FakeAsaas:
             return 404, {"errors": [{"code": "not_found", "description": "Cobrança não encontrada."}]}
         if payment["billingType"] not in ("PIX", "BOLETO", "UNDEFINED"):
             return self._refusal("invalid_billingType", "Esta cobrança não aceita Pix.")
+        if not account.pix_key:
+            return self._refusal("invalid_action", "Não há chave Pix cadastrada para gerar o QR Code.")
         number = payment_id.removeprefix("pay_")
         return 200, {"encodedImage": QR_PNG, "payload": pix_payload(number, payment["value"]),
                      "expirationDate": f"{int(payment['dueDate'][:4]) + 1}{payment['dueDate'][4:]} 23:59:59"}

@@ -19,6 +19,7 @@ from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.policies.service import update_policy
 from backoffice.tenants.routines import engine
+from backoffice.tenants.routines.models import ItemStatus, RunItem
 from backoffice.web.app import create_app
 from tests.connectors.conftest import connector_settings
 from tests.providers.asaas import QR_PNG, FakeAsaas, boleto_line, connect, gateway_options, serving
@@ -116,3 +117,23 @@ async def test_a_fine_or_interest_above_the_legal_cap_is_refused_naming_the_fiel
         assert saved.status_code == 200, saved.text
         assert (saved.json()["config"]["late_fine_percent"], saved.json()["config"]["late_interest_percent_month"]) \
             == (1.5, 0.33)
+
+
+async def test_an_account_without_a_pix_key_still_bills_with_the_boleto_and_says_why_there_is_no_pix(spine):
+    a = spine.tenants.a
+    customer_id = await new_customer(spine.database, a.id, a.member_id, name="Bazar Lua", tax_id="111.444.777-35",
+                                     lifecycle=Lifecycle.ACTIVE)
+    await contract_for(spine.database, a.id, customer_id, price=9900, day=15)
+    with serving(FakeAsaas()) as asaas, gateway_options(spine.database):
+        await connect(spine.database, a.id, asaas, KEY_A)
+        asaas.account(KEY_A).pix_key = False
+        async with spine.database.provider(a.id) as session:
+            run_id = (await engine.start_run(session, "billing", period="2026-11", actor=STAFF)).id
+        await spine.settle()
+    async with spine.database.tenant(a.id) as session:
+        [charge] = (await session.execute(select(Charge))).scalars().all()
+        [item] = (await session.execute(select(RunItem).where(RunItem.run_id == run_id))).scalars().all()
+    assert (charge.billing_type, charge.pix_payload, charge.pix_qr_png) == ("UNDEFINED", None, None)
+    assert charge.boleto_line == boleto_line(charge.external_id) and charge.boleto_url
+    assert item.status == ItemStatus.DONE and "Não há chave Pix cadastrada" in item.result["problem"]
+    assert "fine" not in asaas.calls("POST", "/v3/payments")[0].body  # the policy's default: none
