@@ -21,6 +21,7 @@ from backoffice.platform.settings import Settings
 from backoffice.web.console import overview, signin, sso
 from backoffice.web.console import audit_log, feedback, people
 from backoffice.web.console import tenant_work
+from backoffice.web.console import live
 from backoffice.web.console import agreements
 from backoffice.web.console import onboarding, tenant_settings
 from backoffice.web.console.door import provide_console_tenant
@@ -38,6 +39,7 @@ MODULES = [
     feedback,
     audit_log,
     tenant_work,
+    live,
     onboarding,
     tenant_settings,
     agreements,

@@ -53,6 +53,9 @@ PAGE = 50
 FAILED_ITEMS_SHOWN = 200
 REPLAY_ITEMS_SHOWN = 200
 POLL = "every 2s"
+# A run's page is pushed its progress (web/console/live.py, static/console-live.js); the poll runs only
+# while that stream is not open.
+RUN_POLL = "live, every 2s [!window.backofficeLive]"
 BASE = "/staff/tenants/{tenant_id}"
 DEAD_LETTER_TABS = ("events", "messages", "webhooks")
 LETTER_SORT = {"events": ("received_at", Event.received_at), "unmatched": ("received_at", Event.received_at),
@@ -215,7 +218,7 @@ async def _run_context(request: Request, state: State, tenant: Tenant, run_id: u
         detail = await routine_queries.run_detail(session, run_id, item_status=ItemStatus.FAILED,
                                                   limit=FAILED_ITEMS_SHOWN)
     line = describe_run(detail.run, get_routine(detail.run.routine), locale, tenant.timezone, clock.now())
-    return {"line": line, "detail": detail, "poll": POLL if line.active else None}
+    return {"line": line, "detail": detail, "poll": RUN_POLL if line.active else None}
 
 
 @get("/tenants/{tenant_id:uuid}/routine-runs/{run_id:uuid}", name="console:tenant_run")

@@ -65,7 +65,7 @@ def _since(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
 
-def _frame(message: dict[str, Any]) -> str:
+def sse_frame(message: dict[str, Any]) -> str:
     return f"id: {message.get('id', '')}\nevent: {message['type']}\ndata: {json.dumps(message.get('data', {}))}\n\n"
 
 
@@ -97,12 +97,12 @@ async def live(request: Request, tenant: Tenant, state: State) -> Response:
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n"
             if missed:
-                yield _frame({"type": NOTIFICATION, "data": {"new": missed, "resync": True}})
+                yield sse_frame({"type": NOTIFICATION, "data": {"new": missed, "resync": True}})
             async for message in messages(with_subscription, heartbeat=HEARTBEAT, stop=stop):
                 if message is None:
                     yield ": keep-alive\n\n"
                 elif _for(message, user_id):
-                    yield _frame(message)
+                    yield sse_frame(message)
         finally:
             with_subscription.close()
 

@@ -204,7 +204,9 @@ async def test_routines_start_pause_and_resume_from_their_page(operator_client, 
         assert started.status_code == 303, started.text
         run_page = await _page(operator_client, started.headers["location"])
         assert "aguardando" in run_page.lower() or "waiting" in run_page.lower()
-        assert 'hx-trigger="every 2s"' in run_page and "/progress" in run_page
+        # Pushed (the tenant's live stream), polled every 2 s only while the stream is not open.
+        assert 'hx-trigger="live, every 2s [!window.backofficeLive]"' in run_page and "/progress" in run_page
+        assert f'data-live="{base}/live"' in run_page
         assert (await operator_client.post_form(f"{base}/routines", f"{base}/routines/{ROUTINE.name}/pause",
                                                 {"reason": "manutenção"})).status_code == 303
         assert "manutenção" in await _page(operator_client, f"{base}/routines")
