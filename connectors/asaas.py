@@ -36,7 +36,9 @@ from backoffice.connectors.kinds import (
     CheckResult, ConnectorKind, Context, InboundRequest, MalformedPayload, ProviderConfig, VerificationFailed,
 )
 from backoffice.connectors.service import record_failure, record_success
-from backoffice.tenants.billing.ports import BillingType, GatewayCharge, GatewayCustomer, PixCode
+from backoffice.tenants.billing.ports import (
+    OFFERS_BOLETO, OFFERS_PIX, BillingType, GatewayCharge, GatewayCustomer, PixCode,
+)
 from backoffice.tenants.connections import CallFailed, Connection
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ EVENT_TYPES = {
 PAID = {"CONFIRMED", "RECEIVED", "RECEIVED_IN_CASH"}
 PAGE = 100  # Asaas's largest page
 BILLING_TYPES = frozenset(kind.value for kind in BillingType)
+# The events that chase an open charge, whose e-mails say how to pay it.
+TELLS_HOW_TO_PAY = frozenset({"payment.created", "payment.overdue"})
 # The fetched status that confirms each event (None: any status; creation is a past fact).
 CONFIRMS: dict[str, set[str] | None] = {
     "PAYMENT_CREATED": None,
@@ -260,7 +264,33 @@ class Asaas(ConnectorKind):
         except Ignored as why:
             log.info("asaas %s for %s not stored: %s", name, payment_id, why)
             return []
-        return [self._event(EVENT_TYPES[name], event_id, payment)]
+        event = self._event(EVENT_TYPES[name], event_id, payment)
+        if event["type"] in TELLS_HOW_TO_PAY:
+            event["data"]["charge"].update(await self.means(ctx, payment))
+        return [event]
+
+    async def means(self, ctx: Context, payment: dict[str, Any]) -> dict[str, str]:
+        """How to pay an open payment created elsewhere (an Asaas subscription, by hand), for the e-mails
+        that chase it: the Pix copia-e-cola and the boleto's linha digitável, each when the billing type
+        offers it. A hiccup raises (the hook answers 503 and Asaas sends it again); a refusal (an account
+        without a Pix key) leaves that one out, logged."""
+        kind = payment.get("billingType")
+        found: dict[str, str] = {}
+        for offers, read, take, field in (
+                (OFFERS_PIX, self.pix_qr_code, "payload", "pix_payload"),
+                (OFFERS_BOLETO, self.identification_field, "identificationField", "boleto_line")):
+            if kind not in offers:
+                continue
+            try:
+                answer = await read(ctx, payment["id"])
+            except ProviderError as error:
+                if error.retryable:
+                    raise
+                log.info("asaas payment %s: no %s: %s", payment["id"], field, error)
+                continue
+            if answer and isinstance(answer.get(take), str) and answer[take]:
+                found[field] = answer[take][:1000 if field == "pix_payload" else 64]
+        return found
 
     def _confirmed(self, name: str, payment_id: str, fetched: dict[str, Any] | None) -> dict[str, Any]:
         if name == "PAYMENT_DELETED":

@@ -61,6 +61,8 @@ async def upsert_charge(session: AsyncSession, customer: Customer, source: str, 
     charge.payment_url = data.get("payment_url", charge.payment_url)
     charge.billing_type = data.get("billing_type", charge.billing_type)
     charge.boleto_url = data.get("boleto_url", charge.boleto_url)
+    charge.pix_payload = data.get("pix_payload", charge.pix_payload)
+    charge.boleto_line = data.get("boleto_line", charge.boleto_line)
     return charge
 
 

@@ -55,6 +55,8 @@ class ChargeData(_Strict):
     # How the customer pays it at the gateway, and the boleto's PDF when there is one.
     billing_type: Literal["BOLETO", "PIX", "CREDIT_CARD", "UNDEFINED"] | None = None
     boleto_url: HttpUrl | None = None
+    pix_payload: Annotated[str, Field(min_length=1, max_length=1000)] | None = None  # Pix copia e cola
+    boleto_line: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # linha digitável
 
 
 class ChargeSummary(_Strict):

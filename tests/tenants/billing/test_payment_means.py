@@ -137,3 +137,32 @@ async def test_an_account_without_a_pix_key_still_bills_with_the_boleto_and_says
     assert charge.boleto_line == boleto_line(charge.external_id) and charge.boleto_url
     assert item.status == ItemStatus.DONE and "Não há chave Pix cadastrada" in item.result["problem"]
     assert "fine" not in asaas.calls("POST", "/v3/payments")[0].body  # the policy's default: none
+
+
+async def test_a_charge_made_at_asaas_outside_the_platform_is_chased_with_its_pix_code_and_boleto_line(spine):
+    """An Asaas subscription's payment (created at Asaas, told by webhooks): its overdue notice says how to pay."""
+    a = spine.tenants.a
+    with serving(FakeAsaas()) as asaas, gateway_options(spine.database):
+        cus = asaas.add_customer(KEY_A, name="Studio Norte", cpf_cnpj="04252011000110")
+        await new_customer(spine.database, a.id, a.member_id, name="Studio Norte", tax_id="04.252.011/0001-10",
+                           email="adm@studionorte.example", lifecycle=Lifecycle.ACTIVE, external={"asaas": cus["id"]})
+        pay = asaas.plant(KEY_A, customer=cus["id"], value="89.90", status="PENDING", due_date="2026-10-30",
+                          subscription="sub_000000000777")["id"]
+        asaas.account(KEY_A).payments[pay].update(billingType="BOLETO", bankSlipUrl=f"{asaas.url}/b/pdf/x")
+        app = create_app(connector_settings(spine.database))
+        async with AsyncTestClient(app=app) as web:
+            instance_id = await connect(spine.database, a.id, asaas, KEY_A)
+            for event in ("PAYMENT_CREATED", "PAYMENT_OVERDUE"):
+                if event == "PAYMENT_OVERDUE":
+                    asaas.mark_overdue(KEY_A, pay)
+                response = await web.post(f"/hooks/{a.slug}/{instance_id}", json=asaas.hook(KEY_A, event, pay),
+                                          headers={"asaas-access-token": f"hook-{KEY_A}"})
+                assert response.status_code == 200, response.text
+                await spine.settle()
+    async with spine.database.tenant(a.id) as session:
+        [charge] = (await session.execute(select(Charge))).scalars().all()
+    assert (charge.billing_type, charge.boleto_line, charge.boleto_url) == ("BOLETO", boleto_line(pay),
+                                                                             f"{asaas.url}/b/pdf/x")
+    assert charge.pix_payload and pay.removeprefix("pay_") in charge.pix_payload  # Asaas offers Pix on a boleto
+    [notice] = [m for m in spine.sent(Channel.EMAIL, a.id) if m.payload.get("to") == "adm@studionorte.example"]
+    assert charge.pix_payload in notice.payload["text"] and boleto_line(pay) in notice.payload["text"]
