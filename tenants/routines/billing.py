@@ -12,8 +12,12 @@ An item's work is idempotent towards Asaas, which has no idempotency key, by loo
 2. the customer at Asaas: the id kept in ``Customer.external_ids["asaas"]``, else the customer Asaas holds
    under our reference (``externalReference`` = our customer id), else a new one, whose id is kept;
 3. the payment at Asaas: the one Asaas holds under ``externalReference = "<contract id>:<period>"``, else
-   a new one (billing type UNDEFINED: the customer picks boleto, Pix or card on Asaas's invoice page);
-4. the charge on record (source ``asaas``, the payment's id), pending, with Asaas's invoice URL.
+   a new one (billing type UNDEFINED: the customer picks boleto, Pix or card on Asaas's invoice page; with
+   the policy's fine and interest, ``late_fine_percent`` and ``late_interest_percent_month``);
+4. how to pay it, read once: the Pix copia-e-cola and QR code, the boleto's linha digitável (a refusal of
+   one, an account without a Pix key say, leaves it out and is said in the item's result);
+5. the charge on record (source ``asaas``, the payment's id), pending, with Asaas's invoice URL, its billing
+   type and how to pay it (the e-mails that chase it and the portal show them).
 
 A crash after Asaas created the customer or the payment and before our commit repeats the item, which
 finds them at step 2 or 3 instead of creating them again. A refusal (a CPF/CNPJ Asaas finds invalid) fails
