@@ -11,7 +11,9 @@ import pytest
 from backoffice.platform import clock
 from backoffice.platform import live as bus_module
 from backoffice.tenants.effects.service import EffectRows
+from backoffice.tenants.notifications.live import announce_run
 from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from backoffice.web.app import create_app
 from tests.web.portal.conftest import PASSWORD
 from tests.web.portal.test_browser import ARGS, ARTIFACTS, LiveServer, _chromium
@@ -62,6 +64,26 @@ async def test_the_badge_moves_without_a_reload_and_preferences_read_in_both_lan
             # Pushed, not polled: one poll at load and one per event, not one every 15 s.
             assert len(polls) <= 3, polls
             await page.screenshot(path=ARTIFACTS / "portal-live-badge.png", full_page=True)
+
+            # A run under way: its page's card follows the run's progress as the workers push it.
+            async with database.tenant(a.id) as session:
+                run = RoutineRun(routine="billing", period="2026-12", trigger=Trigger.MANUAL, status=RunStatus.RUNNING,
+                                 requested_by="ana@provider.example", items_total=40, items_done=12, items_failed=0,
+                                 summary={})
+                session.add(run)
+                await session.flush()
+                run_id = run.id
+            await page.goto(f"{server.url}/alfa/routines/runs/{run_id}")
+            await page.evaluate("window.__same_page = 'run'")
+            progress = page.locator(f'[data-run="{run_id}"] progress')
+            await expect(progress).to_have_attribute("value", "12")
+            async with database.tenant(a.id) as session:
+                (await session.get(RoutineRun, (a.id, run_id))).items_done = 30
+                announce_run(session, a.id, run_id, settled=30, total=40, finished=False)
+            await bus_module.drain()
+            await expect(progress).to_have_attribute("value", "30", timeout=5000)
+            assert await page.evaluate("window.__same_page") == "run"  # the card changed, the page stayed
+            await page.screenshot(path=ARTIFACTS / "portal-live-run.png", full_page=True)
 
             await page.get_by_role("link", name="Preferências").click()
             await expect(page.get_by_role("heading", name="Preferências de notificação")).to_be_visible()
