@@ -53,7 +53,9 @@ ZONES = ("America/Sao_Paulo", "America/Manaus", "America/Recife", "America/Forta
          "America/Cuiaba", "America/Porto_Velho", "America/Rio_Branco", "America/Noronha", "UTC")
 CONNECTOR_KINDS = ("asaas", "focusnfe", "clicksign", "stripe", "tenant_platform", "smtp", "chat")
 POLICY_FIELDS = ("grace_days", "reminder_offsets_days", "reminder_hour_local", "auto_block", "auto_unblock",
-                 "terminate_after_days", "block_scope", "reconciliation_auto_repair")
+                 "terminate_after_days", "block_scope", "reconciliation_auto_repair", "create_customers_from_gateway",
+                 "late_fine_percent", "late_interest_percent_month")
+CHECKBOXES = ("auto_block", "auto_unblock", "reconciliation_auto_repair", "create_customers_from_gateway")
 
 
 def step_titles(request: Request) -> dict[str, str]:
@@ -427,6 +429,8 @@ def _policy_values(config) -> dict[str, str]:
     shown = {name: values[name] for name in POLICY_FIELDS}
     shown["reminder_offsets_days"] = ", ".join(str(day) for day in values["reminder_offsets_days"])
     shown["terminate_after_days"] = "" if values["terminate_after_days"] is None else values["terminate_after_days"]
+    for name in ("late_fine_percent", "late_interest_percent_month"):
+        shown[name] = f"{values[name]:g}"
     return shown
 
 
@@ -444,7 +448,11 @@ def _policy_changes(form: dict[str, Any]) -> dict[str, Any]:
             "auto_block": _text(form, "auto_block") == "on", "auto_unblock": _text(form, "auto_unblock") == "on",
             "terminate_after_days": number(terminate) if terminate else None,
             "block_scope": _text(form, "block_scope") or "contract",
-            "reconciliation_auto_repair": _text(form, "reconciliation_auto_repair") == "on"}
+            "reconciliation_auto_repair": _text(form, "reconciliation_auto_repair") == "on",
+            "create_customers_from_gateway": _text(form, "create_customers_from_gateway") == "on",
+            # A percentage as people type it here ("2", "0,33"); empty is none.
+            "late_fine_percent": _text(form, "late_fine_percent").replace(",", ".") or "0",
+            "late_interest_percent_month": _text(form, "late_interest_percent_month").replace(",", ".") or "0"}
 
 
 async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: dict[str, Any] | None = None,
@@ -461,8 +469,7 @@ async def _policy_page(request: Request, tenant: Tenant, state: State, *, form: 
         template = {"title": form.get("title") or "", "body": form.get("body") or ""}
     if form and "grace_days" in form:
         values = {name: _text(form, name) for name in POLICY_FIELDS}
-        values.update(auto_block=_text(form, "auto_block") == "on", auto_unblock=_text(form, "auto_unblock") == "on",
-                      reconciliation_auto_repair=_text(form, "reconciliation_auto_repair") == "on")
+        values.update({name: _text(form, name) == "on" for name in CHECKBOXES})
     if preview is None and not preview_errors:
         preview, preview_errors = await _preview(tenant, kind, tlocale, template)
     return _step_page(request, tenant, "policy", "console/onboarding/policy.html", status_code=status_code,

@@ -88,16 +88,21 @@ async def test_the_flow_creates_and_resumes_and_shows_refusals_by_field(database
 
     policy = {"grace_days": "7", "reminder_offsets_days": "5, 2", "reminder_hour_local": "10", "auto_block": "on",
               "auto_unblock": "on", "reconciliation_auto_repair": "on", "terminate_after_days": "",
+              "create_customers_from_gateway": "on", "late_fine_percent": "2", "late_interest_percent_month": "0,5",
               "kind": "dunning.notice", "tlocale": "pt-BR",
               "title": "Fatura de {{ customer.name }}", "body": "Olá, {{ customer.name }}. Vence {{ deadline_at|date }}."}
     wrong = await _post(admin_client, f"{base}/policy", f"{base}/policy", {**policy, "reminder_offsets_days": "9"})
     assert wrong.status_code == 422 and "reminder_offsets_days" in wrong.text
+    above_the_law = await _post(admin_client, f"{base}/policy", f"{base}/policy", {**policy, "late_fine_percent": "2,5"})
+    assert above_the_law.status_code == 422 and "late_fine_percent" in above_the_law.text
     saved = await _post(admin_client, f"{base}/policy", f"{base}/policy", policy)
     assert saved.status_code == 303 and saved.headers["location"] == f"{base}/admin"
     async with database.provider(__import__("uuid").UUID(tenant_id)) as session:
         version, config = await current_policy(session)
         assert config.grace_days == 7 and config.reminder_offsets_days == [5, 2]
         assert config.reconciliation_auto_repair is True
+        assert config.create_customers_from_gateway is True
+        assert (config.late_fine_percent, config.late_interest_percent_month) == (2, __import__("decimal").Decimal("0.5"))
         assert config.templates["dunning.notice"]["pt-BR"].title == "Fatura de {{ customer.name }}"
 
     admin_page = await admin_client.get(f"{base}/admin")  # no e-mail connector: said before inviting
