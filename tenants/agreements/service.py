@@ -140,10 +140,17 @@ async def propose_agreement(
         for charge in usable:
             await gateway.cancel_charge(charge.external_id)
         step = "creating the instalments"
-        plan, created = await gateway.create_instalments(
-            customer=customer.external_ids[gateway.source], total_cents=total, count=count, first_due=first_due,
-            description=f"Acordo de renegociação ({count} parcela{'s' if count > 1 else ''})",
-            external_reference=f"agreement:{agreement_id}")
+        reference = f"agreement:{agreement_id}"
+        description = f"Acordo de renegociação ({count} parcela{'s' if count > 1 else ''})"
+        if count == 1:  # one payment, not a plan of one (Asaas plans have two or more instalments)
+            single = await gateway.find_charge(external_reference=reference) or await gateway.create_charge(
+                customer=customer.external_ids[gateway.source], amount_cents=total, due_date=first_due,
+                description=description, external_reference=reference)
+            plan, created = None, [single]
+        else:
+            plan, created = await gateway.create_instalments(
+                customer=customer.external_ids[gateway.source], total_cents=total, count=count, first_due=first_due,
+                description=description, external_reference=reference)
     except CallFailed as error:
         raise GatewayRefused(f"{step} at the gateway: {error}", retryable=error.retryable) from None
     now = clock.now()

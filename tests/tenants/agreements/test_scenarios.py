@@ -221,3 +221,17 @@ async def test_a_subscription_blocked_alone_is_unblocked_by_the_first_instalment
     contracts = {c.external_id: c.lifecycle for c in await world.rows(Contract)}
     assert contracts == {"sub_late": Lifecycle.ACTIVE, "sub_ok": Lifecycle.ACTIVE}
     assert (await spine.customer(a.id, customer_id)).lifecycle == Lifecycle.ACTIVE
+
+
+async def test_an_agreement_of_one_instalment_is_one_payment(world):
+    customer_id, old = await world.late_customer("Loja Única Ltda", "123.456.789-09")
+    await world.propose(customer_id, [await world.charge_id(old)], count=1, first_due="2026-11-10")
+    [create] = [c for c in world.asaas.calls("POST", "/v3/payments")]
+    assert "installmentCount" not in create.body and create.body["value"] == "300.00"
+    view = await world.agreement(customer_id)
+    assert [(i.number, i.amount_cents, c.due_date) for i, c in view.instalments] == [(1, 30000, date(2026, 11, 10))]
+    asaas_id = view.instalments[0][1].external_id
+    world.asaas.settle(KEY, asaas_id, payment_date="2026-11-09")
+    await world.hook("PAYMENT_RECEIVED", asaas_id)
+    assert (await world.agreement(customer_id)).agreement.status == AgreementStatus.COMPLETED
+    assert (await world.spine.customer(world.a.id, customer_id)).lifecycle == Lifecycle.ACTIVE
