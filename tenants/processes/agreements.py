@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from backoffice.platform.audit.service import Actor, record
 from backoffice.tenants.agreements.models import Agreement, AgreementStatus, InstalmentStatus
 from backoffice.tenants.agreements.queries import agreement_parts, instalment_of
 from backoffice.tenants.billing.models import Charge, ChargeStatus, ContractStatus
@@ -35,6 +36,7 @@ from backoffice.tenants.processes.context import charge_view
 from backoffice.tenants.processes.dunning import deadline_for, follow_cases, reminder_times, scope_of
 from backoffice.tenants.processes.engine import Step, handles, intercepts
 
+PROCESS = Actor.system("process:agreements")
 # What the responsible people read, in the tenant's language (pt-BR first).
 MESSAGES: dict[str, dict[str, tuple[str, str]]] = {
     "agreement.made": {
@@ -112,7 +114,16 @@ def _day(step: Step, value) -> str:
     return format_date(value, step.tenant.timezone, _locale(step))
 
 
-async def _tell(step: Step, kind: str, values: dict[str, Any], detail: dict[str, Any], reason: str) -> None:
+async def _tell(step: Step, kind: str, values: dict[str, Any], detail: dict[str, Any], reason: str, *,
+                line: str) -> None:
+    """One step of the agreement: on the customer's timeline, in the audit log (as the process), and told to
+    the responsible people."""
+    agreement = detail.get("agreement") or {}
+    step.effects.timeline(line, reason=reason, ref={"agreement_id": agreement.get("id")})
+    await record(step.session, actor=PROCESS, action=kind, target_type="agreement", target_id=agreement.get("id"),
+                 tenant_id=step.tenant.id, reason=reason[:500],
+                 detail={"customer_id": str(step.customer.id), "event_id": str(step.event.id),
+                         "status": agreement.get("status")})
     title, body = MESSAGES[kind][_locale(step)]
     values = {"customer": step.customer.name, "url": step.base_context()["customer_url"], **values}
     rendered = Rendered(title.format(**values), body.format(**values))
@@ -140,15 +151,15 @@ async def on_agreement_made(step: Step) -> None:
     replaced_charges = [await step.session.get(Charge, (step.tenant.id, link.charge_id)) for link in replaced]
     reason = (f"Agreement by {agreement.proposed_by}: {agreement.instalment_count} instalment(s) of "
               f"{agreement.total_cents} cents in all replace {len(replaced)} overdue charge(s)")
-    step.effects.timeline(f"Agreement recorded: {agreement.instalment_count} instalment(s), first due "
-                          f"{agreement.first_due_date.isoformat()}", reason=reason, ref={"agreement_id": str(agreement.id)})
     await _tell(step, "agreement.made", {
         "actor": agreement.proposed_by, "count": agreement.instalment_count, "total": _money(step, agreement.total_cents),
         "first_due": _day(step, agreement.first_due_date),
         "replaced": ", ".join(f"{_money(step, c.amount_cents)} ({_day(step, c.due_date)})" for c in replaced_charges),
     }, {"agreement": _agreement_view(agreement), "charges": [charge_view(c) for c in replaced_charges],
         "instalments": [{"number": i.number, "amount_cents": i.amount_cents, "due_date": i.due_date.isoformat()}
-                        for i in instalments]}, reason)
+                        for i in instalments]}, reason,
+        line=f"Agreement recorded: {agreement.instalment_count} instalment(s), first due "
+             f"{agreement.first_due_date.isoformat()}")
 
 
 async def _instalment(step: Step, *, only_if_waiting: bool):
@@ -217,7 +228,8 @@ async def on_instalment_paid(step: Step) -> bool:
         phrase = await _release(step, cases, policy, charge, agreement, reason)
         await _tell(step, "agreement.first_paid", {
             "count": agreement.instalment_count, "amount": _money(step, instalment.amount_cents),
-            "unblock": PHRASES[phrase][_locale(step)]}, {**detail, "unblocked": phrase == "unblocked"}, reason)
+            "unblock": PHRASES[phrase][_locale(step)]}, {**detail, "unblocked": phrase == "unblocked"}, reason,
+            line=f"Agreement: instalment {instalment.number} of {agreement.instalment_count} paid, the first")
     if all(i.status == InstalmentStatus.PAID for i in instalments):
         agreement.status = AgreementStatus.COMPLETED
         agreement.completed_at = step.now
@@ -225,7 +237,8 @@ async def on_instalment_paid(step: Step) -> bool:
         reason = f"Every instalment of the agreement is paid ({agreement.instalment_count})"
         await follow_cases(step, reason=reason)
         await _tell(step, "agreement.completed", {"count": agreement.instalment_count,
-                                                  "total": _money(step, agreement.total_cents)}, detail, reason)
+                                                  "total": _money(step, agreement.total_cents)}, detail, reason,
+                    line=f"Agreement paid in full: {agreement.instalment_count} instalment(s)")
     else:
         step.effects.timeline(f"Agreement instalment {instalment.number} of {agreement.instalment_count} paid",
                               reason="paid at the gateway", ref={"agreement_id": str(agreement.id)})
@@ -270,5 +283,6 @@ async def on_instalment_missed(step: Step) -> bool:
         "number": instalment.number, "count": agreement.instalment_count, "amount": _money(step, instalment.amount_cents),
         "due": _day(step, instalment.due_date), "reopened": phrase},
         {"agreement": _agreement_view(agreement), "charge": charge_view(charge), "instalment": instalment.number,
-         "deadline_at": None if still_blocked else deadline.isoformat()}, reason)
+         "deadline_at": None if still_blocked else deadline.isoformat()}, reason,
+        line=f"Agreement broken: instalment {instalment.number} of {agreement.instalment_count} overdue")
     return True

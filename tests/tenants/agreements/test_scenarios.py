@@ -131,7 +131,11 @@ async def test_three_instalments_paid_to_the_end(world):
                                                                  "agreement.completed"}
     titles = [e.title for e in await world.rows(TimelineEntry, TimelineEntry.customer_id == customer_id)]
     assert any(t.startswith("Agreement recorded") for t in titles)
-    assert any("instalment 2 of 3 paid" in t for t in titles)
+    assert any("instalment 2 of 3 paid" in t for t in titles) and "Agreement paid in full: 3 instalment(s)" in titles
+    steps = [(e.action, e.actor_label) for e in await world.rows(AuditEntry, AuditEntry.target_type == "agreement")]
+    assert sorted(steps) == [("agreement.completed", "system:process:agreements"),
+                             ("agreement.first_paid", "system:process:agreements"),
+                             ("agreement.made", "system:process:agreements")]
     assert [m.payload["command"] for m in spine.sent(Channel.PLATFORM, a.id)] == ["block", "unblock"]
     # The other tenant saw none of it.
     assert await world.rows(Agreement, tenant=spine.tenants.b.id) == []
