@@ -18,7 +18,8 @@ slow provider, a large batch) must never lose its rows while it is alive. So a l
   ``ix_outbox_lease_token`` reaches exactly those rows). A process that dies stops renewing, and its rows
   are claimable ``LEASE_SECONDS`` (15 s) later at most; the relay sends them on the queue of recovered work
   (``RECOVERED_QUEUE``), which every worker consumes beside the others, so they do not wait behind the
-  backlog a second time. Measured: a killed worker's rows done 20–30 s after the kill (tests/perf/README.md).
+  backlog a second time. Measured under load: a killed worker's rows done 16–34 s after the kill
+  (tests/perf/README.md, "Faults").
 - **settle** (``service.py``): completion and deferral touch only rows still under the job's token; if any
   is not, :class:`LeaseLost` is raised and the job's transaction rolls back: the rows belong to another job
   now, which does the work (effects are keyed, so doing it there changes nothing twice).
@@ -66,7 +67,7 @@ class LeaseLost(RuntimeError):
 async def _statement(database: Database) -> AsyncIterator[AsyncConnection | AsyncSession]:
     """Where a lease statement runs. On PostgreSQL an autocommit connection of the system role: the
     statement is its own transaction, one round trip instead of BEGIN, UPDATE, COMMIT (each job takes its
-    rows once, each worker beats every 10 s). On SQLite (the embedded mode) a system session."""
+    rows once, each worker beats every 5 s). On SQLite (the embedded mode) a system session."""
     if database.dialect != "postgresql":
         async with database.system() as session:
             yield session

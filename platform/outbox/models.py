@@ -4,7 +4,7 @@ The relay claims pending rows (``FOR UPDATE SKIP LOCKED``), sends each to dramat
 hand-over; the job that starts on it takes the row under its own token and its worker renews the lease
 while it runs (``lease.py``); the job marks its row completed in its own transaction, if it still holds
 it. A lease that runs out without completion (a dead relay, a lost message, a crashed worker) makes the
-row claimable again within the lease (30 s), and jobs are idempotent, so nothing is lost and a repeat
+row claimable again within the lease (15 s), and jobs are idempotent, so nothing is lost and a repeat
 changes nothing.
 """
 

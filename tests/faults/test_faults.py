@@ -14,8 +14,8 @@ worker kill done within the 60 s target (and at the other faults within 120 s, s
 answering 503 with Retry-After during outages, never a bare 500.
 The figures are printed whether it passes or not.
 
-Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (five and a half minutes on
-the 2-core development machine while it was shared with other work; less alone).
+Run it alone: ``CI=true .venv/bin/python -m pytest -q -s tests/faults`` (two to three minutes on the
+2-core development machine while it was shared with other work, load average 7-11; less alone).
 A larger soak (10,000 events): ``.venv/bin/python -m tests.perf.soak_faults``.
 """
 

@@ -191,8 +191,10 @@ class Verdict:
         if self.no_retry_after:
             failures.append(f"5xx answers without Retry-After: {dict(self.no_retry_after)}")
 
+        rounds: Counter = Counter()
         for fault in self.faults:
-            label = f"recovery after {fault.kind}"
+            rounds[fault.kind] += 1
+            label = f"recovery after {fault.kind}" + (f" (round {rounds[fault.kind]})" if self.fault_rounds > 1 else "")
             if fault.kind == "web":
                 continue
             if fault.recovery_s is None:

@@ -30,8 +30,8 @@ async def test_exhausted_rows_are_closed_with_the_reason_and_their_event_failed(
         for row in (await session.execute(select(OutboxEntry))).scalars():
             row.lease_until = past
             row.attempts = MAX_DISPATCHES if row.payload["event_id"] == str(stuck.event_id) else 3
-    # Dispatched often but written minutes ago: with 30-second leases a broker backlog re-dispatches rows
-    # that merely wait; they are not given up on before an hour.
+    # Dispatched often but written minutes ago (a job failing for a while, messages lost in Redis restarts):
+    # not given up on before an hour.
     assert await give_up_exhausted(database) == 0
     async with database.system() as session:
         for row in (await session.execute(select(OutboxEntry))).scalars():
