@@ -185,7 +185,7 @@ class Asaas(ConnectorKind):
                                 "dueDate": due_date, "description": description,
                                 "externalReference": external_reference}
         if fine_percent:
-            body["fine"] = {"value": float(fine_percent)}
+            body["fine"] = {"value": float(fine_percent), "type": "PERCENTAGE"}  # not FIXED (reais)
         if interest_percent:
             body["interest"] = {"value": float(interest_percent)}
         response = await self._request(ctx, "POST", "/v3/payments", "POST asaas payment",

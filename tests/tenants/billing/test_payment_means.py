@@ -57,7 +57,7 @@ async def test_a_billed_charge_carries_fine_interest_and_how_to_pay_to_the_email
             await spine.settle()
 
             [sent] = asaas.calls("POST", "/v3/payments", token=KEY_A)
-            assert sent.body["fine"] == {"value": 2.0} and sent.body["interest"] == {"value": 1.0}
+            assert sent.body["fine"] == {"value": 2.0, "type": "PERCENTAGE"} and sent.body["interest"] == {"value": 1.0}
             assert sent.body["billingType"] == "UNDEFINED"
             async with spine.database.tenant(a.id) as session:
                 [charge] = (await session.execute(select(Charge))).scalars().all()
