@@ -24,6 +24,11 @@ def announce_notifications(session: AsyncSession, tenant_id: uuid.UUID, rows: It
                                                   "data": {"new": count}})
 
 
+def announce_read(session: AsyncSession, tenant_id: uuid.UUID, recipient_id: uuid.UUID) -> None:
+    publish_after_commit(session, tenant_id, {"type": NOTIFICATION, "user_id": str(recipient_id),
+                                              "data": {"read": 1}})
+
+
 def announce_run(session: AsyncSession, tenant_id: uuid.UUID, run_id: uuid.UUID, *, settled: int, total: int,
                  finished: bool) -> None:
     publish_after_commit(session, tenant_id, {"type": RUN, "data": {

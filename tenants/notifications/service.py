@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.session import NotFound, get_owned
+from backoffice.tenants.notifications.live import announce_read
 from backoffice.tenants.notifications.models import Notification
 
 
@@ -49,4 +50,6 @@ async def _read(session: AsyncSession, notification: Notification) -> Notificati
     if notification.read_at is None:
         notification.read_at = clock.now()
         await session.flush()
+        # The person's other open pages (another tab, the API's caller's colleague) recount their badge.
+        announce_read(session, notification.tenant_id, notification.recipient_id)
     return notification

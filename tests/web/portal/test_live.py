@@ -229,3 +229,26 @@ async def test_redis_fans_a_tenants_message_out_to_each_web_process(database, te
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_reading_a_notification_tells_the_persons_other_pages_and_silence_is_a_heartbeat(database, tenants,
+                                                                                             monkeypatch):
+    from backoffice.web.portal import live as portal_live
+
+    monkeypatch.setattr(portal_live, "HEARTBEAT", 0.2)
+    async with served(database.settings) as (url, _server):
+        member_a = await signed_in(url, "alfa", "member@alfa.example")
+        await notify(database, tenants.a.id, tenants.a.member_id, "Cliente novo: Casa do Pão")
+        poll = (await member_a.get("/alfa/inbox/poll", headers={"accept": "application/json"})).json()
+        async with listening(member_a, "/alfa/live") as other_tab:
+            beat = await asyncio.wait_for(other_tab.frames.get(), 3)
+            while "event" in beat or beat.get("comment") != "keep-alive":
+                beat = await asyncio.wait_for(other_tab.frames.get(), 3)
+            inbox = await member_a.get(f"/alfa/inbox/{poll['latest'][0]['id']}")
+            answer = await member_a.post(f"/alfa/inbox/{poll['latest'][0]['id']}/read",
+                                         data={"_csrf_token": csrf_of(inbox.text)})
+            assert answer.status_code == 303
+            await bus_module.drain()
+            frame = await other_tab.next_event()
+            assert frame["event"] == "notification" and json.loads(frame["data"]) == {"read": 1}
+        await member_a.aclose()
