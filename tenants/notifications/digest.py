@@ -3,8 +3,9 @@ morning with the previous day's notifications, in the language they chose.
 
 The scheduler runs ``send_daily_digests`` every few minutes (web/entry/loops.py). A tenant's "yesterday"
 and "morning" are its own: its time zone, and its clock's offset where one runs ahead (demo, staging).
-Set-based across every tenant: the subscribers in one statement, their notifications of the day in
-another, the e-mails and their outbox rows in one INSERT each. The e-mail's effect key names the person
+Set-based across every tenant: the subscribers in one statement, the digests already sent today in
+another (a later tick reads nothing more), their notifications of the day in a third, the e-mails and
+their outbox rows in one INSERT each. The e-mail's effect key names the person
 and the day (unique per tenant), so a second run, or two schedulers racing, send nothing more: the
 insert's conflict is the idempotency check. A person with no notification that day gets no e-mail.
 """
@@ -106,6 +107,12 @@ async def send_daily_digests(database: Database, *, now: datetime | None = None)
                 windows[tenant.id] = _window(tenant, now, shifted.get(tenant.id, timedelta(0)))
             if windows[tenant.id] is not None:
                 due.append((preference, user, tenant))
+        # Who already had today's digest (a run earlier this morning) is not read again: the loop ticks
+        # every few minutes all day, and only the first tick after the morning hour has work.
+        sent = await queries.sent_digests(
+            session, [(tenant.id, effect_key(user.id, windows[tenant.id][0])) for _, user, tenant in due])
+        due = [(p, user, tenant) for p, user, tenant in due
+               if (tenant.id, effect_key(user.id, windows[tenant.id][0])) not in sent]
         if not due:
             return 0
         spans = [w for w in windows.values() if w is not None]

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.notifications.models import Notification, NotificationPreference
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 from backoffice.tenants.users.models import TenantUser
@@ -78,3 +79,13 @@ def notifications_query(*, unread: bool | None = None, recipient_id: uuid.UUID |
     if customer_id is not None:
         query = query.where(Notification.customer_id == customer_id)
     return query
+
+
+async def sent_digests(session: AsyncSession, keys: list[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+    """System session: which of these (tenant, digest effect key) e-mails exist already."""
+    if not keys:
+        return set()
+    query = select(OutboundMessage.tenant_id, OutboundMessage.effect_key).where(
+        OutboundMessage.tenant_id.in_({tenant_id for tenant_id, _ in keys}),
+        OutboundMessage.effect_key.in_({key for _, key in keys}))
+    return {tuple(row) for row in (await session.execute(query)).all()} & set(keys)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.tenants.effects.models import OutboundMessage
+from backoffice.tenants.notifications import queries as digest_queries
 from backoffice.tenants.notifications.digest import effect_key, send_daily_digests
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.notifications.preferences import save_preferences
@@ -75,3 +76,22 @@ async def test_a_day_without_notifications_sends_nothing(database, tenants):
     await _opt_in(database, tenants.a, tenants.a.member_id, "pt-BR")
     assert await send_daily_digests(database, now=MORNING) == 0
     assert await _digests(database, tenants.a.id) == []
+
+
+async def test_two_schedulers_racing_send_each_digest_once(database, tenants, monkeypatch):
+    """Two runs that both read "not sent yet" (the race the pre-check cannot close): the e-mail's unique
+    effect key lets only the first insert through."""
+    a = tenants.a
+    await _opt_in(database, a, a.admin_id, "pt-BR")
+    await _notification(database, a.id, a.admin_id, "Cliente novo", YESTERDAY_NOON)
+
+    async def nothing_sent(session, keys):
+        return set()
+
+    monkeypatch.setattr(digest_queries, "sent_digests", nothing_sent)
+    assert await send_daily_digests(database, now=MORNING) == 1
+    assert await send_daily_digests(database, now=MORNING) == 0
+    assert len(await _digests(database, a.id)) == 1
+    async with database.system() as session:
+        jobs = (await session.execute(select(OutboxEntry).where(OutboxEntry.job == "effects.deliver"))).scalars().all()
+    assert len(jobs) == 1
