@@ -4,6 +4,7 @@ Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -101,5 +102,20 @@ async def test_the_badge_moves_without_a_reload_and_preferences_read_in_both_lan
             body = await page.locator("main").inner_text()
             assert "Preferências" not in body and "Resumo" not in body
             await page.screenshot(path=ARTIFACTS / "portal-preferences-en.png", full_page=True)
+
+            # Where the stream is refused (an old proxy, the server away), the page polls every 15 s instead.
+            polls.clear()
+            await page.route("**/alfa/live", lambda route: route.fulfill(status=503, body=""))
+            await page.clock.install()
+            await page.goto(f"{server.url}/alfa/dashboard")
+            await expect(page.locator("#unread-count")).to_have_text("2")
+            first = len(polls)
+            await page.wait_for_timeout(500)  # the refused stream's error event has come
+            await page.clock.run_for(16_000)
+            for _ in range(50):
+                if len(polls) > first:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(polls) > first, "no poll after the stream was refused"
         finally:
             await browser.close()
