@@ -10,9 +10,6 @@ from httpx import AsyncClient, Client
 
 from backoffice.platform import live as bus_module
 from backoffice.tenants.notifications.live import announce_run
-from tests.web.console.conftest import (  # noqa: F401  fixtures: an operator of tenant A signed in to the console
-    operator_client, staff_members,
-)
 
 
 async def test_an_operator_follows_runs_of_the_tenant_they_serve_only(database, tenants, operator_client):
