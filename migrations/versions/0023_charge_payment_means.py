@@ -7,7 +7,7 @@ base64 PNG, as Asaas answers ``GET /v3/payments/{id}/pixQrCode``), the boleto's 
 Existing charges keep NULL (not known); new columns only, no backfill. Numbered 0019 by the lead, revising
 the head that existed when it was written (0022), so one head stays.
 
-Revision ID: 0019
+Revision ID: 0023
 Revises: 0022
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019"
+revision: str = "0023"
 down_revision: str = "0022"
 branch_labels = None
 depends_on = None
