@@ -17,15 +17,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from backoffice.connectors.http import Http
+from backoffice.connectors.kinds import Context, UnknownKind, get_kind, kinds, secret_fields
 from backoffice.connectors.models import ConnectorInstance, Health
-from backoffice.connectors.kinds import (
-    Context,
-    UnknownKind,
-    get_kind,
-    kinds,
-    secret_fields,
-)
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.db.session import get_owned
@@ -33,9 +31,6 @@ from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.platform.security import secrets
 from backoffice.platform.security.outbound import TargetRefused, check_host
 from backoffice.platform.settings import Settings, get_settings
-from pydantic import SecretStr, ValidationError
-from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 REDACTED = "••••••••"

@@ -29,23 +29,15 @@ from io import BytesIO
 from typing import Annotated, Any, Literal
 
 import aiosmtplib
+from pydantic import Field, SecretStr
+
+from backoffice.connectors.kinds import CheckResult, ConnectorError, ConnectorKind, KindConfig
 from backoffice.connectors.ports import ConnectorPort
-from backoffice.connectors.kinds import (
-    CheckResult,
-    ConnectorError,
-    ConnectorKind,
-    KindConfig,
-)
-from backoffice.platform.security.outbound import (
-    TargetRefused,
-    Unresolvable,
-    open_socket,
-)
+from backoffice.platform.security.outbound import TargetRefused, Unresolvable, open_socket
 from backoffice.platform.settings import Settings
 from backoffice.tenants.effects.models import Channel, OutboundMessage
 from backoffice.tenants.effects.ports import DeliveryError
 from backoffice.tenants.registry.models import Tenant
-from pydantic import Field, SecretStr
 
 # A plain address check: header injection (CR/LF, angle brackets) is what must never get through.
 Address = Annotated[str, Field(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$", max_length=254)]

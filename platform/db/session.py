@@ -27,22 +27,18 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from backoffice.platform import metrics
-from backoffice.platform.db.base import TenantOwned
-from backoffice.platform.db.retry import again_if_disconnected
-from backoffice.platform.settings import Settings
 from sqlalchemy import event, false, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
+
+from backoffice.platform import metrics
+from backoffice.platform.db.base import TenantOwned
+from backoffice.platform.db.retry import again_if_disconnected
+from backoffice.platform.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

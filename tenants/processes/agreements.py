@@ -33,7 +33,7 @@ from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.effects.service import Rendered
 from backoffice.tenants.policies.templates import format_date, format_money
 from backoffice.tenants.processes.context import charge_view
-from backoffice.tenants.processes.dunning import deadline_for, follow_cases, reminder_times, scope_of
+from backoffice.tenants.processes.late_payment import deadline_for, follow_cases, reminder_times, scope_of
 from backoffice.tenants.processes.engine import Step, handles, intercepts
 
 PROCESS = Actor.system("process:agreements")

@@ -15,7 +15,7 @@ from backoffice.tenants.billing.service import ensure_contract, record_payment, 
 from backoffice.tenants.customers.lifecycle import transition
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.fiscal.models import FiscalDocument, FiscalStatus
-from backoffice.tenants.processes import dunning
+from backoffice.tenants.processes import late_payment
 from backoffice.tenants.processes.context import charge_view, documents_view, payment_view, plan_view
 from backoffice.tenants.processes.engine import Step, handles
 from backoffice.tenants.signatures.models import Signature, SignatureStatus
@@ -37,7 +37,7 @@ async def on_payment_cleared(step: Step) -> None:
     payment = await record_payment(step.session, step.customer, charge, step.event.source, payment_id, data["payment"],
                                    known=step.known)
     await start_if_trigger(step, "payment.cleared", charge=charge_view(charge), payment=payment_view(payment))
-    await dunning.resolve_after_payment(step, charge)
+    await late_payment.resolve_after_payment(step, charge)
 
 
 @handles("invoice.issued")

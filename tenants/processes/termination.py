@@ -18,7 +18,7 @@ from backoffice.tenants.customers.lifecycle import can_transition, transition
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.processes.context import plan_view
-from backoffice.tenants.processes.dunning import case_of, contract_view, follow_cases, timer_prefix
+from backoffice.tenants.processes.late_payment import case_of, contract_view, follow_cases, timer_prefix
 from backoffice.tenants.processes.engine import Step, handles
 
 

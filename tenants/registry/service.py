@@ -6,14 +6,15 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from backoffice.platform.audit.service import Actor, record
 from backoffice.platform.documents import normalize_cnpj
 from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
 from backoffice.tenants.registry.branding import sniff_logo, validate_colours
 from backoffice.tenants.registry.models import Tenant, TenantStatus
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Path segments the platform itself uses at the root; a tenant slug may not take them.

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from backoffice.platform.audit.service import Actor, record
-from backoffice.platform.db.session import get_owned
-from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
-from backoffice.platform.security.passwords import (
-    check_password_strength,
-    hash_password,
-    verify_password,
-)
-from backoffice.tenants.staff.service import normalize_email
-from backoffice.tenants.users.models import TenantRole, TenantUser
-from backoffice.tenants.users.queries import user_by_email
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from backoffice.platform.audit.service import Actor, record
+from backoffice.platform.db.session import get_owned
+from backoffice.platform.errors import Collector, Conflict, FieldError, ValidationFailed
+from backoffice.platform.security.passwords import check_password_strength, hash_password, verify_password
+from backoffice.tenants.staff.service import normalize_email
+from backoffice.tenants.users.models import TenantRole, TenantUser
+from backoffice.tenants.users.queries import user_by_email
 
 
 def _role(value: str) -> TenantRole:

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+
 from backoffice.platform import clock as platform_clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.migrate import upgrade
@@ -24,25 +25,11 @@ from backoffice.platform.documents import format_cnpj
 from backoffice.platform.errors import FieldError, ValidationFailed
 from backoffice.platform.security.secrets import count_secret_rows, new_key, rotate_all
 from backoffice.platform.settings import Settings, settings_or_exit
-from backoffice.platform.timers.clock import (
-    ClockShiftRefused,
-    advance_clock,
-    reset_clock,
-)
-from backoffice.tenants.apikeys.service import (
-    create_api_key,
-    list_api_keys,
-    revoke_api_key,
-)
+from backoffice.platform.timers.clock import ClockShiftRefused, advance_clock, reset_clock
+from backoffice.tenants.apikeys.service import create_api_key, list_api_keys, revoke_api_key
 from backoffice.tenants.deadletters import queries as deadletter_queries
 from backoffice.tenants.deadletters import service as deadletter_service
-from backoffice.tenants.registry.export import (
-    count_rows,
-    export_tenant,
-    import_tenant,
-    purge_tenant,
-    tenant_tables,
-)
+from backoffice.tenants.registry.export import count_rows, export_tenant, import_tenant, purge_tenant, tenant_tables
 from backoffice.tenants.registry.service import (
     create_tenant,
     get_tenant_by_slug,
@@ -58,36 +45,14 @@ from backoffice.tenants.registry.settings import (
     verify_custom_host,
 )
 from backoffice.tenants.routines.catalogue import get_routine
-from backoffice.tenants.routines.engine import (
-    pause,
-    resume,
-    retry_failed,
-    run_view,
-    start_run,
-)
+from backoffice.tenants.routines.engine import pause, resume, retry_failed, run_view, start_run
 from backoffice.tenants.routines.handover import OPEN_WORK
-from backoffice.tenants.routines.models import (
-    FINISHED_STATUSES,
-    ItemStatus,
-    RoutineRun,
-    RunStatus,
-)
+from backoffice.tenants.routines.models import FINISHED_STATUSES, ItemStatus, RoutineRun, RunStatus
 from backoffice.tenants.routines.queries import routine_statuses, run_detail, runs_query
 from backoffice.tenants.staff.queries import staff_and_their_tenants
-from backoffice.tenants.staff.service import (
-    assign_staff,
-    create_staff,
-    get_staff_by_email,
-    hand_over,
-    unassign_staff,
-)
+from backoffice.tenants.staff.service import assign_staff, create_staff, get_staff_by_email, hand_over, unassign_staff
 from backoffice.tenants.users.service import create_tenant_user, list_tenant_users
-from backoffice.web.entry.runtime import (
-    run_embedded,
-    run_scheduler,
-    run_web,
-    run_worker,
-)
+from backoffice.web.entry.runtime import run_embedded, run_scheduler, run_web, run_worker
 from backoffice.web.entry.wiring import SECRET_COLUMNS, compose
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
 from backoffice.platform.documents import normalize_tax_id
@@ -19,7 +21,6 @@ from backoffice.tenants.timeline.service import add_note, reply_to_feedback
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.service import create_tenant_user
 from backoffice.web.entry.demo_activity import play_month
-from sqlalchemy import func, select
 
 DEMO_PASSWORD = "demo-password-123"
 

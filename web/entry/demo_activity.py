@@ -23,13 +23,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dramatiq
+from sqlalchemy import func, select
+
 from backoffice.connectors.platform_http import KIND
 from backoffice.connectors.ports import install
-from backoffice.connectors.service import (
-    create_instance,
-    list_instances,
-    set_enabled,
-)
+from backoffice.connectors.service import create_instance, list_instances, set_enabled
 from backoffice.platform import clock
 from backoffice.platform.audit.service import Actor
 from backoffice.platform.db.session import Database
@@ -45,7 +43,6 @@ from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.engine import start_run
 from backoffice.tenants.routines.models import Trigger
 from backoffice.web.entry.wiring import CONNECTOR_PORTS
-from sqlalchemy import func, select
 
 ACTOR = Actor.system("demo-seed")
 PLAN_PRO = {"code": "pro", "name": "Plano Pro", "price_cents": 19990, "billing_day": 5}

@@ -9,6 +9,7 @@ of a leading scheduler and restarts it if it ever died.
 from __future__ import annotations
 
 import dramatiq
+
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.backlog import measure_backlog
 from backoffice.platform.outbox.exhausted import give_up_exhausted

@@ -17,12 +17,7 @@ from backoffice.tenants.fiscal.models import FiscalDocument
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.policies.models import PolicyVersion
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.routines.models import (
-    ReconciliationFinding,
-    RoutineRun,
-    RoutineSetting,
-    RunItem,
-)
+from backoffice.tenants.routines.models import ReconciliationFinding, RoutineRun, RoutineSetting, RunItem
 from backoffice.tenants.routines.repairs import FindingRepair
 from backoffice.tenants.signatures.models import Signature
 from backoffice.tenants.staff.models import Assignment, Staff

@@ -12,6 +12,8 @@ import tempfile
 
 import dramatiq
 import uvicorn
+from litestar import Litestar
+
 from backoffice.platform.db.migrate import upgrade
 from backoffice.platform.db.session import Database
 from backoffice.platform.logs import configure_logging
@@ -23,7 +25,6 @@ from backoffice.platform.worker.broker import build_broker
 from backoffice.web.app import create_app
 from backoffice.web.entry.demo import DEMO_PASSWORD, seed_demo
 from backoffice.web.entry.wiring import compose
-from litestar import Litestar
 
 
 def server_options(settings: Settings) -> dict:

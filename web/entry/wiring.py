@@ -7,8 +7,8 @@ scheduler loop is added to the lists below; the test suite composes through this
 
 from __future__ import annotations
 
-from backoffice.connectors import ports as connector_ports
 from backoffice.connectors import kinds as connector_kinds
+from backoffice.connectors import ports as connector_ports
 from backoffice.connectors.asaas import Asaas, AsaasGateway
 from backoffice.connectors.chat import Chat, ChatPort
 from backoffice.connectors.clicksign import Clicksign
@@ -28,8 +28,8 @@ from backoffice.tenants.effects import jobs as effect_jobs
 from backoffice.tenants.events import intake
 from backoffice.tenants.processes import (
     agreements,
-    dunning,
     engine,
+    late_payment,
     onboarding,
     plan_change,
     routine_failures,
@@ -39,8 +39,8 @@ from backoffice.tenants.routines import catalogue as routine_catalogue
 from backoffice.tenants.routines import engine as routine_engine
 from backoffice.tenants.routines import jobs as routine_jobs
 from backoffice.tenants.routines.billing import BILLING
-from backoffice.tenants.routines.dunning import DUNNING_SWEEP
 from backoffice.tenants.routines.invoices import INVOICES
+from backoffice.tenants.routines.overdue_sweep import OVERDUE_SWEEP
 from backoffice.tenants.routines.reconciliation import RECONCILIATION
 from backoffice.tenants.staff.second_factor import SECRET_COLUMN as STAFF_TOTP_SECRETS
 from backoffice.tenants.users.oidc import SECRET_COLUMN as SSO_SECRETS
@@ -53,8 +53,8 @@ CONNECTOR_PORTS = (SmtpPort, ChatPort, PlatformPort)  # e-mail, chat and the ten
 # What a tenant's connection of each kind opens into for the domain (tenants/billing/ports.PaymentGateway,
 # tenants/fiscal/ports.FiscalIssuer): the routines reach their gateway and issuer through this directory.
 DOMAIN_PORTS = {Asaas.name: AsaasGateway, FocusNfe.name: FocusNfeIssuer, Stripe.name: StripeCustomers}
-ROUTINES = (BILLING, DUNNING_SWEEP, INVOICES, RECONCILIATION)
-PROCESS_STEPS = (onboarding, plan_change, termination, dunning, routine_failures, agreements)
+ROUTINES = (BILLING, OVERDUE_SWEEP, INVOICES, RECONCILIATION)
+PROCESS_STEPS = (onboarding, plan_change, termination, late_payment, routine_failures, agreements)
 JOBS = (engine, effect_jobs, webhook_jobs, routine_jobs, census)
 # Every column where a domain keeps encrypted values (``backoffice secrets rotate`` re-encrypts them all).
 SECRET_COLUMNS = (CONNECTOR_SECRETS, WEBHOOK_SECRETS, SSO_SECRETS, STAFF_TOTP_SECRETS)

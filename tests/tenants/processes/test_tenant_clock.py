@@ -158,7 +158,7 @@ async def test_the_dunning_sweep_runs_on_the_shifted_tenants_today(database, ten
     from backoffice.platform import clock
     from backoffice.platform.clock import FrozenClock
     from backoffice.tenants.billing.models import ChargeStatus
-    from backoffice.tenants.routines.dunning import DUNNING_SWEEP
+    from backoffice.tenants.routines.overdue_sweep import OVERDUE_SWEEP
     from backoffice.tenants.routines.models import RoutineRun
     from backoffice.tenants.routines.schedule import start_scheduled
     from tests.tenants.routines.test_schedule import _charge, _statuses
@@ -169,7 +169,7 @@ async def test_the_dunning_sweep_runs_on_the_shifted_tenants_today(database, ten
             await _charge(database, tenant, date(2026, 11, 3), "due-nov-3")
         async with database.provider(tenants.a.id) as session:
             await advance_clock(session, tenants.a.id, by=timedelta(days=2), environment="test", acting=DEMO_STAFF)
-        assert set(await start_scheduled(database, DUNNING_SWEEP)) == {tenants.a.id, tenants.b.id}
+        assert set(await start_scheduled(database, OVERDUE_SWEEP)) == {tenants.a.id, tenants.b.id}
     finally:
         clock.use(previous)
     async with database.system() as session:

@@ -19,7 +19,7 @@ from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines import engine
 from backoffice.tenants.routines.catalogue import Daily, Monthly, Plan, Routine
-from backoffice.tenants.routines.dunning import DUNNING_SWEEP
+from backoffice.tenants.routines.overdue_sweep import OVERDUE_SWEEP
 from backoffice.tenants.routines.models import RoutineRun, RunStatus, Trigger
 from backoffice.tenants.routines.schedule import start_scheduled
 
@@ -102,15 +102,15 @@ async def test_the_daily_sweep_runs_once_per_local_day_at_six_and_catches_up(dat
     # 05:30 in São Paulo, whose current period is still 1 November (nothing was due before it);
     # 17:30 in Tokyo, whose period is 2 November. Neither period has run yet.
     frozen.set(datetime(2026, 11, 2, 8, 30, tzinfo=UTC))
-    assert set(await start_scheduled(database, DUNNING_SWEEP)) == {tenants.a.id, tenants.b.id}
+    assert set(await start_scheduled(database, OVERDUE_SWEEP)) == {tenants.a.id, tenants.b.id}
     assert await _statuses(database) == {
         (tenants.a.id, "due-nov-1"): ChargeStatus.PENDING, (tenants.a.id, "due-nov-2"): ChargeStatus.PENDING,
         (tenants.b.id, "due-nov-1"): ChargeStatus.OVERDUE, (tenants.b.id, "due-nov-2"): ChargeStatus.PENDING,
     }
-    assert await start_scheduled(database, DUNNING_SWEEP) == []  # a second check runs nothing
+    assert await start_scheduled(database, OVERDUE_SWEEP) == []  # a second check runs nothing
 
     frozen.set(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))  # 06:00 in São Paulo
-    assert await start_scheduled(database, DUNNING_SWEEP) == [tenants.a.id]
+    assert await start_scheduled(database, OVERDUE_SWEEP) == [tenants.a.id]
     assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.OVERDUE
     runs = {(r.tenant_id, r.period): r for r in await rows(database, RoutineRun)}
     assert set(runs) == {(tenants.a.id, "2026-11-01"), (tenants.a.id, "2026-11-02"), (tenants.b.id, "2026-11-02")}
@@ -122,9 +122,9 @@ async def test_the_daily_sweep_runs_once_per_local_day_at_six_and_catches_up(dat
 
     # The scheduler is down for two days; back at 07:00 São Paulo on 5 November it catches up once.
     frozen.set(datetime(2026, 11, 5, 10, 0, tzinfo=UTC))
-    assert sorted(map(str, await start_scheduled(database, DUNNING_SWEEP))) == sorted(map(str, (tenants.a.id, tenants.b.id)))
+    assert sorted(map(str, await start_scheduled(database, OVERDUE_SWEEP))) == sorted(map(str, (tenants.a.id, tenants.b.id)))
     assert set((await _statuses(database)).values()) == {ChargeStatus.OVERDUE}
-    assert await start_scheduled(database, DUNNING_SWEEP) == []
+    assert await start_scheduled(database, OVERDUE_SWEEP) == []
     events = await rows(database, Event)  # one payment.overdue per charge, none twice
     assert sorted((e.tenant_id == tenants.a.id, e.type) for e in events) == \
         [(False, "payment.overdue")] * 2 + [(True, "payment.overdue")] * 2
@@ -135,12 +135,12 @@ async def test_a_paused_tenant_is_not_swept_and_runs_again_once_resumed(database
     for tenant in (tenants.a, tenants.b):
         await _charge(database, tenant, date(2026, 11, 1), "due-nov-1")
     async with database.provider(tenants.a.id) as session:
-        await engine.pause(session, DUNNING_SWEEP.name, actor=STAFF, reason="client migrating gateways")
-    assert await start_scheduled(database, DUNNING_SWEEP) == [tenants.b.id]
+        await engine.pause(session, OVERDUE_SWEEP.name, actor=STAFF, reason="client migrating gateways")
+    assert await start_scheduled(database, OVERDUE_SWEEP) == [tenants.b.id]
     assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.PENDING
     async with database.provider(tenants.a.id) as session:
-        await engine.resume(session, DUNNING_SWEEP.name, actor=STAFF)
-    assert await start_scheduled(database, DUNNING_SWEEP) == [tenants.a.id]
+        await engine.resume(session, OVERDUE_SWEEP.name, actor=STAFF)
+    assert await start_scheduled(database, OVERDUE_SWEEP) == [tenants.a.id]
     assert (await _statuses(database))[(tenants.a.id, "due-nov-1")] == ChargeStatus.OVERDUE
 
 

@@ -31,7 +31,7 @@ async def _for_tenants(database, periods: dict[uuid.UUID, str]) -> dict[uuid.UUI
     return await sweep_overdue(database, tenant_ids=list(dates), today_by_tenant=dates)
 
 
-DUNNING_SWEEP = Routine(
+OVERDUE_SWEEP = Routine(
     name="dunning_sweep",
     title={"pt-BR": "Verificação de inadimplência", "en": "Overdue check"},
     item_noun={"pt-BR": "cobranças vencidas apontadas", "en": "overdue charges found"},
