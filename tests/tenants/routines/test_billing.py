@@ -265,7 +265,7 @@ async def test_asaas_hiccups_are_retried_and_the_run_ends_done(spine, asaas):
     run_id = await start(spine, a.id)
     await spine.settle()
     run, items = await run_and_items(spine, a.id, run_id)
-    assert (run.status, run.items_done) == (RunStatus.RUNNING, 1)
+    assert (run.status, run.items_done) == (RunStatus.RUNNING, 1), [(i.status, i.error) for i in items]
     [waiting] = [i for i in items if i.status == ItemStatus.PENDING]
     assert waiting.error == "POST asaas payment: provider answered 503" and waiting.next_attempt_at is not None
     # The connector's health keeps the failure for staff, though the item's own work was rolled back
