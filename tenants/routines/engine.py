@@ -31,6 +31,7 @@ from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import TENANT_KEY, dialect_insert, get_owned
 from backoffice.platform.errors import Conflict, FieldError, ValidationFailed
 from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.timers.clock import tenant_now
 from backoffice.tenants.connections import CallFailed, directory
 from backoffice.tenants.notifications.live import announce_run
 from backoffice.tenants.registry.models import Tenant
@@ -83,10 +84,12 @@ async def _setting(session: AsyncSession, routine: str) -> RoutineSetting:
 
 
 async def current_period(session: AsyncSession, routine: Routine) -> str:
+    """The period a run started now is for, by the tenant's own clock (a shifted demo or staging tenant's
+    "this month" is its own, as the scheduler's ``due_periods`` sees it)."""
     tenant = await session.get(Tenant, tenant_of(session))
     setting = await setting_for(session, routine.name)
-    period, _ = routine.schedule.latest(tenant.timezone, clock.now(), hour=setting.hour if setting else None,
-                                        day=setting.day if setting else None)
+    period, _ = routine.schedule.latest(tenant.timezone, await tenant_now(session, tenant.id),
+                                        hour=setting.hour if setting else None, day=setting.day if setting else None)
     return period
 
 

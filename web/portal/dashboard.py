@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.db.session import TENANT_KEY
+from backoffice.platform.timers.clock import tenant_now
 from backoffice.tenants.billing.queries import overdue_amounts
 from backoffice.tenants.customers.queries import count_by_lifecycle, count_created_since
 
@@ -29,14 +31,17 @@ class Figures:
 
 
 async def figures(session: AsyncSession, timezone: str) -> Figures:
-    local_now = clock.now().astimezone(ZoneInfo(timezone))
-    today = local_now.date()
+    """The week of new customers is real time (when they were recorded); the overdue charges' age counts from
+    the company's own today, by its clock (``platform/timers/clock.py``: a demo or staging company moved
+    forward sees its charges age as its grace deadlines do)."""
+    today = clock.now().astimezone(ZoneInfo(timezone)).date()
+    business_today = (await tenant_now(session, session.info[TENANT_KEY])).astimezone(ZoneInfo(timezone)).date()
     week_start_local = datetime.combine(today - timedelta(days=today.weekday()), datetime.min.time(),
                                         tzinfo=ZoneInfo(timezone))
     new = await count_created_since(session, week_start_local)
     by_lifecycle = await count_by_lifecycle(session)
     return Figures(new, by_lifecycle["in_grace"], by_lifecycle["blocked"], by_lifecycle,
-                   _by_age(today, await overdue_amounts(session)))
+                   _by_age(business_today, await overdue_amounts(session)))
 
 
 def _by_age(today: date, charges: list[tuple[date, int]]) -> list[tuple[str, int, int]]:
