@@ -38,6 +38,7 @@ from backoffice.tenants.customers.queries import customers_by_ids, customers_by_
 from backoffice.tenants.customers.service import create_customer, update_customer
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.policies.schemas import PolicyConfig
+from backoffice.tenants.timeline.messages import Msg
 
 log = logging.getLogger(__name__)
 PAYMENT_EVENTS = "payment."  # the events whose subject a gateway names (payment.created, .cleared, ...)
@@ -163,7 +164,8 @@ async def _create(session: AsyncSession, record: GatewayCustomer, source: str, e
                 customer = await create_customer(session, name=name, tax_id=number, email=email,
                                                  external_ids={source: external_id}, acting=actor)
             log.info("customer %s created from %s customer %s", customer.id, source, external_id)
-            return customer, f"Customer created from {source}'s record of {external_id}"
+            return customer, Msg("Customer created from {source}'s record of {external_id}", source=source,
+                                 external_id=external_id)
         except Conflict:
             # Another batch created it between our look and our insert: link that one.
             found = (await customers_by_tax_ids(session, [number])).get(number)

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from backoffice.platform import clock
 from backoffice.tenants.billing.models import Contract, ContractStatus
 from backoffice.tenants.customers.models import Customer, Lifecycle, LifecycleTransition
+from backoffice.tenants.timeline.messages import Msg, Stage, stored_message
 from backoffice.tenants.timeline.models import TimelineEntry
 
 ALLOWED: dict[Lifecycle, frozenset[Lifecycle]] = {
@@ -33,11 +34,6 @@ ALLOWED: dict[Lifecycle, frozenset[Lifecycle]] = {
     Lifecycle.IN_GRACE: frozenset({Lifecycle.ACTIVE, Lifecycle.BLOCKED, Lifecycle.TERMINATED}),
     Lifecycle.BLOCKED: frozenset({Lifecycle.ACTIVE, Lifecycle.IN_GRACE, Lifecycle.TERMINATED}),
     Lifecycle.TERMINATED: frozenset(),
-}
-
-LABELS = {
-    Lifecycle.ONBOARDING: "onboarding", Lifecycle.ACTIVE: "active", Lifecycle.IN_GRACE: "in grace",
-    Lifecycle.BLOCKED: "blocked", Lifecycle.TERMINATED: "terminated",
 }
 
 
@@ -60,15 +56,16 @@ async def transition(
     now = clock.now()
     record = LifecycleTransition(
         tenant_id=customer.tenant_id, customer_id=customer.id, from_state=customer.lifecycle.value,
-        to_state=target.value, reason=reason, event_id=event_id, at=now,
+        to_state=target.value, reason=str(reason), event_id=event_id, at=now,
     )
     customer.lifecycle = target
     customer.updated_at = now
     session.add(record)
+    title = Msg("Lifecycle: {before} → {after}", before=Stage(record.from_state), after=Stage(target.value))
     session.add(TimelineEntry(
-        tenant_id=customer.tenant_id, customer_id=customer.id, at=now, kind="transition",
-        title=f"Lifecycle: {LABELS[Lifecycle(record.from_state)]} → {LABELS[target]}", reason=reason,
-        event_id=event_id, ref={"from": record.from_state, "to": target.value},
+        tenant_id=customer.tenant_id, customer_id=customer.id, at=now, kind="transition", title=str(title),
+        reason=str(reason), message=stored_message(title, reason), event_id=event_id,
+        ref={"from": record.from_state, "to": target.value},
     ))
     return record
 
@@ -115,14 +112,16 @@ def contract_transition(
     now = clock.now()
     record = LifecycleTransition(
         tenant_id=customer.tenant_id, customer_id=customer.id, contract_id=contract.id, from_state=current.value,
-        to_state=target.value, reason=reason, event_id=event_id, at=now,
+        to_state=target.value, reason=str(reason), event_id=event_id, at=now,
     )
     contract.lifecycle = target
     contract.updated_at = now
     session.add(record)
+    title = Msg("Subscription {plan}: {before} → {after}", plan=contract.plan_name, before=Stage(current.value),
+                after=Stage(target.value))
     session.add(TimelineEntry(
-        tenant_id=customer.tenant_id, customer_id=customer.id, at=now, kind="transition",
-        title=f"Subscription {contract.plan_name}: {LABELS[current]} → {LABELS[target]}", reason=reason,
-        event_id=event_id, ref={"from": current.value, "to": target.value, "contract_id": str(contract.id)},
+        tenant_id=customer.tenant_id, customer_id=customer.id, at=now, kind="transition", title=str(title)[:300],
+        reason=str(reason), message=stored_message(title, reason), event_id=event_id,
+        ref={"from": current.value, "to": target.value, "contract_id": str(contract.id)},
     ))
     return record

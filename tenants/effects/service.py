@@ -33,6 +33,7 @@ from backoffice.tenants.notifications.live import announce_notifications
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.tasks.models import Task, TaskStatus
+from backoffice.tenants.timeline.messages import Msg, stored_message
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.tenants.users.models import TenantUser
 
@@ -52,6 +53,13 @@ async def _always(channel: Channel, target: str | None) -> bool:
 
 async def _none(channel: Channel) -> None:
     return None
+
+
+# The platform commands the processes send, each titled as a whole sentence (a translation needs all of it).
+COMMAND_TITLES = {
+    "block": Msg("Platform command: block"), "unblock": Msg("Platform command: unblock"),
+    "provision": Msg("Platform command: provision"), "deprovision": Msg("Platform command: deprovision"),
+}
 
 
 @dataclass(frozen=True)
@@ -151,10 +159,13 @@ class StepEffects:
         return self.customer.id if self.customer else None
 
     def timeline(self, title: str, *, reason: str | None = None, kind: str = "effect", ref: dict | None = None) -> None:
+        """An entry on the customer's timeline; a ``Msg`` title or reason is also kept as its message id with
+        parameters, so each reader sees it in their language (every row carries ``message``: one executemany)."""
         if self.customer is None:
             return
         self.rows.add(TimelineEntry, customer_id=self.customer.id, at=clock.now(), kind=kind, title=title[:300],
-                      reason=reason, event_id=self.event.id, ref=ref or {}, author_id=None)
+                      reason=str(reason) if reason is not None else None, message=stored_message(title, reason),
+                      event_id=self.event.id, ref=ref or {}, author_id=None)
 
     async def notify(
         self, step: str, *, kind: str, recipient: TenantUser, rendered: Rendered, detail: dict[str, Any], reason: str
@@ -166,7 +177,7 @@ class StepEffects:
         self.rows.add(Notification, id=notification_id, effect_key=key, recipient_id=recipient.id, kind=kind,
                       title=rendered.title[:300], body=rendered.body, detail=detail, customer_id=self._customer_id,
                       event_id=self.event.id, created_at=clock.now(), read_at=None)
-        self.timeline(f"Notified {recipient.name}: {rendered.title}", reason=reason,
+        self.timeline(Msg("Notified {person}: {title}", person=recipient.name, title=rendered.title), reason=reason,
                       ref={"effect_key": key, "notification_id": str(notification_id), "kind": kind})
         return notification_id
 
@@ -182,7 +193,7 @@ class StepEffects:
                       description=description, checklist=[{"item": item, "done": False} for item in checklist],
                       status=TaskStatus.OPEN, due_at=due_at, customer_id=self._customer_id, event_id=self.event.id,
                       created_at=clock.now(), completed_at=None)
-        self.timeline(f"Task for {assignee.name}: {title}", reason=reason,
+        self.timeline(Msg("Task for {person}: {title}", person=assignee.name, title=title), reason=reason,
                       ref={"effect_key": key, "task_id": str(task_id), "kind": kind})
         return task_id
 
@@ -195,7 +206,8 @@ class StepEffects:
             return None
         if not await self.reaches(channel, target):
             if channel == Channel.PLATFORM:  # a process step meant to act on the customer's service: say so
-                self.timeline(f"{title}: not sent, no platform connector is configured for this company",
+                self.timeline(Msg("{title}: not sent, no platform connector is configured for this company",
+                                  title=title),
                               reason=reason, ref={"effect_key": key, "channel": channel.value})
             return None
         message_id = new_id()
@@ -227,14 +239,15 @@ class StepEffects:
             if customer else None,
         }
         return await self.outbound(step, channel=Channel.PLATFORM, target=command, payload=payload, reason=reason,
-                                   title=f"Platform command: {command}")
+                                   title=COMMAND_TITLES.get(command) or Msg("Platform command: {command}",
+                                                                             command=command))
 
     async def email_customer(self, step: str, *, kind: str, rendered: Rendered, reason: str) -> uuid.UUID | None:
         customer = self.customer
         if customer is None or not customer.email:
-            self.timeline(f"E-mail '{kind}' not sent: the customer has no e-mail address", reason=reason)
+            self.timeline(Msg("E-mail '{kind}' not sent: the customer has no e-mail address", kind=kind), reason=reason)
             return None
         payload = {"kind": kind, "to": customer.email, "to_name": customer.name, "subject": rendered.title,
                    "text": rendered.body}
         return await self.outbound(step, channel=Channel.EMAIL, target=customer.email, payload=payload,
-                                   reason=reason, title=f"E-mail to the customer: {rendered.title}")
+                                   reason=reason, title=Msg("E-mail to the customer: {title}", title=rendered.title))

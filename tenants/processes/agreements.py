@@ -35,6 +35,7 @@ from backoffice.tenants.policies.templates import format_date, format_money
 from backoffice.tenants.processes.context import charge_view
 from backoffice.tenants.processes.late_payment import deadline_for, follow_cases, reminder_times, scope_of
 from backoffice.tenants.processes.engine import Step, handles, intercepts
+from backoffice.tenants.timeline.messages import Day, Money, Msg
 
 PROCESS = Actor.system("process:agreements")
 # What the responsible people read, in the tenant's language (pt-BR first).
@@ -145,12 +146,14 @@ async def _waiting_cases(step: Step, case_ids: set[uuid.UUID]) -> list[DunningCa
 async def on_agreement_made(step: Step) -> None:
     agreement = await step.session.get(Agreement, (step.tenant.id, uuid.UUID(step.data["agreement_id"])))
     if agreement is None:
-        step.effects.timeline("Agreement not found", reason="the agreement named by the event does not exist")
+        step.effects.timeline(Msg("Agreement not found"),
+                              reason=Msg("the agreement named by the event does not exist"))
         return
     instalments, replaced = await agreement_parts(step.session, agreement.id)
     replaced_charges = [await step.session.get(Charge, (step.tenant.id, link.charge_id)) for link in replaced]
-    reason = (f"Agreement by {agreement.proposed_by}: {agreement.instalment_count} instalment(s) of "
-              f"{agreement.total_cents} cents in all replace {len(replaced)} overdue charge(s)")
+    reason = Msg("Agreement by {actor}: {count} instalment(s) of {total} in all replace {replaced} overdue charge(s)",
+                 actor=agreement.proposed_by, count=agreement.instalment_count, total=Money(agreement.total_cents),
+                 replaced=len(replaced))
     await _tell(step, "agreement.made", {
         "actor": agreement.proposed_by, "count": agreement.instalment_count, "total": _money(step, agreement.total_cents),
         "first_due": _day(step, agreement.first_due_date),
@@ -158,8 +161,8 @@ async def on_agreement_made(step: Step) -> None:
     }, {"agreement": _agreement_view(agreement), "charges": [charge_view(c) for c in replaced_charges],
         "instalments": [{"number": i.number, "amount_cents": i.amount_cents, "due_date": i.due_date.isoformat()}
                         for i in instalments]}, reason,
-        line=f"Agreement recorded: {agreement.instalment_count} instalment(s), first due "
-             f"{agreement.first_due_date.isoformat()}")
+        line=Msg("Agreement recorded: {count} instalment(s), first due {due}", count=agreement.instalment_count,
+                 due=Day(agreement.first_due_date)))
 
 
 async def _instalment(step: Step, *, only_if_waiting: bool):
@@ -224,24 +227,26 @@ async def on_instalment_paid(step: Step) -> bool:
         agreement.status = AgreementStatus.ACTIVE
         agreement.first_paid_at = step.now
         policy = await step.policy_of(max((c.policy_version for c in cases), default=step.policy_version))
-        reason = f"The first instalment of the agreement was paid (instalment {instalment.number})"
+        reason = Msg("The first instalment of the agreement was paid (instalment {number})", number=instalment.number)
         phrase = await _release(step, cases, policy, charge, agreement, reason)
         await _tell(step, "agreement.first_paid", {
             "count": agreement.instalment_count, "amount": _money(step, instalment.amount_cents),
             "unblock": PHRASES[phrase][_locale(step)]}, {**detail, "unblocked": phrase == "unblocked"}, reason,
-            line=f"Agreement: instalment {instalment.number} of {agreement.instalment_count} paid, the first")
+            line=Msg("Agreement: instalment {number} of {count} paid, the first", number=instalment.number,
+                     count=agreement.instalment_count))
     if all(i.status == InstalmentStatus.PAID for i in instalments):
         agreement.status = AgreementStatus.COMPLETED
         agreement.completed_at = step.now
         resolve_after_agreement(cases, step.now)
-        reason = f"Every instalment of the agreement is paid ({agreement.instalment_count})"
+        reason = Msg("Every instalment of the agreement is paid ({count})", count=agreement.instalment_count)
         await follow_cases(step, reason=reason)
         await _tell(step, "agreement.completed", {"count": agreement.instalment_count,
                                                   "total": _money(step, agreement.total_cents)}, detail, reason,
-                    line=f"Agreement paid in full: {agreement.instalment_count} instalment(s)")
+                    line=Msg("Agreement paid in full: {count} instalment(s)", count=agreement.instalment_count))
     else:
-        step.effects.timeline(f"Agreement instalment {instalment.number} of {agreement.instalment_count} paid",
-                              reason="paid at the gateway", ref={"agreement_id": str(agreement.id)})
+        step.effects.timeline(Msg("Agreement instalment {number} of {count} paid", number=instalment.number,
+                                  count=agreement.instalment_count),
+                              reason=Msg("paid at the gateway"), ref={"agreement_id": str(agreement.id)})
     return False  # the payment itself is recorded by the payment process, as for any charge
 
 
@@ -253,13 +258,17 @@ async def on_instalment_missed(step: Step) -> bool:
     charge, instalment, agreement = found
     await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"], known=step.known)
     if charge.status == ChargeStatus.PAID or instalment.status == InstalmentStatus.PAID:
-        step.effects.timeline("Overdue notice ignored: the instalment is already paid", reason="payment already cleared")
+        step.effects.timeline(Msg("Overdue notice ignored: the instalment is already paid"),
+                              reason=Msg("payment already cleared"))
         return True
     charge.status = ChargeStatus.OVERDUE
     instalment.status = InstalmentStatus.OVERDUE
     if agreement.status not in (AgreementStatus.PROPOSED, AgreementStatus.ACTIVE):
-        step.effects.timeline(f"Agreement instalment {instalment.number} overdue; the agreement was already "
-                              f"{agreement.status.value}", reason="its case was reopened before",
+        title = (Msg("Agreement instalment {number} overdue; the agreement was already completed",
+                     number=instalment.number) if agreement.status == AgreementStatus.COMPLETED else
+                 Msg("Agreement instalment {number} overdue; the agreement was already broken",
+                     number=instalment.number))
+        step.effects.timeline(title, reason=Msg("its case was reopened before"),
                               ref={"agreement_id": str(agreement.id)})
         return True
     agreement.status = AgreementStatus.BROKEN
@@ -269,8 +278,8 @@ async def on_instalment_missed(step: Step) -> bool:
     policy = step.policy
     deadline = deadline_for(step.now, step.tenant.timezone, policy.grace_days)
     still_blocked = step.customer.lifecycle == Lifecycle.BLOCKED
-    reason = (f"Instalment {instalment.number} of the agreement is overdue: the agreement is broken and its case "
-              f"reopens under policy v{step.policy_version}")
+    reason = Msg("Instalment {number} of the agreement is overdue: the agreement is broken and its case reopens "
+                 "under policy v{version}", number=instalment.number, version=step.policy_version)
     for case in cases:
         await reopen_case(step.session, step.tenant.id, case, agreement_id=agreement.id,
                           policy_version=step.policy_version, deadline_at=deadline,
@@ -284,5 +293,6 @@ async def on_instalment_missed(step: Step) -> bool:
         "due": _day(step, instalment.due_date), "reopened": phrase},
         {"agreement": _agreement_view(agreement), "charge": charge_view(charge), "instalment": instalment.number,
          "deadline_at": None if still_blocked else deadline.isoformat()}, reason,
-        line=f"Agreement broken: instalment {instalment.number} of {agreement.instalment_count} overdue")
+        line=Msg("Agreement broken: instalment {number} of {count} overdue", number=instalment.number,
+                 count=agreement.instalment_count))
     return True

@@ -60,6 +60,7 @@ from backoffice.tenants.processes.context import customer_url, customer_view, te
 from backoffice.tenants.processes.known import Known
 from backoffice.tenants.processes.recipients import Choices, responsible_people
 from backoffice.tenants.registry.models import Tenant
+from backoffice.tenants.timeline.messages import Msg
 from backoffice.tenants.users.models import TenantUser
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,8 @@ class Step:
         rendered = self.render(kind, context, policy)
         channels = policy.channels.get(kind, ["portal"])
         detail = {**context, "kind": kind, "reason": reason}
+        if isinstance(reason, Msg):  # the portal shows the reason in its reader's language
+            detail["said"] = {"reason": reason.stored()}
         if self.batch.choices is None:
             self.batch.choices = Choices(self.session)
         for person in await self.responsible(policy):
@@ -267,12 +270,12 @@ class Step:
                     f"{step}:email", channel=Channel.EMAIL, target=person.email, suffix=person.id, reason=reason,
                     payload={"kind": kind, "to": person.email, "to_name": person.name, "subject": rendered.title,
                              "text": rendered.body},
-                    title=f"E-mail to {person.name}: {rendered.title}")
+                    title=Msg("E-mail to {person}: {title}", person=person.name, title=rendered.title))
         if "chat" in channels:
             await self.effects.outbound(
                 f"{step}:chat", channel=Channel.CHAT, target="team", reason=reason,
                 payload={"kind": kind, "text": f"*{rendered.title}*\n{rendered.body}"},
-                title=f"Team chat: {rendered.title}")
+                title=Msg("Team chat: {title}", title=rendered.title))
 
 
 # --- finding the events' customers --------------------------------------------------------------------
@@ -479,10 +482,10 @@ async def _run(step: Step) -> None:
     event, customer, effects = step.event, step.customer, step.effects
     event.customer_id = customer.id
     if event.id in step.batch.born:
-        effects.timeline(step.batch.born[event.id], kind="customer", reason="a payment arrived for a customer "
-                         "the platform did not know yet", ref={"subject": event.subject or {}})
-    effects.timeline(f"Event: {event.type} from {event.source}", kind="event",
-                     reason=CATALOGUE[event.type][1], ref={"external_id": event.external_id})
+        effects.timeline(step.batch.born[event.id], kind="customer", reason=Msg(
+            "a payment arrived for a customer the platform did not know yet"), ref={"subject": event.subject or {}})
+    effects.timeline(Msg("Event: {type} from {source}", type=event.type, source=event.source), kind="event",
+                     reason=Msg(CATALOGUE[event.type][1]), ref={"external_id": event.external_id})
     claimed = False
     for intercept in INTERCEPTORS.get(event.type, ()):
         claimed = bool(await intercept(step)) or claimed
@@ -490,10 +493,10 @@ async def _run(step: Step) -> None:
         await HANDLERS[event.type](step)
     # Tenant systems hear of every processed event they subscribed to.
     await effects.outbound(
-        "webhook", channel=Channel.WEBHOOK, target=event.type, reason=f"{event.type} processed",
+        "webhook", channel=Channel.WEBHOOK, target=event.type, reason=Msg("{type} processed", type=event.type),
         payload={"type": event.type, "event_id": str(event.id), "occurred_at": event.occurred_at.isoformat(),
                  "customer": customer_view(customer), "data": event.data},
-        title=f"Webhook {event.type} to the company's systems")
+        title=Msg("Webhook {type} to the company's systems", type=event.type))
     event.status = EventStatus.PROCESSED
     event.processed_at = clock.now()
 

@@ -32,6 +32,7 @@ from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.policies.schemas import PolicyConfig
 from backoffice.tenants.processes.context import charge_view, plan_view
 from backoffice.tenants.processes.engine import Step, handles
+from backoffice.tenants.timeline.messages import Day, Msg, Stage
 
 OPEN = (CaseStatus.GRACE, CaseStatus.BLOCKED)
 WAITING_ON_AGREEMENT = "agreement"  # CaseStatus.AGREEMENT, the renegotiation's (compared by value)
@@ -145,12 +146,14 @@ async def follow_cases(step: Step, *, reason: str) -> dict:
 async def on_payment_overdue(step: Step) -> None:
     charge = await upsert_charge(step.session, step.customer, step.event.source, step.data["charge"], known=step.known)
     if charge.status == ChargeStatus.PAID:
-        step.effects.timeline("Overdue notice ignored: the charge is already paid", reason="payment already cleared")
+        step.effects.timeline(Msg("Overdue notice ignored: the charge is already paid"),
+                              reason=Msg("payment already cleared"))
         return
     charge.status = ChargeStatus.OVERDUE
     if step.customer.lifecycle in (Lifecycle.TERMINATED, Lifecycle.ONBOARDING):
-        step.effects.timeline(f"Charge overdue; no grace period for a customer in {step.customer.lifecycle.value}",
-                              reason="only started customers have a service to block")
+        step.effects.timeline(Msg("Charge overdue; no grace period for a customer in {stage}",
+                                  stage=Stage(step.customer.lifecycle.value)),
+                              reason=Msg("only started customers have a service to block"))
         return
     if any(case.charge_id == charge.id for case in await step.known.cases(step.customer)):
         return
@@ -163,9 +166,10 @@ async def on_payment_overdue(step: Step) -> None:
                        opened_at=now, opened_by_event_id=step.event.id)
     step.session.add(case)
     step.known.add(case)
-    reach = f"subscription {contract.plan_name}" if contract else "every subscription of the customer"
-    reason = (f"Charge of {charge.due_date.isoformat()} is overdue; policy v{step.policy_version} gives "
-              f"{policy.grace_days} days of grace ({reach})")
+    reach = (Msg("subscription {plan}", plan=contract.plan_name) if contract
+             else Msg("every subscription of the customer"))
+    reason = Msg("Charge of {due} is overdue; policy v{version} gives {days} days of grace ({reach})",
+                 due=Day(charge.due_date), version=step.policy_version, days=policy.grace_days, reach=reach)
     await follow_cases(step, reason=reason)
     context = {**_case_context(step, case, charge, reason), "grace_days": policy.grace_days,
                "auto_block": policy.auto_block, "plan": plan_view(contract)}
@@ -185,11 +189,11 @@ async def on_payment_overdue(step: Step) -> None:
 async def on_reminder_due(step: Step) -> None:
     case = await case_of(step)
     if case is None or case.status != CaseStatus.GRACE:
-        step.effects.timeline("Reminder not sent: the case is no longer in grace", reason="paid or closed")
+        step.effects.timeline(Msg("Reminder not sent: the case is no longer in grace"), reason=Msg("paid or closed"))
         return
     charge = await step.session.get(Charge, (step.tenant.id, case.charge_id))
     policy = await step.policy_of(case.policy_version)
-    reason = f"Reminder {step.data.get('reminder')} day(s) before the grace deadline"
+    reason = Msg("Reminder {days} day(s) before the grace deadline", days=step.data.get("reminder"))
     context = {**_case_context(step, case, charge, reason), "days_left": step.data.get("reminder"),
                "auto_block": policy.auto_block}
     await step.effects.email_customer("dunning:reminder", kind="dunning.reminder",
@@ -200,15 +204,16 @@ async def on_reminder_due(step: Step) -> None:
 async def on_deadline_reached(step: Step) -> None:
     case = await case_of(step)
     if case is None or case.status != CaseStatus.GRACE:
-        step.effects.timeline("Grace deadline passed with nothing to do", reason="the charge was paid in time")
+        step.effects.timeline(Msg("Grace deadline passed with nothing to do"),
+                              reason=Msg("the charge was paid in time"))
         return
     charge = await step.session.get(Charge, (step.tenant.id, case.charge_id))
     policy = await step.policy_of(case.policy_version)
     contracts = await step.known.contracts(step.customer)
     contract = _contract_of(contracts, case.contract_id) if case.contract_id else None
     if not policy.auto_block:
-        reason = (f"The grace deadline passed unpaid; policy v{case.policy_version} does not block automatically:"
-                  " decide with the customer")
+        reason = Msg("The grace deadline passed unpaid; policy v{version} does not block automatically: decide "
+                     "with the customer", version=case.policy_version)
         await step.tell_responsible("dunning:deadline", kind="dunning.blocked",
                                     context={**_case_context(step, case, charge, reason), "blocked": False,
                                              "plan": plan_view(contract)},
@@ -216,9 +221,11 @@ async def on_deadline_reached(step: Step) -> None:
         return
     case.status = CaseStatus.BLOCKED
     case.blocked_at = step.now
-    reach = f"subscription {contract.plan_name} blocked" if contract else "every subscription blocked"
-    reason = (f"Blocked automatically: the charge of {charge.due_date.isoformat()} was not paid by the grace "
-              f"deadline (policy v{case.policy_version}: {policy.grace_days} days; {reach})")
+    reach = (Msg("subscription {plan} blocked", plan=contract.plan_name) if contract
+             else Msg("every subscription blocked"))
+    reason = Msg("Blocked automatically: the charge of {due} was not paid by the grace deadline (policy v{version}: "
+                 "{days} days; {reach})", due=Day(charge.due_date), version=case.policy_version, days=policy.grace_days,
+                 reach=reach)
     await follow_cases(step, reason=reason)
     await step.effects.command("dunning:block", command="block", reason=reason,
                                data={"charge": charge_view(charge), "case_id": str(case.id),
@@ -251,17 +258,18 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
     policy = await step.policy_of(case.policy_version)
     contracts = await step.known.contracts(step.customer)
     contract = _contract_of(contracts, case.contract_id) if case.contract_id else None
-    context_reason = f"The overdue charge of {charge.due_date.isoformat()} was paid"
+    due = Day(charge.due_date)
     if was_blocked:
         if not policy.auto_unblock:
             # The service stays blocked (and the stages with it) until someone unblocks it by hand.
-            reason = f"{context_reason}; policy v{case.policy_version} does not unblock automatically: unblock by hand"
+            reason = Msg("The overdue charge of {due} was paid; policy v{version} does not unblock automatically: "
+                         "unblock by hand", due=due, version=case.policy_version)
             await step.tell_responsible("dunning:unblock", kind="dunning.unblocked",
                                         context={**_case_context(step, case, charge, reason), "unblocked": False,
                                                  "payment": step.data.get("payment"), "plan": plan_view(contract)},
                                         reason=reason, policy=policy)
             return
-        reason = f"{context_reason} after the block: service unblocked automatically"
+        reason = Msg("The overdue charge of {due} was paid after the block: service unblocked automatically", due=due)
         changed = await follow_cases(step, reason=reason)
         await _unblock(step, case, charge, contracts, changed, reason)
         await step.tell_responsible("dunning:unblocked", kind="dunning.unblocked",
@@ -269,7 +277,7 @@ async def resolve_after_payment(step: Step, charge: Charge) -> None:
                                              "plan": plan_view(contract)},
                                     reason=reason, policy=policy)
         return
-    reason = f"{context_reason} within the grace period: the block is called off"
+    reason = Msg("The overdue charge of {due} was paid within the grace period: the block is called off", due=due)
     await follow_cases(step, reason=reason)
     await step.tell_responsible("dunning:resolved", kind="dunning.resolved",
                                 context={**_case_context(step, case, charge, reason),
@@ -294,7 +302,7 @@ async def _unblock(step: Step, case: DunningCase, charge: Charge, contracts: lis
                                    data={**base, "scope": "contract", "contract": contract_view(contract),
                                          "entitlement": contract.plan_code})
     if not unblocked:
-        step.effects.timeline("Paid, but the service stays blocked: another overdue charge still blocks it",
+        step.effects.timeline(Msg("Paid, but the service stays blocked: another overdue charge still blocks it"),
                               reason=reason)
 
 
@@ -304,9 +312,13 @@ async def on_charge_withdrawn(step: Step) -> None:
     charge.status = ChargeStatus.REFUNDED if step.event.type == "payment.refunded" else ChargeStatus.CANCELED
     case = next((c for c in await step.known.cases(step.customer)
                  if c.charge_id == charge.id and c.status == CaseStatus.GRACE), None)
-    reason = step.data.get("reason") or f"Charge {step.event.type.split('.')[1]} at {step.event.source}"
+    refunded = step.event.type == "payment.refunded"
+    reason = step.data.get("reason") or (Msg("Charge refunded at {source}", source=step.event.source) if refunded
+                                         else Msg("Charge canceled at {source}", source=step.event.source))
     if case is not None:
         case.status = CaseStatus.CANCELED
         await cancel_timers(step.session, step.tenant.id, key_prefix=timer_prefix(case))
-        await follow_cases(step, reason=f"{reason}: the late-payment case is closed")
-    step.effects.timeline(f"Charge of {charge.due_date.isoformat()}: {charge.status.value}", reason=reason)
+        await follow_cases(step, reason=Msg("{reason}: the late-payment case is closed", reason=reason))
+    due = Day(charge.due_date)
+    step.effects.timeline(Msg("Charge of {due}: refunded", due=due) if refunded else
+                          Msg("Charge of {due}: canceled", due=due), reason=reason)

@@ -19,9 +19,16 @@ from backoffice.tenants.processes import late_payment
 from backoffice.tenants.processes.context import charge_view, documents_view, payment_view, plan_view
 from backoffice.tenants.processes.engine import Step, handles
 from backoffice.tenants.signatures.models import Signature, SignatureStatus
+from backoffice.tenants.timeline.messages import Msg
 
-TRIGGER_NAMES = {"payment.cleared": "first payment cleared", "invoice.issued": "nota fiscal issued",
-                 "contract.signed": "contract signed"}
+TRIGGER_NAMES = {"payment.cleared": Msg("first payment cleared"), "invoice.issued": Msg("nota fiscal issued"),
+                 "contract.signed": Msg("contract signed")}
+# Why a customer started, per trigger (a sentence each: a translation needs the whole of it).
+STARTED_BY = {
+    "payment.cleared": Msg("First payment cleared: this company's policy starts customers on the first payment"),
+    "invoice.issued": Msg("Nota fiscal issued: this company's policy starts customers on the nota fiscal"),
+    "contract.signed": Msg("Contract signed: this company's policy starts customers on the signed contract"),
+}
 
 
 @handles("payment.created")
@@ -60,7 +67,7 @@ async def on_invoice_rejected(step: Step) -> None:
     fiscal = await _fiscal(step, doc)
     fiscal.status = FiscalStatus.REJECTED
     fiscal.message = step.data["message"]
-    reason = f"The fiscal issuer rejected the nota fiscal: {step.data['message']}"
+    reason = Msg("The fiscal issuer rejected the nota fiscal: {message}", message=step.data["message"])
     context = {**step.base_context(), "message": step.data["message"], "document": doc, "reason": reason}
     await step.tell_responsible("invoice_rejected", kind="invoice.rejected", context=context, reason=reason)
 
@@ -99,10 +106,12 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
         return
     if step.policy.start_trigger != trigger:
         step.effects.timeline(
-            f"Recorded {TRIGGER_NAMES[trigger]}; the customer starts on: {TRIGGER_NAMES[step.policy.start_trigger]}",
-            reason=f"policy v{step.policy_version}: start trigger is {step.policy.start_trigger}")
+            Msg("Recorded {what}; the customer starts on: {trigger}", what=TRIGGER_NAMES[trigger],
+                trigger=TRIGGER_NAMES[step.policy.start_trigger]),
+            reason=Msg("policy v{version}: start trigger is {trigger}", version=step.policy_version,
+                       trigger=step.policy.start_trigger))
         return
-    reason = f"{TRIGGER_NAMES[trigger].capitalize()}: this company's policy starts customers on {trigger}"
+    reason = STARTED_BY[trigger]
     await transition(step.session, customer, Lifecycle.ACTIVE, reason=reason, event_id=step.event.id)
     contract = await ensure_contract(step.session, customer, step.data.get("plan"), known=step.known)
     if contract is not None and contract.status == ContractStatus.PENDING:

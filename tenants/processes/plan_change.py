@@ -20,6 +20,7 @@ from backoffice.tenants.billing.models import Contract, ContractStatus
 from backoffice.tenants.billing.service import customer_contract
 from backoffice.tenants.processes.context import plan_view
 from backoffice.tenants.processes.engine import Step, handles
+from backoffice.tenants.timeline.messages import Code, Day, Msg
 
 
 def change_timer_prefix(contract: Contract) -> str:
@@ -66,7 +67,8 @@ async def on_subscription_changed(step: Step) -> None:
                "difference_cents": difference, "direction": direction,
                "effective_at": effective_at.isoformat() if effective_at else None}
     if scheduled:
-        reason = f"Plan {direction} scheduled: {before['name']} → {after['name']} on {effective_at.isoformat()}"
+        reason = Msg("Plan {direction} scheduled: {before} → {after} on {day}", direction=Code(direction),
+                     before=before["name"], after=after["name"], day=Day(effective_at.date()))
         await schedule_timer(step.session, step.tenant.id, key=f"{change_timer_prefix(contract)}{step.event.id}",
                              event_type="subscription.change_due", due_at=effective_at, customer_id=step.customer.id,
                              payload={"contract_id": str(contract.id), "change_event_id": str(step.event.id),
@@ -75,7 +77,8 @@ async def on_subscription_changed(step: Step) -> None:
                                     context={**context, "reason": reason}, reason=reason)
         return
     _apply(contract, after)
-    reason = f"Plan {direction}: {before['name']} → {after['name']}"
+    reason = Msg("Plan {direction}: {before} → {after}", direction=Code(direction), before=before["name"],
+                 after=after["name"])
     await step.tell_responsible("change:notify", kind="subscription.changed", context={**context, "reason": reason},
                                 reason=reason)
     await step.effects.command("change:entitlement", command="provision", reason=reason,
@@ -90,13 +93,14 @@ async def on_change_due(step: Step) -> None:
                      if c.id == uuid.UUID(str(data["contract_id"]))), None)
     before, after = data["before"], data["after"]
     if contract is None or contract.status == ContractStatus.CANCELED:
-        step.effects.timeline(f"Scheduled plan change to {after['name']} not applied: the subscription has ended",
-                              reason="the contract is canceled or gone")
+        step.effects.timeline(Msg("Scheduled plan change to {plan} not applied: the subscription has ended",
+                                  plan=after["name"]), reason=Msg("the contract is canceled or gone"))
         return
     _, direction = _direction(before, after)
-    reason = f"Scheduled plan {direction} took effect: {before['name']} → {after['name']}"
+    reason = Msg("Scheduled plan {direction} took effect: {before} → {after}", direction=Code(direction),
+                 before=before["name"], after=after["name"])
     _apply(contract, after)
-    step.effects.timeline(reason, reason=f"scheduled by event {data['change_event_id']}",
+    step.effects.timeline(reason, reason=Msg("scheduled by event {event}", event=data["change_event_id"]),
                           ref={"contract_id": str(contract.id)})
     await step.effects.command("change:entitlement", command="provision", reason=reason,
                                data={"plan": plan_view(after), "previous_plan": plan_view(before),
@@ -107,11 +111,12 @@ async def on_change_due(step: Step) -> None:
 async def on_change_canceled(step: Step) -> None:
     named = step.data.get("subscription_external_id")
     contract = await customer_contract(step.session, step.customer, named, known=step.known)
-    reason = step.data.get("reason") or "The scheduled plan change was called off"
+    reason = step.data.get("reason") or Msg("The scheduled plan change was called off")
     if contract is None or (named and contract.external_id != named):
-        step.effects.timeline("No scheduled plan change to call off: the subscription is unknown", reason=reason)
+        step.effects.timeline(Msg("No scheduled plan change to call off: the subscription is unknown"), reason=reason)
         return
     canceled = await cancel_timers(step.session, step.tenant.id, key_prefix=change_timer_prefix(contract))
-    title = (f"Scheduled plan change of {contract.plan_name} called off" if canceled
-             else f"No pending plan change of {contract.plan_name} to call off (already applied or never scheduled)")
+    title = (Msg("Scheduled plan change of {plan} called off", plan=contract.plan_name) if canceled
+             else Msg("No pending plan change of {plan} to call off (already applied or never scheduled)",
+                      plan=contract.plan_name))
     step.effects.timeline(title, reason=reason, ref={"contract_id": str(contract.id)})

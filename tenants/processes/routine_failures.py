@@ -5,6 +5,7 @@ words, on the channels the tenant's policy picks."""
 from __future__ import annotations
 
 from backoffice.tenants.processes.engine import Step, handles
+from backoffice.tenants.timeline.messages import Msg
 from backoffice.tenants.routines.catalogue import UnknownRoutine, get_routine
 
 
@@ -15,8 +16,8 @@ async def on_routine_item_failed(step: Step) -> None:
         title = get_routine(data["routine"]).label(step.tenant.locale)
     except UnknownRoutine:
         title = data["routine_title"]
-    reason = (f"The routine {data['routine_title']} for {data['period']} failed an item of this customer: "
-              f"{data['reason']}")
+    reason = Msg("The routine {routine} for {period} failed an item of this customer: {message}",
+                 routine=data["routine_title"], period=data["period"], message=data["reason"])
     context = {**step.base_context(), "routine": title, "period": data["period"], "item": data["item"],
                "message": data["reason"], "charge": data.get("charge")}
     await step.tell_responsible("routine_item_failed", kind="routine.item_failed", context=context, reason=reason)

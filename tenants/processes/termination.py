@@ -20,17 +20,18 @@ from backoffice.tenants.dunning.models import CaseStatus, DunningCase
 from backoffice.tenants.processes.context import plan_view
 from backoffice.tenants.processes.late_payment import case_of, contract_view, follow_cases, timer_prefix
 from backoffice.tenants.processes.engine import Step, handles
+from backoffice.tenants.timeline.messages import Msg
 
 
 @handles("subscription.canceled")
 async def on_subscription_canceled(step: Step) -> None:
-    reason = step.data.get("reason") or "The subscription was canceled"
+    reason = step.data.get("reason") or Msg("The subscription was canceled")
     named = step.data.get("subscription_external_id")
     contracts = await step.known.contracts(step.customer)
     contract = next((c for c in contracts if named and c.external_id == named), None)
     if contract is not None:
         if contract.status == ContractStatus.CANCELED:
-            step.effects.timeline(f"Subscription {contract.plan_name} already canceled", reason=reason)
+            step.effects.timeline(Msg("Subscription {plan} already canceled", plan=contract.plan_name), reason=reason)
             return
         await terminate_contract(step, contract, reason=reason)
         return
@@ -54,15 +55,15 @@ async def terminate_contract(step: Step, contract: Contract, *, reason: str) -> 
     await step.effects.command("end:deprovision", command="deprovision", reason=reason,
                                data={"scope": "contract", "contract": contract_view(contract),
                                      "entitlement": contract.plan_code, "plans": [plan_view(contract)]})
-    step.effects.timeline(f"Subscription {contract.plan_name} ended", reason=reason,
+    step.effects.timeline(Msg("Subscription {plan} ended", plan=contract.plan_name), reason=reason,
                           ref={"contract_id": str(contract.id)})
-    await follow_cases(step, reason=f"Subscription {contract.plan_name} ended: {reason}")
+    await follow_cases(step, reason=Msg("Subscription {plan} ended: {reason}", plan=contract.plan_name, reason=reason))
 
 
 async def terminate(step: Step, *, reason: str) -> None:
     customer = step.customer
     if not can_transition(customer, Lifecycle.TERMINATED):
-        step.effects.timeline("Termination ignored: the customer is already terminated", reason=reason)
+        step.effects.timeline(Msg("Termination ignored: the customer is already terminated"), reason=reason)
         return
     now = clock.now()
     contracts = (await step.session.execute(select(Contract).where(
@@ -96,11 +97,12 @@ async def terminate(step: Step, *, reason: str) -> None:
 async def on_termination_due(step: Step) -> None:
     case = await case_of(step)
     if case is None or case.status != CaseStatus.BLOCKED:
-        step.effects.timeline("Termination not needed: the case was resolved", reason="paid after the block")
+        step.effects.timeline(Msg("Termination not needed: the case was resolved"), reason=Msg("paid after the block"))
         return
     policy = await step.policy_of(case.policy_version)
     case.status = CaseStatus.TERMINATED
-    reason = f"Blocked for {policy.terminate_after_days} days without payment (policy v{case.policy_version})"
+    reason = Msg("Blocked for {days} days without payment (policy v{version})", days=policy.terminate_after_days,
+                 version=case.policy_version)
     contracts = await step.known.contracts(step.customer)
     contract = next((c for c in contracts if c.id == case.contract_id), None) if case.contract_id else None
     if contract is not None:

@@ -29,6 +29,10 @@ class TimelineEntry(TenantOwned, Base):
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"effect_key": .., "notification_id": ..}
     author_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())  # for notes
+    # What title and reason say as message ids with parameters, rendered in each reader's language
+    # (``tenants/timeline/messages.py``): {"title": {"id": .., "params": {..}}, "reason": {..}}; None for notes
+    # and older rows, which show their text as stored.
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class FeedbackState(enum.StrEnum):

@@ -23,6 +23,7 @@ from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.policies.templates import format_date, format_datetime, format_money, format_tax_id, label
 from backoffice.tenants.registry.branding import DEFAULT_BRANDING
 from backoffice.tenants.registry.models import Tenant
+from backoffice.web.portal.wording import said, said_reason
 
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"
@@ -54,6 +55,10 @@ def environment(locale: str) -> Environment:
     env.filters["money"] = lambda cents: format_money(cents, locale)
     env.filters["tax_id"] = format_tax_id
     env.filters["label"] = lambda code: label(code, locale)
+    # What the platform stored as message ids (timeline entries, notifications' reasons), in this locale.
+    gettext = translations(locale).gettext
+    env.filters["said"] = lambda entry: said(entry, gettext, locale)
+    env.globals["said_reason"] = lambda detail: said_reason(detail, gettext, locale)
     return env
 
 

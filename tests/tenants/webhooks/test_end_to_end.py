@@ -98,6 +98,10 @@ async def test_the_timeline_names_a_webhook_only_when_an_endpoint_heard_the_even
                     TimelineEntry.customer_id == customers[tenant.id]))).scalars()]
         assert titles[a.id] and not [t for t in titles[a.id] if "webhook" in t.lower()]
         assert [t for t in titles[b.id] if "webhook" in t.lower()] == ["Webhook payment.overdue to the company's systems"]
+        async with spine.database.tenant(b.id) as session:  # kept as a message id, for each reader's language
+            [said] = (await session.execute(select(TimelineEntry.message).where(
+                TimelineEntry.customer_id == customers[b.id], TimelineEntry.title.like("Webhook %")))).scalars()
+        assert said["title"] == {"id": "Webhook {type} to the company's systems", "params": {"type": "payment.overdue"}}
         assert len(receiver.at("/beta")) == 1
     finally:
         set_port(Channel.WEBHOOK, previous)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from backoffice.platform import clock
 from backoffice.platform.clock import FrozenClock
 from backoffice.tenants.customers.models import Customer
+from backoffice.tenants.timeline.messages import Msg, stored_message
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus
 from backoffice.tenants.webhooks.jobs import MAX_ATTEMPTS
 from backoffice.web.app import create_app
@@ -38,9 +39,11 @@ async def _dead_webhook(database, tenant_id, receiver, frozen: FrozenClock, loop
 
         customer_id = (await session.execute(select(Customer.id).order_by(Customer.name))).scalars().first()
         (await session.get(OutboundMessage, (tenant_id, message.id))).customer_id = customer_id
-        session.add(TimelineEntry(customer_id=customer_id, at=clock.now(), kind="effect",
-                                  title="Webhook to the company's systems: payment.overdue",
-                                  reason="the charge is overdue", event_id=None,
+        title = Msg("Webhook {type} to the company's systems", type="payment.overdue")
+        reason = Msg("{type} processed", type="payment.overdue")
+        session.add(TimelineEntry(customer_id=customer_id, at=clock.now(), kind="effect", title=str(title),
+                                  reason=str(reason),
+                                  message=stored_message(title, reason), event_id=None,
                                   ref={"message_id": str(message.id), "channel": "webhook"}))
     await run_due(database)  # the message fans out; the delivery's first attempt fails
     async with database.provider(tenant_id) as session:
@@ -52,7 +55,7 @@ async def _dead_webhook(database, tenant_id, receiver, frozen: FrozenClock, loop
     dead = await reload(database, tenant_id, WebhookDelivery, delivery.id)
     assert dead.status == WebhookDeliveryStatus.DEAD and dead.last_error.endswith("HTTP 503")
     assert len(receiver.at("/erp")) == MAX_ATTEMPTS
-    return message, dead
+    return message, dead, customer_id
 
 
 @pytest.mark.postgres_only
@@ -66,7 +69,7 @@ async def test_a_dead_webhook_replayed_from_the_console_is_delivered(database, t
     previous = clock.use(frozen)
     try:
         a = tenants.a
-        message, dead = await _dead_webhook(database, a.id, receiver, frozen, loopback)
+        message, dead, customer_id = await _dead_webhook(database, a.id, receiver, frozen, loopback)
         # More of both tenants' dead letters, written after the fan-out (their stand-in endpoints sign nothing).
         await write_letters(database, a.id, url="https://alfa-erp.example/hooks")
         await write_letters(database, tenants.b.id, url="https://beta-erp.example/hooks")
@@ -113,11 +116,16 @@ async def test_a_dead_webhook_replayed_from_the_console_is_delivered(database, t
                         WebhookDeliveryStatus.SUCCEEDED, 1, 1)
 
                     await _tour(page, server.url, base, a, message.id, "pt-BR")
+                    await page.goto(f"{server.url}{base}/customers/{customer_id}")  # the timeline in its reader's words
+                    await expect(page.get_by_text("Webhook payment.overdue para os sistemas da empresa")).to_be_visible()
+                    await expect(page.get_by_text("Motivo: payment.overdue processado")).to_be_visible()
                     await page.get_by_label("Idioma").select_option("en")
                     await page.get_by_role("button", name="Trocar").click()
                     await expect(page.get_by_role("navigation", name="This company").get_by_role("link", name="Dead letters")
                                        ).to_be_visible()
                     await _tour(page, server.url, base, a, message.id, "en")
+                    await page.goto(f"{server.url}{base}/customers/{customer_id}")
+                    await expect(page.get_by_text("Webhook payment.overdue to the company's systems")).to_be_visible()
 
                     phone = await browser.new_page(viewport={"width": 390, "height": 844})
                     await phone.context.add_cookies(await page.context.cookies())

@@ -1,0 +1,119 @@
+"""One language per reader for what the platform stores and shows later: timeline titles and reasons are kept
+as message ids with parameters (``tenants/timeline/messages.py``) and rendered in the reader's locale
+(``web/portal/wording.py``). Every id the code writes has its pt-BR translation, with the same placeholders."""
+
+from __future__ import annotations
+
+import ast
+import re
+from datetime import date
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select
+
+from backoffice.tenants.customers.models import Lifecycle
+from backoffice.tenants.events.catalogue import CATALOGUE
+from backoffice.tenants.timeline.messages import Code, Day, Money, Msg, Stage, stored_message
+from backoffice.tenants.timeline.models import TimelineEntry
+from backoffice.web.app import create_app
+from backoffice.web.portal.render import LOCALE_DIR, translations
+from backoffice.web.portal.wording import say
+from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
+from tests.web.portal.conftest import Browser
+
+ROOT = Path(__file__).resolve().parents[3]
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _message_ids() -> set[str]:
+    """Every ``Msg("...")`` id written in the domain's code, plus the event catalogue's descriptions (the one
+    place that passes ids through a variable: each event entry's reason). Any other non-literal id fails."""
+    ids: set[str] = set()
+    for path in sorted((ROOT / "tenants").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Msg"):
+                continue
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                ids.add(first.value)
+            else:
+                assert "CATALOGUE[" in ast.unparse(node), (
+                    f"{path.relative_to(ROOT)}:{node.lineno}: a Msg id must be a literal string (the catalogue "
+                    f"test reads them from the source): {ast.unparse(node)}")
+    return ids | {description for _, description in CATALOGUE.values()}
+
+
+def test_every_stored_message_id_has_a_pt_br_translation_with_the_same_placeholders():
+    with (LOCALE_DIR / "pt_BR" / "LC_MESSAGES" / "messages.po").open("rb") as source:
+        catalog = {message.id: message.string for message in read_po(source) if message.id}
+    ids = _message_ids()
+    assert len(ids) > 60 and "Charge of {due} is overdue; policy v{version} gives {days} days of grace ({reach})" in ids
+    missing = sorted(i for i in ids if not catalog.get(i))
+    assert not missing, f"add to web/locale/pt_BR/LC_MESSAGES/messages.po: {missing}"
+    mismatched = sorted(i for i in ids if set(PLACEHOLDER.findall(i)) != set(PLACEHOLDER.findall(catalog[i])))
+    assert not mismatched, f"the translation's {{placeholders}} differ from the id's: {mismatched}"
+
+
+def test_a_message_is_its_english_sentence_and_renders_per_locale():
+    reach = Msg("subscription {plan}", plan="Plano Pro")
+    reason = Msg("Charge of {due} is overdue; policy v{version} gives {days} days of grace ({reach})",
+                 due=Day(date(2026, 11, 1)), version=3, days=5, reach=reach)
+    # The English columns, the effect records and the API keep what they kept before.
+    assert reason == "Charge of 2026-11-01 is overdue; policy v3 gives 5 days of grace (subscription Plano Pro)"
+    stored = stored_message(Msg("Lifecycle: {before} → {after}", before=Stage("active"), after=Stage("in_grace")),
+                            reason)
+    pt, en = translations("pt-BR").gettext, translations("en").gettext
+    assert say(stored["reason"], pt, "pt-BR") == ("A cobrança de 01/11/2026 está vencida; a política v3 dá 5 dias de "
+                                                  "carência (assinatura Plano Pro)")
+    assert say(stored["reason"], en, "en") == ("Charge of Nov 1, 2026 is overdue; policy v3 gives 5 days of grace "
+                                               "(subscription Plano Pro)")
+    assert say(stored["title"], pt, "pt-BR") == "Situação: ativo → em carência"
+    assert say(stored["title"], en, "en") == "Lifecycle: active → in grace"
+    money = Msg("Plan {direction}: {before} → {after}", direction=Code("change"), before=Money(123456), after="B")
+    assert say(money.stored(), pt, "pt-BR") == "Mudança de plano (troca de plano): R$ 1.234,56 → B"
+    assert stored_message("plain title", "plain reason") is None  # people's notes and the like: as written
+
+
+async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_english_under_en(
+        spine, database, tenants):  # noqa: F811
+    a = tenants.a
+    customer_id = await new_customer(database, a.id, a.member_id, name="Padaria Estrela Ltda",
+                                     tax_id="04.252.011/0001-10", lifecycle=Lifecycle.ACTIVE)
+    await spine.ingest(a.id, {"type": "payment.overdue", "source": "asaas", "external_id": "evt-overdue-1",
+                              "customer": {"id": str(customer_id)},
+                              "data": {"charge": {"external_id": "pay_9", "amount_cents": 19990,
+                                                  "due_date": "2026-11-01"}}})
+    await spine.settle()
+    async with database.tenant(a.id) as session:
+        [moved] = (await session.execute(select(TimelineEntry).where(
+            TimelineEntry.customer_id == customer_id, TimelineEntry.kind == "transition"))).scalars().all()
+    # The English text stays on the row (API, search); the message id and parameters beside it.
+    assert moved.title == "Lifecycle: active → in grace" and moved.reason.startswith("Charge of 2026-11-01 is overdue")
+    params = moved.message["reason"]["params"]
+    version, days = params["version"], params["days"]
+
+    async with AsyncTestClient(app=create_app(database.settings)) as client:
+        browser = Browser(client)
+        assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+        page = (await browser.get(f"/alfa/customers/{customer_id}")).text
+        for expected in ("Situação: ativo → em carência",
+                         f"A cobrança de 01/11/2026 está vencida; a política v{version} dá {days} dias de carência "
+                         "(todas as assinaturas do cliente)",
+                         "Evento: payment.overdue de asaas",
+                         "Uma cobrança passou do vencimento sem pagamento; começa a carência."):
+            assert expected in page, expected
+        for english in ("is overdue", "Lifecycle:", "Event:", "Notified "):
+            assert english not in page, english
+
+        switched = await browser.post_form(f"/alfa/customers/{customer_id}", "/alfa/locale",
+                                           {"locale": "en", "next": f"/customers/{customer_id}"})
+        assert switched.status_code == 303
+        page = (await browser.get(f"/alfa/customers/{customer_id}")).text
+        for expected in ("Lifecycle: active → in grace",
+                         f"Charge of Nov 1, 2026 is overdue; policy v{version} gives {days} days of grace "
+                         "(every subscription of the customer)",
+                         "Event: payment.overdue from asaas"):
+            assert expected in page, expected
+        assert "está vencida" not in page
