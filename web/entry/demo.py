@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from backoffice.platform.audit.service import Actor
+from backoffice.platform.db.base import new_id
 from backoffice.platform.db.session import Database
 from backoffice.platform.documents import normalize_tax_id
+from backoffice.tenants.billing.models import Contract, ContractStatus
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.events.models import Event
 from backoffice.tenants.registry.models import Tenant
@@ -20,7 +22,7 @@ from backoffice.tenants.timeline.models import FeedbackItem
 from backoffice.tenants.timeline.service import add_note, reply_to_feedback
 from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.service import create_tenant_user
-from backoffice.web.entry.demo_activity import play_month
+from backoffice.web.entry.demo_activity import ACCOUNTS, play_month
 
 DEMO_PASSWORD = "demo-password-123"
 
@@ -40,7 +42,8 @@ TENANTS = [
         "cnpj": "11.222.333/0001-81", "branding": {"primary": "#6d28d9", "secondary": "#f59e0b"},
         "users": [("ana@aurora.example", "Ana Azevedo", "tenant_admin"),
                   ("bruno@aurora.example", "Bruno Barros", "tenant_member")],
-        # Every customer starts in onboarding; the month of events (web/entry/demo_activity.py) moves them on.
+        # Every customer starts in onboarding, its subscription at Asaas (demo_activity.ACCOUNTS) a pending
+        # contract; the month of events (web/entry/demo_activity.py) moves them on.
         "customers": [("Casa do Pão Ltda", "45.723.174/0001-10", "financeiro@casadopao.example", Lifecycle.ONBOARDING),
                       ("Maria Silva", "529.982.247-25", "maria.silva@example.com", Lifecycle.ONBOARDING),
                       ("Oficina Rápida ME", "12.ABC.345/01DE-35", "contato@oficinarapida.example", Lifecycle.ONBOARDING),
@@ -95,8 +98,16 @@ async def seed_demo(database: Database) -> list[DemoLogin]:
                 manager = manager or user
             for name, tax_id, email, lifecycle in spec["customers"]:
                 kind, number = normalize_tax_id(tax_id)
-                session.add(Customer(name=name, tax_id_kind=kind, tax_id=number, email=email,
-                                     account_manager_id=manager.id, lifecycle=lifecycle))
+                customer = Customer(id=new_id(), name=name, tax_id_kind=kind, tax_id=number, email=email,
+                                    account_manager_id=manager.id, lifecycle=lifecycle)
+                session.add(customer)
+                await session.flush()
+                if number in ACCOUNTS[spec["slug"]]:  # the subscription at the gateway, not started yet
+                    _, subscription, plan = ACCOUNTS[spec["slug"]][number]
+                    session.add(Contract(id=new_id(), customer_id=customer.id, plan_code=plan["code"],
+                                         plan_name=plan["name"], price_cents=plan["price_cents"],
+                                         billing_day=plan["billing_day"], status=ContractStatus.PENDING,
+                                         source="asaas", external_id=subscription))
         admin = staff[STAFF[0][0]]
         await _front_office_notes(database, tenant_ids[spec["slug"]], spec["notes"], answer=spec is TENANTS[0],
                                   admin_name=admin.name, admin=Actor(type="staff", label=admin.email, id=str(admin.id)))

@@ -1,5 +1,6 @@
 """The demo's month of activity (issue 15, item 8): after seeding, each demo tenant has what its screens show,
-made by the real spine from events that went through the intake, and nothing of one tenant in the other's."""
+made by the real spine from events that went through the intake (the providers' through their webhook
+routes, verified and read back from the demo's stand-ins), and nothing of one tenant in the other's."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from sqlalchemy import func, select
 
 from backoffice.web.entry.demo import demo_counts
 from backoffice.platform.timers.clock import offsets
-from backoffice.tenants.billing.models import Charge
+from backoffice.connectors.models import ConnectorInstance, Health
+from backoffice.tenants.billing.models import Charge, Contract, ContractStatus
 from backoffice.tenants.customers.models import Customer, Lifecycle, LifecycleTransition
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.events.models import Event, EventStatus
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.routines.models import RoutineRun, RunStatus
+from backoffice.tenants.signatures.models import Signature, SignatureStatus
 from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.models import TimelineEntry
-from tests.demo_support import seed_demo_for_test
+from tests.demo_support import replay_month_for_test, seed_demo_for_test
 
 
 async def _tenants(database) -> dict[str, Tenant]:
@@ -84,10 +87,38 @@ async def test_the_seeded_month_gives_each_tenant_its_own_activity(database):
                         OutboundMessage.channel == Channel.PLATFORM)
     assert dead.target == "block" and "423" in dead.last_error
 
-    # Seeding again on the same data changes nothing.
+    # What the providers told arrived as their webhooks, through the connectors: their ids and shapes (Asaas's
+    # payment and event ids, Focus NFe's ref and status, Clicksign's envelope), each accepted (health ok).
+    keys = {(e.source, e.external_id) for e in await _all(database, aurora, Event)}
+    assert {("asaas", "pay_aur_casa_1:cleared"), ("asaas", "evt_aur-005"), ("focusnfe", "aurora-nf-0002:autorizado"),
+            ("focusnfe", "aurora-nf-0002:erro_autorizacao"), ("clicksign", "aurora-contrato-casa-do-pao:closed")} <= keys
+    [stranger] = await _all(database, aurora, Event, Event.status == EventStatus.UNMATCHED)
+    assert "cus_aur_avulso" in stranger.error and "CPF/CNPJ" in stranger.error  # looked up at the stand-in
+    # Payers linked to the company's customers by CPF/CNPJ at their first payment; the subscription started.
+    assert customers["Casa do Pão Ltda"].external_ids == {"asaas": "cus_aur_casa"}
+    contracts = {c.external_id: c for c in await _all(database, aurora, Contract)}
+    assert contracts["sub_aur_maria"].status == ContractStatus.ACTIVE and contracts["sub_aur_maria"].plan_name == "Plano Pro"
+    [signature] = await _all(database, aurora, Signature)
+    assert signature.status == SignatureStatus.SIGNED and signature.customer_id == customers["Casa do Pão Ltda"].id
+    for tenant_id in (aurora, vitta):
+        providers = {i.name: i for i in await _all(database, tenant_id, ConnectorInstance)
+                     if i.kind in ("asaas", "focusnfe", "clicksign")}
+        # The stand-ins are gone: the connectors that would call them are off; Clicksign only receives.
+        assert {name: i.enabled for name, i in providers.items()} == {"Asaas": False, "Focus NFe": False,
+                                                                     "Clicksign": True}
+        assert {i.health for i in providers.values()} == {Health.OK}
+
+    # Seeding again on the same data changes nothing; nor does playing the month again (every webhook a
+    # duplicate, every timer and daily check done).
     before = await demo_counts(database)
     await seed_demo_for_test(database)
     assert await demo_counts(database) == before
+    effects = [len(await _all(database, t, model)) for t in (aurora, vitta)
+               for model in (Notification, OutboundMessage, Task, RoutineRun, Contract)]
+    await replay_month_for_test(database)
+    assert await demo_counts(database) == before
+    assert [len(await _all(database, t, model)) for t in (aurora, vitta)
+            for model in (Notification, OutboundMessage, Task, RoutineRun, Contract)] == effects
     async with database.system() as session:
         messages = (await session.execute(select(func.count()).select_from(OutboundMessage))).scalar_one()
     assert messages == len(await _all(database, aurora, OutboundMessage)) + len(await _all(database, vitta, OutboundMessage))
