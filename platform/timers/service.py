@@ -89,6 +89,44 @@ async def schedule_timer(
     return (await session.execute(query)).scalar_one()
 
 
+# Timers a process step scheduled, not written yet: {(tenant, key): row} in the session's info (first wins,
+# as the unique key does). ``flush_timers`` writes them in one statement.
+PENDING = "timers.pending"
+
+
+def defer_timer(
+    session: AsyncSession, tenant_id: uuid.UUID, *, key: str, event_type: str, due_at: datetime,
+    customer_id: uuid.UUID | None = None, payload: dict[str, Any] | None = None,
+) -> None:
+    """:func:`schedule_timer` for a batch of process steps: validated now, written with the batch's other
+    timers by :func:`flush_timers` (the engine calls it after each wave of steps, inside their savepoint).
+    ``cancel_timers`` flushes first, so a step that schedules and a later one that cancels see one order."""
+    ensure_scope(session, tenant_id)
+    if due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    event_sink().validate(timer_event(key=key, event_type=event_type, due_at=due_at, customer_id=customer_id,
+                                      payload=payload))
+    session.info.setdefault(PENDING, {}).setdefault((tenant_id, key), {
+        "tenant_id": tenant_id, "key": key, "event_type": event_type, "due_at": due_at, "customer_id": customer_id,
+        "payload": payload or {}, "created_at": clock.now()})
+
+
+async def flush_timers(session: AsyncSession) -> int:
+    """Write the deferred timers (an existing key is left as it is); returns how many were pending."""
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return 0
+    # Core, not the ORM's bulk path: nothing needs the rows back (the table's Python defaults still apply).
+    statement = dialect_insert(session)(Timer.__table__).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    await session.execute(statement, list(pending.values()))
+    return len(pending)
+
+
+def forget_timers(session: AsyncSession) -> None:
+    """Drop the deferred timers (their steps' savepoint rolled back)."""
+    session.info.pop(PENDING, None)
+
+
 async def cancel_timers(
     session: AsyncSession, tenant_id: uuid.UUID, *, keys: Iterable[str] | None = None, key_prefix: str | None = None,
 ) -> int:
@@ -97,6 +135,7 @@ async def cancel_timers(
     Fired timers stay fired. Asking for neither is refused rather than read as "cancel everything".
     """
     ensure_scope(session, tenant_id)
+    await flush_timers(session)
     if keys is None and not key_prefix:
         raise ValueError("cancel_timers needs keys or key_prefix")
     conditions = [Timer.tenant_id == tenant_id, Timer.fired_at.is_(None), Timer.canceled_at.is_(None)]

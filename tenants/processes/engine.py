@@ -41,6 +41,7 @@ from backoffice.platform.documents import InvalidDocument, normalize_tax_id
 from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.timers.models import TenantClock
+from backoffice.platform.timers.service import flush_timers, forget_timers
 from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, Deferral, tenant_job
 from backoffice.tenants.billing.gateway_customers import Adoption, adopt_gateway_customers
 from backoffice.tenants.customers.models import Customer
@@ -378,7 +379,9 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
                     for event in wave:
                         await _run_into(batch, event, customers[event.id], batch.rows)
                 await session.flush()
+                await flush_timers(session)  # the wave's timers, one statement (a later wave may cancel them)
     except Exception as first:
+        forget_timers(session)
         batch.rows = EffectRows(tenant_id)  # what the failed run collected was never written
         if len(matched) == 1:
             [event_id] = event_ids
@@ -441,7 +444,9 @@ async def _one_by_one(batch: Batch, event_ids: list[uuid.UUID], customer_ids: di
             async with session.begin_nested():
                 await _run_into(batch, event, customer, rows)
                 await session.flush()
+                await flush_timers(session)
         except Exception as error:
+            forget_timers(session)
             event = await session.get(Event, (tenant_id, event_id), populate_existing=True)
             customers[customer_ids[event_id]] = await session.get(
                 Customer, (tenant_id, customer_ids[event_id]), populate_existing=True)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 
 from backoffice.platform.db.base import new_id
-from backoffice.platform.timers.service import cancel_timers, schedule_timer
+from backoffice.platform.timers.service import cancel_timers, defer_timer
 from backoffice.tenants.billing.models import Charge, ChargeStatus, Contract, ContractStatus
 from backoffice.tenants.billing.service import upsert_charge
 from backoffice.tenants.customers.lifecycle import (
@@ -176,12 +176,12 @@ async def on_payment_overdue(step: Step) -> None:
     await step.effects.email_customer("dunning:notice", kind="dunning.notice",
                                       rendered=step.render("dunning.notice", context), reason=reason)
     for offset, at in reminder_times(case.deadline_at, step.tenant.timezone, policy, now):
-        await schedule_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}reminder:{offset}",
-                             event_type="dunning.reminder_due", due_at=at, customer_id=step.customer.id,
-                             payload={"case_id": str(case.id), "reminder": offset})
-    await schedule_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}deadline",
-                         event_type="dunning.deadline_reached", due_at=case.deadline_at,
-                         customer_id=step.customer.id, payload={"case_id": str(case.id)})
+        defer_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}reminder:{offset}",
+                    event_type="dunning.reminder_due", due_at=at, customer_id=step.customer.id,
+                    payload={"case_id": str(case.id), "reminder": offset})
+    defer_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}deadline",
+                event_type="dunning.deadline_reached", due_at=case.deadline_at,
+                customer_id=step.customer.id, payload={"case_id": str(case.id)})
     await step.tell_responsible("dunning:grace", kind="dunning.grace_started", context=context, reason=reason)
 
 
@@ -239,9 +239,9 @@ async def on_deadline_reached(step: Step) -> None:
     await step.tell_responsible("dunning:blocked", kind="dunning.blocked", context=context, reason=reason,
                                 policy=policy)
     if policy.terminate_after_days:
-        await schedule_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}terminate",
-                             event_type="customer.termination_due", due_at=terminate_at,
-                             customer_id=step.customer.id, payload={"case_id": str(case.id)})
+        defer_timer(step.session, step.tenant.id, key=f"{timer_prefix(case)}terminate",
+                    event_type="customer.termination_due", due_at=terminate_at,
+                    customer_id=step.customer.id, payload={"case_id": str(case.id)})
 
 
 async def resolve_after_payment(step: Step, charge: Charge) -> None:

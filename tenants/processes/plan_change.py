@@ -15,7 +15,7 @@ from datetime import datetime
 
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id
-from backoffice.platform.timers.service import cancel_timers, schedule_timer
+from backoffice.platform.timers.service import cancel_timers, defer_timer
 from backoffice.tenants.billing.models import Contract, ContractStatus
 from backoffice.tenants.billing.service import customer_contract
 from backoffice.tenants.processes.context import plan_view
@@ -69,10 +69,10 @@ async def on_subscription_changed(step: Step) -> None:
     if scheduled:
         reason = Msg("Plan {direction} scheduled: {before} → {after} on {day}", direction=Code(direction),
                      before=before["name"], after=after["name"], day=Day(effective_at.date()))
-        await schedule_timer(step.session, step.tenant.id, key=f"{change_timer_prefix(contract)}{step.event.id}",
-                             event_type="subscription.change_due", due_at=effective_at, customer_id=step.customer.id,
-                             payload={"contract_id": str(contract.id), "change_event_id": str(step.event.id),
-                                      "before": before, "after": after, "effective_at": effective_at.isoformat()})
+        defer_timer(step.session, step.tenant.id, key=f"{change_timer_prefix(contract)}{step.event.id}",
+                    event_type="subscription.change_due", due_at=effective_at, customer_id=step.customer.id,
+                    payload={"contract_id": str(contract.id), "change_event_id": str(step.event.id),
+                             "before": before, "after": after, "effective_at": effective_at.isoformat()})
         await step.tell_responsible("change:notify", kind="subscription.changed",
                                     context={**context, "reason": reason}, reason=reason)
         return

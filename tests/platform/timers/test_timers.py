@@ -197,3 +197,37 @@ async def test_a_running_scheduler_fires_timers_and_relays_their_events(database
     assert message.kwargs["tenant_id"] == str(tenants.a.id) and item["event_id"] == str(event.id)
     assert await rows(database, Event, tenants.b.id) == []
     broker.flush_all()
+
+
+# --- the process steps' deferred form --------------------------------------------------------------------
+
+async def test_deferred_timers_are_written_once_in_one_statement_and_a_cancel_sees_them(database, tenants, frozen):
+    """A batch of steps defers its timers and writes them once per wave; a cancel in the same transaction
+    (a later step of the same customer) flushes them first, so it finds them; a key already stored keeps
+    its first timer, and the tenant door holds for the deferred rows too."""
+    from backoffice.platform.timers.service import defer_timer, flush_timers, forget_timers
+
+    existing = await schedule(database, tenants.a.id, "case:1:deadline", minutes=5)
+    due = clock.now() + timedelta(days=3)
+    async with database.tenant(tenants.a.id) as session:
+        for key in ("case:1:deadline", "case:2:reminder:1", "case:2:deadline", "case:3:deadline"):
+            defer_timer(session, tenants.a.id, key=key, event_type="dunning.deadline_reached", due_at=due,
+                        payload={"case_id": str(uuid.uuid4())})
+        defer_timer(session, tenants.a.id, key="case:2:deadline", event_type="dunning.deadline_reached",
+                    due_at=due + timedelta(days=9), payload={"case_id": str(uuid.uuid4())})  # first one wins
+        with pytest.raises(TenantMismatch):
+            defer_timer(session, tenants.b.id, key="case:9:deadline", event_type="dunning.deadline_reached",
+                        due_at=due, payload={"case_id": str(uuid.uuid4())})
+        with pytest.raises(ValidationFailed):
+            defer_timer(session, tenants.a.id, key="case:4:deadline", event_type="no.such_event", due_at=due)
+        assert await cancel_timers(session, tenants.a.id, key_prefix="case:2:") == 2  # flushed, then canceled
+        defer_timer(session, tenants.a.id, key="case:5:deadline", event_type="dunning.deadline_reached",
+                    due_at=due, payload={"case_id": str(uuid.uuid4())})
+        forget_timers(session)  # its step's savepoint rolled back
+        assert await flush_timers(session) == 0
+    stored = {t.key: t for t in await rows(database, Timer, tenants.a.id)}
+    assert set(stored) == {"case:1:deadline", "case:2:reminder:1", "case:2:deadline", "case:3:deadline"}
+    assert stored["case:1:deadline"].id == existing.id and stored["case:1:deadline"].due_at == existing.due_at
+    assert stored["case:2:deadline"].due_at == due and stored["case:2:deadline"].canceled_at is not None
+    assert stored["case:3:deadline"].canceled_at is None
+    assert await rows(database, Timer, tenants.b.id) == []
