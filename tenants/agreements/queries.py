@@ -61,6 +61,17 @@ async def instalment_of(session: AsyncSession, charge_id: uuid.UUID) -> tuple[Ag
     return (row[0], row[1]) if row else None
 
 
+async def instalments_of(session: AsyncSession, charge_ids: list[uuid.UUID]
+                         ) -> dict[uuid.UUID, tuple[AgreementInstalment, Agreement]]:
+    """:func:`instalment_of` for many charges in one statement, by charge id (a plain charge is absent)."""
+    rows = (await session.execute(
+        select(AgreementInstalment, Agreement).join(Agreement, (Agreement.tenant_id == AgreementInstalment.tenant_id)
+                                                    & (Agreement.id == AgreementInstalment.agreement_id))
+        .where(AgreementInstalment.charge_id.in_(charge_ids))
+        .execution_options(populate_existing=True))).all()  # fresh: a batch reads again after a rollback
+    return {row[0].charge_id: (row[0], row[1]) for row in rows}
+
+
 async def agreement_parts(session: AsyncSession, agreement_id: uuid.UUID
                           ) -> tuple[list[AgreementInstalment], list[AgreementCharge]]:
     instalments = list((await session.execute(select(AgreementInstalment).where(

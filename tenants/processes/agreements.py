@@ -21,7 +21,7 @@ from typing import Any
 
 from backoffice.platform.audit.service import Actor, record
 from backoffice.tenants.agreements.models import Agreement, AgreementStatus, InstalmentStatus
-from backoffice.tenants.agreements.queries import agreement_parts, instalment_of
+from backoffice.tenants.agreements.queries import agreement_parts
 from backoffice.tenants.billing.models import Charge, ChargeStatus, ContractStatus
 from backoffice.tenants.billing.service import upsert_charge
 from backoffice.tenants.customers.lifecycle import (
@@ -172,7 +172,7 @@ async def _instalment(step: Step, *, only_if_waiting: bool):
     charge = await step.known.charge(data.get("source") or step.event.source, data["external_id"])
     if charge is None:
         return None
-    found = await instalment_of(step.session, charge.id)
+    found = await step.known.instalment(charge)
     return (charge, *found) if found else None
 
 

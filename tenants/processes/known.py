@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backoffice.tenants.agreements.models import Agreement, AgreementInstalment
+from backoffice.tenants.agreements.queries import instalment_of, instalments_of
 from backoffice.tenants.billing.models import Charge, Contract, Payment
 from backoffice.tenants.billing.service import SessionLookups
 from backoffice.tenants.customers.models import Customer
@@ -51,6 +53,9 @@ class Known(SessionLookups):
     _fiscal: dict[uuid.UUID, list[FiscalDocument]] = field(default_factory=lambda: defaultdict(list))
     _signatures: dict[uuid.UUID, list[Signature]] = field(default_factory=lambda: defaultdict(list))
     _cases: dict[uuid.UUID, list[DunningCase]] = field(default_factory=lambda: defaultdict(list))
+    # The agreement instalment each charge the batch read belongs to (instalments are made by the agreements
+    # service in its own transaction, never by a step: what was read stays true for the batch).
+    _instalments: dict[uuid.UUID, tuple[AgreementInstalment, Agreement] | None] = field(default_factory=dict)
 
     @classmethod
     async def read(cls, session: AsyncSession, events: list[Event], customers: dict[uuid.UUID, Customer]) -> Known:
@@ -67,6 +72,10 @@ class Known(SessionLookups):
             for charge in (await session.execute(select(Charge).where(
                     tuple_(Charge.source, Charge.external_id).in_(sorted(charge_keys))).execution_options(**fresh))).scalars():
                 known.charges[(charge.source, charge.external_id)] = charge
+            charge_ids = [charge.id for charge in known.charges.values() if charge is not None]
+            known._instalments = dict.fromkeys(charge_ids)
+            if charge_ids:
+                known._instalments.update(await instalments_of(session, charge_ids))
         if payment_keys:
             for payment in (await session.execute(select(Payment).where(
                     tuple_(Payment.source, Payment.external_id).in_(sorted(payment_keys))).execution_options(**fresh))).scalars():
@@ -122,6 +131,12 @@ class Known(SessionLookups):
             into[row.customer_id].append(row)
 
     # --- what the process steps ask besides ---------------------------------------------------------
+
+    async def instalment(self, charge: Charge) -> tuple[AgreementInstalment, Agreement] | None:
+        """The agreement instalment the charge is, with its agreement; None for a plain charge."""
+        if charge.id in self._instalments:
+            return self._instalments[charge.id]
+        return await instalment_of(self.session, charge.id)
 
     async def cases(self, customer: Customer) -> list[DunningCase]:
         """Every late-payment case of the customer, whatever its status (callers filter)."""
