@@ -61,7 +61,7 @@ from backoffice.tenants.processes.context import customer_url, customer_view, te
 from backoffice.tenants.processes.known import Known
 from backoffice.tenants.processes.recipients import Choices, responsible_people
 from backoffice.tenants.registry.models import Tenant
-from backoffice.tenants.timeline.messages import Msg
+from backoffice.tenants.timeline.messages import Msg, in_language
 from backoffice.tenants.users.models import TenantUser
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,8 @@ class Step:
 
     def render(self, kind: str, context: dict[str, Any], policy: PolicyConfig | None = None) -> Rendered:
         overrides = (policy or self.policy).templates
+        if isinstance(context.get("reason"), Msg):  # the company's texts say why in the company's language
+            context = {**context, "reason": in_language(context["reason"], self.tenant.locale)}
         rendered = render(kind, self.tenant.locale, context, overrides)
         if rendered.problem and rendered.problem not in self._template_problems:
             # The message still goes out, in the default wording; the case says why, once per step.

@@ -129,7 +129,8 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
     people = await step.responsible()
     if people:
         await step.effects.task(
-            "start:task", kind="onboarding", assignee=people[0], title=f"Onboarding: {customer.name}",
+            "start:task", kind="onboarding", assignee=people[0], title=Msg("Onboarding: {customer}",
+                                                                           customer=customer.name),
             description=step.render("customer.started", context).body, checklist=step.policy.onboarding_checklist,
             due_at=due, reason=reason)
     if step.policy.provision_on_start:

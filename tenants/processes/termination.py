@@ -88,7 +88,8 @@ async def terminate(step: Step, *, reason: str) -> None:
     people = await step.responsible()
     if people:
         await step.effects.task(
-            "end:task", kind="offboarding", assignee=people[0], title=f"Offboarding: {customer.name}",
+            "end:task", kind="offboarding", assignee=people[0], title=Msg("Offboarding: {customer}",
+                                                                          customer=customer.name),
             description=reason, checklist=step.policy.offboarding_checklist, due_at=now + timedelta(days=2),
             reason=reason)
 

@@ -14,15 +14,26 @@ rendered per locale: ``Day`` (dd/mm/aaaa, "Mar 5, 2026"), ``Money`` (integer cen
 (a lifecycle stage, the portal's badge words), ``Code`` (a code the portal has words for: payment means,
 triggers, plan-change directions) and a nested ``Msg``.
 
-Every id must be written as a literal first argument of ``Msg(...)``: ``tests/web/portal/test_i18n.py`` reads
+Every id must be written as a literal first argument of ``Msg(...)``: ``tests/web/portal/test_wording.py`` reads
 those calls out of the source and fails when one has no pt-BR translation.
+
+The catalogues are the portal's (``web/locale``); the composition root hands them over with
+:func:`use_catalogues`, so a process step can also say a reason in the company's language inside the texts it
+renders from the company's templates (:func:`in_language`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+
+from backoffice.tenants.policies.templates import format_date, format_money, label
+
+log = logging.getLogger(__name__)
+Gettext = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -120,3 +131,50 @@ def stored_message(title: str, reason: str | None) -> dict[str, Any] | None:
     if isinstance(reason, Msg):
         message["reason"] = reason.stored()
     return message or None
+
+
+# --- in a reader's language ----------------------------------------------------------------------------------
+
+_catalogues: Callable[[str], Gettext] | None = None
+
+
+def use_catalogues(gettext_for: Callable[[str], Gettext]) -> None:
+    """The composition root's catalogues: ``gettext_for(locale)`` answers that locale's gettext."""
+    global _catalogues
+    _catalogues = gettext_for
+
+
+def say(stored: Mapping[str, Any], gettext: Gettext, locale: str) -> str:
+    """One stored message (``{"id": .., "params": {..}}``) in ``locale``: the id through ``gettext``, each
+    parameter formatted for the locale (dates, money, stages and codes in words, nested messages in turn)."""
+    params = {name: _said(value, gettext, locale) for name, value in (stored.get("params") or {}).items()}
+    message_id = str(stored.get("id", ""))
+    try:
+        return gettext(message_id).format(**params)
+    except (KeyError, IndexError, ValueError) as error:
+        # A translation whose placeholders do not match its id: the English wording still says it all.
+        log.warning("translation of %r does not format (%s); shown in English", message_id, error)
+        return message_id.format(**params)
+
+
+def _said(value: Any, gettext: Gettext, locale: str) -> Any:
+    if not isinstance(value, Mapping):
+        return "" if value is None else value
+    if "msg" in value:
+        return say(value["msg"], gettext, locale)
+    if "date" in value:
+        return format_date(value["date"], None, locale)
+    if "money" in value:
+        return format_money(value["money"], locale)
+    if "stage" in value:
+        return gettext(STAGE_WORDS.get(value["stage"], value["stage"]))
+    if "code" in value:
+        return label(value["code"], locale)
+    return str(value)
+
+
+def in_language(text: str, locale: str) -> str:
+    """``text`` in ``locale`` when it is a ``Msg`` and the catalogues were handed over; otherwise as it is."""
+    if not isinstance(text, Msg) or _catalogues is None:
+        return text
+    return say(text.stored(), _catalogues(locale), locale)

@@ -43,10 +43,12 @@ from backoffice.tenants.routines.invoices import INVOICES
 from backoffice.tenants.routines.overdue_sweep import OVERDUE_SWEEP
 from backoffice.tenants.routines.reconciliation import RECONCILIATION
 from backoffice.tenants.staff.second_factor import SECRET_COLUMN as STAFF_TOTP_SECRETS
+from backoffice.tenants.timeline import messages
 from backoffice.tenants.users.oidc import SECRET_COLUMN as SSO_SECRETS
 from backoffice.tenants.webhooks import jobs as webhook_jobs
 from backoffice.tenants.webhooks.service import SECRET_COLUMN as WEBHOOK_SECRETS
 from backoffice.web.entry import loops
+from backoffice.web.portal.render import translations
 
 CONNECTOR_KINDS = (Asaas, Chat, Clicksign, FocusNfe, TenantPlatform, Smtp, Stripe)
 CONNECTOR_PORTS = (SmtpPort, ChatPort, PlatformPort)  # e-mail, chat and the tenant's platform, per tenant
@@ -83,4 +85,6 @@ def compose() -> None:
     webhook_jobs.install()
     connector_ports.install(*CONNECTOR_PORTS)
     install_directory(ConnectorDirectory(DOMAIN_PORTS))
+    # The portal's catalogues, for the reasons a process step writes into the company's own texts.
+    messages.use_catalogues(lambda locale: translations(locale).gettext)
     _composed = True

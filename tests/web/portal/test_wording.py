@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.events.catalogue import CATALOGUE
-from backoffice.tenants.timeline.messages import Code, Day, Money, Msg, Stage, stored_message
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.timeline.messages import Code, Day, Money, Msg, Stage, in_language, say, stored_message
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.web.app import create_app
 from backoffice.web.portal.render import LOCALE_DIR, translations
-from backoffice.web.portal.wording import say
 from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
 from tests.web.portal.conftest import Browser
 
@@ -74,6 +74,9 @@ def test_a_message_is_its_english_sentence_and_renders_per_locale():
     money = Msg("Plan {direction}: {before} → {after}", direction=Code("change"), before=Money(123456), after="B")
     assert say(money.stored(), pt, "pt-BR") == "Mudança de plano (troca de plano): R$ 1.234,56 → B"
     assert stored_message("plain title", "plain reason") is None  # people's notes and the like: as written
+    # In a process step, through the catalogues the composition root handed over (tests/conftest.py composes).
+    assert in_language(reason, "pt-BR").startswith("A cobrança de 01/11/2026 está vencida")
+    assert in_language("a provider's own words", "pt-BR") == "a provider's own words"
 
 
 async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_english_under_en(
@@ -93,6 +96,8 @@ async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_engli
     assert moved.title == "Lifecycle: active → in grace" and moved.reason.startswith("Charge of 2026-11-01 is overdue")
     params = moved.message["reason"]["params"]
     version, days = params["version"], params["days"]
+    async with database.tenant(a.id) as session:
+        [grace] = (await session.execute(select(Notification))).scalars().all()
 
     async with AsyncTestClient(app=create_app(database.settings)) as client:
         browser = Browser(client)
@@ -106,6 +111,9 @@ async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_engli
             assert expected in page, expected
         for english in ("is overdue", "Lifecycle:", "Event:", "Notified "):
             assert english not in page, english
+        notification = (await browser.get(f"/alfa/inbox/{grace.id}")).text  # its reason, in the reader's words
+        assert f"A cobrança de 01/11/2026 está vencida; a política v{version}" in notification
+        assert "is overdue" not in notification
 
         switched = await browser.post_form(f"/alfa/customers/{customer_id}", "/alfa/locale",
                                            {"locale": "en", "next": f"/customers/{customer_id}"})
@@ -117,3 +125,15 @@ async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_engli
                          "Event: payment.overdue from asaas"):
             assert expected in page, expected
         assert "está vencida" not in page
+        notification = (await browser.get(f"/alfa/inbox/{grace.id}")).text
+        assert f"Charge of Nov 1, 2026 is overdue; policy v{version}" in notification
+
+    # The company's own texts (rendered once, in its language, from its templates) say why in that language.
+    await spine.ingest(a.id, {"type": "subscription.canceled", "source": "erp", "external_id": "evt-cancel-1",
+                              "customer": {"id": str(customer_id)}, "data": {}})
+    await spine.settle()
+    async with database.tenant(a.id) as session:
+        [ended] = (await session.execute(select(Notification).where(
+            Notification.kind == "customer.terminated"))).scalars().all()
+    assert "Motivo: A assinatura foi cancelada" in ended.body
+    assert ended.detail["reason"] == "The subscription was canceled"  # the record and the API keep the English
