@@ -249,7 +249,8 @@ class Step:
         if rendered.problem and rendered.problem not in self._template_problems:
             # The message still goes out, in the default wording; the case says why, once per step.
             self._template_problems.add(rendered.problem)
-            self.effects.timeline(rendered.problem[:300], reason=rendered.problem)
+            self.effects.timeline(Msg("The company's {kind} ({locale}) template failed, the default wording was used",
+                                      kind=kind, locale=self.tenant.locale), reason=rendered.problem)
         return Rendered(rendered.title, rendered.body)
 
     async def tell_responsible(self, step: str, *, kind: str, context: dict[str, Any], reason: str,

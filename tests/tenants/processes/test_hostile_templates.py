@@ -33,4 +33,7 @@ async def test_a_stored_hostile_template_is_refused_in_the_worker_and_the_case_s
     timeline = await rows(spine, a.id, TimelineEntry, TimelineEntry.customer_id == customer_id)
     [failed] = [entry for entry in timeline if "template failed" in entry.title]
     assert "exponent too large" in failed.reason
+    assert failed.message["title"] == {  # the title in each reader's language; the sandbox's words as they are
+        "id": "The company's {kind} ({locale}) template failed, the default wording was used",
+        "params": {"kind": "customer.started", "locale": "pt-BR"}}
     assert await rows(spine, b.id, Notification) == []
