@@ -46,6 +46,7 @@ from backoffice.tenants.registry.settings import (
 from backoffice.tenants.users.resets import invite_new_user
 from backoffice.web.console.render import gettext_for, render
 from backoffice.web.console.session import StaffUser
+from backoffice.web.portal.refusals import readable
 
 BASE = "/staff/onboarding"
 # Time zones offered first (any IANA name is accepted).
@@ -110,13 +111,13 @@ def message_labels(request: Request) -> dict[str, str]:
 
 
 def field_errors(request: Request, error: ValidationFailed) -> dict[str, str]:
-    """Each field's first problem, in the staff member's language when the catalogue has the sentence (a
+    """Each field's first problem, in the staff member's language when ``refusals`` knows the sentence (a
     message that repeats its field's name before a colon is shown without it: it sits next to the field)."""
     _ = gettext_for(request)
     found: dict[str, str] = {}
     for item in error.errors:
         message = item.message.removeprefix(f"{item.field.rsplit('.', 1)[-1]}: ")
-        found.setdefault(item.field, _(message))
+        found.setdefault(item.field, readable(message, _))
     if isinstance(error, HostNotVerified):
         if error.found is None:
             found["custom_host"] = _("The DNS could not be asked just now; try again in a moment.")
@@ -504,7 +505,8 @@ async def policy_preview(request: Request, tenant_id: uuid.UUID, console_tenant:
     _ = gettext_for(request)
     problems = {field: _(message) for field, message in problems.items()}
     if request.headers.get("hx-request"):
-        return render(request, "console/onboarding/_preview.html", preview=rendered, preview_errors=problems)
+        return render(request, "console/onboarding/_preview.html", preview=rendered, preview_errors=problems,
+                      tlocale=tlocale)
     return await _policy_page(request, console_tenant, state, form=form, preview=rendered, preview_errors=problems)
 
 

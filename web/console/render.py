@@ -17,6 +17,7 @@ from litestar.utils.scope.state import ScopeState
 
 from backoffice.tenants.policies.templates import format_datetime
 from backoffice.web.console.session import SCOPE_STAFF, session_data
+from backoffice.web.portal.refusals import readable
 from backoffice.web.portal.render import DEFAULT_LOCALE, LOCALES, environment, translations
 
 # The provider's own clock for the console's dates (each tenant's pages may show its own zone).
@@ -73,6 +74,8 @@ def render(request: Request, template_name: str, *, status_code: int = 200, **co
         "request_query": request.url.query, "staff_sso": bool(getattr(request.app.state, "settings", None)
                                                               and request.app.state.settings.staff_oidc_issuer),
         "when": lambda value: format_datetime(value, CONSOLE_TZ, locale) if isinstance(value, datetime) else "",
+        # A stored failure reason (a dead letter's, an unmatched event's) in the staff member's language.
+        "readable": lambda text: readable(text, translations(locale).gettext) if text else "",
         **context,
     }
     body = environment(locale).get_template(template_name).render(values)

@@ -26,7 +26,8 @@ from backoffice.tenants.users.service import (
 )
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.pages import _uuid
-from backoffice.web.portal.render import base_path, page
+from backoffice.web.portal.refusals import readable_errors
+from backoffice.web.portal.render import base_path, page, pick_locale, translations
 
 CHANNELS = ("portal", "email", "chat")
 
@@ -52,8 +53,12 @@ def _back(request: Request, tenant: Tenant, path: str) -> Redirect:
 
 
 async def _users_page(request, tenant, admin, db, *, status_code=200, errors=None, form=None) -> Response:
+    _ = translations(pick_locale(request, tenant)).gettext
+    labels = {"email": _("E-mail"), "name": _("Name"), "role": _("Role"), "password": _("Password"),
+              "active": _("Status")}
     return page(request, tenant, "portal/admin/users.html", status_code=status_code, user=admin,
-                users=await list_tenant_users(db), roles=[r.value for r in TenantRole], errors=errors or [],
+                users=await list_tenant_users(db), roles=[r.value for r in TenantRole],
+                errors=readable_errors(errors or [], _, labels),
                 form=form or {}, section="admin")
 
 

@@ -13,7 +13,8 @@ from backoffice.tenants.apikeys.service import ALL_SCOPES, create_api_key, list_
 from backoffice.tenants.registry.models import Tenant
 from backoffice.web.portal.auth import PortalUser
 from backoffice.web.portal.pages import _uuid
-from backoffice.web.portal.render import base_path, page
+from backoffice.web.portal.refusals import readable_errors
+from backoffice.web.portal.render import base_path, page, pick_locale, translations
 
 
 
@@ -45,7 +46,10 @@ async def key_create(request: Request, tenant: Tenant, admin: PortalUser, db: As
         new = await create_api_key(db, name=str(form.get("name", "")), scopes=scopes,
                                    mode=str(form.get("mode") or "live"), expires_days=expires_days, acting=admin.actor)
     except ValidationFailed as error:
-        return await _keys_page(request, tenant, admin, db, status_code=error.status, errors=error.errors,
+        _ = translations(pick_locale(request, tenant)).gettext
+        labels = {"name": _("Name"), "expires_days": _("Expires in (days)"), "scopes": _("Scopes"), "mode": _("Mode")}
+        return await _keys_page(request, tenant, admin, db, status_code=error.status,
+                                errors=readable_errors(error.errors, _, labels),
                                 form={"name": form.get("name", ""), "scopes": scopes, "expires_days": days})
     # Shown once, on this page only: never stored, never in a redirect URL.
     return await _keys_page(request, tenant, admin, db, status_code=201, created=new)

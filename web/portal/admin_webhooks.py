@@ -14,7 +14,14 @@ from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.webhooks.service import create_endpoint, disable_endpoint, enable_endpoint, list_endpoints
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.pages import _uuid
-from backoffice.web.portal.render import base_path, page
+from backoffice.web.portal.refusals import readable_errors
+from backoffice.web.portal.render import base_path, page, pick_locale, translations
+
+
+def _refused(request: Request, tenant: Tenant, error: ValidationFailed) -> list:
+    _ = translations(pick_locale(request, tenant)).gettext
+    return readable_errors(error.errors, _, {"url": "URL", "description": _("Description"), "event_types": _("Events"),
+                                             "reason": _("Why")})
 
 
 async def _hooks_page(request, tenant, admin, db, *, status_code=200, errors=None, created=None, form=None):
@@ -37,7 +44,8 @@ async def webhook_create(request: Request, tenant: Tenant, admin: PortalUser, db
                                                  description=str(form.get("description", "")) or None,
                                                  acting=admin.actor, settings=state.settings)
     except ValidationFailed as error:
-        return await _hooks_page(request, tenant, admin, db, status_code=error.status, errors=error.errors,
+        return await _hooks_page(request, tenant, admin, db, status_code=error.status,
+                                 errors=_refused(request, tenant, error),
                                  form={"url": form.get("url", ""), "event_types": types,
                                        "description": form.get("description", "")})
     return await _hooks_page(request, tenant, admin, db, status_code=201, created=(endpoint, secret))
@@ -49,7 +57,8 @@ async def webhook_disable(request: Request, tenant: Tenant, admin: PortalUser, d
     try:
         await disable_endpoint(db, _uuid(endpoint_id), reason=str(data.get("reason", "")), acting=admin.actor)
     except ValidationFailed as error:
-        return await _hooks_page(request, tenant, admin, db, status_code=error.status, errors=error.errors)
+        return await _hooks_page(request, tenant, admin, db, status_code=error.status,
+                                 errors=_refused(request, tenant, error))
     return Redirect(f"{base_path(request, tenant)}/admin/webhooks", status_code=303)
 
 

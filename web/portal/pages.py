@@ -30,6 +30,7 @@ from backoffice.tenants.users.models import TenantUser
 from backoffice.tenants.users.queries import user_names
 from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.dashboard import bar_chart, figures
+from backoffice.web.portal.refusals import readable_errors
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
 
 
@@ -171,7 +172,10 @@ async def customer_note(request: Request, tenant: Tenant, user: PortalUser, db: 
         await timeline.add_note(db, _uuid(customer_id), text=str(data.get("text", "")), author_id=user.id,
                                 label=str(data.get("label") or "note"), acting=user.actor)
     except ValidationFailed as error:
-        return await _customer_page(request, tenant, user, db, customer_id, status_code=422, errors=error.errors,
+        _ = translations(pick_locale(request, tenant)).gettext
+        labels = {"text": _("What did you learn from the customer?"), "label": _("Kind")}
+        errors = readable_errors(error.errors, _, labels)
+        return await _customer_page(request, tenant, user, db, customer_id, status_code=422, errors=errors,
                                     note_text=str(data.get("text", "")))
     return _back(request, tenant, f"/customers/{customer_id}#timeline")
 

@@ -32,6 +32,7 @@ from backoffice.tenants.users.oidc import OidcSettings, SsoRefused, admit_sso_us
 from backoffice.tenants.users.service import record_log_in
 from backoffice.web.clients import client_address
 from backoffice.web.portal.auth import Form, PortalUser
+from backoffice.web.portal.refusals import readable_errors
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
 from backoffice.web.portal.sessions import ROTATE
 
@@ -184,8 +185,11 @@ async def sso_settings_save(request: Request, tenant: Tenant, admin: PortalUser,
             allowed_domains=str(data.get("allowed_domains", "")), enabled=data.get("enabled") == "on",
             settings=state.settings, acting=admin.actor)
     except ValidationFailed as failure:
+        _ = translations(pick_locale(request, tenant)).gettext
+        labels = {"issuer": _("Issuer URL"), "client_id": _("Client id"), "client_secret": _("Client secret"),
+                  "allowed_domains": _("Allowed e-mail domains (comma separated)")}
         return page(request, tenant, "portal/admin/sso.html", status_code=failure.status, user=admin,
-                    config=await get_oidc_settings(db), errors=failure.errors,
+                    config=await get_oidc_settings(db), errors=readable_errors(failure.errors, _, labels),
                     callback=_callback_url(request, tenant, state),
                     form={k: v for k, v in data.items() if k != "client_secret"}, section="admin")
     return Redirect(f"{base_path(request, tenant)}/admin/sso", status_code=303)

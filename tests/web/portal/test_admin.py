@@ -43,7 +43,7 @@ async def test_admin_manages_users_and_roles(browser: Browser, tenants, database
     assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
     bad = await browser.post_form("/alfa/admin/users", "/alfa/admin/users", {"email": "nope", "name": "", "role": "boss"})
     assert bad.status_code == 422
-    for field in ("email", "role", "name"):
+    for field in ("E-mail", "Papel", "Nome"):  # each field as the page names it, in the reader's language
         assert f"<strong>{field}</strong>" in bad.text
     created = await browser.post_form("/alfa/admin/users", "/alfa/admin/users",
                                       {"email": "nova@alfa.example", "name": "Nova", "role": "tenant_member",
@@ -79,7 +79,7 @@ async def test_the_last_admin_cannot_demote_or_deactivate_themselves(browser: Br
     assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
     demote = await browser.post_form("/alfa/admin/users", f"/alfa/admin/users/{tenants.a.admin_id}/role",
                                      {"role": "tenant_member"})
-    assert demote.status_code == 422 and "at least one active admin" in demote.text
+    assert demote.status_code == 422 and "pelo menos um administrador ativo" in demote.text
 
 
 async def test_branding_preview_save_and_logo(browser: Browser, tenants, database):
@@ -135,7 +135,7 @@ async def test_notification_preferences_save_a_policy_version(browser: Browser, 
 async def test_api_keys_are_shown_once_and_revoked_per_tenant(browser: Browser, tenants, database):
     assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
     missing = await browser.post_form("/alfa/admin/api-keys", "/alfa/admin/api-keys", {"name": ""})
-    assert missing.status_code == 422 and "<strong>name</strong>" in missing.text
+    assert missing.status_code == 422 and "<strong>Nome</strong>" in missing.text
     token = re.search(r'name="_csrf_token" value="([^"]+)"', missing.text).group(1)
     created = await browser.client.post(
         "/alfa/admin/api-keys", headers=browser.headers, follow_redirects=False,
@@ -168,7 +168,8 @@ async def test_webhook_endpoints_registered_shown_once_and_disabled_per_tenant(d
         browser = Browser(client)
         assert (await browser.login("/alfa", "admin@alfa.example")).status_code == 303
         bad = await browser.post_form("/alfa/admin/webhooks", "/alfa/admin/webhooks", {"url": "ftp://x"})
-        assert bad.status_code == 422 and "<strong>url</strong>" in bad.text
+        assert bad.status_code == 422 and "<strong>URL</strong>" in bad.text
+        assert "informe um endereço http(s) com o nome do servidor" in bad.text
         token = re.search(r'name="_csrf_token" value="([^"]+)"', bad.text).group(1)
         created = await client.post("/alfa/admin/webhooks", headers=browser.headers, follow_redirects=False, data={
             "_csrf_token": token, "url": "http://127.0.0.1:9/hooks", "event_types": ["payment.cleared"],

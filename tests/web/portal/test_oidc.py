@@ -119,7 +119,7 @@ async def test_an_http_issuer_is_refused_at_save_outside_tests(database, tenants
         assert (await admin.login("/alfa", "admin@alfa.example")).status_code == 303
         refused = await admin.post_form("/alfa/admin/sso", "/alfa/admin/sso", form)
         assert refused.status_code == 422
-        assert "issuer: expected an https URL" in refused.text
+        assert "URL do emissor (issuer): informe um endereço https" in refused.text
     async with database.tenant(tenants.a.id) as session:
         assert (await session.execute(select(OidcSettings))).first() is None
 

@@ -78,7 +78,7 @@ async def test_a_front_office_day_on_a_real_case(spine, database, tenants):  # n
         assert timeline.status_code == 200 and "ativo" in timeline.text and "Motivo" in timeline.text
         empty = await browser.post_form(f"/alfa/customers/{customer_id}", f"/alfa/customers/{customer_id}/notes",
                                         {"text": "   "})
-        assert empty.status_code == 422 and "text: expected the note&#39;s text" in empty.text
+        assert empty.status_code == 422 and "O que você soube pelo cliente?: escreva o texto" in empty.text
         note = await browser.post_form(f"/alfa/customers/{customer_id}", f"/alfa/customers/{customer_id}/notes",
                                        {"text": "Cliente quer <b>treinamento</b> na sexta", "label": "feedback"})
         assert note.status_code == 303
