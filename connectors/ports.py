@@ -62,7 +62,7 @@ class ConnectorPort:
             record_failure(instance, "credentials unreadable: re-enter them (the key they were saved with is gone)")
             error = DeliveryError(f"{self.label} connector {instance.name!r}: credentials unreadable", retryable=False)
             return [error for _ in messages]
-        outcomes = await asyncio.gather(*(self._deliver_one(ctx, tenant, m) for m in messages), return_exceptions=True)
+        outcomes = await self.deliver_group(ctx, tenant, messages)
         results: list[dict[str, Any] | BaseException] = []
         last_failure = None
         for outcome in outcomes:
@@ -81,6 +81,13 @@ class ConnectorPort:
             return await self.fallback.send(session, tenant, message)
         except Exception as error:
             return error
+
+    async def deliver_group(self, ctx, tenant: Tenant, messages: list[OutboundMessage]
+                            ) -> list[dict[str, Any] | BaseException]:
+        """Every message's outcome, in order: by default each delivered on its own, concurrently. A port
+        whose protocol carries many messages over one connection (SMTP) does better."""
+        return list(await asyncio.gather(*(self._deliver_one(ctx, tenant, m) for m in messages),
+                                         return_exceptions=True))
 
     async def _deliver_one(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
         try:

@@ -18,6 +18,8 @@ repeated after a crash between the send and our commit is the same message to th
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import html
 import uuid
@@ -169,39 +171,102 @@ def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: st
     return message
 
 
-async def send_message(config: SmtpConfig, message: EmailMessage, settings: Settings | None = None) -> str:
-    """Send through the configured server; returns the server's final reply."""
-    password = config.password.get_secret_value() if config.password else None
-    try:
-        sock = await open_socket(config.host, config.port, settings, timeout=config.timeout_seconds)
-    except Unresolvable as error:
-        raise DeliveryError(f"SMTP server {config.host}: {error}", retryable=True) from None
-    except TargetRefused as error:
-        raise DeliveryError(f"SMTP server refused: {error}", retryable=False) from None
-    except OSError as error:
-        raise DeliveryError(f"SMTP server {config.host}:{config.port} unreachable ({error})", retryable=True) from None
-    try:
-        # The socket is connected to the checked address; hostname stays the configured name for TLS. The
-        # transport made on it owns it from here (asyncio closes it with the transport, or on failure).
-        recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
-        _, reply = await aiosmtplib.send(
-            flatten(message), sender=str(config.sender_address), recipients=recipients, hostname=config.host,
-            sock=sock, username=config.username or None,
-            password=password if config.username else None,
-            use_tls=config.security == "tls", start_tls=config.security == "starttls",
-            validate_certs=config.verify_certificate, timeout=config.timeout_seconds)
-    except aiosmtplib.SMTPRecipientsRefused as error:
+def _failure(config: SmtpConfig, error: BaseException) -> DeliveryError:
+    """A send's failure as the delivery's outcome: retried when it may pass later, dead when it cannot."""
+    if isinstance(error, DeliveryError):
+        return error
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in error.recipients]
         detail = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
-        raise DeliveryError(f"SMTP refused the recipient: {detail}",
-                            retryable=all(400 <= c < 500 for c in codes)) from None
-    except aiosmtplib.SMTPResponseException as error:
+        return DeliveryError(f"SMTP refused the recipient: {detail}", retryable=all(400 <= c < 500 for c in codes))
+    if isinstance(error, aiosmtplib.SMTPResponseException):
         permanent = 500 <= error.code < 600
-        raise DeliveryError(f"SMTP server answered {error.code} {error.message}", retryable=not permanent) from None
-    except (aiosmtplib.SMTPException, OSError) as error:
-        raise DeliveryError(f"SMTP server {config.host}:{config.port} unreachable or dropped the connection "
-                            f"({type(error).__name__}: {error})", retryable=True) from None
-    return reply
+        return DeliveryError(f"SMTP server answered {error.code} {error.message}", retryable=not permanent)
+    return DeliveryError(f"SMTP server {config.host}:{config.port} unreachable or dropped the connection "
+                         f"({type(error).__name__}: {error})", retryable=True)
+
+
+class SmtpSession:
+    """One connection to the company's server for many messages (a delivery batch's): connected (through
+    the outbound check), secured and logged in once, then one MAIL/RCPT/DATA transaction per message, as
+    mail systems send a queue. A connection the server drops is opened again for the next message; a
+    refused recipient or a 4xx/5xx reply is that message's outcome only (aiosmtplib resets the envelope)."""
+
+    def __init__(self, config: SmtpConfig, settings: Settings | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        config = self.config
+        try:
+            sock = await open_socket(config.host, config.port, self.settings, timeout=config.timeout_seconds)
+        except Unresolvable as error:
+            raise DeliveryError(f"SMTP server {config.host}: {error}", retryable=True) from None
+        except TargetRefused as error:
+            raise DeliveryError(f"SMTP server refused: {error}", retryable=False) from None
+        except OSError as error:
+            raise DeliveryError(f"SMTP server {config.host}:{config.port} unreachable ({error})",
+                                retryable=True) from None
+        # The socket is connected to the checked address; hostname stays the configured name for TLS. The
+        # transport made on it owns it from here (asyncio closes it with the transport, or on failure).
+        smtp = aiosmtplib.SMTP(hostname=config.host, sock=sock, use_tls=config.security == "tls",
+                               start_tls=config.security == "starttls", validate_certs=config.verify_certificate,
+                               timeout=config.timeout_seconds)
+        try:
+            await smtp.connect()
+            if config.username:
+                password = config.password.get_secret_value() if config.password else ""
+                await smtp.login(config.username, password)
+        except BaseException as error:
+            smtp.close()
+            raise _failure(config, error) from None
+        return smtp
+
+    async def send(self, message: EmailMessage) -> str:
+        """Send one message; returns the server's final reply, or raises its :class:`DeliveryError`."""
+        recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
+        if self._smtp is None or not self._smtp.is_connected:
+            self._smtp = await self._connect()
+        try:
+            _, reply = await self._smtp.sendmail(str(self.config.sender_address), recipients, flatten(message))
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
+            if not self._smtp.is_connected:
+                self._drop()
+            raise _failure(self.config, error) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            self._drop()
+            raise _failure(self.config, error) from None
+        return reply
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    async def close(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            if self._smtp.is_connected:
+                await self._smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # every message already has its outcome; a QUIT the server did not answer changes none
+        finally:
+            self._drop()
+
+
+async def send_message(config: SmtpConfig, message: EmailMessage, settings: Settings | None = None) -> str:
+    """Send one message through the configured server (its own connection); returns the server's final reply."""
+    session = SmtpSession(config, settings)
+    try:
+        return await session.send(message)
+    finally:
+        await session.close()
+
+
+# Connections a delivery batch opens to one company's server at most; its messages share them.
+LANES = 4
 
 
 class SmtpPort(ConnectorPort):
@@ -209,6 +274,33 @@ class SmtpPort(ConnectorPort):
     label = "e-mail"
 
     async def deliver(self, ctx, tenant: Tenant, message: OutboundMessage) -> dict[str, Any]:
-        email = build_message(ctx.config, message.payload, effect_key=message.effect_key, tenant_id=message.tenant_id)
-        reply = await send_message(ctx.config, email, ctx.settings)
-        return {"smtp": reply[:300], "message_id": email["Message-ID"]}
+        [outcome] = await self.deliver_group(ctx, tenant, [message])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def deliver_group(self, ctx, tenant: Tenant, messages: list[OutboundMessage]
+                            ) -> list[dict[str, Any] | BaseException]:
+        """A batch's messages over at most ``LANES`` connections, each sending its share one after another
+        (a connection per message cost a connect, the outbound check, EHLO and QUIT for every e-mail)."""
+        outcomes: dict[int, dict[str, Any] | BaseException] = {}
+
+        async def lane(indexes: range) -> None:
+            session = SmtpSession(ctx.config, ctx.settings)
+            try:
+                for index in indexes:
+                    message = messages[index]
+                    try:
+                        email = build_message(ctx.config, message.payload, effect_key=message.effect_key,
+                                              tenant_id=message.tenant_id)
+                        reply = await session.send(email)
+                    except Exception as error:  # this message's outcome; the caller records and retries it
+                        outcomes[index] = error
+                    else:
+                        outcomes[index] = {"smtp": reply[:300], "message_id": email["Message-ID"]}
+            finally:
+                await session.close()
+
+        lanes = min(LANES, len(messages))
+        await asyncio.gather(*(lane(range(n, len(messages), lanes)) for n in range(lanes)))
+        return [outcomes[index] for index in range(len(messages))]

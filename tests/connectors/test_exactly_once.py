@@ -92,7 +92,7 @@ async def test_an_email_sent_again_after_a_crash_has_the_same_message_id(databas
     sent = await deliver_now(database, tenants.a.id, a_id)
     other = await deliver_now(database, tenants.b.id, b_id)
 
-    assert sent.status == DeliveryStatus.SENT and other.status == DeliveryStatus.SENT
+    assert sent.status == DeliveryStatus.SENT and other.status == DeliveryStatus.SENT, (sent.last_error, other.last_error)
     first, again, b_mail = (mail for _, mail in inbox.messages)
     # The customer's mail system sees one Message-ID twice and shows one message.
     assert first["Message-ID"] == again["Message-ID"] == sent.response["message_id"]

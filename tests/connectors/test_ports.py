@@ -28,6 +28,12 @@ PASSWORD = "smtp-pass-Qw3rty!"
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.connections += 1  # once per connection (aiosmtplib greets once, again only after STARTTLS)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("gone@"):
@@ -138,6 +144,39 @@ async def test_email_leaves_through_the_tenants_smtp_server_with_auth(database, 
     other = await send(database, tenants.b.id, Channel.EMAIL, EMAIL)
     assert len(inbox.messages) == 1
     assert other.status in (DeliveryStatus.DEAD, DeliveryStatus.SENT)
+
+
+async def test_a_delivery_batch_shares_its_connections_and_one_refusal_is_that_message_s_only(
+        database, tenants, ports, smtp_server):
+    """Nine e-mails of one batch go over at most LANES connections (a connection per message cost a connect,
+    the outbound check, EHLO and QUIT each); a recipient refused mid-way fails its own message and the
+    connection goes on with the next (the envelope reset); every other message is sent once."""
+    from backoffice.connectors.smtp import LANES
+    from backoffice.tenants.effects.jobs import deliver_batch
+    from backoffice.platform.worker.jobs import BatchItem
+
+    inbox, port = smtp_server()
+    await make_instance(database, tenants.a.id, "smtp", smtp_config(port))
+    recipients = [f"c{n}@example.com" for n in range(9)]
+    recipients[4] = "gone@example.com"
+    async with database.tenant(tenants.a.id) as session:
+        messages = [OutboundMessage(effect_key=f"test:batch:{n}", channel=Channel.EMAIL, target=to,
+                                    payload={**EMAIL, "to": to}) for n, to in enumerate(recipients)]
+        session.add_all(messages)
+        await session.flush()
+        ids = [m.id for m in messages]
+    async with database.provider(tenants.a.id) as session:
+        await deliver_batch(session, tenant_id=tenants.a.id,
+                            items=[BatchItem(outbox_id=None, attempts=1, payload={"message_id": str(i)}) for i in ids])
+    async with database.tenant(tenants.a.id) as session:
+        stored = {m.id: m for m in (await session.execute(
+            select(OutboundMessage).where(OutboundMessage.id.in_(ids)))).scalars()}
+    statuses = [stored[i].status for i in ids]
+    assert statuses == [DeliveryStatus.SENT] * 4 + [DeliveryStatus.DEAD] + [DeliveryStatus.SENT] * 4, \
+        [stored[i].last_error for i in ids]
+    assert "550" in stored[ids[4]].last_error
+    assert sorted(to for [to], _ in inbox.messages) == sorted(r for r in recipients if not r.startswith("gone@"))
+    assert 1 <= inbox.connections <= LANES
 
 
 async def test_smtp_failures_map_to_retry_or_dead_letter_with_the_reason(database, tenants, ports, smtp_server):
