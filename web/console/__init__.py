@@ -11,7 +11,7 @@ Pages render with ``render.render(request, "console/<page>.html", ...)``.
 
 from __future__ import annotations
 
-from litestar import Request, Response, Router
+from litestar import Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 
@@ -26,7 +26,9 @@ from backoffice.web.console import agreements
 from backoffice.web.console import onboarding, tenant_settings
 from backoffice.web.console.door import provide_console_tenant
 from backoffice.web.console.render import render
-from backoffice.web.console.session import StaffLoginRequired, login_redirect, provide_staff, staff_session_config
+from backoffice.web.console.session import (
+    StaffLoginRequired, StaffUser, login_redirect, provide_staff, staff_session_config,
+)
 from backoffice.web.errors import not_found, validation_failed
 
 # One entry per console module (each has ROUTES). Add yours here: `from backoffice.web.console import x`
@@ -58,10 +60,17 @@ def console_invalid(request: Request, exc: ValidationFailed) -> Response:
     return validation_failed(request, exc)
 
 
+@get("/{rest:path}", name="console:unknown_page")
+async def unknown_page(rest: str, staff: StaffUser) -> Response:
+    """Any other address under /staff: signed out, the sign-in like every console page; signed in, the console's
+    own "not found" in the staff member's language (the app-wide error page never sees the console's session)."""
+    raise NotFoundException(f"no page {rest!r} in the console")
+
+
 def build_console_router(settings: Settings) -> Router:
     return Router(
         path="/staff",
-        route_handlers=[handler for module in MODULES for handler in module.ROUTES],
+        route_handlers=[*(handler for module in MODULES for handler in module.ROUTES), unknown_page],
         dependencies={"staff": Provide(provide_staff), "console_tenant": Provide(provide_console_tenant)},
         middleware=[staff_session_config(settings).middleware],
         exception_handlers={StaffLoginRequired: login_redirect, NotFound: console_not_found,
