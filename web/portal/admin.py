@@ -110,14 +110,22 @@ def _proposed(values: dict[str, Any]) -> tuple[dict[str, str] | None, list[Field
     return (None if problems else validate_colours(colours)), problems
 
 
+def _branding_page(request: Request, tenant: Tenant, admin: PortalUser, *, errors: list[FieldError], form: dict,
+                   preview: dict[str, str] | None = None) -> Response:
+    _ = translations(pick_locale(request, tenant)).gettext
+    labels = {"primary": _("Primary colour"), "secondary": _("Secondary colour"), "background": _("Background"),
+              "text": _("Text"), "logo": _("Logo")}
+    return page(request, tenant, "portal/admin/branding.html", status_code=422 if errors else 200, user=admin,
+                preview=preview, errors=readable_errors(errors, _, labels), invalid={e.field for e in errors},
+                form=form, keys=COLOUR_KEYS, max_kib=LOGO_MAX_BYTES // 1024, section="admin")
+
+
 @get("/admin/branding", name="portal:admin_branding")
 async def branding(request: Request, tenant: Tenant, admin: PortalUser) -> Response:
     """With colours in the query (the form's Preview button), show them without saving anything."""
     asked = {key: request.query_params.get(key) for key in COLOUR_KEYS if request.query_params.get(key)}
     preview, errors = _proposed(asked) if asked else (None, [])
-    return page(request, tenant, "portal/admin/branding.html", status_code=422 if errors else 200, user=admin,
-                preview=preview, errors=errors, form=asked, keys=COLOUR_KEYS, max_kib=LOGO_MAX_BYTES // 1024,
-                section="admin")
+    return _branding_page(request, tenant, admin, errors=errors, form=asked, preview=preview)
 
 
 @post("/admin/branding", name="portal:admin_branding_save")
@@ -126,9 +134,7 @@ async def branding_save(request: Request, tenant: Tenant, admin: PortalUser, db:
     try:
         await update_branding(db, tenant.id, colours=colours, acting=admin.actor)
     except ValidationFailed as error:
-        return page(request, tenant, "portal/admin/branding.html", status_code=422, user=admin, preview=None,
-                    errors=error.errors, form=colours, keys=COLOUR_KEYS, max_kib=LOGO_MAX_BYTES // 1024,
-                    section="admin")
+        return _branding_page(request, tenant, admin, errors=error.errors, form=colours)
     return _back(request, tenant, "/admin/branding")
 
 
@@ -141,8 +147,7 @@ async def logo_upload(request: Request, tenant: Tenant, admin: PortalUser, db: A
             raise ValidationFailed(FieldError("logo", "expected a PNG, JPEG or WebP image"))
         await update_branding(db, tenant.id, logo=content, acting=admin.actor)
     except ValidationFailed as error:
-        return page(request, tenant, "portal/admin/branding.html", status_code=422, user=admin, preview=None,
-                    errors=error.errors, form={}, keys=COLOUR_KEYS, max_kib=LOGO_MAX_BYTES // 1024, section="admin")
+        return _branding_page(request, tenant, admin, errors=error.errors, form={})
     return _back(request, tenant, "/admin/branding")
 
 

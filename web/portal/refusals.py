@@ -51,6 +51,10 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), message) fo
     (r"^no customer of this company matches (?P<source>\w+) customer (?P<id>\S+), which \w+ does not know$",
      "No customer of this company matches %(source)s customer %(id)s, and %(source)s does not know it either."),
     (r"^no customer of this company matches (?P<what>[^;]+)$", "No customer of this company matches %(what)s."),
+    (r"^(?:\w+: )?expected a hex colour like (?P<example>#[0-9a-fA-F]{6})$",
+     "Expected a hex colour like %(example)s."),
+    (r"^expected at most (?P<limit>\d+) KiB, got (?P<size>\d+) KiB$",
+     "At most %(limit)s KiB; this file has %(size)s KiB."),
     # A call to a provider (connectors/http.py): the call's label (method and path) is kept as written.
     (r"^(?P<call>[A-Z]+ [^:]+): provider refused with (?P<status>\d{3}): (?P<answer>.*)$",
      "%(call)s: the provider refused the call (HTTP %(status)s). Its answer: %(answer)s"),
@@ -77,7 +81,7 @@ SENTENCES = (
     "expected the provider's issuer URL, like https://login.example.com",
     "expected an https URL: the provider's keys and tokens must not travel in clear",
     "expected one or more e-mail domains, like aurora.example", "expected the client id the provider gave this company",
-    "expected the client secret the provider gave this company",
+    "expected the client secret the provider gave this company", "expected a PNG, JPEG or WebP image",
 )
 
 

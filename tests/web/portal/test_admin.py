@@ -89,7 +89,9 @@ async def test_branding_preview_save_and_logo(browser: Browser, tenants, databas
     assert "--brand-primary: #123456" not in preview.text  # previewed, not applied
     bad = await browser.post_form("/alfa/admin/branding", "/alfa/admin/branding",
                                   {"primary": "red; background:url(x)", "secondary": "#abcdef"})
-    assert bad.status_code == 422 and "<strong>primary</strong>" in bad.text
+    assert bad.status_code == 422
+    assert "<strong>Cor principal</strong>: Informe uma cor hexadecimal como #1f4e79." in bad.text
+    assert re.search(r'id="colour-primary"[^>]*aria-invalid="true"', bad.text)
     saved = await browser.post_form("/alfa/admin/branding", "/alfa/admin/branding",
                                     {"primary": "#123456", "secondary": "#abcdef", "background": "#ffffff",
                                      "text": "#111111"})
@@ -101,7 +103,8 @@ async def test_branding_preview_save_and_logo(browser: Browser, tenants, databas
     files = {"logo": ("logo.png", tiny_png(), "image/png")}
     not_image = await browser.client.post("/alfa/admin/branding/logo", files={"logo": ("x.png", b"<svg/>", "image/png")},
                                           data={"_csrf_token": token}, headers=browser.headers, follow_redirects=False)
-    assert not_image.status_code == 422 and "<strong>logo</strong>" in not_image.text
+    assert not_image.status_code == 422
+    assert "<strong>Logo</strong>: envie uma imagem PNG, JPEG ou WebP" in not_image.text
     no_token = await browser.client.post("/alfa/admin/branding/logo", files=files, headers=browser.headers,
                                          follow_redirects=False)
     assert no_token.status_code == 403
