@@ -105,18 +105,19 @@ class Msg(str):
         return {"id": self.id, "params": {name: _stored(value) for name, value in self.params.items()}}
 
 
+_TYPED = (Day, Money, Stage, Code)
+
+
 def _english(value: Any) -> Any:
-    if isinstance(value, Msg):
-        return str.__str__(value)
-    if isinstance(value, Day | Money | Stage | Code):
+    if isinstance(value, _TYPED):
         return value.english()
-    return "" if value is None else value
+    return "" if value is None else value  # a nested Msg formats as its English sentence
 
 
 def _stored(value: Any) -> Any:
     if isinstance(value, Msg):
         return {"msg": value.stored()}
-    if isinstance(value, Day | Money | Stage | Code):
+    if isinstance(value, _TYPED):
         return value.stored()
     if value is None or isinstance(value, int | float):
         return value
