@@ -60,6 +60,9 @@ from backoffice.platform.db.migrate import upgrade  # noqa: E402
 from backoffice.platform.db.session import Database  # noqa: E402
 from backoffice.platform.settings import get_settings  # noqa: E402
 from backoffice.tenants.events.intake import ingest_batch, validate  # noqa: E402
+from backoffice.web.entry.wiring import compose  # noqa: E402
+
+compose()  # the registries and ports every process of the platform fills first (connector kinds, jobs)
 
 
 def percentile(values: list[float], q: float) -> float:

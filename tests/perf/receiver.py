@@ -1,8 +1,10 @@
-"""A receiver for the pipeline benchmark's deliveries: answers every POST with 200 and counts them.
+"""A receiver for the benchmarks' deliveries: answers every POST with 200 (and, given a second port, every
+SMTP transaction with 250).
 
-Run as its own process (``python -m tests.perf.receiver PORT``) so its work never shares a core's event
-loop with the load generator. It plays the company's systems (webhook endpoint) and the company's platform
-(commands): the benchmark measures the platform, not a receiver, so this one does as little as it can.
+Run as its own process (``python -m tests.perf.receiver HTTP_PORT [SMTP_PORT]``) so its work never shares a
+core's event loop with the load generator. It plays the company's systems (webhook endpoint), the company's
+platform (commands) and the company's mail server: the benchmark measures the platform, not a receiver, so
+this one does as little as it can (no parsing beyond framing).
 """
 
 from __future__ import annotations
@@ -31,11 +33,40 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def main(port: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+async def handle_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Just enough of RFC 5321 for a client that sends EHLO, MAIL, RCPT, DATA, QUIT (no STARTTLS, no AUTH)."""
+    try:
+        writer.write(b"220 receiver ESMTP\r\n")
+        await writer.drain()
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-receiver\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 2.0.0 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int, smtp_port: int | None) -> None:
+    servers = [await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)]
+    if smtp_port:
+        servers.append(await asyncio.start_server(handle_smtp, "127.0.0.1", smtp_port, backlog=1024, limit=2**22))
+    await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))
