@@ -156,10 +156,16 @@ async def _portal(walk: Walk, expect) -> None:
     page = walk.page
     await walk.visit("portal", "login", "/aurora/login")
     await walk.visit("portal", "forgot", "/aurora/password/forgot")
+    await walk.visit("portal", "reset-invalid", "/aurora/password/reset/no-such-token", expect_status=410)
+    await walk.visit("portal", "demo-mailbox", "/aurora/demo/mailbox")
     await page.goto(f"{walk.origin}/aurora/login")
-    await page.locator("#email").fill("ana@aurora.example")
-    await page.locator("#password").fill(DEMO_PASSWORD)
-    await page.locator("#password").press("Enter")
+    for password in ("not-the-password", DEMO_PASSWORD):
+        await page.locator("#email").fill("ana@aurora.example")
+        await page.locator("#password").fill(password)
+        await page.locator("#password").press("Enter")
+        if password != DEMO_PASSWORD:
+            await expect(page.locator("#login-error")).to_be_visible()
+            await walk.read("portal", "login-refused")
     await expect(page.locator("nav a[href$='/dashboard']")).to_be_visible()
     await walk.crawl("portal", "/aurora/dashboard", "/aurora/")
 
@@ -182,9 +188,13 @@ async def _portal(walk: Walk, expect) -> None:
 async def _console(walk: Walk, expect, reader) -> None:
     page = walk.page
     await walk.visit("console", "login", "/staff/login")
-    await page.locator("#email").fill("admin@provider.example")
-    await page.locator("#password").fill(DEMO_PASSWORD)
-    await page.locator("#password").press("Enter")
+    for password in ("not-the-password", DEMO_PASSWORD):
+        await page.locator("#email").fill("admin@provider.example")
+        await page.locator("#password").fill(password)
+        await page.locator("#password").press("Enter")
+        if password != DEMO_PASSWORD:
+            await expect(page.locator("#login-error")).to_be_visible()
+            await walk.read("console", "login-refused")
     await expect(page.locator("#totp-secret")).to_be_visible()
     await walk.read("console", "enrol")
     secret = (await page.locator("#totp-secret").inner_text()).replace(" ", "")

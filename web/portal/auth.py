@@ -28,6 +28,7 @@ from backoffice.tenants.users.queries import active_user
 from backoffice.tenants.users.service import log_in_with_password
 from backoffice.tenants.users.resets import request_password_reset, reset_password, valid_reset
 from backoffice.web.clients import client_address
+from backoffice.web.portal.refusals import readable
 from backoffice.web.portal.render import base_path, page, translations, pick_locale
 from backoffice.web.portal.sessions import ROTATE
 
@@ -174,8 +175,10 @@ async def reset_submit(request: Request, tenant: Tenant, db: AsyncSession, state
         user = await reset_password(db, token=token, password=password)
     except ValidationFailed as error:
         first = error.errors[0]
+        _ = translations(pick_locale(request, tenant)).gettext
         return page(request, tenant, "portal/reset.html", token=token, invalid=first.field == "token",
-                    status_code=410 if first.field == "token" else 400, field=first.field, error=first.message)
+                    status_code=410 if first.field == "token" else 400, field=first.field,
+                    error=readable(first.message, _))
     # Whoever owns the mailbox set a new password: failures against the old one no longer hold the account.
     await forget_account(state.rate_limiter, str(tenant.id), "login", user.email)
     request.clear_session()

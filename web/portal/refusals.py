@@ -29,6 +29,7 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), message) fo
     (r"^at most (?P<n>\d+) characters$", "At most %(n)s characters."),
     (r"^expected at most (?P<n>\d+) characters$", "At most %(n)s characters."),
     (r"^at most (?P<n>\d+) endpoints per company$", "At most %(n)s endpoints per company."),
+    (r"^expected at least (?P<n>\d+) characters$", "At least %(n)s characters."),
     (r"^unknown event types: (?P<types>.+?); expected some of .*$",
      "Unknown event types: %(types)s. Tick the ones in the list."),
     (r"^this company allows keys of at most (?P<n>\d+) days; give 1-\d+$",

@@ -88,5 +88,6 @@ async def test_a_weak_password_is_refused_naming_the_field_and_keeps_the_link(br
     weak = await browser.post_form(f"/alfa/password/reset/{token}", f"/alfa/password/reset/{token}",
                                    {"password": "short", "password_confirm": "short"})
     assert weak.status_code == 400 and 'id="password" name="password"' in weak.text and 'aria-invalid="true"' in weak.text
+    assert "Pelo menos 10 caracteres." in weak.text  # the service's sentence, in the reader's language
     assert (await browser.get(f"/alfa/password/reset/{token}")).status_code == 200
     assert await _messages(database, tenants.b.id) == []  # nothing was written for the other tenant
