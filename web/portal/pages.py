@@ -21,6 +21,8 @@ from backoffice.tenants.customers.file import customer_file
 from backoffice.tenants.customers.models import Customer, Lifecycle
 from backoffice.tenants.customers.queries import SEARCH_MAX, customer_search_query
 from backoffice.tenants.notifications import service as notifications
+from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.notifications.reading import Shown, company_wording, in_reader_locale, written_in
 from backoffice.tenants.policies.templates import format_money
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.tasks import service as tasks
@@ -32,6 +34,7 @@ from backoffice.web.portal.auth import Form, PortalUser
 from backoffice.web.portal.dashboard import bar_chart, figures
 from backoffice.web.portal.refusals import readable_errors
 from backoffice.web.portal.render import base_path, page, pick_locale, translations
+from backoffice.web.portal.wording import said_reason
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -58,19 +61,33 @@ async def dashboard(request: Request, tenant: Tenant, user: PortalUser, db: Asyn
                 unread=unread, tasks=mine, section="dashboard")
 
 
+async def _shown(request: Request, tenant: Tenant, db: AsyncSession,
+                 items: list[Notification]) -> dict[uuid.UUID, Shown]:
+    """Each notification's title and body in the reader's locale (tenants/notifications/reading.py)."""
+    locale = pick_locale(request, tenant)
+    gettext = translations(locale).gettext
+    # The company's templates are read only when some notification was written in another language.
+    foreign = any(written_in(n, tenant.locale) != locale for n in items)
+    wording = await company_wording(db) if foreign else {}
+    return {n.id: in_reader_locale(n, locale, wording, company_locale=tenant.locale,
+                                   reason=said_reason(n.detail, gettext, locale)) for n in items}
+
+
 @get("/inbox", name="portal:inbox")
 async def inbox(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession, show: str = "all") -> Response:
     items = await notifications.inbox(db, user.id, unread_only=show == "unread")
     return page(request, tenant, "portal/inbox.html", user=user, items=items, show=show, section="inbox",
-                unread=await notifications.unread_count(db, user.id))
+                shown=await _shown(request, tenant, db, items), unread=await notifications.unread_count(db, user.id))
 
 
 @get("/inbox/poll", name="portal:inbox_poll")
 async def inbox_poll(request: Request, tenant: Tenant, user: PortalUser, db: AsyncSession) -> Response:
     """What the page's small polling script asks every few seconds: this user's unread count and newest."""
     latest = await notifications.inbox(db, user.id, unread_only=True, limit=5)
+    shown = await _shown(request, tenant, db, latest)
     body: dict[str, Any] = {"unread": await notifications.unread_count(db, user.id),
-                            "latest": [{"id": str(n.id), "title": n.title} for n in latest]}
+                            "latest": [{"id": str(n.id), "title": shown[n.id].title, "lang": shown[n.id].lang}
+                                       for n in latest]}
     return Response(body, headers={"cache-control": "no-store"})
 
 
@@ -80,7 +97,8 @@ async def notification_detail(request: Request, tenant: Tenant, user: PortalUser
     item = await notifications.get_notification(db, user.id, _uuid(notification_id))
     customer = await db.get(Customer, (tenant.id, item.customer_id)) if item.customer_id else None
     return page(request, tenant, "portal/notification.html", user=user, item=item, detail=item.detail or {},
-                customer=customer, section="inbox", unread=await notifications.unread_count(db, user.id))
+                shown=(await _shown(request, tenant, db, [item]))[item.id], customer=customer, section="inbox",
+                unread=await notifications.unread_count(db, user.id))
 
 
 @post("/inbox/{notification_id:str}/read", name="portal:notification_read")
