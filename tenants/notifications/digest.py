@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +29,7 @@ from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundM
 from backoffice.tenants.effects.service import DELIVER_JOB
 from backoffice.tenants.notifications import queries
 from backoffice.tenants.notifications.models import Notification, NotificationPreference
+from backoffice.tenants.notifications.reading import in_reader_locale
 from backoffice.tenants.policies.templates import format_date, format_datetime
 from backoffice.tenants.registry.models import Tenant
 from backoffice.tenants.users.models import TenantUser
@@ -76,15 +78,19 @@ def _window(tenant: Tenant, now: datetime, offset: timedelta) -> tuple[date, dat
     return day, start, end
 
 
-def compose(tenant: Tenant, user: TenantUser, locale: str, day: date, items: list[Notification]) -> dict[str, Any]:
-    """The e-mail's payload (what the e-mail connector sends): subject and plain text in ``locale``."""
+def compose(tenant: Tenant, user: TenantUser, locale: str, day: date, items: list[Notification],
+            wording: Mapping[str, Any]) -> dict[str, Any]:
+    """The e-mail's payload (what the e-mail connector sends): subject and plain text in ``locale``, each
+    notification's title too where its kind's template can say it there (``reading``; ``wording``: the
+    company's template overrides)."""
     text = _TEXT.get(locale, _TEXT["pt-BR"])
     portal = _portal(tenant)
     shown_day = format_date(day, tenant.timezone, locale)
     lines = [text["hello"].format(name=user.name), "",
              text["intro"].format(day=shown_day, tenant=tenant.display_name), ""]
     for item in items:
-        lines.append(f"- {format_datetime(item.created_at, tenant.timezone, locale)}: {item.title}")
+        title = in_reader_locale(item, locale, wording, company_locale=tenant.locale).title
+        lines.append(f"- {format_datetime(item.created_at, tenant.timezone, locale)}: {title}")
         lines.append("  " + text["open"].format(link=f"{portal}/inbox/{item.id}"))
     lines += ["", text["footer"].format(link=f"{portal}/preferences")]
     return {"kind": KIND, "to": user.email, "to_name": user.name,
@@ -124,6 +130,8 @@ async def send_daily_digests(database: Database, *, now: datetime | None = None)
             day, start, end = windows[item.tenant_id]
             if start <= item.created_at < end:
                 by_person.setdefault((item.tenant_id, item.recipient_id), []).append(item)
+        # Each company's templates, for the titles of its readers of another language: one statement.
+        wording = await queries.wording_by_tenant(session, {tenant_id for tenant_id, _ in by_person})
         rows = []
         for preference, user, tenant in due:
             items = by_person.get((tenant.id, user.id))
@@ -132,7 +140,8 @@ async def send_daily_digests(database: Database, *, now: datetime | None = None)
             day = windows[tenant.id][0]
             locale = preference.locale or tenant.locale or "pt-BR"
             rows.append({"tenant_id": tenant.id, "id": new_id(), "effect_key": effect_key(user.id, day),
-                         "channel": Channel.EMAIL, "target": user.email, "payload": compose(tenant, user, locale, day, items),
+                         "channel": Channel.EMAIL, "target": user.email,
+                         "payload": compose(tenant, user, locale, day, items, wording[tenant.id]),
                          "status": DeliveryStatus.PENDING, "attempts": 0, "response": {}, "created_at": now})
         if not rows:
             return 0

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.tenants.effects.models import OutboundMessage
 from backoffice.tenants.notifications.models import Notification, NotificationPreference
+from backoffice.tenants.policies.models import PolicyVersion
+from backoffice.tenants.policies.schemas import PolicyConfig
 from backoffice.tenants.registry.models import Tenant, TenantStatus
 from backoffice.tenants.users.models import TenantUser
 
@@ -89,3 +91,17 @@ async def sent_digests(session: AsyncSession, keys: list[tuple[uuid.UUID, str]])
         OutboundMessage.tenant_id.in_({tenant_id for tenant_id, _ in keys}),
         OutboundMessage.effect_key.in_({key for _, key in keys}))
     return {tuple(row) for row in (await session.execute(query)).all()} & set(keys)
+
+
+async def wording_by_tenant(session: AsyncSession, tenant_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """System session: each of these tenants' template overrides (its latest policy; none saved: no overrides),
+    in one statement, keyed by tenant so one tenant's words never reach another's readers."""
+    if not tenant_ids:
+        return {}
+    latest = (select(PolicyVersion.tenant_id, func.max(PolicyVersion.version).label("version"))
+              .where(PolicyVersion.tenant_id.in_(tenant_ids)).group_by(PolicyVersion.tenant_id).subquery())
+    query = select(PolicyVersion).join(latest, (PolicyVersion.tenant_id == latest.c.tenant_id)
+                                       & (PolicyVersion.version == latest.c.version))
+    found = {row.tenant_id: PolicyConfig.model_validate(row.config).templates
+             for row in (await session.execute(query)).scalars()}
+    return {tenant_id: found.get(tenant_id, {}) for tenant_id in tenant_ids}

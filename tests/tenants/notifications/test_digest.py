@@ -15,7 +15,9 @@ from backoffice.tenants.notifications import queries as digest_queries
 from backoffice.tenants.notifications.digest import effect_key, send_daily_digests
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.notifications.preferences import save_preferences
-from backoffice.tenants.policies.schemas import NOTIFICATION_KINDS
+from backoffice.tenants.policies.models import PolicyVersion
+from backoffice.tenants.policies.schemas import NOTIFICATION_KINDS, PolicyConfig
+from tests.tenants.notifications.test_reading import _stored
 
 POLICY = {kind: ["portal"] for kind in NOTIFICATION_KINDS}
 # 10:00 in São Paulo on 2026-11-03: the digest of 2026-11-02 is due.
@@ -95,3 +97,27 @@ async def test_two_schedulers_racing_send_each_digest_once(database, tenants, mo
     async with database.system() as session:
         jobs = (await session.execute(select(OutboxEntry).where(OutboxEntry.job == "effects.deliver"))).scalars().all()
     assert len(jobs) == 1
+
+
+async def test_a_digest_in_english_gives_a_pt_br_companys_titles_in_english_with_that_companys_own_words(
+        database, tenants):
+    """Titles follow the reader's language (tenants/notifications/reading.py); each company's templates are its
+    own: tenant b's English override never words tenant a's notification."""
+    a, b = tenants.a, tenants.b
+    config = PolicyConfig().model_dump(mode="json")
+    config["templates"] = {"dunning.grace_started": {"en": {"title": "Beta's words: {{ customer.name }}", "body": "x"}}}
+    async with database.tenant(b.id) as session:
+        session.add(PolicyVersion(version=1, config=config, created_by="test", reason=None))
+    for tenant in (a, b):
+        await _opt_in(database, tenant, tenant.admin_id, "en")
+        stored = _stored()
+        async with database.tenant(tenant.id) as session:
+            session.add(Notification(effect_key=f"test:{uuid.uuid4()}", recipient_id=tenant.admin_id, kind=stored.kind,
+                                     title=stored.title, body=stored.body, detail=stored.detail,
+                                     created_at=YESTERDAY_NOON))
+    assert await send_daily_digests(database, now=MORNING) == 2
+    [mine] = await _digests(database, a.id)
+    [theirs] = await _digests(database, b.id)
+    assert "Late payment: " in mine.payload["text"] and "Beta's words" not in mine.payload["text"]
+    assert "Pagamento em atraso" not in mine.payload["text"]
+    assert "Beta's words: " in theirs.payload["text"] and "Late payment" not in theirs.payload["text"]
