@@ -189,8 +189,13 @@ class StepEffects:
         task_id = new_id()
         if not self._claim(key, kind="task", step=step, reason=reason, ref_id=task_id):
             return None
+        # A Msg title or description (the platform's words, not the company's templates) is also kept as its
+        # message id with parameters, so each reader sees it in their language (every row carries ``message``).
+        message = {name: text.stored() for name, text in (("title", title), ("description", description))
+                   if isinstance(text, Msg)}
         self.rows.add(Task, id=task_id, effect_key=key, assignee_id=assignee.id, kind=kind, title=title[:300],
-                      description=description, checklist=[{"item": item, "done": False} for item in checklist],
+                      description=str(description), message=message or None,
+                      checklist=[{"item": item, "done": False} for item in checklist],
                       status=TaskStatus.OPEN, due_at=due_at, customer_id=self._customer_id, event_id=self.event.id,
                       created_at=clock.now(), completed_at=None)
         self.timeline(Msg("Task for {person}: {title}", person=assignee.name, title=title), reason=reason,

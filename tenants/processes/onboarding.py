@@ -19,7 +19,7 @@ from backoffice.tenants.processes import late_payment
 from backoffice.tenants.processes.context import charge_view, documents_view, payment_view, plan_view
 from backoffice.tenants.processes.engine import Step, handles
 from backoffice.tenants.signatures.models import Signature, SignatureStatus
-from backoffice.tenants.timeline.messages import Msg
+from backoffice.tenants.timeline.messages import Msg, in_language
 
 TRIGGER_NAMES = {"payment.cleared": Msg("first payment cleared"), "invoice.issued": Msg("nota fiscal issued"),
                  "contract.signed": Msg("contract signed")}
@@ -118,19 +118,20 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
         contract.status = ContractStatus.ACTIVE
         contract.started_at = step.now
     due = step.now + timedelta(days=step.policy.onboarding_task_due_days)
+    title = Msg("Onboarding: {customer}", customer=customer.name)
     context = {
         **step.base_context(), "trigger": trigger, "plan": plan_view(contract or step.data.get("plan")),
         "charge": charge, "payment": payment, "started_at": step.now.isoformat(),
         "documents": documents_view(*await step.known.documents(customer), step.data.get("documents")),
         "reason": reason,
-        "task": {"title": f"Onboarding: {customer.name}", "due_date": due.date().isoformat()},
+        # The company's texts (rendered from its templates, in its language) name the task in that language too.
+        "task": {"title": in_language(title, step.tenant.locale), "due_date": due.date().isoformat()},
     }
     await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)
     people = await step.responsible()
     if people:
         await step.effects.task(
-            "start:task", kind="onboarding", assignee=people[0], title=Msg("Onboarding: {customer}",
-                                                                           customer=customer.name),
+            "start:task", kind="onboarding", assignee=people[0], title=title,
             description=step.render("customer.started", context).body, checklist=step.policy.onboarding_checklist,
             due_at=due, reason=reason)
     if step.policy.provision_on_start:

@@ -34,6 +34,10 @@ class Task(TenantOwned, Base):
     title: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(Text, default="")
     checklist: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"item": str, "done": bool}]
+    # What the platform wrote in title and description, as message ids with parameters rendered in each reader's
+    # language (``tenants/timeline/messages.py``): {"title": {"id": .., "params": {..}}, "description": {..}};
+    # None for older rows. The company's own texts (templates, checklist items) stay as written.
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[TaskStatus] = mapped_column(str_enum(TaskStatus, 16), default=TaskStatus.OPEN)
     due_at: Mapped[datetime | None] = mapped_column()
     customer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())

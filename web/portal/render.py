@@ -23,7 +23,7 @@ from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.policies.templates import format_date, format_datetime, format_money, format_tax_id, label
 from backoffice.tenants.registry.branding import DEFAULT_BRANDING
 from backoffice.tenants.registry.models import Tenant
-from backoffice.web.portal.wording import said, said_reason
+from backoffice.web.portal.wording import said, said_reason, said_task
 
 WEB = Path(__file__).resolve().parent.parent
 TEMPLATES = WEB / "templates"
@@ -58,6 +58,7 @@ def environment(locale: str) -> Environment:
     # What the platform stored as message ids (timeline entries, notifications' reasons), in this locale.
     gettext = translations(locale).gettext
     env.filters["said"] = lambda entry: said(entry, gettext, locale)
+    env.filters["said_task"] = lambda task: said_task(task, gettext, locale)
     env.globals["said_reason"] = lambda detail: said_reason(detail, gettext, locale)
     return env
 

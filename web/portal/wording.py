@@ -2,8 +2,9 @@
 language: ``say`` formats the id through the locale's gettext catalogue and each parameter for the locale.
 A row without a stored message (older rows, people's notes) shows its text as stored.
 
-The templates reach it through the ``said`` filter (``entry|said``: a timeline entry's title and reason) and
-``said_reason(detail)`` (a notification's reason), both installed per locale in ``render.environment``.
+The templates reach it through the ``said`` filter (``entry|said``: a timeline entry's title and reason), the
+``said_task`` filter (``task|said_task``: a task's title and the platform's description) and
+``said_reason(detail)`` (a notification's reason), all installed per locale in ``render.environment``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ def said(entry: Any, gettext: Gettext, locale: str) -> Said:
     title = say(message["title"], gettext, locale) if "title" in message else entry.title
     reason = say(message["reason"], gettext, locale) if "reason" in message else entry.reason
     return Said(title, reason)
+
+
+@dataclass(frozen=True)
+class SaidTask:
+    title: str
+    description: str
+    # The description is the platform's sentence in the reader's language (otherwise it is the company's text,
+    # written once in the company's language: the page marks it with the company's ``lang``).
+    description_said: bool
+
+
+def said_task(task: Any, gettext: Gettext, locale: str) -> SaidTask:
+    """A task's title and description in ``locale`` (what is not stored as a message: as written)."""
+    message = getattr(task, "message", None) or {}
+    title = say(message["title"], gettext, locale) if "title" in message else task.title
+    if "description" in message:
+        return SaidTask(title, say(message["description"], gettext, locale), True)
+    return SaidTask(title, task.description or "", False)
 
 
 def said_reason(detail: Mapping[str, Any] | None, gettext: Gettext, locale: str) -> str:

@@ -61,6 +61,12 @@ async def test_a_front_office_day_on_a_real_case(spine, database, tenants):  # n
         assert (await browser.get("/alfa/inbox/poll")).json() == {"unread": 0, "latest": []}
 
         # The onboarding task: tick an item, then complete it; the items left open are named and confirmed.
+        # Its title is the platform's, kept as a message: the English on the row, Portuguese on every pt-BR page.
+        assert task.title == "Onboarding: Padaria Estrela Ltda"
+        assert task.message["title"]["id"] == "Onboarding: {customer}"
+        for where in ("/alfa/tasks", "/alfa/dashboard", f"/alfa/customers/{customer_id}", f"/alfa/tasks/{task.id}"):
+            listed = (await browser.get(where)).text
+            assert "Implantação: Padaria Estrela Ltda" in listed and "Onboarding:" not in listed, where
         page = await browser.get(f"/alfa/tasks/{task.id}")
         assert page.status_code == 200 and task.checklist[0]["item"] in page.text
         tick = await browser.post_form(f"/alfa/tasks/{task.id}", f"/alfa/tasks/{task.id}/checklist/0", {"done": "1"})
@@ -90,6 +96,13 @@ async def test_a_front_office_day_on_a_real_case(spine, database, tenants):  # n
         assert "Padaria Estrela Ltda" in found.text and "Casa do Pão" not in found.text
         by_tax_id = await browser.get("/alfa/customers?q=04252011")
         assert "Padaria Estrela Ltda" in by_tax_id.text
+
+        # Under English the same task reads in English (its description stays the company's text, in its language).
+        assert (await browser.post_form("/alfa/tasks", "/alfa/locale", {"locale": "en", "next": "/tasks"})
+                ).status_code == 303
+        listed = (await browser.get("/alfa/tasks?status=all")).text
+        assert "Onboarding: Padaria Estrela Ltda" in listed and "Implantação" not in listed
+        assert "<h1>Onboarding: Padaria Estrela Ltda</h1>" in (await browser.get(f"/alfa/tasks/{task.id}")).text
 
     async with database.tenant(a.id) as session:
         task = await session.get(Task, (a.id, task.id))

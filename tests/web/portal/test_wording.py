@@ -16,10 +16,12 @@ from sqlalchemy import select
 from backoffice.tenants.customers.models import Lifecycle
 from backoffice.tenants.events.catalogue import CATALOGUE
 from backoffice.tenants.notifications.models import Notification
+from backoffice.tenants.tasks.models import Task
 from backoffice.tenants.timeline.messages import Code, Day, Money, Msg, Stage, in_language, say, stored_message
 from backoffice.tenants.timeline.models import TimelineEntry
 from backoffice.web.app import create_app
 from backoffice.web.portal.render import LOCALE_DIR, translations
+from backoffice.web.portal.wording import said_task
 from tests.tenants.conftest import new_customer, spine  # noqa: F401  (the running spine fixture)
 from tests.web.portal.conftest import Browser
 
@@ -50,6 +52,7 @@ def test_every_stored_message_id_has_a_pt_br_translation_with_the_same_placehold
         catalog = {message.id: message.string for message in read_po(source) if message.id}
     ids = _message_ids()
     assert len(ids) > 60 and "Charge of {due} is overdue; policy v{version} gives {days} days of grace ({reach})" in ids
+    assert {"Onboarding: {customer}", "Offboarding: {customer}"} <= ids  # the tasks' titles
     missing = sorted(i for i in ids if not catalog.get(i))
     assert not missing, f"add to web/locale/pt_BR/LC_MESSAGES/messages.po: {missing}"
     mismatched = sorted(i for i in ids if set(PLACEHOLDER.findall(i)) != set(PLACEHOLDER.findall(catalog[i])))
@@ -137,3 +140,15 @@ async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_engli
             Notification.kind == "customer.terminated"))).scalars().all()
     assert "Motivo: A assinatura foi cancelada" in ended.body
     assert ended.detail["reason"] == "The subscription was canceled"  # the record and the API keep the English
+
+    # The offboarding task: its title and its description (the platform's reason, not a company text) are kept
+    # as messages beside the English, and said in the reader's language.
+    async with database.tenant(a.id) as session:
+        [offboarding] = (await session.execute(select(Task).where(Task.kind == "offboarding"))).scalars().all()
+    assert offboarding.title == "Offboarding: Padaria Estrela Ltda"
+    assert offboarding.description == "The subscription was canceled"
+    pt = said_task(offboarding, translations("pt-BR").gettext, "pt-BR")
+    assert (pt.title, pt.description, pt.description_said) == (
+        "Desligamento: Padaria Estrela Ltda", "A assinatura foi cancelada", True)
+    en = said_task(offboarding, translations("en").gettext, "en")
+    assert (en.title, en.description) == ("Offboarding: Padaria Estrela Ltda", "The subscription was canceled")
