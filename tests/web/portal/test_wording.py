@@ -152,3 +152,9 @@ async def test_a_late_payment_reads_in_portuguese_on_the_pt_br_page_and_in_engli
         "Desligamento: Padaria Estrela Ltda", "A assinatura foi cancelada", True)
     en = said_task(offboarding, translations("en").gettext, "en")
     assert (en.title, en.description) == ("Offboarding: Padaria Estrela Ltda", "The subscription was canceled")
+    async with AsyncTestClient(app=create_app(database.settings)) as client:
+        browser = Browser(client)
+        assert (await browser.login("/alfa", "member@alfa.example")).status_code == 303
+        page = (await browser.get(f"/alfa/tasks/{offboarding.id}")).text
+    assert "<h1>Desligamento: Padaria Estrela Ltda</h1>" in page
+    assert '<div class="body">A assinatura foi cancelada<br></div>' in page  # the reader's language: no company lang
