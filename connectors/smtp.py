@@ -77,30 +77,16 @@ class Smtp(ConnectorKind):
 
 
 async def check_server(config: SmtpConfig, settings: Settings | None = None) -> CheckResult:
-
     try:
-        sock = await open_socket(config.host, config.port, settings, timeout=config.timeout_seconds)
-    except (Unresolvable, TargetRefused) as error:
-        raise ConnectorError(f"SMTP server {config.host}: {error}") from None
-    except OSError as error:
-        raise ConnectorError(f"SMTP server {config.host}:{config.port} unreachable ({error})") from None
-    smtp = aiosmtplib.SMTP(hostname=config.host, sock=sock, use_tls=config.security == "tls",
-                           start_tls=config.security == "starttls", validate_certs=config.verify_certificate,
-                           timeout=config.timeout_seconds)
+        smtp = await SmtpSession(config, settings).connect()  # connected, secured and logged in as a send is
+    except DeliveryError as error:
+        raise ConnectorError(str(error)) from None
     try:
-        await smtp.connect()
-        if config.username:
-            password = config.password.get_secret_value() if config.password else ""
-            await smtp.login(config.username, password)
         reply = await smtp.noop()
         await smtp.quit()
-    except aiosmtplib.SMTPResponseException as error:
-        smtp.close()
-        raise ConnectorError(f"SMTP server answered {error.code} {error.message}") from None
     except (aiosmtplib.SMTPException, OSError) as error:
         smtp.close()
-        raise ConnectorError(f"SMTP server {config.host}:{config.port} unreachable or dropped the connection "
-                             f"({type(error).__name__}: {error})") from None
+        raise ConnectorError(str(_failure(config, error))) from None
     secured = {"starttls": "STARTTLS", "tls": "TLS", "none": "no TLS"}[config.security]
     who = f", logged in as {config.username}" if config.username else ""
     return CheckResult(True, str(reply.code), f"{config.host}:{config.port} answered ({secured}{who}): {reply.message}")
@@ -216,7 +202,7 @@ class SmtpSession:
         self.settings = settings
         self._smtp: aiosmtplib.SMTP | None = None
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def connect(self) -> aiosmtplib.SMTP:
         config = self.config
         try:
             sock = await open_socket(config.host, config.port, self.settings, timeout=config.timeout_seconds)
@@ -246,7 +232,7 @@ class SmtpSession:
         """Send one message; returns the server's final reply, or raises its :class:`DeliveryError`."""
         recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
         if self._smtp is None or not self._smtp.is_connected:
-            self._smtp = await self._connect()
+            self._smtp = await self.connect()
         try:
             _, reply = await self._smtp.sendmail(str(self.config.sender_address), recipients, flatten(message))
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
