@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.policies.service import current_policy
 from backoffice.tenants.policies.templates import CONTEXT, render, resolve_locale
+from backoffice.tenants.timeline.messages import stored_in_language
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,12 @@ def in_reader_locale(item: Notification, locale: str, wording: Mapping[str, Any]
     if own and locale not in own:
         return stored
     detail = item.detail if isinstance(item.detail, Mapping) else {}
+    context = {**detail, "reason": reason}
+    task = detail.get("task")
+    if isinstance(task, Mapping) and isinstance(task.get("said"), Mapping):  # a task the platform titled
+        context["task"] = {**task, "title": stored_in_language(task["said"], locale) or task.get("title")}
     try:
-        rendered = render(item.kind, locale, {**detail, "reason": reason}, {item.kind: own} if own else None)
+        rendered = render(item.kind, locale, context, {item.kind: own} if own else None)
     except _STALE as error:
         log.warning("notification %s (%s) does not render in %s from its stored context, shown as stored: %s",
                     item.id, item.kind, locale, error)

@@ -125,7 +125,8 @@ async def start_if_trigger(step: Step, trigger: str, *, charge: dict | None = No
         "documents": documents_view(*await step.known.documents(customer), step.data.get("documents")),
         "reason": reason,
         # The company's texts (rendered from its templates, in its language) name the task in that language too.
-        "task": {"title": in_language(title, step.tenant.locale), "due_date": due.date().isoformat()},
+        "task": {"title": in_language(title, step.tenant.locale), "due_date": due.date().isoformat(),
+                 "said": title.stored()},  # so a reader of another language reads the title in theirs
     }
     await step.tell_responsible("start:notify", kind="customer.started", context=context, reason=reason)
     people = await step.responsible()

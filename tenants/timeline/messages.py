@@ -179,3 +179,10 @@ def in_language(text: str, locale: str) -> str:
     if not isinstance(text, Msg) or _catalogues is None:
         return text
     return say(text.stored(), _catalogues(locale), locale)
+
+
+def stored_in_language(stored: Mapping[str, Any], locale: str) -> str | None:
+    """A stored message (``Msg.stored()``) in ``locale``; None when the catalogues were not handed over."""
+    if _catalogues is None:
+        return None
+    return say(stored, _catalogues(locale), locale)

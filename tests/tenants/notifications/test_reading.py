@@ -53,3 +53,22 @@ def test_a_stored_context_that_no_longer_renders_shows_the_stored_text():
     assert in_reader_locale(legacy, "en", {}, company_locale="pt-BR").lang == "pt-BR"
     # A row without the stored tenant view was written in the company's locale of today.
     assert in_reader_locale(legacy, "pt-BR", {}, company_locale="pt-BR").title == "Antigo"
+
+
+def test_a_task_the_platform_titled_is_named_in_the_readers_language():
+    """The onboarding notice quotes its task's title, written in the company's language: the stored message
+    form (``task.said``) names it again in the reader's."""
+    from backoffice.tenants.timeline.messages import Msg
+
+    kind = "customer.started"
+    title = Msg("Onboarding: {customer}", customer="Padaria Estrela")
+    base = sample_context(kind)
+    context = {**base, "tenant": {**base["tenant"], "locale": "pt-BR"}, "reason": "Payment cleared",
+               "task": {"title": "Implantação: Padaria Estrela", "due_date": "2026-11-20", "said": title.stored()}}
+    rendered = render(kind, "pt-BR", context)
+    assert "Implantação: Padaria Estrela" in rendered.body
+    item = Notification(id=uuid.uuid4(), kind=kind, title=rendered.title, body=rendered.body,
+                        detail={**context, "kind": kind})
+    english = in_reader_locale(item, "en", {}, company_locale="pt-BR")
+    assert english.lang == "en" and "Onboarding: Padaria Estrela" in english.body
+    assert "Implantação" not in english.body
