@@ -74,8 +74,9 @@ async def deliver(session: AsyncSession, *, tenant_id: uuid.UUID, delivery_id: s
 
 async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
                        endpoints: dict[uuid.UUID, WebhookEndpoint]) -> None:
-    """Post every due delivery concurrently, then record each answer in order (an endpoint's failure
-    counters and its disabling see the answers one by one, as if they had come one by one)."""
+    """Post every due delivery concurrently (each endpoint's over kept-alive connections, ``CONCURRENCY``
+    posts at most in flight), then record each answer in order (an endpoint's failure counters and its
+    disabling see the answers one by one, as if they had come one by one)."""
     transport = current_transport()
     limit = asyncio.Semaphore(CONCURRENCY)
     sends: list[tuple[WebhookDelivery, WebhookEndpoint, list[str]]] = []
@@ -97,12 +98,29 @@ async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
             continue
         sends.append((delivery, endpoint, secrets))
 
-    async def post(delivery: WebhookDelivery, endpoint: WebhookEndpoint, secrets: list[str]) -> Answer:
-        async with limit:
-            return await transport.post(endpoint.url, secrets, delivery.message_id, delivery.payload)
+    answers: list[Answer | BaseException | None] = [None] * len(sends)
+    by_endpoint: dict[uuid.UUID, list[int]] = {}
+    for index, (_, endpoint, _) in enumerate(sends):
+        by_endpoint.setdefault(endpoint.id, []).append(index)
 
-    answers = await asyncio.gather(*(post(*send) for send in sends), return_exceptions=True)
+    async def lane(indexes: list[int]) -> None:
+        # One kept-alive connection per lane, its posts one after another; a lane has at most
+        # ceil(BATCH / CONCURRENCY) of them, so a receiver that times out holds a job no longer than before.
+        async with transport.client() as client:
+            for index in indexes:
+                delivery, endpoint, secrets = sends[index]
+                async with limit:
+                    try:
+                        answers[index] = await transport.post(endpoint.url, secrets, delivery.message_id,
+                                                              delivery.payload, client=client)
+                    except Exception as error:  # recorded per delivery by _record, as gather(return_exceptions)
+                        answers[index] = error
+
+    lanes = [indexes[n::width] for indexes in by_endpoint.values()
+             for width in [min(CONCURRENCY, len(indexes))] for n in range(width)]
+    await asyncio.gather(*(lane(indexes) for indexes in lanes))
     for (delivery, endpoint, _), answer in zip(sends, answers, strict=True):
+        assert answer is not None  # every lane answered for each of its indexes
         await _record(session, delivery, endpoint, answer)
 
 

@@ -10,6 +10,7 @@ this one does as little as it can (no parsing beyond framing).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}"
@@ -61,12 +62,19 @@ async def handle_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.close()
 
 
-async def main(port: int, smtp_port: int | None) -> None:
-    servers = [await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)]
+async def main(port: int, smtp_port: int | None, tls: ssl.SSLContext | None = None) -> None:
+    servers = [await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024, ssl=tls)]
     if smtp_port:
         servers.append(await asyncio.start_server(handle_smtp, "127.0.0.1", smtp_port, backlog=1024, limit=2**22))
     await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))
+    # receiver HTTP_PORT [SMTP_PORT] | receiver HTTP_PORT --tls CERT KEY (HTTPS only, bench_webhook_lanes.py)
+    if "--tls" in sys.argv:
+        at = sys.argv.index("--tls")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[at + 1], sys.argv[at + 2])
+        asyncio.run(main(int(sys.argv[1]), None, context))
+    else:
+        asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -38,6 +38,7 @@ class Received:
     body: bytes
     verified: bool
     problem: str | None
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one per TCP connection
 
     @property
     def json(self) -> Any:
@@ -58,10 +59,12 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do (every answer has its length)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = receiver._handle(self.path, headers, body)
+                reply = receiver._handle(self.path, headers, body, self.client_address)
                 if reply.delay:
                     time.sleep(reply.delay)
                 try:
@@ -82,7 +85,7 @@ class Receiver:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _handle(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def _handle(self, path: str, headers: dict[str, str], body: bytes, peer: tuple[str, int]) -> Reply:
         secrets = self.secrets.get(path, [])
         try:
             verify(secrets, headers, body, now=int(clock.now().timestamp()))
@@ -90,7 +93,7 @@ class Receiver:
         except SignatureError as error:
             verified, problem = False, str(error)
         with self._lock:
-            self.received.append(Received(path, headers, body, verified, problem))
+            self.received.append(Received(path, headers, body, verified, problem, peer))
             script = self.scripts[path]
             return script.popleft() if script else self.always.get(path, Reply())
 

@@ -329,3 +329,32 @@ async def test_a_webhook_sent_again_after_a_crash_before_the_commit_has_the_same
     async with database.tenant(a.id) as session:
         [delivery] = (await session.execute(select(WebhookDelivery))).scalars().all()
     assert delivery.status == WebhookDeliveryStatus.SUCCEEDED and delivery.message_id == "evt-crash:webhook"
+
+
+async def test_a_batch_to_one_endpoint_reuses_its_connections_and_delivers_each_once(
+        database, tenants, receiver, loopback):
+    """A delivery batch posts each endpoint's deliveries over kept-alive connections (at most
+    ``CONCURRENCY`` of them, each reused by its lane) instead of a connection per post: every delivery
+    still goes out once, signed, and is recorded on its own."""
+    from backoffice.platform.outbox.models import OutboxEntry
+    from backoffice.platform.worker.broker import run_batch
+    from backoffice.platform.worker.jobs import REGISTRY, BatchItem
+
+    hook = await endpoint(database, tenants.a.id, receiver, "/batch", loopback)
+    async with database.tenant(tenants.a.id) as session:
+        deliveries = [await service.send_test(session, hook.id, acting=ACTOR) for _ in range(jobs.BATCH)]
+    async with database.system() as session:
+        rows = (await session.execute(select(OutboxEntry).where(
+            OutboxEntry.job == service.DELIVER_JOB, OutboxEntry.completed_at.is_(None)))).scalars().all()
+    assert len(rows) == jobs.BATCH
+    async with database.provider(tenants.a.id) as session:  # one job, the whole batch, as the relay hands it
+        await run_batch(session, REGISTRY[service.DELIVER_JOB], tenants.a.id,
+                        [BatchItem(row.payload, row.id, 1) for row in rows])
+
+    got = receiver.at("/batch")
+    assert len(got) == jobs.BATCH and all(r.verified for r in got)
+    assert {r.webhook_id for r in got} == {d.message_id for d in deliveries}
+    assert len({r.peer for r in got}) == jobs.CONCURRENCY  # 20 posts over 10 connections
+    for delivery in deliveries:
+        row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
+        assert (row.status, row.attempts, row.last_status_code) == (WebhookDeliveryStatus.SUCCEEDED, 1, 200)
