@@ -47,6 +47,23 @@ async def test_limit_per_tenant_and_key_and_window(limiter_and_clock):
     assert (await limiter.hit("tenant-a", "key-1", limit=2, window=60)).remaining == 1
 
 
+async def test_a_redis_window_key_expires_with_its_window_and_keeps_its_first_expiry(redis_available):
+    """Every process counts in Redis; a window's key must not outlive its window (nothing piles up in Redis),
+    and later hits must not push its expiry back."""
+    clock = Clock()
+    limiter = RedisRateLimiter(redis_available, namespace=f"test-{uuid.uuid4().hex[:8]}", clock=clock)
+    try:
+        await limiter.hit("tenant-a", "key-1", limit=5, window=60)
+        start = int(clock.now) // 60 * 60
+        key = limiter.key("tenant-a", "key-1", start)
+        assert 59 <= await limiter._redis.ttl(key) <= 61
+        await limiter._redis.expire(key, 30)  # as if 31 s had passed
+        assert (await limiter.hit("tenant-a", "key-1", limit=5, window=60)).remaining == 3
+        assert await limiter._redis.ttl(key) <= 30
+    finally:
+        await limiter.close()
+
+
 def test_keys_carry_the_namespace_and_tenant():
     limiter = MemoryRateLimiter(namespace="ns")
     assert limiter.key("t1", "k1", 60) == "ns:rl:t1:k1:60"
