@@ -3,7 +3,6 @@ implicit TLS with a certificate made here) and the local provider HTTP server as
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import ssl
 import uuid
@@ -20,6 +19,7 @@ from backoffice.connectors.smtp import SmtpPort
 from backoffice.tenants.effects.jobs import deliver
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
 from backoffice.tenants.effects.ports import RecordingPort, set_port
+from tests.providers.certs import self_signed
 from tests.connectors.conftest import FAST_HTTP, Answer, connector_settings, free_port, make_instance
 
 PASSWORD = "smtp-pass-Qw3rty!"
@@ -54,24 +54,9 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 def tls_context(tmp_path) -> ssl.SSLContext:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    cert, key = self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(cert, key)
     return context
 
 

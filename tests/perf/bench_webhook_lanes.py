@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import ipaddress
 import json
 import os
 import statistics
@@ -29,33 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.providers.certs import self_signed
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 BATCH, CONCURRENCY = 20, 10
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), valid for a day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench receiver")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 async def ceiling(port: int, posts: int) -> float:
@@ -116,7 +93,7 @@ async def main(posts: int, repeats: int) -> dict:
     report: dict = {"when": dt.datetime.now(dt.UTC).isoformat(), "posts": posts, "batch": BATCH,
                     "concurrency": CONCURRENCY, "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = self_signed(Path(tmp))
+        cert, key = self_signed(Path(tmp), "127.0.0.1")
         os.environ["SSL_CERT_FILE"] = str(cert)  # the platform's TLS context trusts the run's certificate
         for scheme in ("http", "https"):
             port = free_port()
