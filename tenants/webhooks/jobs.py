@@ -116,8 +116,10 @@ async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
                     except Exception as error:  # recorded per delivery by _record, as gather(return_exceptions)
                         answers[index] = error
 
-    lanes = [indexes[n::width] for indexes in by_endpoint.values()
-             for width in [min(CONCURRENCY, len(indexes))] for n in range(width)]
+    lanes: list[list[int]] = []
+    for indexes in by_endpoint.values():
+        width = min(CONCURRENCY, len(indexes))
+        lanes += [indexes[n::width] for n in range(width)]
     await asyncio.gather(*(lane(indexes) for indexes in lanes))
     for (delivery, endpoint, _), answer in zip(sends, answers, strict=True):
         assert answer is not None  # every lane answered for each of its indexes

@@ -95,10 +95,10 @@ class SignedPost:
     async def post(self, url: str, secrets: list[str], message_id: str, payload: dict[str, Any], *,
                    client: httpx.AsyncClient | None = None) -> Answer:
         """Post once; through ``client`` when given (it must have come from :meth:`client`)."""
-        check_url_shape(url)
         if client is None:
             async with self.client() as own:
                 return await self.post(url, secrets, message_id, payload, client=own)
+        check_url_shape(url)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         now = clock.now()
         headers = {**sign(secrets, message_id, body, timestamp=int(now.timestamp())),

@@ -12,13 +12,18 @@ from sqlalchemy import select
 
 from backoffice.platform.audit.models import AuditEntry
 from backoffice.platform.db.session import NotFound
+from backoffice.platform.outbox.models import OutboxEntry
 from backoffice.platform.outbox.service import add_to_outbox
+from backoffice.platform.worker.broker import run_batch
+from backoffice.platform.worker.jobs import REGISTRY, BatchItem
 from backoffice.tenants.effects.models import Channel, DeliveryStatus, OutboundMessage
+from backoffice.tenants.effects.ports import set_port
 from backoffice.tenants.effects.service import DELIVER_JOB
 from backoffice.tenants.notifications.models import Notification
 from backoffice.tenants.webhooks import jobs, service
 from backoffice.tenants.webhooks.jobs import DEAD_LIMIT, MAX_ATTEMPTS, SCHEDULE
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from backoffice.tenants.webhooks.port import WebhookPort
 from backoffice.tenants.webhooks.queries import endpoint_deliveries_query
 from tests.tenants.webhooks.conftest import ACTOR
 from tests.providers.webhook_receiver import Reply, run_due
@@ -336,12 +341,6 @@ async def test_a_batch_to_one_endpoint_reuses_its_connections_and_delivers_each_
     """A delivery batch posts each endpoint's deliveries over kept-alive connections (at most
     ``CONCURRENCY`` of them, each reused by its lane) instead of a connection per post: every delivery
     still goes out once, signed, and is recorded on its own."""
-    from backoffice.platform.outbox.models import OutboxEntry
-    from backoffice.platform.worker.broker import run_batch
-    from backoffice.platform.worker.jobs import REGISTRY, BatchItem
-    from backoffice.tenants.effects.ports import set_port
-    from backoffice.tenants.webhooks.port import WebhookPort
-
     # The fixture's half-second timeout is for the timeout tests; on a busy machine twenty posts to a
     # threaded test server can take longer, and a timed-out post would not be what this test is about.
     previous = set_port(Channel.WEBHOOK, WebhookPort(settings=loopback, total_timeout=30.0))
