@@ -13,6 +13,13 @@ slow provider, a large batch) must never lose its rows while it is alive. So a l
   stale copy: the relay handed it out again and another job has it or finished it; the job leaves it
   alone. A copy that waited in the queue longer than the lease still works
   (nobody holds its row), so a backlog longer than the lease never starves a row.
+- **take waiting rows too** (:func:`take_waiting`, batch jobs on PostgreSQL): a batch job with room left takes,
+  in the same statement, the tenant's other rows of its job that are handed over and waiting in the queue
+  (leased, no token). The relay cuts batches by what it finds pending; while the workers keep up, that is
+  a few rows a round, and when they fall behind those small messages pile up in the queue, each paying a
+  job's fixed cost: the workers then fall further behind (measured: the notification latency at half the
+  maximum rate grew through the run, p99 2.6-4.5 s). A job that takes the waiting rows runs them as one
+  batch; their own messages then find them held or finished and are skipped like any stale copy.
 - **heartbeat** (:class:`Heartbeat`): every ``HEARTBEAT_SECONDS`` (5 s) each worker process renews, in ONE
   statement, the lease of every row its running jobs hold (by token: the partial index
   ``ix_outbox_lease_token`` reaches exactly those rows). A process that dies stops renewing, and its rows
@@ -37,12 +44,16 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import JSON, Boolean, Integer, Uuid, bindparam, or_, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backoffice.platform import clock
+from backoffice.platform.db.base import UTCDateTime
 from backoffice.platform.db.retry import again_if_disconnected
 from backoffice.platform.db.session import Database
 from backoffice.platform.outbox.models import OutboxEntry
@@ -97,6 +108,66 @@ async def take(database: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], t
     async def run() -> set[uuid.UUID]:
         async with _statement(database) as connection:
             return set((await connection.execute(statement)).scalars())
+
+    return await again_if_disconnected(run)
+
+
+# The rows the message names, as ``take`` takes them, and up to :limit more of the tenant's rows of the same
+# job that the relay handed over and no job took yet (their messages wait in the queue), oldest first.
+# Every lock is taken with SKIP LOCKED, the named rows' too: two jobs each taking the other's waiting rows
+# would otherwise wait on each other (measured: deadlocks, found by PostgreSQL after its 1 s
+# deadlock_timeout). A named row another job has locked is being taken or settled by that job; it is not
+# this one's, and a skipped row is never lost (its lease runs out and the relay hands it out again). The
+# waiting rows are found through ix_outbox_inflight (tenant, lease_until; open and leased rows only: at
+# most the relay's per-tenant cap of them); the job name is compared in the filter.
+_TAKE_WAITING = text("""
+WITH named AS (
+    SELECT n.id FROM outbox n
+    WHERE n.tenant_id = :tenant AND n.id = ANY(:ids) AND n.completed_at IS NULL AND n.lease_until IS NOT NULL
+      AND (n.lease_token IS NULL OR n.lease_token = :token OR n.lease_until < :now)
+    FOR UPDATE SKIP LOCKED
+), waiting AS (
+    SELECT w.id FROM outbox w
+    WHERE w.tenant_id = :tenant AND w.completed_at IS NULL AND w.lease_until IS NOT NULL
+      AND w.lease_until >= :now AND w.lease_token IS NULL AND w.job = :job AND w.id <> ALL(:ids)
+    ORDER BY w.available_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET lease_token = :token, lease_until = :until
+WHERE o.tenant_id = :tenant AND o.id IN (SELECT id FROM named UNION ALL SELECT id FROM waiting)
+RETURNING o.id, o.id = ANY(:ids) AS named, o.payload, o.attempts
+""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()),
+                bindparam("ids", type_=ARRAY(Uuid())), bindparam("tenant", type_=Uuid()),
+                bindparam("token", type_=Uuid())).columns(id=Uuid(), named=Boolean(), payload=JSON(), attempts=Integer())
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A row a batch job took beside its message's own: its payload and how many times it was handed out."""
+
+    id: uuid.UUID
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def take_waiting(database: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], token: uuid.UUID, *,
+                       job: str, limit: int) -> tuple[set[uuid.UUID], list[Waiting]]:
+    """:func:`take`, and up to ``limit`` of the tenant's rows of ``job`` waiting in the queue; returns the
+    named rows now held and the waiting rows taken (oldest first). PostgreSQL only (SQLite has no SKIP
+    LOCKED, and the embedded mode's one worker keeps up with its volumes): elsewhere, :func:`take`."""
+    if database.dialect != "postgresql" or limit <= 0:
+        return await take(database, tenant_id, ids, token), []
+    now = clock.now()
+    params = {"tenant": tenant_id, "ids": list(ids), "token": token, "job": job, "limit": limit, "now": now,
+              "until": now + timedelta(seconds=LEASE_SECONDS)}
+
+    async def run() -> tuple[set[uuid.UUID], list[Waiting]]:
+        async with _statement(database) as connection:
+            rows = (await connection.execute(_TAKE_WAITING, params)).all()
+        named = {row.id for row in rows if row.named}
+        waiting = [Waiting(row.id, row.payload or {}, row.attempts or 1) for row in rows if not row.named]
+        return named, waiting
 
     return await again_if_disconnected(run)
 

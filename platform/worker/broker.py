@@ -15,7 +15,7 @@ from dramatiq.middleware import AsyncIO, CurrentMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import Database, NotFound
-from backoffice.platform.outbox.lease import HEARTBEAT, LeaseLost, let_go, take
+from backoffice.platform.outbox.lease import HEARTBEAT, LeaseLost, let_go, take, take_waiting
 from backoffice.platform.outbox.service import complete_outbox_entry, settle_outbox_entries
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.logcontext import JobLogContext
@@ -74,7 +74,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             tenant = uuid.UUID(str(tenant_id))
             items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
             database = _database(sessions)
-            async with holding(database, tenant, items) as (token, mine):
+            async with holding(database, tenant, items, job=spec.name, batch=spec.batch) as (token, mine):
                 if not mine:
                     return
                 async with database.provider(tenant) as session:
@@ -125,12 +125,13 @@ async def run_batch(session: AsyncSession, spec: JobSpec, tenant_id: uuid.UUID, 
 
 
 @asynccontextmanager
-async def holding(database: Database, tenant_id: uuid.UUID,
-                  items: list[BatchItem]) -> AsyncIterator[tuple[uuid.UUID | None, list[BatchItem]]]:
+async def holding(database: Database, tenant_id: uuid.UUID, items: list[BatchItem], *, job: str | None = None,
+                  batch: int = 0) -> AsyncIterator[tuple[uuid.UUID | None, list[BatchItem]]]:
     """Take the message's outbox rows under a new token and keep their lease renewed while the block runs;
     yields the token (None when no item came through the outbox) and the items this job may work: those
     sent directly, and the outbox rows it took (a row it could not take is a stale copy of a row another
-    job holds or finished)."""
+    job holds or finished). A batch job (``job`` and its ``batch`` size given) fills its room with the
+    tenant's rows of that job waiting in the queue (``take_waiting`` in ``platform/outbox/lease.py``)."""
     ids = [item.outbox_id for item in items if item.outbox_id is not None]
     if not ids:
         yield None, items
@@ -138,12 +139,17 @@ async def holding(database: Database, tenant_id: uuid.UUID,
     token = uuid.uuid4()
     HEARTBEAT.hold(database, token)
     try:
-        taken = await take(database, tenant_id, ids, token)
+        if job is not None and batch:
+            taken, waiting = await take_waiting(database, tenant_id, ids, token, job=job, limit=batch - len(items))
+        else:
+            taken, waiting = await take(database, tenant_id, ids, token), []
         if len(taken) < len(set(ids)):
             log.info("outbox: %d of %d row(s) of this message are held or finished by another job; skipped",
                      len(set(ids)) - len(taken), len(set(ids)))
+        mine = [item for item in items if item.outbox_id is None or item.outbox_id in taken]
+        mine.extend(_batch_item({**row.payload, "outbox_id": row.id, "attempts": row.attempts}) for row in waiting)
         try:
-            yield token, [item for item in items if item.outbox_id is None or item.outbox_id in taken]
+            yield token, mine
         except Exception:
             try:
                 await let_go(database, token)

@@ -51,6 +51,15 @@ async def batch_probe(session, *, tenant_id: uuid.UUID, items) -> BatchOutcome:
     return BatchOutcome(deferred={item.outbox_id: Deferral(retry_at, "the provider asked to wait") for item in items})
 
 
+GATHERED: list[list[uuid.UUID]] = []  # the outbox rows of every run of the gathering probe
+
+
+@tenant_job("tests.lease.gather", queue=QUEUE, batch=10, max_retries=0)
+async def gather(session, *, tenant_id: uuid.UUID, items) -> BatchOutcome:
+    GATHERED.append([item.outbox_id for item in items])
+    return BatchOutcome()
+
+
 @pytest.fixture
 def running(backend, database):
     """A broker and a worker with two threads (Redis on PostgreSQL, in process on SQLite)."""
@@ -214,4 +223,89 @@ async def test_a_stale_copy_neither_runs_a_deferred_row_early_nor_one_another_jo
     assert (current.completed_at, current.lease_token, current.last_error) == (None, None, "later")
 
 
-register_jobs(slow, batch_probe)  # declared here, registered as the composition root does
+# Waiting rows are taken on PostgreSQL (SKIP LOCKED); the embedded mode's jobs take their message's rows only.
+@pytest.mark.postgres_only
+async def test_a_batch_job_takes_its_tenants_rows_waiting_in_the_queue_and_nothing_else(database, tenants):
+    first, second, third, held = [await add(database, tenants.a.id, "tests.lease.gather", n=n) for n in range(4)]
+    other_tenant = await add(database, tenants.b.id, "tests.lease.gather", n=4)
+    other_job = await add(database, tenants.a.id, "tests.lease.slow", label="x", seconds=0.0)
+    assert len(await claim(database)) == 6  # all handed over: their messages wait in the queue
+    not_handed_over = await add(database, tenants.a.id, "tests.lease.gather", n=5)
+    assert await lease.take(database, tenants.a.id, [held], uuid.uuid4()) == {held}  # a live job has it
+
+    token = uuid.uuid4()
+    named, waiting = await lease.take_waiting(database, tenants.a.id, [first], token, job="tests.lease.gather",
+                                              limit=10)
+    assert named == {first}
+    assert [row.id for row in waiting] == [second, third]  # oldest first; not the held row, another
+    assert [row.payload for row in waiting] == [{"n": 1}, {"n": 2}]  # tenant's, another job's or a new row
+    assert all(row.attempts == 1 for row in waiting)
+    for row_id in (first, second, third):
+        assert (await row_of(database, tenants.a.id, row_id)).lease_token == token
+    # Their own messages come later: stale copies, skipped.
+    assert await lease.take(database, tenants.a.id, [second, third], uuid.uuid4()) == set()
+    for untouched, tenant in ((other_tenant, tenants.b.id), (other_job, tenants.a.id),
+                              (not_handed_over, tenants.a.id)):
+        assert (await row_of(database, tenant, untouched)).lease_token is None
+
+
+@pytest.mark.postgres_only
+async def test_a_batch_job_takes_no_more_waiting_rows_than_its_room(database, tenants):
+    rows = [await add(database, tenants.a.id, "tests.lease.gather", n=n) for n in range(5)]
+    await claim(database)
+    named, waiting = await lease.take_waiting(database, tenants.a.id, rows[:1], uuid.uuid4(),
+                                              job="tests.lease.gather", limit=2)
+    assert named == {rows[0]} and [row.id for row in waiting] == rows[1:3]
+
+
+@pytest.mark.postgres_only
+async def test_taking_waiting_rows_never_waits_for_a_row_another_job_is_taking(database, tenants):
+    """Two jobs each taking the other's waiting rows must not wait on each other: that deadlocked (PostgreSQL
+    broke it after its 1 s deadlock_timeout, failing one job). A locked row is skipped; it is the other job's."""
+    mine, theirs = [await add(database, tenants.a.id, "tests.lease.gather", n=n) for n in range(2)]
+    await claim(database)
+    async with database.system_engine.connect() as other:
+        await other.execute(select(OutboxEntry.id).where(OutboxEntry.id.in_([mine, theirs])).with_for_update())
+        started = time.monotonic()
+        named, waiting = await asyncio.wait_for(lease.take_waiting(
+            database, tenants.a.id, [mine], uuid.uuid4(), job="tests.lease.gather", limit=10), timeout=5)
+        assert time.monotonic() - started < 0.9
+        assert (named, waiting) == (set(), [])
+        await other.rollback()
+    named, waiting = await lease.take_waiting(database, tenants.a.id, [mine], uuid.uuid4(), job="tests.lease.gather",
+                                              limit=10)
+    assert named == {mine} and [row.id for row in waiting] == [theirs]
+
+
+@pytest.mark.postgres_only
+async def test_messages_waiting_in_the_queue_run_as_one_batch_and_each_row_once(database, tenants):
+    """Rows handed out one message at a time (a trickle) that pile up while the workers are busy run together:
+    the first job takes the others' rows, their messages find them taken. Each row runs exactly once."""
+    require("redis")
+    settings = database.settings.model_copy(update={"broker_url": redis_url(14)})
+    broker = build_broker(settings, namespace=f"bo-test-{RUN_ID}-lease-{next(_namespaces)}")
+    GATHERED.clear()
+    rows = []
+    try:
+        for n in range(6):  # six rounds, six messages, no worker yet
+            rows.append(await add(database, tenants.a.id, "tests.lease.gather", n=n))
+            assert await relay_once(database, broker) == 1
+        worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
+        worker.start()
+        try:
+            async def all_done() -> bool:
+                return all([(await row_of(database, tenants.a.id, row)).completed_at is not None for row in rows])
+            await wait_for(all_done)
+            broker.join(QUEUE, timeout=15_000)  # the stale copies are consumed too
+        finally:
+            worker.stop()
+    finally:
+        broker.flush_all()
+        broker.close()
+    ran = [row for run in GATHERED for row in run]
+    assert sorted(ran) == sorted(rows)  # each row once
+    assert GATHERED[0] == rows  # the first message's row, then the five waiting ones, oldest first
+    assert len(GATHERED) == 1
+
+
+register_jobs(slow, batch_probe, gather)  # declared here, registered as the composition root does
