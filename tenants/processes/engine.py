@@ -25,6 +25,7 @@ leaves the event ``unmatched`` for staff, never dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -381,6 +382,10 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
                 with session.no_autoflush:
                     for event in wave:
                         await _run_into(batch, event, customers[event.id], batch.rows)
+                        # A step runs in memory (its reads were made for the batch), so a wave would hold
+                        # the worker's event loop for all its events: other tenants' jobs on this loop get
+                        # their turn between two events instead (fairness, tests/perf/README.md).
+                        await asyncio.sleep(0)
                 await session.flush()
                 await flush_timers(session)  # the wave's timers, one statement (a later wave may cancel them)
     except Exception as first:
