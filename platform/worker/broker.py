@@ -144,8 +144,9 @@ async def holding(database: Database, tenant_id: uuid.UUID, items: list[BatchIte
         else:
             taken, waiting = await take(database, tenant_id, ids, token), []
         if len(taken) < len(set(ids)):
-            log.info("outbox: %d of %d row(s) of this message are held or finished by another job; skipped",
-                     len(set(ids)) - len(taken), len(set(ids)))
+            # Routine, not news: every message whose rows an earlier job took from the queue ends here.
+            log.debug("outbox: %d of %d row(s) of this message are held or finished by another job; skipped",
+                      len(set(ids)) - len(taken), len(set(ids)))
         mine = [item for item in items if item.outbox_id is None or item.outbox_id in taken]
         mine.extend(_batch_item({**row.payload, "outbox_id": row.id, "attempts": row.attempts}) for row in waiting)
         try:
