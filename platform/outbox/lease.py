@@ -119,7 +119,9 @@ async def take(database: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], t
 # deadlock_timeout). A named row another job has locked is being taken or settled by that job; it is not
 # this one's, and a skipped row is never lost (its lease runs out and the relay hands it out again). The
 # waiting rows are found through ix_outbox_inflight (tenant, lease_until; open and leased rows only: at
-# most the relay's per-tenant cap of them); the job name is compared in the filter.
+# most the relay's per-tenant cap of them); the job name is compared in the filter. Rows already under
+# :token are taken again, as ``take`` does: a retry after the connection dropped once the statement had
+# committed gets the same rows back rather than leaving them held by a job that does not know them.
 _TAKE_WAITING = text("""
 WITH named AS (
     SELECT n.id FROM outbox n
@@ -129,7 +131,8 @@ WITH named AS (
 ), waiting AS (
     SELECT w.id FROM outbox w
     WHERE w.tenant_id = :tenant AND w.completed_at IS NULL AND w.lease_until IS NOT NULL
-      AND w.lease_until >= :now AND w.lease_token IS NULL AND w.job = :job AND w.id <> ALL(:ids)
+      AND w.lease_until >= :now AND (w.lease_token IS NULL OR w.lease_token = :token) AND w.job = :job
+      AND w.id <> ALL(:ids)
     ORDER BY w.available_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED

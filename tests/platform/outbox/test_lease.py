@@ -242,6 +242,9 @@ async def test_a_batch_job_takes_its_tenants_rows_waiting_in_the_queue_and_nothi
     assert all(row.attempts == 1 for row in waiting)
     for row_id in (first, second, third):
         assert (await row_of(database, tenants.a.id, row_id)).lease_token == token
+    # A retry of the statement (the connection dropped after it committed) gets the same rows back.
+    again = await lease.take_waiting(database, tenants.a.id, [first], token, job="tests.lease.gather", limit=10)
+    assert again[0] == {first} and [row.id for row in again[1]] == [second, third]
     # Their own messages come later: stale copies, skipped.
     assert await lease.take(database, tenants.a.id, [second, third], uuid.uuid4()) == set()
     for untouched, tenant in ((other_tenant, tenants.b.id), (other_job, tenants.a.id),
