@@ -21,6 +21,7 @@ from backoffice.platform.settings import Settings
 from backoffice.platform.worker.logcontext import JobLogContext
 from backoffice.platform.worker.metrics import JobMetrics
 from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
+from backoffice.platform.worker.share import running, turn
 from backoffice.platform.worker.jobs import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
 NAMESPACE = "backoffice"
@@ -74,9 +75,11 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             tenant = uuid.UUID(str(tenant_id))
             items = [_batch_item(entry) for entry in (batch if batch is not None else [kwargs])]
             database = _database(sessions)
-            async with holding(database, tenant, items, job=spec.name, batch=spec.batch) as (token, mine):
+            async with running(tenant), holding(database, tenant, items, job=spec.name, batch=spec.batch) as (
+                    token, mine):
                 if not mine:
                     return
+                await turn()  # a heavier tenant's batch starts after the lighter tenants' jobs here
                 async with database.provider(tenant) as session:
                     await run_batch(session, spec, tenant, mine, token=token)
 
@@ -92,7 +95,7 @@ def _declare(broker: dramatiq.Broker, spec: JobSpec, sessions: DatabaseSessions)
             outbox_id = kwargs.pop("outbox_id", None)
             database = _database(sessions)
             item = BatchItem(payload=kwargs, outbox_id=uuid.UUID(str(outbox_id)) if outbox_id else None)
-            async with holding(database, tenant, [item]) as (token, mine):
+            async with running(tenant), holding(database, tenant, [item]) as (token, mine):
                 if not mine:
                     return
                 async with database.provider(tenant) as session:

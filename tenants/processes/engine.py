@@ -25,7 +25,6 @@ leaves the event ``unmatched`` for staff, never dropped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,6 +43,7 @@ from backoffice.platform.outbox.service import add_to_outbox
 from backoffice.platform.timers.models import TenantClock
 from backoffice.platform.timers.service import flush_timers, forget_timers
 from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, Deferral, tenant_job
+from backoffice.platform.worker.share import turn
 from backoffice.tenants.billing.gateway_customers import Adoption, adopt_gateway_customers
 from backoffice.tenants.customers.models import Customer
 from backoffice.tenants.customers.queries import (
@@ -383,9 +383,9 @@ async def process_events(session: AsyncSession, *, tenant_id: uuid.UUID, items: 
                     for event in wave:
                         await _run_into(batch, event, customers[event.id], batch.rows)
                         # A step runs in memory (its reads were made for the batch), so a wave would hold
-                        # the worker's event loop for all its events: other tenants' jobs on this loop get
-                        # their turn between two events instead (fairness, tests/perf/README.md).
-                        await asyncio.sleep(0)
+                        # the worker's event loop for all its events: other jobs on this loop get their turn
+                        # between two events, and a tenant with fewer jobs here goes first (share.py).
+                        await turn()
                 await session.flush()
                 await flush_timers(session)  # the wave's timers, one statement (a later wave may cancel them)
     except Exception as first:

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from backoffice.platform.worker.broker import build_broker, enqueue
 from backoffice.platform.worker.context import current_tenant
 from backoffice.platform.worker.middleware import MissingTenant
+from backoffice.platform.worker.share import jobs_running
 from backoffice.platform.worker.jobs import register_jobs, tenant_job
 from backoffice.tenants.customers.models import Customer
 from tests.conftest import RUN_ID
@@ -35,7 +36,8 @@ SEEN: list[dict] = []  # what the jobs saw, in the order they ran
 async def look_around(session, *, tenant_id: uuid.UUID, label: str) -> int:
     rows = (await session.execute(select(Customer.tenant_id, Customer.id))).all()
     SEEN.append({"label": label, "tenant_id": tenant_id, "context": current_tenant.get(),
-                 "customer_tenants": {row.tenant_id for row in rows}, "customers": {row.id for row in rows}})
+                 "customer_tenants": {row.tenant_id for row in rows}, "customers": {row.id for row in rows},
+                 "share": jobs_running()})
     return len(rows)  # a job may return something; the worker must not complain about it
 
 
@@ -113,6 +115,8 @@ async def test_a_tenant_job_sees_only_its_own_tenant(database, tenants, worker, 
         assert seen[tenant.slug]["context"] == tenant.id  # the logs' tenant comes from the same message
         assert seen[tenant.slug]["customers"] == set(tenant.customer_ids)
         assert seen[tenant.slug]["customer_tenants"] == {tenant.id}
+        # The job counts as its tenant's on the worker's loop (fair turns, share.py), and only as its own.
+        assert seen[tenant.slug]["share"].get(tenant.id) == 1
 
 
 async def test_a_message_without_a_tenant_is_never_run_and_is_dead_lettered(database, tenants, worker):
