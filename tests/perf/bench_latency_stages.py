@@ -7,7 +7,8 @@ Same set-up as bench_pipeline.py (a 60,000-customer book, the company's endpoint
 tests/perf/receiver.py, `backoffice worker` and `backoffice scheduler`). ``--drains N`` first runs N drains of
 2,000 started customers, as bench_pipeline does before its latency run (what the workers did before matters:
 the cause of a 2.6–4.5 s p99 only showed after them). Then events are paced at ``--rate`` for ``--seconds``
-(or, with ``--flood``, another tenant floods and the quiet tenant goes on at 5/s for 10 s), and each event's
+(or, with ``--flood``, the quiet tenant at 5/s for 6 s unloaded, then another tenant floods and the quiet tenant goes
+on at 5/s for 10 s: the fairness ratio), and each event's
 way is read from the rows it left:
 
 - received → handed over: the event's outbox row claimed by the relay (``dispatched_at``);
@@ -74,6 +75,15 @@ async def bench(rate: float, seconds: float, drains: int, flood: int) -> None:
         since = datetime.now(UTC)
         if flood:
             tenant = ids["quiet"]
+            # The same tenant unloaded first, as bench_pipeline's fairness run does: the ratio's denominator.
+            base_ids = await paced(database, tenant, 5, 6, 1, "quiet-base")
+            await settled(database, tenant, 60)
+            async with database.system() as session:
+                base = (await session.execute(STAGES, {"t": tenant, "ids": base_ids, "job": PROCESS_JOB})).all()
+            unloaded = sorted((r[3] - r[0]).total_seconds() for r in base if r[3])
+            print(f"quiet tenant unloaded, received → notified ({len(unloaded)}/{len(base_ids)}): {spread(unloaded)}",
+                  flush=True)
+            since = datetime.now(UTC)
             for start in range(0, flood, 1000):
                 async with database.tenant(ids["noisy"]) as session:
                     await ingest_batch(session, ids["noisy"], [validate(light_event(start + i, "flood"))
@@ -97,6 +107,10 @@ async def bench(rate: float, seconds: float, drains: int, flood: int) -> None:
     print(f"handed over → notified   {spread([(r[3] - r[1]).total_seconds() for r in rows])}")
     print(f"notified → completed     {spread([(r[2] - r[3]).total_seconds() for r in rows])}")
     print(f"received → notified      {spread([(r[3] - r[0]).total_seconds() for r in rows])}")
+    if flood:
+        during = percentile(sorted((r[3] - r[0]).total_seconds() for r in rows), 99)
+        print(f"fairness: p99 {during:.3f} s during the flood vs {percentile(unloaded, 99):.3f} s unloaded = "
+              f"{during / percentile(unloaded, 99):.2f}x (target <= 2x)")
     slowest: dict[int, float] = defaultdict(float)
     for received, _, _, notified in rows:
         second = int((received - rows[0][0]).total_seconds())
