@@ -27,17 +27,26 @@ def utcnow() -> datetime:
 
 _entropy = threading.local()
 _ENTROPY_CHUNK = 4096
+_generation = 0  # bumped in a forked child: every pool read before the fork is then stale
+
+
+def _forked() -> None:
+    global _generation
+    _generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _random(count: int) -> bytes:
     """``count`` bytes of the system's randomness, read 4 KiB at a time per thread: a syscall per id cost
-    a tenth of a process step's CPU. The pool is per thread and per process (a forked worker reads its
-    own, never its parent's copy)."""
-    pid = os.getpid()
-    if getattr(_entropy, "pid", None) != pid or _entropy.pos + count > len(_entropy.pool):
+    a tenth of a process step's CPU. The pool is per thread and per process: a forked worker reads its own,
+    never its parent's copy (a fork hook marks the parent's pools stale; asking ``os.getpid()`` on every
+    call was a syscall per id again)."""
+    if getattr(_entropy, "generation", None) != _generation or _entropy.pos + count > len(_entropy.pool):
         _entropy.pool = os.urandom(max(_ENTROPY_CHUNK, count))
         _entropy.pos = 0
-        _entropy.pid = pid
+        _entropy.generation = _generation
     start = _entropy.pos
     _entropy.pos = start + count
     return _entropy.pool[start:start + count]
