@@ -94,8 +94,40 @@ LANGUAGE sql STABLE PARALLEL SAFE AS
 $$ SELECT coalesce((SELECT rolbypassrls FROM pg_roles WHERE rolname = session_user), false) $$
 """
 
-# Functions a policy calls run as the querying role, which needs EXECUTE on them; nothing else is granted.
+# Functions a policy calls run as the querying role, which needs EXECUTE on them.
 POLICY_FUNCTIONS = ("bo_current_tenant()", "bo_provider_connection()")
+
+# A single event's intake in one round trip (migration 0026): the event, its outbox row, the tenant set for the
+# call's own transaction. SECURITY INVOKER: row-level security checks its rows as any statement's.
+INGEST_EVENT_SIGNATURE = ("bo_ingest_event(uuid,uuid,character varying,character varying,character varying,"
+                          "timestamp with time zone,timestamp with time zone,json,json,uuid,character varying,json)")
+INGEST_EVENT_FUNCTION = """
+CREATE OR REPLACE FUNCTION bo_ingest_event(
+    p_tenant uuid, p_id uuid, p_type varchar, p_source varchar, p_external_id varchar, p_occurred_at timestamptz,
+    p_received_at timestamptz, p_subject json, p_data json, p_outbox_id uuid, p_job varchar, p_payload json,
+    OUT event_id uuid, OUT created boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = public AS $$
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+    INSERT INTO events (tenant_id, id, type, source, external_id, occurred_at, received_at, subject, data, status)
+    VALUES (p_tenant, p_id, p_type, p_source, p_external_id, p_occurred_at, p_received_at, p_subject, p_data,
+            'pending')
+    ON CONFLICT (tenant_id, source, external_id) DO NOTHING
+    RETURNING id INTO event_id;
+    IF event_id IS NOT NULL THEN
+        INSERT INTO outbox (tenant_id, id, job, payload, created_at, available_at, attempts)
+        VALUES (p_tenant, p_outbox_id, p_job, p_payload, p_received_at, p_received_at, 0);
+        created := true;
+        RETURN;
+    END IF;
+    SELECT e.id INTO event_id FROM events e
+    WHERE e.tenant_id = p_tenant AND e.source = p_source AND e.external_id = p_external_id;
+    created := false;
+END $$
+"""
+
+# What the app role may execute: nothing else is granted (tests/platform/test_database_privileges.py).
+APP_FUNCTIONS = (*POLICY_FUNCTIONS, INGEST_EVENT_SIGNATURE)
 
 # Columns of ``tenants`` a tenant admin changes from the portal (branding); the rest is the provider's.
 TENANT_EDITABLE_COLUMNS = ("branding", "logo", "logo_content_type", "updated_at")

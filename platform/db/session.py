@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, false, select, text
+from sqlalchemy import Row, event, false, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -118,7 +118,7 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _engine(url: str, settings: Settings) -> AsyncEngine:
+def _engine(url: str, settings: Settings, *, autocommit: bool = False) -> AsyncEngine:
     if make_url(url).get_backend_name() == "sqlite":
         ensure_sqlite_dir(url)
         engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
@@ -149,6 +149,8 @@ def _engine(url: str, settings: Settings) -> AsyncEngine:
         # its first statement instead, which invalidates the pool's older connections, and every unit of
         # work tries that statement once more (Database._unit, platform/db/retry.py).
         connect_args={"server_settings": {"application_name": "backoffice"}},
+        # Set once per connection, not per checkout (an execution option costs CPU on every checkout).
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
 
@@ -171,6 +173,12 @@ class Database:
             self.system_engine, sync_session_class=ScopedSession, expire_on_commit=False
         )
         self._app_role = make_url(settings.database_url).username or ""
+        # Each statement its own transaction, for calls that scope themselves (see call()): a pool of its own,
+        # opened on first use (only the web process's single-event intake calls today).
+        self.calls_engine = (_engine(settings.database_url, settings, autocommit=True)
+                             if self.engine.dialect.name == "postgresql" else None)
+        if self.calls_engine is not None:
+            metrics.instrument_pool(self.calls_engine, "app_calls")
 
     @property
     def dialect(self) -> str:
@@ -249,12 +257,30 @@ class Database:
     def system(self) -> AbstractAsyncContextManager[AsyncSession]:
         return self._unit(self.system_session)
 
+    async def call(self, sql: str, parameters: tuple) -> Row | None:
+        """One statement alone in its own transaction, on the app role's pool and without a session: for a
+        database function that scopes itself to one tenant for its call (``bo_ingest_event`` sets the tenant
+        transaction-locally, and row-level security checks its rows), so a request that writes nothing else
+        costs one round trip instead of BEGIN, the tenant setting, the statement and COMMIT. Tried once more
+        when the pooled connection turned out dead, as a unit of work's first statement is. PostgreSQL only.
+        """
+        if self.calls_engine is None:
+            raise RuntimeError("Database.call needs PostgreSQL")
+
+        async def once() -> Row | None:
+            async with self.calls_engine.connect() as connection:
+                return (await connection.exec_driver_sql(sql, parameters)).first()
+
+        return await again_if_disconnected(once)
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.calls_engine is not None:
+            await self.calls_engine.dispose()
         if self.system_engine is not self.engine:
             await self.system_engine.dispose()
 

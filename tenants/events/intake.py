@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock
 from backoffice.platform.db.base import new_id, new_ids
-from backoffice.platform.db.session import dialect_insert, ensure_scope
+from backoffice.platform.db.session import Database, dialect_insert, ensure_scope
 from backoffice.platform.errors import FieldError, InputRefused, ValidationFailed
 from backoffice.platform.input_rules import value_problems
 from backoffice.platform.outbox.models import OutboxEntry
@@ -150,6 +150,29 @@ async def ingest(session: AsyncSession, tenant_id: uuid.UUID, raw: dict[str, Any
     if found["created"]:
         return IntakeResult(row["id"], "accepted")
     return IntakeResult(uuid.UUID(bytes=found["id"].bytes), "duplicate")  # a plain UUID, not asyncpg's own
+
+
+# The single event of a request that writes nothing else, in one round trip (migration 0026).
+INGEST_CALL_SQL = "SELECT event_id, created FROM bo_ingest_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+
+
+async def ingest_alone(database: Database, tenant_id: uuid.UUID, raw: dict[str, Any] | EventIn) -> IntakeResult:
+    """Store one event in a transaction of its own (the API's single-event route): on PostgreSQL one call of
+    ``bo_ingest_event``, with no session; elsewhere :func:`ingest` in a tenant unit of work."""
+    event = validate(raw)
+    if database.dialect != "postgresql":
+        async with database.tenant(tenant_id) as session:
+            return await ingest(session, tenant_id, event)
+    row = _row(tenant_id, event, clock.now())
+    found = await database.call(INGEST_CALL_SQL, (
+        tenant_id, row["id"], row["type"], row["source"], row["external_id"], row["occurred_at"],
+        row["received_at"], json.dumps(row["subject"]), json.dumps(row["data"]), new_id(), PROCESS_JOB,
+        _payload(row["id"])))
+    if found is None or found.event_id is None:  # the function always answers one row with the stored id
+        raise RuntimeError(f"bo_ingest_event found no event for ({event.source}, {event.external_id})")
+    if found.created:
+        return IntakeResult(row["id"], "accepted")
+    return IntakeResult(uuid.UUID(bytes=found.event_id.bytes), "duplicate")  # a plain UUID, not asyncpg's own
 
 
 async def ingest_batch(session: AsyncSession, tenant_id: uuid.UUID, events: list[EventIn]) -> list[IntakeResult]:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from backoffice.platform.audit.service import TENANT_ACTOR_TYPES, Actor, ProviderActorInTenantRequest, record
-from backoffice.platform.db.migrate import POLICY_FUNCTIONS, TENANT_EDITABLE_COLUMNS
+from backoffice.platform.db.migrate import APP_FUNCTIONS, TENANT_EDITABLE_COLUMNS
 from backoffice.platform.db.session import TenantMismatch
 from tests.conftest import APP_ROLE, SYSTEM_ROLE
 
@@ -104,11 +104,11 @@ async def test_the_app_role_has_no_privilege_on_provider_tables(database, tenant
 
 
 @pg
-async def test_the_app_role_executes_only_the_functions_its_policies_call(database):
+async def test_the_app_role_executes_only_the_functions_its_policies_and_intake_call(database):
     executable = await _catalogue(database, """
         SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' AND has_function_privilege(:role, p.oid, 'EXECUTE')""")
-    assert sorted(row[0] for row in executable) == sorted(POLICY_FUNCTIONS)
+    assert sorted(row[0] for row in executable) == sorted(APP_FUNCTIONS)
     sequences = await _catalogue(database, """
         SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' AND c.relkind = 'S'

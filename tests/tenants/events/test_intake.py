@@ -1,10 +1,12 @@
 """Intake: one event and its outbox row stored together, deduplicated per tenant, batches with one result per
-event (duplicates inside a batch, across batches and against concurrent twins), bad input named by field."""
+event (duplicates inside a batch, across batches and against concurrent twins), bad input named by field; the
+API's single event in one call of its own (``ingest_alone``), with the same guarantees."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,7 +14,7 @@ from sqlalchemy import func, select, text
 from backoffice.platform.db.session import TenantMismatch
 from backoffice.platform.errors import ValidationFailed
 from backoffice.platform.outbox.models import OutboxEntry
-from backoffice.tenants.events.intake import PROCESS_JOB, ingest, ingest_batch, validate
+from backoffice.tenants.events.intake import PROCESS_JOB, ingest, ingest_alone, ingest_batch, validate
 from backoffice.tenants.events.models import Event
 
 
@@ -149,3 +151,62 @@ async def test_the_outbox_payload_is_the_same_json_text_as_before(database, tena
     async with database.system() as session:
         payloads = set((await session.execute(text("SELECT payload::text FROM outbox"))).scalars())
     assert payloads == {json.dumps({"event_id": str(result.event_id)}), json.dumps({"event_id": str(batch.event_id)})}
+
+
+async def test_an_event_alone_is_stored_with_its_outbox_row_once_per_tenant(database, tenants):
+    """The API's single-event path: no session of the caller's, one call that sets the tenant for itself."""
+    a, b = tenants.a.id, tenants.b.id
+    first = await ingest_alone(database, a, created("evt-alone"))
+    again = await ingest_alone(database, a, created("evt-alone"))
+    theirs = await ingest_alone(database, b, created("evt-alone"))
+    assert (first.status, again.status, again.event_id) == ("accepted", "duplicate", first.event_id)
+    assert theirs.status == "accepted" and theirs.event_id != first.event_id
+    assert type(first.event_id) is type(again.event_id) is uuid.UUID  # not the driver's own type
+
+    events, outbox = await stored(database, a)
+    assert [e.id for e in events] == [first.event_id]
+    assert events[0].subject == {"external_id": "cus_1", "source": "api"} and events[0].status == "pending"
+    assert events[0].data["charge"]["amount_cents"] == 990
+    assert [(o.job, o.payload, o.tenant_id) for o in outbox] == [(PROCESS_JOB, {"event_id": str(first.event_id)}, a)]
+    assert outbox[0].available_at == outbox[0].created_at == events[0].received_at
+    their_events, their_outbox = await stored(database, b)
+    assert [e.id for e in their_events] == [theirs.event_id]
+    assert [o.payload for o in their_outbox] == [{"event_id": str(theirs.event_id)}]
+    with pytest.raises(ValidationFailed):
+        await ingest_alone(database, a, {**created("evt-alone-bad"), "type": "no.such"})
+    assert len((await stored(database, a))[0]) == 1
+
+
+@pytest.mark.postgres_only
+async def test_an_event_alone_waits_for_its_concurrent_twin_and_reports_its_id(database, tenants):
+    a = tenants.a.id
+    first_session = database.tenant_session(a)
+    async with first_session, first_session.begin():
+        first = await ingest(first_session, a, created("evt-alone-race"))
+        waiting = asyncio.create_task(ingest_alone(database, a, created("evt-alone-race")))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # blocked on the uncommitted row
+    second = await asyncio.wait_for(waiting, 10)
+    assert (second.status, second.event_id) == ("duplicate", first.event_id)
+
+    many = await asyncio.gather(*(ingest_alone(database, a, created("evt-alone-many")) for _ in range(8)))
+    assert sorted(r.status for r in many) == ["accepted"] + ["duplicate"] * 7
+    assert len({r.event_id for r in many}) == 1
+    async with database.system() as session:
+        count = (await session.execute(select(func.count()).select_from(OutboxEntry))).scalar_one()
+    assert count == 2
+
+
+@pytest.mark.postgres_only
+async def test_the_tenant_an_event_alone_sets_ends_with_its_call(database, tenants):
+    """The pooled connection goes back with no tenant: the next statement on it sees no tenant's rows."""
+    a = tenants.a.id
+    await ingest_alone(database, a, created("evt-alone-scope"))
+    async with database.calls_engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        found = await driver.fetchrow(
+            "SELECT event_id, created FROM bo_ingest_event($1, $2, 'payment.created', 'api', 'evt-alone-scope', "
+            "now(), now(), '{}', '{}', $3, 'spine.process_event', '{}')", a, uuid.uuid4(), uuid.uuid4())
+        assert found["created"] is False
+        assert await driver.fetchval("SELECT coalesce(current_setting('app.tenant_id', true), '')") == ""
+        assert await driver.fetchval("SELECT count(*) FROM events") == 0  # RLS: no tenant, no rows
