@@ -31,7 +31,7 @@ from backoffice.platform.worker.jobs import BatchItem, BatchOutcome, item_ids, t
 from backoffice.tenants.effects.models import Channel
 from backoffice.tenants.effects.ports import RecordingPort, get_port, set_port
 from backoffice.tenants.webhooks.models import WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
-from backoffice.tenants.webhooks.port import Answer, WebhookPort, current_transport
+from backoffice.tenants.webhooks.port import Answer, WebhookPort, current_transport, origin
 from backoffice.tenants.webhooks.service import DELIVER_JOB, disable_for_failure, live_secrets, schedule
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,13 @@ async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
     async def lane(indexes: list[int]) -> None:
         # One kept-alive connection per lane, its posts one after another; a lane has at most
         # ceil(BATCH / CONCURRENCY) of them, so a receiver that times out holds a job no longer than before.
-        async with transport.client() as client:
+        # The connection outlives the lane: the tenant's next lane to the same origin posts over it.
+        first = sends[indexes[0]][1]
+        try:
+            keep = (first.tenant_id, origin(first.url))
+        except httpx.InvalidURL:
+            keep = None  # its posts fail one by one, each recorded with its reason
+        async with transport.client(keep=keep) as client:
             for index in indexes:
                 delivery, endpoint, secrets = sends[index]
                 async with limit:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +43,30 @@ SNIPPET = 500
 # A lane posts one request after another: one connection, kept alive between them.
 ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 USER_AGENT = "backoffice-webhooks/1"
+# A lane's client goes back to its event loop's pool when the lane ends, for the next lane of the same tenant
+# to the same origin: under a backlog every delivery job of a tenant posts to the same receivers, and a
+# connection (an outbound check, and over HTTPS a TLS handshake) per two posts was most of a post's cost. An
+# idle client is closed after KEPT_SECONDS; its connection is not reused after httpx's keep-alive expiry (5 s).
+KEPT_SECONDS = 30.0
+KEPT_PER_KEY = 10  # as many as a batch's lanes to one endpoint (jobs.CONCURRENCY)
+
+
+@dataclass
+class _Kept:
+    client: httpx.AsyncClient
+    settings: Settings
+    idle_since: float
+
+
+# Per event loop (a client belongs to the loop it was opened on), then per (tenant, origin): a client opened
+# for one tenant is never lent to another, whatever the address.
+_kept: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, list[_Kept]]] = weakref.WeakKeyDictionary()
+_swept: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+
+
+def origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
 
 
 @dataclass(frozen=True)
@@ -80,17 +106,45 @@ class SignedPost:
     def effective_settings(self) -> Settings:
         return self.settings or get_settings()
 
-    @asynccontextmanager
-    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
-        """One kept-alive connection to one receiver, for posts made one after another (a lane of a
-        delivery batch): the connect, the outbound check and, over HTTPS, the TLS handshake happen once."""
+    def _new_client(self) -> httpx.AsyncClient:
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
         # No redirects: a 3xx to an internal address would walk around the SSRF check. The transport resolves
         # the host, checks the address and connects to that address (no DNS rebinding in between).
         transport = CheckedTransport(self.effective_settings, limits=ONE_CONNECTION)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                     transport=transport) as client:
+        return httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
+
+    @asynccontextmanager
+    async def client(self, keep: tuple[Any, str] | None = None) -> AsyncIterator[httpx.AsyncClient]:
+        """One kept-alive connection to one receiver, for posts made one after another (a lane of a
+        delivery batch): the connect, the outbound check and, over HTTPS, the TLS handshake happen once.
+
+        With ``keep`` (the tenant and the receiver's :func:`origin`), the client is lent from this event
+        loop's pool and given back when the lane ends, so the next lane of that tenant to that origin posts
+        over the same connection; a client made under other transport settings (a test's, a changed
+        policy) is never lent.
+        """
+        if keep is None:
+            async with self._new_client() as client:
+                yield client
+            return
+        settings = self.effective_settings
+        loop = asyncio.get_running_loop()
+        pool = _kept.setdefault(loop, {})
+        await _sweep(loop, pool)
+        idle = pool.setdefault(keep, [])
+        lent = next((kept for kept in reversed(idle) if kept.settings is settings), None)
+        if lent is not None:
+            idle.remove(lent)
+        client = lent.client if lent is not None else self._new_client()
+        try:
             yield client
+        except BaseException:
+            await client.aclose()
+            raise
+        if len(idle) < KEPT_PER_KEY and not client.is_closed:
+            idle.append(_Kept(client, settings, time.monotonic()))
+        else:
+            await client.aclose()
 
     async def post(self, url: str, secrets: list[str], message_id: str, payload: dict[str, Any], *,
                    client: httpx.AsyncClient | None = None) -> Answer:
@@ -107,6 +161,21 @@ class SignedPost:
             response = await client.post(url, content=body, headers=headers)
         return Answer(response.status_code, response.text[:SNIPPET],
                       _retry_after(response.headers.get("retry-after"), now))
+
+
+async def _sweep(loop: asyncio.AbstractEventLoop, pool: dict[tuple, list[_Kept]]) -> None:
+    """Close the loop's clients idle for over KEPT_SECONDS (at most once a second per loop)."""
+    now = time.monotonic()
+    if now - _swept.get(loop, 0.0) < 1.0:
+        return
+    _swept[loop] = now
+    for key in list(pool):
+        stale = [kept for kept in pool[key] if now - kept.idle_since > KEPT_SECONDS]
+        for kept in stale:
+            pool[key].remove(kept)
+            await kept.client.aclose()
+        if not pool[key]:
+            del pool[key]
 
 
 @dataclass

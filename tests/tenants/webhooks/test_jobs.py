@@ -365,3 +365,69 @@ async def test_a_batch_to_one_endpoint_reuses_its_connections_and_delivers_each_
     for delivery in deliveries:
         row = await reload(database, tenants.a.id, WebhookDelivery, delivery.id)
         assert (row.status, row.attempts, row.last_status_code) == (WebhookDeliveryStatus.SUCCEEDED, 1, 200)
+
+
+async def _one_batch(database, tenant_id, hook, count: int) -> list:
+    """``count`` test deliveries to ``hook``, run as one batch job as the relay hands it; their ids."""
+    async with database.tenant(tenant_id) as session:
+        deliveries = [await service.send_test(session, hook.id, acting=ACTOR) for _ in range(count)]
+    async with database.system() as session:
+        rows = (await session.execute(select(OutboxEntry).where(
+            OutboxEntry.tenant_id == tenant_id, OutboxEntry.job == service.DELIVER_JOB,
+            OutboxEntry.completed_at.is_(None)))).scalars().all()
+    async with database.provider(tenant_id) as session:
+        await run_batch(session, REGISTRY[service.DELIVER_JOB], tenant_id,
+                        [BatchItem(row.payload, row.id, 1) for row in rows])
+    async with database.system() as session:  # settled: the next batch of this tenant takes only its own
+        for row in rows:
+            (await session.get(OutboxEntry, (row.tenant_id, row.id))).completed_at = datetime.now(UTC)
+    return [d.message_id for d in deliveries]
+
+
+async def test_the_next_batch_of_a_tenant_posts_over_the_kept_connections_and_no_other_tenant_does(
+        database, tenants, receiver, loopback):
+    """A lane's connection outlives its job: the tenant's next batch to the same receiver reuses it (no new
+    connect, outbound check or TLS handshake). Another tenant's batch to the very same origin never gets it."""
+    previous = set_port(Channel.WEBHOOK, WebhookPort(settings=loopback, total_timeout=30.0))
+    a, b = tenants.a.id, tenants.b.id
+    hook_a = await endpoint(database, a, receiver, "/kept-a", loopback)
+    hook_b = await endpoint(database, b, receiver, "/kept-b", loopback)
+    try:
+        first = await _one_batch(database, a, hook_a, 4)
+        second = await _one_batch(database, a, hook_a, 4)
+        theirs = await _one_batch(database, b, hook_b, 4)
+    finally:
+        set_port(Channel.WEBHOOK, previous)
+    got = receiver.at("/kept-a")
+    peers = {r.webhook_id: r.peer for r in got}
+    assert sorted(peers) == sorted(first + second) and all(r.verified for r in got)
+    first_peers, second_peers = {peers[i] for i in first}, {peers[i] for i in second}
+    assert second_peers <= first_peers  # the same connections, not new ones
+    their_peers = {r.peer for r in receiver.at("/kept-b")}
+    assert len(their_peers) >= 1 and not their_peers & (first_peers | second_peers)
+    assert len({r.webhook_id for r in receiver.at("/kept-b")}) == len(theirs)
+
+
+async def test_kept_clients_are_closed_when_idle_and_never_lent_under_other_settings(
+        database, tenants, receiver, loopback, monkeypatch):
+    import asyncio
+
+    from backoffice.tenants.webhooks import port
+
+    poster = WebhookPort(settings=loopback, total_timeout=30.0)
+    key = (tenants.a.id, "http://127.0.0.1:1")
+    async with poster.client(keep=key) as first:
+        pass
+    async with poster.client(keep=key) as again:
+        assert again is first  # lent again
+    other = WebhookPort(settings=loopback.model_copy(), total_timeout=30.0)
+    async with other.client(keep=key) as theirs:
+        assert theirs is not first  # made under other settings: a client of its own
+    async with poster.client(keep=(tenants.b.id, key[1])) as tenant_b:
+        assert tenant_b is not first
+    pool = port._kept[asyncio.get_running_loop()]
+    assert [k.client for k in pool[key]] == [first, theirs]
+    monkeypatch.setattr(port, "KEPT_SECONDS", 0.0)
+    port._swept.pop(asyncio.get_running_loop(), None)
+    async with poster.client(keep=(tenants.b.id, "http://127.0.0.1:2")):
+        assert key not in pool and first.is_closed and theirs.is_closed  # swept: idle for too long
