@@ -22,6 +22,7 @@ import asyncio
 
 import hashlib
 import html
+import secrets
 import uuid
 from email.generator import BytesGenerator
 from email.header import Header
@@ -156,7 +157,9 @@ def build_message(config: SmtpConfig, payload: dict[str, Any], *, effect_key: st
     for field in ("to", "subject", "text"):
         if not payload.get(field):
             raise DeliveryError(f"payload.{field}: missing", retryable=False)
-    message = MIMEMultipart("alternative", policy=POLICY)
+    # A boundary of our own: "=_" never occurs in a base64 body (both parts are), so the generator need not
+    # make one and compile a pattern to search the bodies for it, per message.
+    message = MIMEMultipart("alternative", boundary=f"=_bo_{secrets.token_hex(16)}", policy=POLICY)
     message["From"] = _address(config.sender_name or "", str(config.sender_address))
     message["To"] = _address(payload.get("to_name") or "", payload["to"])
     message["Subject"] = _text_header(payload["subject"])

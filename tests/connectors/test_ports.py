@@ -125,6 +125,10 @@ async def test_email_leaves_through_the_tenants_smtp_server_with_auth(database, 
     html = mail.get_body(("html",)).get_content()
     assert "<script>venceu</script>" in text
     assert "&lt;script&gt;venceu&lt;/script&gt;" in html and "<script>" not in html
+    # The boundary is ours ("=_..."), safe only because no part is sent as raw text: "=_" never occurs in
+    # base64 (nor in quoted-printable); a part in 8bit could contain it and end the part early.
+    assert mail.get_boundary().startswith("=_")
+    assert [part["Content-Transfer-Encoding"] for part in mail.get_payload()] == ["base64", "base64"]
     # Tenant B has no e-mail connector: nothing of A's reaches it, and A's server saw only A's mail.
     other = await send(database, tenants.b.id, Channel.EMAIL, EMAIL)
     assert len(inbox.messages) == 1
