@@ -148,10 +148,27 @@ class MemoryRateLimiter:
 # One command (EVALSHA, atomic like MULTI/EXEC): the count and the key's expiry, set once. A transaction
 # of INCR and EXPIRE cost 0.32-0.43 ms of the web process's CPU per API call, the script 0.20-0.25 ms.
 COUNT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
 return count
 """
+
+# A large budget is counted in process and reconciled with Redis: a hit sends what the process counted since
+# its last exchange once that reaches SLACK of the limit or SYNC_SECONDS have passed, and learns the count of
+# every process. Each process can then admit at most that many requests the others have not seen yet, so a
+# key's limit holds to within SLACK per web process (6 requests a minute on the default 600). A budget under
+# 1 / SLACK (100 a minute) is counted in Redis on every hit, exactly. The script call was 17% of the
+# single-event intake's CPU.
+SLACK = 0.01
+SYNC_SECONDS = 0.25
+
+
+@dataclass
+class _Local:
+    known: int = 0  # the count of every process, as Redis last answered it
+    pending: int = 0  # hits counted here since, not sent yet
+    synced_at: float = -math.inf
+    syncing: bool = False
 
 
 class RedisRateLimiter:
@@ -163,14 +180,43 @@ class RedisRateLimiter:
         self._clock = clock
         self._redis = redis_client(url)
         self._count = self._redis.register_script(COUNT_SCRIPT)
+        self._local: dict[str, _Local] = {}
+        self._monotonic = time.monotonic
 
     def key(self, tenant: str, what: str, start: int) -> str:
         return f"{self.namespace}:rl:{tenant}:{what}:{start}"
 
     async def hit(self, tenant: str, what: str, *, limit: int, window: int) -> Decision:
         start, reset = _window(window, self._clock())
-        count = int(await self._count(keys=[self.key(tenant, what, start)], args=[window + 1]))
+        key = self.key(tenant, what, start)
+        slack = int(limit * SLACK)
+        if slack < 1:  # a small budget: exact, a round trip per hit
+            count = await self._send(key, 1, window)
+            return Decision(count <= limit, limit, max(0, limit - count), reset)
+        local = self._local.get(key)
+        if local is None:
+            if len(self._local) > 10_000:  # drop finished windows
+                suffix = f":{start}"
+                self._local = {k: v for k, v in self._local.items() if k.endswith(suffix)}
+            local = self._local[key] = _Local()
+        local.pending += 1
+        count = local.known + local.pending
+        now = self._monotonic()
+        if not local.syncing and (local.pending >= slack or now - local.synced_at >= SYNC_SECONDS):
+            sent, local.pending, local.syncing = local.pending, 0, True
+            try:
+                total = await self._send(key, sent, window)
+            except BaseException:
+                local.pending += sent  # not counted in Redis: sent with the next exchange
+                raise
+            finally:
+                local.syncing = False
+            local.known, local.synced_at = max(local.known, total), now
+            count = local.known + local.pending
         return Decision(count <= limit, limit, max(0, limit - count), reset)
+
+    async def _send(self, key: str, hits: int, window: int) -> int:
+        return int(await self._count(keys=[key], args=[window + 1, hits]))
 
     async def attempt(self, tenant: str, what: str, *, limit: int, window: int) -> Attempt:
         """A sorted set of attempt times. Add first, then count, in one transaction: of any number of

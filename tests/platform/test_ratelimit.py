@@ -64,6 +64,77 @@ async def test_a_redis_window_key_expires_with_its_window_and_keeps_its_first_ex
         await limiter.close()
 
 
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_large_budget_is_counted_in_process_and_holds_across_processes(redis_available):
+    """Two web processes share a 1,000-a-minute budget: each counts in process and reconciles with Redis after
+    10 hits (1%) or 0.25 s, so requests cost no Redis call in between and the limit holds to within 10 a
+    process; each process learns the other's count at its next exchange."""
+    clock, ticks, namespace = Clock(), Ticks(), f"test-{uuid.uuid4().hex[:8]}"
+    one, two = (RedisRateLimiter(redis_available, namespace=namespace, clock=clock) for _ in range(2))
+    for limiter in (one, two):
+        limiter._monotonic = ticks
+    key = one.key("tenant-a", "key-1", int(clock.now) // 60 * 60)
+    try:
+        await one.hit("tenant-a", "key-1", limit=1000, window=60)  # a key's first hit asks Redis
+        assert int(await one._redis.get(key)) == 1
+        for _ in range(9):
+            await one.hit("tenant-a", "key-1", limit=1000, window=60)
+        assert int(await one._redis.get(key)) == 1  # nine hits, no Redis call
+        decision = await one.hit("tenant-a", "key-1", limit=1000, window=60)  # the tenth sends them
+        assert int(await one._redis.get(key)) == 11 and decision.remaining == 989
+        ticks.now += 0.3  # and time alone sends what is pending
+        await one.hit("tenant-a", "key-1", limit=1000, window=60)
+        assert int(await one._redis.get(key)) == 12
+
+        admitted = 12
+        for n in range(3000):
+            decision = await (one if n % 2 else two).hit("tenant-a", "key-1", limit=1000, window=60)
+            admitted += decision.allowed
+        assert 1000 - 10 <= admitted <= 1000 + 2 * 10  # the budget, give or take a process's slack
+        assert not decision.allowed and decision.headers()["Retry-After"]
+        # Another tenant's key of the same name is its own budget, in Redis too.
+        assert (await two.hit("tenant-b", "key-1", limit=1000, window=60)).remaining == 999
+        clock.now += 60  # a new window starts from nothing
+        assert (await one.hit("tenant-a", "key-1", limit=1000, window=60)).remaining == 999
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_hits_counted_in_process_are_sent_later_when_redis_fails(redis_available):
+    clock, ticks = Clock(), Ticks()
+    limiter = RedisRateLimiter(redis_available, namespace=f"test-{uuid.uuid4().hex[:8]}", clock=clock)
+    limiter._monotonic = ticks
+    key = limiter.key("t", "k", int(clock.now) // 60 * 60)
+    send = limiter._send
+    try:
+        await limiter.hit("t", "k", limit=1000, window=60)
+        for _ in range(9):
+            await limiter.hit("t", "k", limit=1000, window=60)
+
+        async def down(*_):
+            raise ConnectionError("Redis went away")
+
+        limiter._send = down
+        with pytest.raises(ConnectionError):
+            await limiter.hit("t", "k", limit=1000, window=60)  # ten pending: their exchange fails
+        limiter._send = send
+        ticks.now += 1
+        await limiter.hit("t", "k", limit=1000, window=60)
+        assert int(await limiter._redis.get(key)) == 12  # nothing counted here was lost
+    finally:
+        await limiter.close()
+
+
 def test_keys_carry_the_namespace_and_tenant():
     limiter = MemoryRateLimiter(namespace="ns")
     assert limiter.key("t1", "k1", 60) == "ns:rl:t1:k1:60"
