@@ -144,7 +144,9 @@ def _engine(url: str, settings: Settings, *, autocommit: bool = False) -> AsyncE
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        # The one-statement calls wait for one of theirs rather than open a connection to close it again at
+        # once: under a burst, an overflow connection per call was a connect (and a server process) each.
+        max_overflow=0 if autocommit else settings.db_pool_size,
         # No pre-ping: it costs a round trip on every checkout. A connection the server dropped fails on
         # its first statement instead, which invalidates the pool's older connections, and every unit of
         # work tries that statement once more (Database._unit, platform/db/retry.py).
