@@ -141,6 +141,7 @@ class SignedPost:
         except BaseException:
             await client.aclose()
             raise
+        idle = pool.setdefault(keep, [])  # a sweep meanwhile may have dropped the key's emptied list
         if len(idle) < KEPT_PER_KEY and not client.is_closed:
             idle.append(_Kept(client, settings, time.monotonic()))
         else:
