@@ -170,13 +170,16 @@ async def _sweep(loop: asyncio.AbstractEventLoop, pool: dict[tuple, list[_Kept]]
     if now - _swept.get(loop, 0.0) < 1.0:
         return
     _swept[loop] = now
+    # Out of the pool first, all of them, then closed: while one closes, a lane could otherwise lend another.
+    stale: list[_Kept] = []
     for key in list(pool):
-        stale = [kept for kept in pool[key] if now - kept.idle_since > KEPT_SECONDS]
-        for kept in stale:
-            pool[key].remove(kept)
-            await kept.client.aclose()
-        if not pool[key]:
+        idle = pool[key]
+        stale += [kept for kept in idle if now - kept.idle_since > KEPT_SECONDS]
+        idle[:] = [kept for kept in idle if now - kept.idle_since <= KEPT_SECONDS]
+        if not idle:
             del pool[key]
+    for kept in stale:
+        await kept.client.aclose()
 
 
 @dataclass
