@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -131,16 +132,21 @@ async def database(backend: Backend, tmp_path) -> AsyncIterator[Database]:
 
 
 async def _truncate_all(owner_url: str) -> None:
-    engine = create_async_engine(owner_url)
+    """Empty every table (the schema stays), as the owner.
+
+    DELETE rather than TRUNCATE: a test leaves a handful of rows in a few of the ~45 tables, and TRUNCATE
+    gives every table a new file (~120 ms a test, ~80 s a run) where these DELETEs take ~15 ms. Replica
+    mode skips the foreign-key and append-only triggers, so the order does not matter and the audit log
+    empties too; RLS does not apply to the owner.
+    """
+    connection = await asyncpg.connect(owner_url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        async with engine.begin() as connection:
-            tables = (await connection.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            ))).scalars().all()
-            if tables:
-                await connection.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+        tables = [row[0] for row in await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
+        await connection.execute("BEGIN; SET LOCAL session_replication_role = replica; "
+                                 + "".join(f'DELETE FROM "{table}"; ' for table in tables) + "COMMIT")
     finally:
-        await engine.dispose()
+        await connection.close()
 
 
 @dataclass
