@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from litestar import Response, Router, get, post
-from litestar.datastructures import State
+from litestar import Request, Response, Router, get, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,10 +26,10 @@ BATCH_MAX_BODY = 16 * 1024 * 1024
 
 @endpoint(post, "/", scope="events:write", operation_id="createEvent", status_code=202,
           description="Store one event (deduplicated on source + external_id) for processing.")
-async def create(data: dict[str, Any], principal: ApiPrincipal, state: State) -> EventAccepted:
+async def create(data: dict[str, Any], principal: ApiPrincipal, request: Request) -> EventAccepted:
     # No session: the event and its outbox row go in one call that sets the key's tenant for itself.
     with metrics.intake("api") as counts:
-        result = await ingest_alone(state.database, principal.tenant_id, data)
+        result = await ingest_alone(request.app.state.database, principal.tenant_id, data)
         counts[result.status] += 1
     return EventAccepted(event_id=result.event_id, status=result.status)
 
