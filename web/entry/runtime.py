@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from backoffice.platform.db.migrate import upgrade
 from backoffice.platform.db.session import Database
+from backoffice.platform.heap import freeze_startup_objects
 from backoffice.platform.logs import configure_logging
 from backoffice.platform.metrics import serve
 from backoffice.platform.outbox.relay import stop_background as stop_relay
@@ -46,7 +47,9 @@ def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory backoffice.web.entry.runtime:app_from_env`` (the web processes)."""
     configure_logging(get_settings())
     compose()
-    return create_app()
+    app = create_app()
+    freeze_startup_objects()  # platform/heap.py: full collections stop walking the app
+    return app
 
 
 def run_worker(settings: Settings, processes: int) -> None:
@@ -78,6 +81,7 @@ def run_scheduler(settings: Settings) -> None:
     compose()
     if settings.metrics_port:
         serve(settings.metrics_port)
+    freeze_startup_objects()
 
     async def main() -> None:
         database = Database(settings)
@@ -141,4 +145,5 @@ def run_embedded(settings: Settings, *, seed: bool = True) -> None:
         await asyncio.to_thread(worker.stop)
 
     app = create_app(settings, broker=broker, on_startup=[start], on_shutdown=[stop])
+    freeze_startup_objects()
     uvicorn.run(app, **server_options(settings))
