@@ -123,7 +123,7 @@ def profile_workers(seconds: int):
         spy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
         children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
         for child in children:
-            subprocess.Popen([spy, "record", "-p", child, "-d", str(seconds), "-f", "raw", "-o",
+            subprocess.Popen([spy, "record", "--gil", "-p", child, "-d", str(seconds), "-f", "raw", "-o",
                               str(RESULTS / f"sweep-worker-{child}.txt")], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     return start
