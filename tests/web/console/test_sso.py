@@ -77,7 +77,7 @@ async def test_unknown_and_deactivated_people_and_foreign_answers_are_refused(da
             assert (await ConsoleBrowser(second).get(foreign)).status_code == 400
     async with database.system() as session:
         failures = (await session.execute(select(AuditEntry.detail).where(
-            AuditEntry.action == "staff.sign_in_failed"))).scalars().all()
+            AuditEntry.action == "staff.sign_in_failed").order_by(AuditEntry.occurred_at, AuditEntry.id))).scalars().all()
     assert [d["email"] for d in failures if d.get("step") == "oidc"] == ["stranger@provider.example",
                                                                          "ana@provider.example"]
 
