@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,20 +42,27 @@ async def _counts(database: Database, tenant_id: uuid.UUID) -> dict[str, int]:
         return await count_rows(session, tenant_id, await tenant_tables(session))
 
 
-async def _empty_database(backend, tmp_path: Path) -> Database:
-    """Another database at the latest migration, with nothing in it."""
+@asynccontextmanager
+async def _empty_database(backend, tmp_path: Path) -> AsyncIterator[Database]:
+    """Another database at the latest migration, with nothing in it; on PostgreSQL dropped afterwards."""
+    name = f"bo_test_{RUN_ID}_import"
     if backend.name == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
         settings = backend.settings.model_copy(update={
             "database_url": url, "system_database_url": url, "migration_database_url": url})
     else:
-        name = f"bo_test_{RUN_ID}_import"
         await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
         settings = backend.settings.model_copy(update={
             "database_url": pg_url(name, "backoffice_app"), "system_database_url": pg_url(name, "backoffice_system"),
             "migration_database_url": pg_url(name, services.PG_ADMIN_USER)})
     await asyncio.to_thread(upgrade, settings)
-    return Database(settings)
+    other = Database(settings)
+    try:
+        yield other
+    finally:
+        await other.dispose()
+        if backend.name != "sqlite":
+            await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_an_export_holds_every_row_of_one_tenant_and_none_of_another(database, tenants):
@@ -78,8 +87,7 @@ async def test_an_export_holds_every_row_of_one_tenant_and_none_of_another(datab
 async def test_an_export_imported_into_an_empty_database_gives_the_same_tenant_back(database, tenants, backend,
                                                                                   tmp_path):
     lines = await _export(database, "alfa")
-    other = await _empty_database(backend, tmp_path)
-    try:
+    async with _empty_database(backend, tmp_path) as other:
         async with other.system() as session:
             tenant = await import_tenant(session, lines, acting=ACTOR)
         assert tenant.id == tenants.a.id
@@ -96,20 +104,15 @@ async def test_an_export_imported_into_an_empty_database_gives_the_same_tenant_b
             async with other.system() as session:
                 await import_tenant(session, lines, acting=ACTOR)
         assert (await _counts(other, tenants.a.id))["customers"] == 2
-    finally:
-        await other.dispose()
 
 
 async def test_an_import_refuses_a_file_that_mixes_tenants_and_writes_nothing(database, tenants, backend, tmp_path):
     mixed = (await _export(database, "alfa")) + (await _export(database, "beta"))[1:2]
-    other = await _empty_database(backend, tmp_path)
-    try:
+    async with _empty_database(backend, tmp_path) as other:
         with pytest.raises(ValidationFailed, match="another tenant"):
             async with other.system() as session:
                 await import_tenant(session, mixed, acting=ACTOR)
         assert sum((await _counts(other, tenants.a.id)).values()) == 0
-    finally:
-        await other.dispose()
 
 
 async def test_a_purge_waits_for_suspension_and_grace_then_deletes_one_tenant_and_audits(database, tenants):
