@@ -7,8 +7,8 @@ special-purpose address registries, including the IPv6 forms that embed such an 
 
 The check runs twice. At save time (:func:`check_target`, :func:`check_host`) a refusal is a 422 naming
 the field. At connect time the address is resolved once, each resolved address checked, and the
-connection made to that checked address (:class:`CheckedTransport` for httpx, :func:`open_socket` for
-SMTP), with the original host name kept for the Host header, TLS SNI and certificate verification: DNS
+connection made to that checked address (:class:`CheckedTransport` for httpx, :func:`checked_connector`
+for aiohttp, :func:`open_socket` for SMTP), with the original host name kept for the Host header, TLS SNI and certificate verification: DNS
 that changes after the save, or between a check and a connect, cannot point a request inward.
 
 ``BACKOFFICE_ALLOW_PRIVATE_TARGETS`` turns the address rule off (the tests' provider stand-ins listen
@@ -25,6 +25,8 @@ import ssl
 import typing
 from urllib.parse import urlsplit
 
+import aiohttp
+import aiohttp.abc
 import httpcore
 import httpx
 
@@ -251,6 +253,52 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
             ssl_context=tls_context(), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=CheckedBackend(settings))
+
+
+class CheckedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver with the check inside: the host is resolved once (:func:`lookup`), every address
+    checked, and aiohttp connects to what this returns. aiohttp keeps the URL's host for the Host header,
+    TLS SNI and certificate verification. A name that does not resolve now is an ``OSError`` (aiohttp's
+    connect error, to retry); a refused address is :class:`TargetRefused`."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[aiohttp.abc.ResolveResult]:
+        try:
+            addresses = await resolve_checked(host, port, self.settings)
+        except Unresolvable as error:
+            raise OSError(str(error)) from None
+        return [{"hostname": host, "host": str(address), "port": port, "proto": 0,
+                 "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                 "flags": socket.AI_NUMERICHOST} for address in addresses]
+
+    async def close(self) -> None:
+        return None
+
+
+def _checked_socket(settings: Settings | None) -> typing.Callable[[typing.Any], socket.socket]:
+    """aiohttp's socket factory, called with the very address it is about to connect to: the last gate, for
+    the URLs whose host is an address (aiohttp does not ask the resolver about those)."""
+
+    def make(addr_info: typing.Any) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        if not (settings or get_settings()).allow_private_targets:
+            _refuse(str(sockaddr[0]), [ipaddress.ip_address(str(sockaddr[0]).split("%")[0])])
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return make
+
+
+def checked_connector(settings: Settings | None = None, *, limit: int = 100,
+                      keepalive_seconds: float = 5.0) -> aiohttp.TCPConnector:
+    """The aiohttp connector every aiohttp client of the platform uses: the checked resolver, the checked
+    socket factory, the shared TLS context; addresses tried one after another (a refusal is never raced
+    against a connect), nothing cached between connects."""
+    return aiohttp.TCPConnector(
+        resolver=CheckedResolver(settings), use_dns_cache=False, ssl=tls_context(), limit=limit,
+        keepalive_timeout=keepalive_seconds, happy_eyeballs_delay=None, socket_factory=_checked_socket(settings))
 
 
 async def open_socket(host: str, port: int, settings: Settings | None = None, *,

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import ipaddress
 
+import aiohttp
 import httpx
 import pytest
 
 from backoffice.platform.security import outbound
 from backoffice.platform.security.outbound import (
-    CheckedTransport, TargetRefused, Unresolvable, check_host, check_target, open_socket, refusal,
+    CheckedTransport, TargetRefused, Unresolvable, check_host, check_target, checked_connector, open_socket,
+    refusal,
 )
 from backoffice.platform.settings import Settings
 from tests.connectors.conftest import Answer, Provider, serving
@@ -185,6 +187,47 @@ async def test_a_name_that_does_not_resolve_is_a_connect_error_to_retry(tmp_path
     async with httpx.AsyncClient(transport=CheckedTransport(_settings(tmp_path))) as client:
         with pytest.raises(httpx.ConnectError, match="cannot resolve"):
             await client.get("https://gone.example.com/")
+
+
+def _aiohttp(settings: Settings) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=checked_connector(settings), timeout=aiohttp.ClientTimeout(total=5))
+
+
+async def test_the_aiohttp_connector_refuses_at_connect_time_what_resolves_inward(tmp_path, dns, stand_in):
+    """The webhooks' client: a name is judged by what it resolves to, an address in the URL by itself
+    (aiohttp never asks a resolver about one: the socket factory is that gate)."""
+    port = int(stand_in.url.rsplit(":", 1)[1])
+    dns["rebound.example.com"] = ["127.0.0.1"]
+    dns["cgnat.example.com"] = ["100.64.0.1"]
+    async with _aiohttp(_settings(tmp_path)) as session:
+        with pytest.raises(TargetRefused, match="rebound.example.com resolves to 127.0.0.1"):
+            await session.get(f"http://rebound.example.com:{port}/ping")
+        with pytest.raises(TargetRefused, match="127.0.0.1 is not a public address: loopback"):
+            await session.get(f"http://127.0.0.1:{port}/ping")
+        with pytest.raises(TargetRefused, match="::1 is not a public address: loopback"):
+            await session.get(f"http://[::1]:{port}/ping")
+        with pytest.raises(TargetRefused, match="carrier-grade NAT"):
+            await session.get("http://cgnat.example.com/")
+        with pytest.raises(TargetRefused, match="IPv4-mapped form of 127.0.0.1"):
+            await session.get(f"http://[::ffff:127.0.0.1]:{port}/ping")
+    assert stand_in.seen == []
+
+
+async def test_the_aiohttp_connector_connects_to_the_address_that_was_checked(tmp_path, dns, stand_in):
+    port = int(stand_in.url.rsplit(":", 1)[1])
+    dns["provider.test"] = ["127.0.0.1"]
+    async with _aiohttp(_settings(tmp_path, allow_private_targets=True)) as session:
+        async with session.get(f"http://provider.test:{port}/ping") as response:
+            assert await response.json() == {"pong": True}
+    assert stand_in.seen[0].headers["host"] == f"provider.test:{port}"
+    assert dns.calls == ["provider.test"]  # resolved once, by the check, for the one connection
+
+
+async def test_with_the_aiohttp_connector_a_name_that_does_not_resolve_is_a_connect_error_to_retry(tmp_path, dns):
+    async with _aiohttp(_settings(tmp_path)) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as failed:
+            await session.get("https://gone.example.com/")
+    assert "cannot resolve gone.example.com" in str(failed.value.os_error)
 
 
 async def test_sockets_for_smtp_are_opened_to_the_checked_address_only(tmp_path, dns, stand_in):
