@@ -229,6 +229,16 @@ def env_for_subprocess(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+async def kept_webhook_clients_closed():
+    """The webhook lanes' kept-alive clients on the session's event loop are closed at its end, as a worker's
+    shutdown closes those of its loop (left to the collector, each prints "Unclosed client session")."""
+    from backoffice.tenants.webhooks.port import close_kept
+
+    yield
+    await close_kept()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashing():
     """argon2id at its production cost (~130 ms a hash on two cores) would be most of the suite's
     time: every tenant fixture hashes four passwords. In this process only, hash with argon2's

@@ -20,7 +20,7 @@ from backoffice.platform.outbox.service import complete_outbox_entry, settle_out
 from backoffice.platform.settings import Settings
 from backoffice.platform.worker.logcontext import JobLogContext
 from backoffice.platform.worker.metrics import JobMetrics
-from backoffice.platform.worker.middleware import DatabaseSessions, MissingTenant, TenantContext
+from backoffice.platform.worker.middleware import DatabaseSessions, LoopResources, MissingTenant, TenantContext
 from backoffice.platform.worker.share import running, turn
 from backoffice.platform.worker.jobs import REGISTRY, BatchItem, BatchOutcome, JobSpec
 
@@ -47,7 +47,8 @@ def build_broker(
         broker = StubBroker()
         broker.emit_after("process_boot")
     sessions = DatabaseSessions(settings, database)
-    for middleware in (AsyncIO(), CurrentMessage(), JobLogContext(), TenantContext(), JobMetrics(), sessions):
+    for middleware in (AsyncIO(), LoopResources(), CurrentMessage(), JobLogContext(), TenantContext(), JobMetrics(),
+                       sessions):
         broker.add_middleware(middleware)
     for spec in REGISTRY.values():
         _declare(broker, spec, sessions)

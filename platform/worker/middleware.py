@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware, SkipMessage
 
 from backoffice.platform.db.session import Database
@@ -68,3 +70,31 @@ class DatabaseSessions(Middleware):
     def after_worker_shutdown(self, broker, worker) -> None:
         # Engines hold connections of the worker's event loop; dropping the reference closes them.
         self.database = None
+
+
+# What jobs keep open on the worker's event loop from one job to the next (the webhook port's kept-alive
+# clients), each an async function that closes this loop's share. Filled by the composition root.
+_CLOSERS: list[Callable[[], Awaitable[None]]] = []
+
+
+def close_at_worker_shutdown(closer: Callable[[], Awaitable[None]]) -> None:
+    """Have ``closer`` run on the worker's event loop when the worker shuts down, before the loop stops."""
+    if closer not in _CLOSERS:
+        _CLOSERS.append(closer)
+
+
+class LoopResources(Middleware):
+    """Closes what the jobs kept open on the event loop, once the worker's threads have stopped and while the
+    loop still runs (dramatiq calls ``after_*`` hooks in reverse order: this one before the AsyncIO
+    middleware's, which stops the loop). Left to the garbage collector, each kept client logged an error
+    at every worker shutdown."""
+
+    def after_worker_shutdown(self, broker, worker) -> None:
+        thread = get_event_loop_thread()
+        if thread is None:
+            return
+        for closer in _CLOSERS:
+            try:
+                thread.run_coroutine(closer())
+            except Exception:  # the next closer still runs; the process is stopping anyway
+                log.exception("closing %s at worker shutdown failed", getattr(closer, "__qualname__", closer))

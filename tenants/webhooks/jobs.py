@@ -20,7 +20,7 @@ import random
 import uuid
 from datetime import timedelta
 
-import httpx
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform import clock, metrics
@@ -110,7 +110,7 @@ async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
         first = sends[indexes[0]][1]
         try:
             keep = (first.tenant_id, origin(first.url))
-        except httpx.InvalidURL:
+        except ValueError:
             keep = None  # its posts fail one by one, each recorded with its reason
         async with transport.client(keep=keep) as client:
             for index in indexes:
@@ -132,16 +132,25 @@ async def _deliver_all(session: AsyncSession, deliveries: list[WebhookDelivery],
         await _record(session, delivery, endpoint, answer)
 
 
+def _transport_reason(error: BaseException) -> str:
+    """What the console shows for a post that got no answer: said plainly, with the receiver's address."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        cause = error.os_error.strerror or str(error.os_error) or str(error)
+        return f"cannot connect to {error.host}:{error.port}: {cause}"
+    return f"{type(error).__name__}: {error}"
+
+
 async def _record(session: AsyncSession, delivery: WebhookDelivery, endpoint: WebhookEndpoint,
                   answer: Answer | BaseException) -> None:
     if isinstance(answer, TargetRefused):
         delivery.last_status_code = None
         await _failed(session, delivery, endpoint, f"target refused: {answer}", retryable=False)
         return
-    if isinstance(answer, (httpx.HTTPError, TimeoutError, OSError)):
+    if isinstance(answer, (aiohttp.ClientError, TimeoutError, OSError)):
         delivery.last_status_code = None
-        reason = "timed out" if isinstance(answer, (TimeoutError, httpx.TimeoutException)) else \
-            f"{type(answer).__name__}: {answer}"
+        reason = _transport_reason(answer)
         await _failed(session, delivery, endpoint, reason, retryable=True)
         return
     if isinstance(answer, BaseException):  # not a transport failure: a bug, raised as before

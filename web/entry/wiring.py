@@ -22,6 +22,7 @@ from backoffice.platform.outbox.exhausted import on_give_up
 from backoffice.platform.scheduler.service import register_loops
 from backoffice.platform.timers.service import EventSink, install_sink
 from backoffice.platform.worker.jobs import register_jobs
+from backoffice.platform.worker.middleware import close_at_worker_shutdown
 from backoffice.tenants.connections import install_directory
 from backoffice.tenants.customers import census
 from backoffice.tenants.effects import jobs as effect_jobs
@@ -46,6 +47,7 @@ from backoffice.tenants.staff.second_factor import SECRET_COLUMN as STAFF_TOTP_S
 from backoffice.tenants.timeline import messages
 from backoffice.tenants.users.oidc import SECRET_COLUMN as SSO_SECRETS
 from backoffice.tenants.webhooks import jobs as webhook_jobs
+from backoffice.tenants.webhooks import port as webhook_port
 from backoffice.tenants.webhooks.service import SECRET_COLUMN as WEBHOOK_SECRETS
 from backoffice.web.entry import loops
 from backoffice.web.portal.render import translations
@@ -74,6 +76,7 @@ def compose() -> None:
     engine.register_handlers(*PROCESS_STEPS)
     register_jobs(*JOBS)
     register_loops(loops)
+    close_at_worker_shutdown(webhook_port.close_kept)  # the webhook lanes' kept-alive clients
     # The kernel's ports: timers become events through the domain's intake; when the outbox gives up on a
     # job's row, the domain marks what failed (the event in the same transaction, a routine's item after).
     install_sink(EventSink(validate=intake.validate, ingest=intake.ingest_batch, max_batch=intake.MAX_BATCH))
