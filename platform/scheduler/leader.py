@@ -33,8 +33,11 @@ class Leadership:
 
     def _lock_engine(self) -> AsyncEngine:
         if self._engine is None:
-            self._engine = create_async_engine(self.database.settings.system_database_url, poolclass=NullPool,
-                                               connect_args={"timeout": ATTEMPT_SECONDS})
+            # Named apart from the pools' "backoffice" so pg_stat_activity shows which connection holds the lock.
+            self._engine = create_async_engine(
+                self.database.settings.system_database_url, poolclass=NullPool,
+                connect_args={"timeout": ATTEMPT_SECONDS,
+                              "server_settings": {"application_name": "backoffice-leader"}})
         return self._engine
 
     async def try_acquire(self) -> bool:

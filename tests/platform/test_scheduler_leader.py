@@ -61,6 +61,10 @@ async def test_the_standby_takes_over_when_the_leaders_connection_dies(two_proce
     admin = create_async_engine(backend.owner_url)
     try:
         async with admin.connect() as connection:
+            # An operator looking at pg_stat_activity tells the lock's connection from the pools'.
+            named = await connection.scalar(text("SELECT application_name FROM pg_stat_activity WHERE pid = :pid"),
+                                            {"pid": leader_pid})
+            assert named == "backoffice-leader"
             await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": leader_pid})
     finally:
         await admin.dispose()
