@@ -121,10 +121,11 @@ class SignedPost:
         # No redirects (per post, below): a 3xx to an internal address would walk around the SSRF check. The
         # connector resolves the host, checks the address and connects to that address (no DNS rebinding in
         # between). No cookies kept between posts, nothing from the environment (a proxy would make the check
-        # judge the proxy), no decompression of what the receiver answers.
+        # judge the proxy), no decompression of what the receiver answers. The connect timeout spans the name's
+        # resolution and check, the TCP connect and the TLS handshake; the total, the whole post.
         return aiohttp.ClientSession(
             connector=checked_connector(self.effective_settings, limit=1, keepalive_seconds=KEEPALIVE_SECONDS),
-            timeout=aiohttp.ClientTimeout(total=self.total_timeout, sock_connect=self.connect_timeout),
+            timeout=aiohttp.ClientTimeout(total=self.total_timeout, connect=self.connect_timeout),
             cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False)
 
     @asynccontextmanager
