@@ -34,7 +34,10 @@ async def test_a_hostile_template_is_refused_fast_naming_the_field(client, tenan
     path = f"/api/v1/staff/tenants/{tenants.a.id}/policy"
     started = time.monotonic()
     response = await client.patch(path, headers=admin, json=templates_change(HOSTILE))
-    assert time.monotonic() - started < 1.0
+    # Seconds, not the minutes that one `**` ran for. The check's own cost is bounded tightly, in this thread's
+    # CPU, by tests/tenants/policies/test_templates.py; a wall-clock second here failed once on a loaded machine
+    # (1.06 s for the whole request: the token, the policy read and the check of every template).
+    assert time.monotonic() - started < 5.0
     assert response.status_code == 422, response.text
     [error] = response.json()["errors"]
     assert error["field"] == "templates.customer.started.pt-BR.body"
