@@ -8,8 +8,9 @@ special-purpose address registries, including the IPv6 forms that embed such an 
 The check runs twice. At save time (:func:`check_target`, :func:`check_host`) a refusal is a 422 naming
 the field. At connect time the address is resolved once, each resolved address checked, and the
 connection made to that checked address (:class:`CheckedTransport` for httpx, :func:`checked_connector`
-for aiohttp, :func:`open_socket` for SMTP), with the original host name kept for the Host header, TLS SNI and certificate verification: DNS
-that changes after the save, or between a check and a connect, cannot point a request inward.
+for aiohttp, :func:`open_socket` for SMTP), with the original host name kept for the Host header, TLS SNI
+and certificate verification: DNS that changes after the save, or between a check and a connect, cannot
+point a request inward.
 
 ``BACKOFFICE_ALLOW_PRIVATE_TARGETS`` turns the address rule off (the tests' provider stand-ins listen
 on loopback); connections still go to the address resolved for them.
