@@ -11,7 +11,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AsyncIO, CurrentMessage
+from dramatiq.middleware import AsyncIO, CurrentMessage, TimeLimit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.platform.db.session import Database, NotFound
@@ -31,6 +31,27 @@ RECOVERED_QUEUE = "recovered"
 log = logging.getLogger(__name__)
 
 
+_time_limit: TimeLimit | None = None
+
+
+def _boot_in_process(broker: StubBroker) -> None:
+    """Boot an in-process broker as the dramatiq CLI boots a worker process, with one TimeLimit per process.
+
+    Booting starts TimeLimit's watchdog, a thread dramatiq never stops. The embedded runtime builds one
+    broker, but a web app built without one builds its own (the suite builds hundreds): every broker after
+    the first takes the process's TimeLimit instead of booting its own. Each watchdog wakes every second and
+    waits for the interpreter lock; six hundred of them slowed a test run by a third and failed its timing
+    tests.
+    """
+    global _time_limit
+    own = next(m for m in broker.middleware if isinstance(m, TimeLimit))
+    if _time_limit is None:
+        _time_limit = own
+        broker.emit_after("process_boot")
+    else:
+        broker.middleware[broker.middleware.index(own)] = _time_limit
+
+
 def build_broker(
     settings: Settings, *, database: Database | None = None, namespace: str = NAMESPACE
 ) -> dramatiq.Broker:
@@ -45,7 +66,7 @@ def build_broker(
         broker: dramatiq.Broker = RedisBroker(url=settings.broker_url, namespace=namespace)
     else:
         broker = StubBroker()
-        broker.emit_after("process_boot")
+        _boot_in_process(broker)
     sessions = DatabaseSessions(settings, database)
     for middleware in (AsyncIO(), LoopResources(), CurrentMessage(), JobLogContext(), TenantContext(), JobMetrics(),
                        sessions):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import TimeLimit
 from sqlalchemy import select
 
+from backoffice.platform.settings import Settings
 from backoffice.platform.worker.broker import build_broker, enqueue
 from backoffice.platform.worker.context import current_tenant
 from backoffice.platform.worker.middleware import MissingTenant
@@ -146,3 +149,13 @@ async def test_a_job_that_raises_leaves_nothing_it_wrote(database, tenants, work
 
 
 register_jobs(look_around, write_then_fail)  # declared here, registered as the composition root does
+
+
+def test_in_process_brokers_share_one_time_limit_watchdog(tmp_path):
+    """Booting a broker starts TimeLimit's watchdog, a thread dramatiq never stops; every web app built without
+    a broker builds an in-process one. The process keeps one watchdog, whatever the number of brokers."""
+    brokers = [build_broker(Settings(data_dir=tmp_path)) for _ in range(5)]
+    limits = {id(m) for broker in brokers for m in broker.middleware if isinstance(m, TimeLimit)}
+    assert len(limits) == 1
+    watchdogs = [t for t in threading.enumerate() if type(t).__name__ == "_CtypesTimeoutManager"]
+    assert len(watchdogs) == 1 and watchdogs[0].is_alive()
