@@ -106,8 +106,9 @@ class SignedPost:
     HTTP answer (2xx or not) is returned for the caller to judge.
 
     The client is aiohttp's, not httpx's as elsewhere: a worker under a backlog posts a webhook per event,
-    and httpx spent ~0.7 ms of CPU on each post over a kept-alive connection against aiohttp's ~0.2 ms
-    (tests/perf/README.md). The outbound check is the same one (``checked_connector``)."""
+    and httpx spent 0.78 ms of CPU on each post over a kept-alive connection against aiohttp's 0.28 ms
+    (tests/perf/bench_webhook_lanes.py, figures in tests/perf/README.md). The outbound check is the same one
+    (``checked_connector``)."""
 
     settings: Settings | None = None
     connect_timeout: float = 5.0
@@ -175,11 +176,8 @@ class SignedPost:
                    "content-type": "application/json", "user-agent": USER_AGENT}
         async with asyncio.timeout(self.total_timeout):
             async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
-                head = await response.content.read(SNIPPET_BYTES)
-                while len(head) < SNIPPET_BYTES and not response.content.at_eof():
-                    more = await response.content.read(SNIPPET_BYTES - len(head))
-                    if not more:
-                        break
+                head = b""
+                while len(head) < SNIPPET_BYTES and (more := await response.content.read(SNIPPET_BYTES - len(head))):
                     head += more
                 if not response.content.at_eof():
                     response.close()  # more than the snippet: not read, and the connection not kept
