@@ -438,10 +438,13 @@ def serving(fake: FakeAsaas) -> Iterator[FakeAsaas]:
 
 @contextmanager
 def gateway_options(database, **http_options: Any) -> Iterator[ConnectorDirectory]:
-    """The routines' connection directory with short timeouts and backoff, reading the connectors' secrets
-    with the test database's settings (workers use the process's), put back as it was afterwards."""
+    """The routines' connection directory with short backoff, reading the connectors' secrets with the test
+    database's settings (workers use the process's), put back as it was afterwards.
+
+    No test through it plays a slow provider, so its timeout is not FAST_HTTP's half second: on a loaded
+    machine a call to the stand-in once took longer, and a billing test saw a timeout it was not about."""
     directory = ConnectorDirectory(DOMAIN_PORTS, settings=connector_settings(database),
-                                   **{**FAST_HTTP, **http_options})
+                                   **{**FAST_HTTP, "timeout": 5.0, **http_options})
     previous = install_directory(directory)
     try:
         yield directory
